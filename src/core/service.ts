@@ -1,0 +1,74 @@
+/**
+ * What the front-ends (HTTP, gRPC) need from the server core. The core implements it; the
+ * front-ends know nothing else of the host, so they can be tested and replaced on their own.
+ * Every method that fails throws a StubhostError (src/errors.ts).
+ */
+import type { InferRequest, InferResult, TensorSpec } from './types.js';
+
+export interface ServerMetadata {
+  name: string;
+  version: string;
+  extensions: string[];
+}
+
+export interface ModelMetadata {
+  name: string;
+  versions: string[];
+  platform: string;
+  inputs: { name: string; datatype: string; shape: number[] }[];
+  outputs: { name: string; datatype: string; shape: number[] }[];
+}
+
+export interface RepositoryIndexEntry {
+  name: string;
+  version?: string;
+  /** Triton's states: UNKNOWN, READY, UNAVAILABLE, LOADING, UNLOADING. */
+  state: string;
+  reason: string;
+}
+
+/** The parts of a loaded model's config that request validation needs. */
+export interface ModelIOContract {
+  name: string;
+  version: string;
+  maxBatchSize: number;
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+  decoupled: boolean;
+}
+
+/** Triton's statistics extension shape (`/v2/models/{m}/stats`), one entry per model version. */
+export interface ModelStatistics {
+  name: string;
+  version: string;
+  last_inference: number;
+  inference_count: number;
+  execution_count: number;
+  inference_stats: Record<'success' | 'fail' | 'queue' | 'compute_input' | 'compute_infer' | 'compute_output' | 'cache_hit' | 'cache_miss', { count: number; ns: number }>;
+  batch_stats: { batch_size: number; compute_input: { count: number; ns: number }; compute_infer: { count: number; ns: number }; compute_output: { count: number; ns: number } }[];
+  memory_usage: unknown[];
+}
+
+export interface InferenceService {
+  isLive(): boolean;
+  /** Ready: the server is up and every model that should be loaded is ready. */
+  isReady(): boolean;
+  serverMetadata(): ServerMetadata;
+  modelMetadata(name: string, version?: string): ModelMetadata;
+  modelReady(name: string, version?: string): boolean;
+  /** The model's completed config in Triton's JSON form (snake_case fields). */
+  modelConfig(name: string, version?: string): Record<string, unknown>;
+  /** The IO contract the front-end validates a request against before it reaches a stub. */
+  modelContract(name: string, version?: string): ModelIOContract;
+  modelStatistics(name?: string, version?: string): ModelStatistics[];
+  /** One request, one response (non-decoupled models, or decoupled ones that send exactly one). */
+  infer(request: InferRequest): Promise<InferResult>;
+  /** 0..n responses (decoupled models); non-decoupled models yield exactly one. */
+  inferStream(request: InferRequest): AsyncIterable<InferResult>;
+  repositoryIndex(readyOnly?: boolean): RepositoryIndexEntry[];
+  /** Loads or reloads a model; `config` is a JSON config override as Triton's load API allows. */
+  loadModel(name: string, options?: { config?: string; files?: Record<string, Uint8Array> }): Promise<void>;
+  unloadModel(name: string, options?: { unloadDependents?: boolean }): Promise<void>;
+  /** Triton's `/v2/logging` settings. */
+  logSettings(update?: Record<string, unknown>): Record<string, unknown>;
+}

@@ -1,0 +1,68 @@
+/**
+ * The neutral shapes of inference work inside the host: what the HTTP and gRPC front-ends
+ * produce, what schedulers queue, what the stub manager sends over shared memory.
+ */
+import type { DataType, NumericTypedArray } from './dtypes.js';
+
+export type ParamValue = string | number | boolean;
+export type Parameters = Record<string, ParamValue>;
+
+/** One tensor: numeric data as a typed array, BYTES as one Uint8Array per element. */
+export interface TensorValue {
+  name: string;
+  datatype: DataType;
+  shape: number[];
+  data: NumericTypedArray | Uint8Array[];
+  parameters?: Parameters;
+}
+
+/** An output the client asked for, with the HTTP binary-data choice it made. */
+export interface RequestedOutput {
+  name: string;
+  /** HTTP: send this output as binary data after the JSON header. */
+  binary?: boolean;
+  parameters?: Parameters;
+}
+
+export interface InferRequest {
+  /** The client's request id, echoed in the response ('' when none was given). */
+  id: string;
+  modelName: string;
+  /** Undefined: the version the version policy marks as the one to serve (the highest loaded). */
+  modelVersion?: number;
+  inputs: TensorValue[];
+  /** Undefined or empty: every output of the model. */
+  outputs?: RequestedOutput[];
+  parameters: Parameters;
+  /** 0 means the model's default priority level. Lower numbers run first. */
+  priority: number;
+  /** Queue timeout in microseconds, 0 for none. */
+  timeoutUs: number;
+  /** Sequence (stateful) requests: the correlation id, and start/end flags. */
+  correlationId?: string | bigint;
+  sequenceStart?: boolean;
+  sequenceEnd?: boolean;
+  /** Aborted when the client goes away or the request is cancelled. */
+  signal?: AbortSignal;
+}
+
+export interface InferResult {
+  modelName: string;
+  modelVersion: string;
+  id: string;
+  outputs: TensorValue[];
+  parameters?: Parameters;
+}
+
+/**
+ * One input or output as the model's config declares it, normalised: `dims` exclude the batch
+ * dimension (it is added when `maxBatchSize > 0`), -1 is a wildcard.
+ */
+export interface TensorSpec {
+  name: string;
+  datatype: DataType;
+  dims: number[];
+  /** The shape the model sees, when the config reshapes the tensor. */
+  reshape?: number[];
+  optional?: boolean;
+}

@@ -1,0 +1,87 @@
+/**
+ * The one error catalogue: stable codes, an HTTP status and a gRPC status for each.
+ * Errors cross the shared-memory queues as `{ code, message }` and become statuses only at the
+ * HTTP/gRPC edge (see `httpStatusOf` / `grpcStatusOf`).
+ */
+
+export const ERROR_CODES = {
+  STUBHOST_INVALID_ARG: { http: 400, grpc: 3 /* INVALID_ARGUMENT */ },
+  STUBHOST_INVALID_INPUT: { http: 400, grpc: 3 },
+  STUBHOST_NOT_FOUND: { http: 404, grpc: 5 /* NOT_FOUND */ },
+  STUBHOST_MODEL_NOT_FOUND: { http: 404, grpc: 5 },
+  STUBHOST_MODEL_NOT_READY: { http: 503, grpc: 14 /* UNAVAILABLE */ },
+  STUBHOST_UNAVAILABLE: { http: 503, grpc: 14 },
+  STUBHOST_QUEUE_FULL: { http: 503, grpc: 14 },
+  STUBHOST_BODY_TOO_LARGE: { http: 413, grpc: 8 /* RESOURCE_EXHAUSTED */ },
+  STUBHOST_ARENA_FULL: { http: 503, grpc: 8 },
+  STUBHOST_TIMEOUT: { http: 504, grpc: 4 /* DEADLINE_EXCEEDED */ },
+  STUBHOST_CANCELLED: { http: 499, grpc: 1 /* CANCELLED */ },
+  STUBHOST_UNSUPPORTED: { http: 400, grpc: 12 /* UNIMPLEMENTED */ },
+  STUBHOST_STUB_DIED: { http: 500, grpc: 13 /* INTERNAL */ },
+  STUBHOST_STUB_UNHEALTHY: { http: 500, grpc: 13 },
+  STUBHOST_MODEL_ERROR: { http: 500, grpc: 13 },
+  STUBHOST_CONFIG: { http: 400, grpc: 3 },
+  STUBHOST_LOAD_FAILED: { http: 400, grpc: 13 },
+  STUBHOST_PROTOCOL: { http: 500, grpc: 13 },
+  STUBHOST_CLOSED: { http: 503, grpc: 14 },
+  STUBHOST_INTERNAL: { http: 500, grpc: 13 },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** The form an error takes on the shared-memory queues and in logs. */
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+}
+
+export class StubhostError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StubhostError';
+    this.code = code;
+  }
+
+  get httpStatus(): number {
+    return ERROR_CODES[this.code].http;
+  }
+
+  get grpcStatus(): number {
+    return ERROR_CODES[this.code].grpc;
+  }
+
+  toBody(): ErrorBody {
+    return { code: this.code, message: this.message };
+  }
+
+  static fromBody(body: ErrorBody): StubhostError {
+    const code = body.code in ERROR_CODES ? body.code : 'STUBHOST_INTERNAL';
+    return new StubhostError(code, body.message);
+  }
+}
+
+/** Model code reports errors with ModelError codes (DESIGN.md); this maps them to the catalogue. */
+export const MODEL_ERROR_CODES: Record<string, ErrorCode> = {
+  INVALID_ARG: 'STUBHOST_INVALID_ARG',
+  INTERNAL: 'STUBHOST_MODEL_ERROR',
+  NOT_FOUND: 'STUBHOST_NOT_FOUND',
+  UNAVAILABLE: 'STUBHOST_UNAVAILABLE',
+  UNSUPPORTED: 'STUBHOST_UNSUPPORTED',
+  CANCELLED: 'STUBHOST_CANCELLED',
+  TIMEOUT: 'STUBHOST_TIMEOUT',
+};
+
+export function toStubhostError(err: unknown, fallback: ErrorCode = 'STUBHOST_INTERNAL'): StubhostError {
+  if (err instanceof StubhostError) return err;
+  if (err instanceof Error) return new StubhostError(fallback, err.message, { cause: err });
+  return new StubhostError(fallback, String(err));
+}
+
+export function httpStatusOf(err: unknown): number {
+  return err instanceof StubhostError ? err.httpStatus : 500;
+}
+
+export function grpcStatusOf(err: unknown): number {
+  return err instanceof StubhostError ? err.grpcStatus : 13;
+}
