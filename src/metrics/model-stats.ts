@@ -1,0 +1,215 @@
+/**
+ * Per-(model, version) statistics, kept the way Triton's InferenceStatsAggregator keeps them, so
+ * `/v2/models/{m}/stats` and the nv_inference_* metrics mean what they mean in Triton:
+ *
+ * - recordSuccess / recordFailure: once per *request*, when its final response is sent;
+ *   `inference_stats.*.count` counts requests, and compute_* are the durations of the execution
+ *   the request was part of (so a batch of 4 adds its compute time 4 times, as in Triton).
+ * - recordExecution: once per *execution* of a batch; `inference_count` grows by the batch size,
+ *   `execution_count` by 1, and `batch_stats` keeps one entry per batch size seen.
+ *
+ * Owned by the scheduler of the model version, called on the host's event loop only (no locks).
+ * Durations are in nanoseconds as numbers: a float64 holds 104 days of cumulative ns exactly,
+ * and after that loses sub-µs precision rather than overflowing, which statistics can afford;
+ * bigint would cost an allocation per add.
+ */
+import type { ModelStatistics } from '../core/service.js';
+import { StubhostError } from '../errors.js';
+import type { FailureReason, Metrics, ModelSeries } from './registry.js';
+
+export interface SuccessDurations {
+  queueNs: number;
+  computeInputNs: number;
+  computeInferNs: number;
+  computeOutputNs: number;
+  /** From the request's arrival to its final response. */
+  requestNs: number;
+}
+
+export interface FailureDurations {
+  requestNs: number;
+  /** Triton's failure reason label; OTHER when omitted. See `failureReasonOf`. */
+  reason?: FailureReason;
+}
+
+export interface ExecutionDurations {
+  computeInputNs: number;
+  computeInferNs: number;
+  computeOutputNs: number;
+}
+
+interface BatchCounters {
+  count: number;
+  inputNs: number;
+  inferNs: number;
+  outputNs: number;
+}
+
+/**
+ * Negative or NaN durations (a caller's clock bug) become 0: prom-client throws on a negative
+ * counter increment and a NaN would poison the sum for the life of the process, and neither
+ * should fail a request that already succeeded.
+ */
+function ns(x: number): number {
+  return x > 0 ? x : 0;
+}
+
+export class ModelStatsRecorder {
+  readonly model: string;
+  readonly version: string;
+
+  private readonly metrics: Metrics | undefined;
+  private series: ModelSeries | undefined;
+  private lastInferenceMs = 0;
+  private inferenceCount = 0;
+  private executionCount = 0;
+  private pendingCount = 0;
+  private successCount = 0;
+  private successNs = 0;
+  private failCount = 0;
+  private failNs = 0;
+  private queueNs = 0;
+  private computeInputNs = 0;
+  private computeInferNs = 0;
+  private computeOutputNs = 0;
+  /** Allocates once per distinct batch size, never per call. */
+  private readonly batches = new Map<number, BatchCounters>();
+
+  /** With `metrics`, every record call also updates the model's Prometheus series. */
+  constructor(model: string, version: string, metrics?: Metrics) {
+    this.model = model;
+    this.version = version;
+    this.series = metrics?.model(model, version);
+    this.metrics = metrics;
+  }
+
+  recordSuccess(d: SuccessDurations): void {
+    const requestNs = ns(d.requestNs);
+    const queueNs = ns(d.queueNs);
+    const inputNs = ns(d.computeInputNs);
+    const inferNs = ns(d.computeInferNs);
+    const outputNs = ns(d.computeOutputNs);
+    this.successCount++;
+    this.successNs += requestNs;
+    this.queueNs += queueNs;
+    this.computeInputNs += inputNs;
+    this.computeInferNs += inferNs;
+    this.computeOutputNs += outputNs;
+    this.lastInferenceMs = Date.now();
+    const s = this.series;
+    if (s) {
+      s.success++;
+      // Fractional µs kept: adding whole µs per request (as Triton does) undercounts fast models.
+      s.requestUs += requestNs / 1e3;
+      s.queueUs += queueNs / 1e3;
+      s.computeInputUs += inputNs / 1e3;
+      s.computeInferUs += inferNs / 1e3;
+      s.computeOutputUs += outputNs / 1e3;
+      s.observeRequestUs(requestNs / 1e3);
+    }
+  }
+
+  /** As in Triton, a failure adds to `fail` only: not to the duration counters nor last_inference. */
+  recordFailure(d: FailureDurations): void {
+    this.failCount++;
+    this.failNs += ns(d.requestNs);
+    if (this.series) this.series.failure[d.reason ?? 'OTHER']++;
+  }
+
+  /** One execution of `batchSize` requests (or batch items) by a model instance. */
+  recordExecution(batchSize: number, d: ExecutionDurations): void {
+    const inputNs = ns(d.computeInputNs);
+    const inferNs = ns(d.computeInferNs);
+    const outputNs = ns(d.computeOutputNs);
+    this.inferenceCount += batchSize;
+    this.executionCount++;
+    this.lastInferenceMs = Date.now();
+    let b = this.batches.get(batchSize);
+    if (!b) this.batches.set(batchSize, (b = { count: 0, inputNs: 0, inferNs: 0, outputNs: 0 }));
+    b.count++;
+    b.inputNs += inputNs;
+    b.inferNs += inferNs;
+    b.outputNs += outputNs;
+    const s = this.series;
+    if (s) {
+      s.inferenceCount += batchSize;
+      s.execCount++;
+    }
+  }
+
+  /** Requests queued and not yet handed to an instance. */
+  setPending(n: number): void {
+    this.pendingCount = n;
+    if (this.series) this.series.pending = n;
+  }
+
+  get pending(): number {
+    return this.pendingCount;
+  }
+
+  /** Triton's statistics-extension entry for this version; a fresh object each call. */
+  snapshot(): ModelStatistics {
+    const successCount = this.successCount;
+    const batchSizes = [...this.batches.keys()].sort((a, b) => a - b);
+    return {
+      name: this.model,
+      version: this.version,
+      last_inference: this.lastInferenceMs,
+      inference_count: this.inferenceCount,
+      execution_count: this.executionCount,
+      inference_stats: {
+        success: { count: successCount, ns: this.successNs },
+        fail: { count: this.failCount, ns: this.failNs },
+        queue: { count: successCount, ns: this.queueNs },
+        compute_input: { count: successCount, ns: this.computeInputNs },
+        compute_infer: { count: successCount, ns: this.computeInferNs },
+        compute_output: { count: successCount, ns: this.computeOutputNs },
+        // No response cache in stubhost; the fields stay for clients that read them.
+        cache_hit: { count: 0, ns: 0 },
+        cache_miss: { count: 0, ns: 0 },
+      },
+      batch_stats: batchSizes.map((size) => {
+        const b = this.batches.get(size)!;
+        return {
+          batch_size: size,
+          compute_input: { count: b.count, ns: b.inputNs },
+          compute_infer: { count: b.count, ns: b.inferNs },
+          compute_output: { count: b.count, ns: b.outputNs },
+        };
+      }),
+      memory_usage: [],
+    };
+  }
+
+  /**
+   * Drops this version's Prometheus series (on unload). Safe to call twice; later record calls
+   * still update the in-memory statistics but no longer recreate the series.
+   */
+  close(): void {
+    if (!this.series) return;
+    this.series = undefined;
+    this.metrics?.removeModel(this.model, this.version);
+  }
+}
+
+/**
+ * Triton's failure reason for an error that ended a request: REJECTED when the scheduler refused
+ * it (queue full, timed out waiting), CANCELED when the client cancelled, BACKEND when the model or
+ * its stub failed, OTHER for everything else (validation, internal).
+ */
+export function failureReasonOf(err: unknown): FailureReason {
+  if (!(err instanceof StubhostError)) return 'OTHER';
+  switch (err.code) {
+    case 'STUBHOST_QUEUE_FULL':
+    case 'STUBHOST_TIMEOUT':
+      return 'REJECTED';
+    case 'STUBHOST_CANCELLED':
+      return 'CANCELED';
+    case 'STUBHOST_MODEL_ERROR':
+    case 'STUBHOST_STUB_DIED':
+    case 'STUBHOST_STUB_UNHEALTHY':
+      return 'BACKEND';
+    default:
+      return 'OTHER';
+  }
+}
