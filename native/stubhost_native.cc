@@ -1,0 +1,350 @@
+// stubhost's native addon: the few things JavaScript cannot do.
+//   - map a POSIX shared-memory file as a SharedArrayBuffer (so Atomics work on it across processes)
+//   - futex wait/wake on an Int32 word of such a buffer (Atomics.wait only sees waiters in-process)
+//   - a Watcher thread that futex-waits for a word to change and wakes the event loop, so that
+//     neither process blocks its event loop while the other side is quiet
+//   - prctl(PR_SET_PDEATHSIG) so a stub dies with its host even when the host is SIGKILLed
+// Everything else (queues, semaphores, arenas) is TypeScript on top.
+#include <napi.h>
+#include <v8.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace {
+
+// Shared (not FUTEX_PRIVATE) futexes: the waiter and the waker are in different processes.
+long FutexWait(int32_t* addr, int32_t expected, const struct timespec* timeout) {
+  return syscall(SYS_futex, addr, FUTEX_WAIT, expected, timeout, nullptr, 0);
+}
+
+long FutexWake(int32_t* addr, int32_t count) {
+  return syscall(SYS_futex, addr, FUTEX_WAKE, count, nullptr, nullptr, 0);
+}
+
+struct timespec MsToTimespec(double ms) {
+  struct timespec ts;
+  ts.tv_sec = static_cast<time_t>(ms / 1000);
+  ts.tv_nsec = static_cast<long>((ms - ts.tv_sec * 1000.0) * 1e6);
+  return ts;
+}
+
+Napi::Value ThrowErrno(Napi::Env env, const std::string& what) {
+  std::string msg = what + ": " + strerror(errno);
+  Napi::Error err = Napi::Error::New(env, msg);
+  err.Set("errno", Napi::Number::New(env, errno));
+  err.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+// Wraps an mmap'd range as a SharedArrayBuffer; the mapping lives until V8 frees the backing store.
+Napi::Value MapAsSharedArrayBuffer(Napi::Env env, void* ptr, size_t len) {
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  std::unique_ptr<v8::BackingStore> store = v8::SharedArrayBuffer::NewBackingStore(
+      ptr, len, [](void* data, size_t length, void*) { munmap(data, length); }, nullptr);
+  v8::Local<v8::SharedArrayBuffer> sab = v8::SharedArrayBuffer::New(isolate, std::move(store));
+  napi_value result;
+  static_assert(sizeof(v8::Local<v8::Value>) == sizeof(napi_value), "napi_value layout");
+  v8::Local<v8::Value> as_value = sab;
+  memcpy(&result, &as_value, sizeof(result));
+  return Napi::Value(env, result);
+}
+
+int32_t* WordAddress(const Napi::CallbackInfo& info, size_t arg) {
+  // (sab, byteOffset) → address; range-checked so JS cannot point us outside the buffer.
+  Napi::Env env = info.Env();
+  napi_value sab = info[arg];
+  void* data = nullptr;
+  size_t len = 0;
+  bool is_sab = false;
+  v8::Local<v8::Value> v;
+  memcpy(&v, &sab, sizeof(sab));
+  is_sab = v->IsSharedArrayBuffer();
+  if (!is_sab) {
+    Napi::TypeError::New(env, "expected a SharedArrayBuffer").ThrowAsJavaScriptException();
+    return nullptr;
+  }
+  std::shared_ptr<v8::BackingStore> store = v.As<v8::SharedArrayBuffer>()->GetBackingStore();
+  data = store->Data();
+  len = store->ByteLength();
+  int64_t offset = info[arg + 1].As<Napi::Number>().Int64Value();
+  if (offset < 0 || offset % 4 != 0 || static_cast<size_t>(offset) + 4 > len) {
+    Napi::RangeError::New(env, "futex word offset out of range or unaligned").ThrowAsJavaScriptException();
+    return nullptr;
+  }
+  return reinterpret_cast<int32_t*>(static_cast<char*>(data) + offset);
+}
+
+// shmCreate(name, size): O_EXCL, mode 0600; the caller unlinks once the peer has mapped it.
+Napi::Value ShmCreate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  int64_t size = info[1].As<Napi::Number>().Int64Value();
+  if (size <= 0) {
+    Napi::RangeError::New(env, "shared-memory size must be positive").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+  if (fd < 0) return ThrowErrno(env, "shm_open(" + name + ")");
+  if (ftruncate(fd, size) != 0) {
+    int saved = errno;
+    close(fd);
+    shm_unlink(name.c_str());
+    errno = saved;
+    return ThrowErrno(env, "ftruncate(" + name + ")");
+  }
+  void* ptr = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  int saved = errno;
+  close(fd);
+  if (ptr == MAP_FAILED) {
+    shm_unlink(name.c_str());
+    errno = saved;
+    return ThrowErrno(env, "mmap(" + name + ")");
+  }
+  return MapAsSharedArrayBuffer(env, ptr, size);
+}
+
+// shmOpen(name): maps the whole file; its size comes from fstat.
+Napi::Value ShmOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  int fd = shm_open(name.c_str(), O_RDWR, 0600);
+  if (fd < 0) return ThrowErrno(env, "shm_open(" + name + ")");
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return ThrowErrno(env, "fstat(" + name + ")");
+  }
+  if (st.st_size <= 0) {
+    close(fd);
+    Napi::Error::New(env, "shared-memory file " + name + " is empty").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  void* ptr = mmap(nullptr, st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  int saved = errno;
+  close(fd);
+  if (ptr == MAP_FAILED) {
+    errno = saved;
+    return ThrowErrno(env, "mmap(" + name + ")");
+  }
+  return MapAsSharedArrayBuffer(env, ptr, st.st_size);
+}
+
+// shmUnlink(name) → true if removed, false if it was already gone.
+Napi::Value ShmUnlink(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  if (shm_unlink(name.c_str()) == 0) return Napi::Boolean::New(env, true);
+  if (errno == ENOENT) return Napi::Boolean::New(env, false);
+  return ThrowErrno(env, "shm_unlink(" + name + ")");
+}
+
+// futexWait(sab, byteOffset, expected, timeoutMs) → 0 woken, 1 value differed, 2 timed out.
+// Blocks the calling thread: only for places where nothing else is pending.
+Napi::Value FutexWaitJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t* addr = WordAddress(info, 0);
+  if (addr == nullptr) return env.Undefined();
+  int32_t expected = info[2].As<Napi::Number>().Int32Value();
+  double ms = info[3].As<Napi::Number>().DoubleValue();
+  struct timespec ts = MsToTimespec(ms < 0 ? 0 : ms);
+  long rc = FutexWait(addr, expected, ms >= 0 ? &ts : nullptr);
+  if (rc == 0) return Napi::Number::New(env, 0);
+  if (errno == EAGAIN) return Napi::Number::New(env, 1);
+  if (errno == ETIMEDOUT) return Napi::Number::New(env, 2);
+  if (errno == EINTR) return Napi::Number::New(env, 0);  // spurious: callers re-check the word
+  return ThrowErrno(env, "futex wait");
+}
+
+Napi::Value FutexWakeJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t* addr = WordAddress(info, 0);
+  if (addr == nullptr) return env.Undefined();
+  int32_t count = info[2].As<Napi::Number>().Int32Value();
+  long rc = FutexWake(addr, count);
+  if (rc < 0) return ThrowErrno(env, "futex wake");
+  return Napi::Number::New(env, static_cast<double>(rc));
+}
+
+Napi::Value SetParentDeathSignal(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int sig = info[0].As<Napi::Number>().Int32Value();
+  if (prctl(PR_SET_PDEATHSIG, sig) != 0) return ThrowErrno(env, "prctl(PR_SET_PDEATHSIG)");
+  return Napi::Number::New(env, getppid());
+}
+
+// Watcher: one thread per watched word. arm(expected, timeoutMs) makes the thread wait until the
+// word differs from `expected` (or the timeout passes) and then call the JS callback once, on the
+// event loop, with 0 = changed, 2 = timed out, 3 = closed. The JS side owns the "waiters" count
+// that tells the peer a futex wake is needed; this thread only sleeps.
+class Watcher : public Napi::ObjectWrap<Watcher> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "Watcher",
+                       {InstanceMethod("arm", &Watcher::Arm), InstanceMethod("close", &Watcher::Close),
+                        InstanceMethod("ref", &Watcher::Ref), InstanceMethod("unref", &Watcher::Unref)});
+  }
+
+  explicit Watcher(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Watcher>(info) {
+    Napi::Env env = info.Env();
+    addr_ = WordAddress(info, 0);
+    if (addr_ == nullptr) return;
+    // Keep the buffer alive as long as the thread may touch it.
+    buffer_ref_ = Napi::Persistent(info[0].As<Napi::Object>());
+    tsfn_ = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "stubhost-watcher", 0, 1);
+    tsfn_.Unref(env);
+    thread_ = std::thread([this] { Run(); });
+  }
+
+  ~Watcher() override { Shutdown(); }
+
+ private:
+  void Run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      cv_.wait(lock, [this] { return armed_ || closing_; });
+      if (closing_) break;
+      int32_t expected = expected_;
+      double timeout_ms = timeout_ms_;
+      lock.unlock();
+      int result = WaitForChange(expected, timeout_ms);
+      lock.lock();
+      armed_ = false;
+      if (closing_) result = 3;
+      int* payload = new int(result);
+      napi_status st = tsfn_.NonBlockingCall(payload, [](Napi::Env env, Napi::Function cb, int* data) {
+        int value = *data;
+        delete data;
+        if (env == nullptr || cb == nullptr) return;
+        // Raw call: during environment teardown JS cannot run and the call fails quietly; an
+        // exception thrown by the callback becomes an uncaught exception, as for any JS callback.
+        napi_value arg, result, global;
+        napi_create_int32(env, value, &arg);
+        napi_get_global(env, &global);
+        if (napi_call_function(env, global, cb, 1, &arg, &result) == napi_pending_exception) {
+          napi_value error;
+          napi_get_and_clear_last_exception(env, &error);
+          napi_fatal_exception(env, error);
+        }
+      });
+      if (st != napi_ok) delete payload;
+      if (closing_) break;
+    }
+  }
+
+  int WaitForChange(int32_t expected, double timeout_ms) {
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    while (true) {
+      if (__atomic_load_n(addr_, __ATOMIC_SEQ_CST) != expected) return 0;
+      if (closing_flag_.load()) return 3;
+      double remaining = 250;  // re-check closing at least this often
+      if (timeout_ms >= 0) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double elapsed = (now.tv_sec - start.tv_sec) * 1000.0 + (now.tv_nsec - start.tv_nsec) / 1e6;
+        double left = timeout_ms - elapsed;
+        if (left <= 0) return 2;
+        if (left < remaining) remaining = left;
+      }
+      struct timespec ts = MsToTimespec(remaining);
+      FutexWait(addr_, expected, &ts);
+    }
+  }
+
+  Napi::Value Arm(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closing_ || addr_ == nullptr) {
+      Napi::Error::New(env, "watcher is closed").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (armed_) {
+      Napi::Error::New(env, "watcher is already armed").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    expected_ = info[0].As<Napi::Number>().Int32Value();
+    timeout_ms_ = info.Length() > 1 ? info[1].As<Napi::Number>().DoubleValue() : -1;
+    armed_ = true;
+    cv_.notify_one();
+    return env.Undefined();
+  }
+
+  Napi::Value Ref(const Napi::CallbackInfo& info) {
+    if (!closed_) tsfn_.Ref(info.Env());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Unref(const Napi::CallbackInfo& info) {
+    if (!closed_) tsfn_.Unref(info.Env());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Shutdown();
+    return info.Env().Undefined();
+  }
+
+  void Shutdown() {
+    if (closed_ || addr_ == nullptr) return;
+    closed_ = true;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      closing_ = true;
+      closing_flag_.store(true);
+      cv_.notify_one();
+    }
+    // The thread re-checks closing within 250 ms even without a wake; wake it now. A wake on the
+    // shared word may also wake the peer's waiters: they treat it as spurious and re-check.
+    FutexWake(addr_, INT32_MAX);
+    if (thread_.joinable()) thread_.join();
+    tsfn_.Release();
+    buffer_ref_.Reset();
+  }
+
+  int32_t* addr_ = nullptr;
+  Napi::ObjectReference buffer_ref_;
+  Napi::ThreadSafeFunction tsfn_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool armed_ = false;
+  bool closing_ = false;
+  bool closed_ = false;
+  std::atomic<bool> closing_flag_{false};
+  int32_t expected_ = 0;
+  double timeout_ms_ = -1;
+};
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("shmCreate", Napi::Function::New(env, ShmCreate));
+  exports.Set("shmOpen", Napi::Function::New(env, ShmOpen));
+  exports.Set("shmUnlink", Napi::Function::New(env, ShmUnlink));
+  exports.Set("futexWait", Napi::Function::New(env, FutexWaitJs));
+  exports.Set("futexWake", Napi::Function::New(env, FutexWakeJs));
+  exports.Set("setParentDeathSignal", Napi::Function::New(env, SetParentDeathSignal));
+  exports.Set("Watcher", Watcher::Init(env));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(stubhost_native, Init)

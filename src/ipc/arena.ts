@@ -1,0 +1,283 @@
+/**
+ * The data arena: shared memory for tensor bytes, addressed by (segment, offset, length).
+ *
+ * Ownership: each side writes only into its own Arena (host → stub data in the host's, stub →
+ * host data in the stub's), so allocation needs no cross-process lock. The writer allocates,
+ * the peer reads in place through a PeerArena, and the writer frees once the peer says it is
+ * done (for the host's request tensors: when the response arrives; for the stub's outputs:
+ * when the host sends `release`). Either side dying frees everything with the region.
+ *
+ * Growth: an Arena starts with one segment (a shm file, lazily backed by tmpfs pages) and adds
+ * segments when full, up to `maxBytes`; past that only the allocation that asked fails
+ * (STUBHOST_ARENA_FULL). A tensor larger than half a segment gets a dedicated segment, kept as a
+ * spare after it is freed so the next large tensor reuses its pages (and the peer its mapping).
+ *
+ * Files: the writer creates `<prefix><id>` with mode 0600; the reader unlinks it as soon as it
+ * has mapped it; the writer unlinks whatever is left when a segment is dropped or on close.
+ */
+import { native } from './native.js';
+import { StubhostError } from '../errors.js';
+
+export const ALIGNMENT = 64;
+const PAGE = 4096;
+
+/** Where a block lives: [segment id, byte offset, byte length]. */
+export type Handle = readonly [segment: number, offset: number, length: number];
+
+export interface Block {
+  handle: Handle;
+  /** A view of the block's bytes in this process. */
+  bytes: Uint8Array;
+}
+
+export interface ArenaOptions {
+  /** shm name prefix for this arena's segments, e.g. `/stubhost-123-0-h`. */
+  prefix: string;
+  /** Size of a regular segment. */
+  segmentBytes?: number;
+  /** Cap on all segments together. */
+  maxBytes?: number;
+  /** Dedicated segments kept for reuse after they are freed. */
+  spareLargeSegments?: number;
+}
+
+interface Segment {
+  id: number;
+  buffer: SharedArrayBuffer;
+  size: number;
+  dedicated: boolean;
+  /** Free ranges, sorted by offset, coalesced: [offset, length] pairs. */
+  free: number[];
+  used: number;
+}
+
+const alignUp = (n: number, a: number): number => Math.ceil(n / a) * a;
+
+export class Arena {
+  readonly prefix: string;
+  readonly segmentBytes: number;
+  readonly maxBytes: number;
+  private readonly spareLimit: number;
+  private readonly segments = new Map<number, Segment>();
+  private readonly spares: Segment[] = [];
+  private nextId = 0;
+  private totalBytes = 0;
+  private usedBytes = 0;
+  /** Segments dropped since the last `takeDropped`: the peer must forget their mappings. */
+  private dropped: number[] = [];
+  private closed = false;
+
+  constructor(options: ArenaOptions) {
+    this.prefix = options.prefix;
+    this.segmentBytes = alignUp(options.segmentBytes ?? 64 * 1024 * 1024, PAGE);
+    this.maxBytes = options.maxBytes ?? 4 * 1024 * 1024 * 1024;
+    this.spareLimit = options.spareLargeSegments ?? 2;
+  }
+
+  segmentName(id: number): string {
+    return `${this.prefix}${id}`;
+  }
+
+  /** Bytes reserved in shared memory and bytes handed out, for stats and tests. */
+  get stats(): { segments: number; totalBytes: number; usedBytes: number } {
+    return { segments: this.segments.size, totalBytes: this.totalBytes, usedBytes: this.usedBytes };
+  }
+
+  /** Allocates `length` bytes; throws STUBHOST_ARENA_FULL only for this request past the cap. */
+  alloc(length: number): Block {
+    if (this.closed) throw new StubhostError('STUBHOST_CLOSED', 'shared-memory arena is closed');
+    if (length <= 0) return { handle: [-1, 0, 0], bytes: new Uint8Array(0) };
+    const size = alignUp(length, ALIGNMENT);
+    if (size > this.segmentBytes / 2) return this.allocDedicated(length);
+    for (const seg of this.segments.values()) {
+      if (seg.dedicated) continue;
+      const offset = takeFirstFit(seg, size);
+      if (offset >= 0) return this.handOut(seg, offset, length, size);
+    }
+    const seg = this.addSegment(this.segmentBytes, false, length);
+    return this.handOut(seg, takeFirstFit(seg, size), length, size);
+  }
+
+  /** Returns a block to the arena. Freeing twice or a foreign handle throws. */
+  free(handle: Handle): void {
+    const [id, offset, length] = handle;
+    if (id === -1 || this.closed) return;
+    const seg = this.segments.get(id);
+    if (!seg) throw new Error(`Arena.free: segment ${id} is not one of ${this.prefix}'s`);
+    const size = seg.dedicated ? seg.size : alignUp(length, ALIGNMENT);
+    if (seg.dedicated) {
+      if (seg.used === 0) throw new Error(`Arena.free: block [${handle.join(', ')}] freed twice`);
+      seg.used = 0;
+      this.usedBytes -= size;
+      this.spares.push(seg);
+      if (this.spares.length > this.spareLimit) this.dropSegment(this.spares.shift()!);
+      return;
+    }
+    insertFree(seg, offset, size);
+    seg.used -= size;
+    this.usedBytes -= size;
+  }
+
+  /** Segment ids dropped since the last call; the peer's PeerArena must `forget` them. */
+  takeDropped(): number[] {
+    const d = this.dropped;
+    this.dropped = [];
+    return d;
+  }
+
+  /** The block's bytes in this process (for the writer filling it). */
+  bytesOf(handle: Handle): Uint8Array {
+    const [id, offset, length] = handle;
+    if (id === -1) return new Uint8Array(0);
+    const seg = this.segments.get(id);
+    if (!seg) throw new Error(`Arena.bytesOf: unknown segment ${id}`);
+    return new Uint8Array(seg.buffer, offset, length);
+  }
+
+  /** Unlinks every segment file still present and forgets all blocks. Safe to call twice. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const seg of this.segments.values()) unlinkQuietly(this.segmentName(seg.id));
+    this.segments.clear();
+    this.spares.length = 0;
+    this.totalBytes = 0;
+    this.usedBytes = 0;
+  }
+
+  private allocDedicated(length: number): Block {
+    const need = alignUp(length, PAGE);
+    // Reuse a spare that fits without wasting more than half of it.
+    const i = this.spares.findIndex((s) => s.size >= need && s.size <= need * 2);
+    const seg = i >= 0 ? this.spares.splice(i, 1)[0]! : this.addSegment(need, true, length);
+    seg.used = seg.size;
+    this.usedBytes += seg.size;
+    return { handle: [seg.id, 0, length], bytes: new Uint8Array(seg.buffer, 0, length) };
+  }
+
+  private addSegment(size: number, dedicated: boolean, requested: number): Segment {
+    // Spares are the first thing to give back when the cap is near.
+    while (this.totalBytes + size > this.maxBytes && this.spares.length > 0) this.dropSegment(this.spares.shift()!);
+    if (this.totalBytes + size > this.maxBytes) {
+      throw new StubhostError(
+        'STUBHOST_ARENA_FULL',
+        `shared-memory arena ${this.prefix} is full: ${requested} bytes requested, ${this.usedBytes} of the ${this.maxBytes}-byte cap in use; ` +
+          'raise the cap (--shm-max-bytes, or the model parameter shm_max_bytes) or send smaller tensors',
+      );
+    }
+    const id = this.nextId++;
+    const buffer = native.shmCreate(this.segmentName(id), size);
+    const seg: Segment = { id, buffer, size, dedicated, free: dedicated ? [] : [0, size], used: 0 };
+    this.segments.set(id, seg);
+    this.totalBytes += size;
+    return seg;
+  }
+
+  private dropSegment(seg: Segment): void {
+    this.segments.delete(seg.id);
+    this.totalBytes -= seg.size;
+    unlinkQuietly(this.segmentName(seg.id));
+    this.dropped.push(seg.id);
+  }
+
+  private handOut(seg: Segment, offset: number, length: number, size: number): Block {
+    seg.used += size;
+    this.usedBytes += size;
+    return { handle: [seg.id, offset, length], bytes: new Uint8Array(seg.buffer, offset, length) };
+  }
+}
+
+function takeFirstFit(seg: Segment, size: number): number {
+  const free = seg.free;
+  for (let i = 0; i < free.length; i += 2) {
+    const len = free[i + 1]!;
+    if (len < size) continue;
+    const offset = free[i]!;
+    if (len === size) free.splice(i, 2);
+    else {
+      free[i] = offset + size;
+      free[i + 1] = len - size;
+    }
+    return offset;
+  }
+  return -1;
+}
+
+function insertFree(seg: Segment, offset: number, size: number): void {
+  const free = seg.free;
+  let i = 0;
+  while (i < free.length && free[i]! < offset) i += 2;
+  const prevEnd = i > 0 ? free[i - 2]! + free[i - 1]! : -1;
+  if (prevEnd > offset || (i < free.length && offset + size > free[i]!)) {
+    throw new Error(`Arena.free: block at ${offset} (+${size}) of segment ${seg.id} overlaps free space (freed twice?)`);
+  }
+  const joinPrev = prevEnd === offset;
+  const joinNext = i < free.length && free[i] === offset + size;
+  if (joinPrev && joinNext) {
+    free[i - 1] = free[i - 1]! + size + free[i + 1]!;
+    free.splice(i, 2);
+  } else if (joinPrev) free[i - 1] = free[i - 1]! + size;
+  else if (joinNext) {
+    free[i] = offset;
+    free[i + 1] = free[i + 1]! + size;
+  } else free.splice(i, 0, offset, size);
+}
+
+function unlinkQuietly(name: string): void {
+  try {
+    native.shmUnlink(name);
+  } catch {
+    // Already gone or never created: nothing to clean.
+  }
+}
+
+/**
+ * The reader's side of a peer's Arena: maps segments when it first sees their id and hands out
+ * views. Every handle is bounds-checked, so a corrupt header can never read past a segment.
+ */
+export class PeerArena {
+  private readonly mapped = new Map<number, SharedArrayBuffer>();
+
+  constructor(readonly prefix: string) {}
+
+  view(handle: Handle): Uint8Array {
+    const [id, offset, length] = handle;
+    if (id === -1 && length === 0) return new Uint8Array(0);
+    if (!Number.isInteger(id) || !Number.isInteger(offset) || !Number.isInteger(length) || id < 0 || offset < 0 || length < 0) {
+      throw new StubhostError('STUBHOST_PROTOCOL', `invalid shared-memory handle [${handle.join(', ')}]`);
+    }
+    const buffer = this.segment(id);
+    if (offset + length > buffer.byteLength) {
+      throw new StubhostError('STUBHOST_PROTOCOL', `out-of-range shared-memory handle [${handle.join(', ')}]: segment ${id} holds ${buffer.byteLength} bytes`);
+    }
+    return new Uint8Array(buffer, offset, length);
+  }
+
+  /** The peer dropped these segments: release our mappings (munmap happens when GC frees them). */
+  forget(ids: readonly number[]): void {
+    for (const id of ids) {
+      this.mapped.delete(id);
+      unlinkQuietly(`${this.prefix}${id}`);
+    }
+  }
+
+  close(): void {
+    this.mapped.clear();
+  }
+
+  private segment(id: number): SharedArrayBuffer {
+    let buffer = this.mapped.get(id);
+    if (!buffer) {
+      const name = `${this.prefix}${id}`;
+      try {
+        buffer = native.shmOpen(name);
+      } catch (err) {
+        throw new StubhostError('STUBHOST_PROTOCOL', `cannot map the peer's shared-memory segment ${name}: ${(err as Error).message}`);
+      }
+      // We are the last to need the name: unlink now so nothing is left after any kill.
+      unlinkQuietly(name);
+      this.mapped.set(id, buffer);
+    }
+    return buffer;
+  }
+}

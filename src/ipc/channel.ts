@@ -1,0 +1,97 @@
+/**
+ * One side's end of a stub's region: typed messages out through one queue, in through the
+ * other, with this side's Arena for the tensor bytes it writes and a PeerArena for the bytes
+ * it reads. Segment drops are forwarded to the peer before the next message, so the peer
+ * never resolves a handle into a segment the writer has already reused.
+ */
+import { Packr, Unpackr } from 'msgpackr';
+import { Arena, PeerArena, type ArenaOptions } from './arena.js';
+import type { MessageQueue } from './message-queue.js';
+import type { Region } from './region.js';
+import { StubhostError } from '../errors.js';
+
+export type Side = 'host' | 'stub';
+
+export interface ChannelOptions {
+  arena?: Omit<ArenaOptions, 'prefix'>;
+}
+
+/** The arena segment name prefix of each side of a region. */
+export function arenaPrefix(regionName: string, side: Side): string {
+  return `${regionName}-${side === 'host' ? 'h' : 's'}`;
+}
+
+export class Channel<Out extends { k: string }, In extends { k: string }> {
+  readonly arena: Arena;
+  readonly peer: PeerArena;
+  private readonly out: MessageQueue;
+  private readonly in: MessageQueue;
+  private readonly packr = new Packr({ useRecords: false, moreTypes: false });
+  private readonly unpackr = new Unpackr({ useRecords: false, copyBuffers: true, mapsAsObjects: true });
+  private closed = false;
+
+  constructor(readonly region: Region, readonly side: Side, options: ChannelOptions = {}) {
+    this.out = side === 'host' ? region.hostToStub : region.stubToHost;
+    this.in = side === 'host' ? region.stubToHost : region.hostToStub;
+    this.arena = new Arena({ ...options.arena, prefix: arenaPrefix(region.name, side) });
+    this.peer = new PeerArena(arenaPrefix(region.name, side === 'host' ? 'stub' : 'host'));
+  }
+
+  send(message: Out): void {
+    if (this.closed) throw new StubhostError('STUBHOST_CLOSED', `channel ${this.region.name} is closed`);
+    const dropped = this.arena.takeDropped();
+    if (dropped.length > 0) this.out.send(this.packr.pack({ k: 'seg-drop', ids: dropped }));
+    this.out.send(this.packr.pack(message));
+  }
+
+  /** Messages from the peer, in order. A message that fails to decode goes to `onError`. */
+  onMessage(handler: (message: In) => void, onError: (err: Error) => void): void {
+    this.in.onMessage((bytes) => {
+      let message: In;
+      try {
+        message = this.unpackr.unpack(bytes) as In;
+        if (typeof message !== 'object' || message === null || typeof message.k !== 'string') throw new Error('message has no kind');
+      } catch (err) {
+        onError(new StubhostError('STUBHOST_PROTOCOL', `corrupt message from the ${this.side === 'host' ? 'stub' : 'host'}: ${(err as Error).message}`));
+        return;
+      }
+      if (message.k === 'seg-drop') {
+        this.peer.forget((message as unknown as { ids: number[] }).ids);
+        return;
+      }
+      handler(message);
+    });
+  }
+
+  /** Blocking receive for tests and benchmarks. */
+  receiveSync(timeoutMs = -1): In | undefined {
+    for (;;) {
+      const bytes = this.in.receiveSync(timeoutMs);
+      if (!bytes) return undefined;
+      const message = this.unpackr.unpack(bytes) as In;
+      if (message.k === 'seg-drop') {
+        this.peer.forget((message as unknown as { ids: number[] }).ids);
+        continue;
+      }
+      return message;
+    }
+  }
+
+  /** Whether waiting for messages keeps the process alive. */
+  setRef(ref: boolean): void {
+    this.in.setRef(ref);
+  }
+
+  get backlog(): number {
+    return this.out.backlog;
+  }
+
+  /** Stops the queues and unlinks this side's segment files. Safe to call twice. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.region.close();
+    this.arena.close();
+    this.peer.close();
+  }
+}

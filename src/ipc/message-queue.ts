@@ -1,0 +1,279 @@
+/**
+ * A single-producer single-consumer ring of fixed-size slots in shared memory, guarded by two
+ * counting semaphores: `filled` (slots the consumer may read) and `free` (slots the producer may
+ * write). A message longer than one slot spans consecutive slots (SLOT_FLAG_MORE), so there is no
+ * size limit and no separate allocation for large headers.
+ *
+ * Each process makes its own MessageQueue object over the same memory and uses one role:
+ * the producer calls `send`, the consumer `onMessage` or `receiveSync`. Indices are local to
+ * each side (only the producer moves the tail, only the consumer the head).
+ *
+ * Backpressure: when the ring is full, `send` keeps the message in a local FIFO and writes it
+ * once the consumer frees slots (an async wait on `free`: no busy loop, nothing dropped).
+ */
+import { Semaphore } from './semaphore.js';
+import { SLOT_FLAG_MORE, SLOT_HEADER_SIZE, kFilledCount, kFilledWaiters, kFreeCount, kFreeWaiters } from './layout.js';
+
+export interface MessageQueueOptions {
+  /** Byte offset of the queue header in `buffer`. */
+  headerOffset: number;
+  /** Byte offset of the first slot. */
+  slotsOffset: number;
+  slotCount: number;
+  slotSize: number;
+  /** How long the consumer polls for more work before it sleeps. */
+  spinMicros?: number;
+}
+
+export type MessageHandler = (message: Uint8Array) => void;
+
+export class MessageQueue {
+  readonly filled: Semaphore;
+  readonly free: Semaphore;
+  private readonly bytes: Uint8Array;
+  private readonly view: DataView;
+  private readonly slotCount: number;
+  private readonly slotSize: number;
+  private readonly slotsOffset: number;
+  private readonly spinMicros: number;
+  private tail = 0;
+  private head = 0;
+  /** Producer: messages waiting for free slots, in order; `pendingOffset` into the first one. */
+  private pending: Uint8Array[] = [];
+  private pendingOffset = 0;
+  private pendingWaiters: { count: number; resolve: () => void }[] = [];
+  private sentMessages = 0;
+  private flushing = false;
+  /** Consumer: the parts of a multi-slot message read so far. */
+  private partial: Uint8Array[] = [];
+  private partialLength = 0;
+  private handler?: MessageHandler;
+  private draining = false;
+  private closed = false;
+
+  constructor(buffer: SharedArrayBuffer, options: MessageQueueOptions) {
+    this.bytes = new Uint8Array(buffer);
+    this.view = new DataView(buffer);
+    this.slotCount = options.slotCount;
+    this.slotSize = options.slotSize;
+    this.slotsOffset = options.slotsOffset;
+    this.spinMicros = options.spinMicros ?? 30;
+    const h = options.headerOffset;
+    this.filled = new Semaphore(buffer, h + kFilledCount, h + kFilledWaiters, { spinMicros: this.spinMicros });
+    this.free = new Semaphore(buffer, h + kFreeCount, h + kFreeWaiters, { spinMicros: this.spinMicros });
+  }
+
+  /** Creator side: an empty ring. */
+  init(): void {
+    this.filled.init(0);
+    this.free.init(this.slotCount);
+  }
+
+  private get payloadSize(): number {
+    return this.slotSize - SLOT_HEADER_SIZE;
+  }
+
+  // ---- producer ----------------------------------------------------------------------------
+
+  /**
+   * Queues `message` for the consumer. The bytes are copied before this returns (into the ring,
+   * or into the local FIFO when the ring is full), so the caller may reuse its buffer.
+   */
+  send(message: Uint8Array): void {
+    if (this.closed) throw new Error('MessageQueue.send: queue is closed');
+    if (this.pending.length === 0) {
+      const written = this.writeMessage(message, 0);
+      if (written === message.byteLength) {
+        this.sentMessages++;
+        return;
+      }
+      this.pendingOffset = written;
+    }
+    // The copy protects against the caller reusing its buffer.
+    this.pending.push(message.slice());
+    void this.flushPending();
+  }
+
+  /** Resolves once everything sent so far is in the ring. */
+  drained(): Promise<void> {
+    if (this.pending.length === 0) return Promise.resolve();
+    const target = this.sentMessages + this.pending.length;
+    return new Promise((resolve) => this.pendingWaiters.push({ count: target, resolve }));
+  }
+
+  /** Messages waiting in the local FIFO because the ring was full. */
+  get backlog(): number {
+    return this.pending.length;
+  }
+
+  /** Blocks until the whole message is in the ring (tests and benchmarks). */
+  sendSync(message: Uint8Array, timeoutMs = -1): boolean {
+    if (this.pending.length > 0) throw new Error('MessageQueue.sendSync: async sends are still pending');
+    let offset = 0;
+    const deadline = timeoutMs < 0 ? Infinity : performance.now() + timeoutMs;
+    for (;;) {
+      offset = this.writeMessage(message, offset);
+      if (offset === message.byteLength) return true;
+      const left = deadline === Infinity ? -1 : deadline - performance.now();
+      if (deadline !== Infinity && left <= 0) return false;
+      if (!this.free.wait(left)) return false;
+      this.free.post(); // wait() took a unit; writeMessage takes its own
+    }
+  }
+
+  /** Writes as many slots of `message` from `offset` as are free; returns the new offset. */
+  private writeMessage(message: Uint8Array, offset: number): number {
+    const payloadSize = this.payloadSize;
+    let posted = 0;
+    do {
+      if (!this.free.tryWait()) break;
+      const chunk = Math.min(payloadSize, message.byteLength - offset);
+      const slot = this.slotsOffset + this.tail * this.slotSize;
+      const more = offset + chunk < message.byteLength;
+      this.view.setUint32(slot, chunk, true);
+      this.view.setUint32(slot + 4, more ? SLOT_FLAG_MORE : 0, true);
+      this.bytes.set(message.subarray(offset, offset + chunk), slot + SLOT_HEADER_SIZE);
+      this.tail = (this.tail + 1) % this.slotCount;
+      offset += chunk;
+      posted++;
+    } while (offset < message.byteLength);
+    // One post per batch of slots: one wake syscall at most.
+    if (posted > 0) this.filled.post(posted);
+    return offset;
+  }
+
+  private async flushPending(): Promise<void> {
+    if (this.flushing) return;
+    this.flushing = true;
+    try {
+      while (this.pending.length > 0 && !this.closed) {
+        const msg = this.pending[0]!;
+        this.pendingOffset = this.writeMessage(msg, this.pendingOffset);
+        if (this.pendingOffset === msg.byteLength) {
+          this.pending.shift();
+          this.pendingOffset = 0;
+          this.sentMessages++;
+          this.resolveDrainWaiters();
+          continue;
+        }
+        if (!(await this.free.whenAvailable())) break; // closed
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private resolveDrainWaiters(): void {
+    while (this.pendingWaiters.length > 0 && this.pendingWaiters[0]!.count <= this.sentMessages) {
+      this.pendingWaiters.shift()!.resolve();
+    }
+  }
+
+  // ---- consumer ----------------------------------------------------------------------------
+
+  /**
+   * Starts delivering messages to `handler`, in order, on the event loop. The Uint8Array is a
+   * view of shared memory valid only during the call: decode or copy it before returning.
+   */
+  onMessage(handler: MessageHandler): void {
+    this.handler = handler;
+    void this.receiveLoop();
+  }
+
+  /** Reads every complete message available now; returns how many were delivered. */
+  drain(handler: MessageHandler): number {
+    let delivered = 0;
+    while (this.filled.tryWait()) if (this.readSlot(handler)) delivered++;
+    return delivered;
+  }
+
+  /** Blocks until one message arrives (tests and benchmarks); returns a copy. */
+  receiveSync(timeoutMs = -1): Uint8Array | undefined {
+    const deadline = timeoutMs < 0 ? Infinity : performance.now() + timeoutMs;
+    let got: Uint8Array | undefined;
+    while (!got) {
+      const left = deadline === Infinity ? -1 : Math.max(0, deadline - performance.now());
+      if (!this.filled.wait(left)) return undefined;
+      this.readSlot((m) => (got = m.slice()));
+    }
+    return got;
+  }
+
+  /**
+   * Reads the slot at the head (the caller has taken its `filled` unit) and frees it. Returns
+   * true when it completed a message, which went to `handler`.
+   */
+  private readSlot(handler: MessageHandler): boolean {
+    const slot = this.slotsOffset + this.head * this.slotSize;
+    const length = this.view.getUint32(slot, true);
+    const flags = this.view.getUint32(slot + 4, true);
+    this.head = (this.head + 1) % this.slotCount;
+    if (length > this.payloadSize) {
+      this.free.post();
+      throw new Error(`MessageQueue: corrupt slot: length ${length} exceeds the slot payload of ${this.payloadSize} bytes`);
+    }
+    const data = this.bytes.subarray(slot + SLOT_HEADER_SIZE, slot + SLOT_HEADER_SIZE + length);
+    if (flags & SLOT_FLAG_MORE) {
+      this.partial.push(data.slice());
+      this.partialLength += length;
+      this.free.post();
+      return false;
+    }
+    let message = data;
+    if (this.partial.length > 0) {
+      message = new Uint8Array(this.partialLength + length);
+      let pos = 0;
+      for (const part of this.partial) {
+        message.set(part, pos);
+        pos += part.byteLength;
+      }
+      message.set(data, pos);
+      this.partial = [];
+      this.partialLength = 0;
+    }
+    try {
+      handler(message);
+    } finally {
+      // The slot is reusable only once the handler is done with its view.
+      this.free.post();
+    }
+    return true;
+  }
+
+  private async receiveLoop(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      while (!this.closed && this.handler) {
+        const handler = this.handler;
+        if (this.drain(handler) > 0) {
+          // Let the microtasks and I/O the messages started run before polling again.
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          continue;
+        }
+        if (this.filled.spinUntilAvailable()) continue;
+        if (!(await this.filled.whenAvailable())) break;
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  /** Whether a consumer waiting for messages keeps the process alive. */
+  setRef(ref: boolean): void {
+    this.filled.setRef(ref);
+  }
+
+  /** Stops the receive loop and the watcher threads; queued sends are dropped. Safe twice. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.handler = undefined;
+    this.filled.close();
+    this.free.close();
+    const waiters = this.pendingWaiters;
+    this.pendingWaiters = [];
+    for (const w of waiters) w.resolve();
+    this.pending = [];
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * The native addon (native/stubhost_native.cc), typed. Built by `npm install` through node-gyp.
+ */
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+export const FUTEX_WOKEN = 0;
+export const FUTEX_NOT_EQUAL = 1;
+export const FUTEX_TIMED_OUT = 2;
+export const WATCH_CHANGED = 0;
+export const WATCH_TIMED_OUT = 2;
+export const WATCH_CLOSED = 3;
+
+export interface NativeWatcher {
+  /** Wait (on the watcher's thread) until the word differs from `expected`; then call back once. */
+  arm(expected: number, timeoutMs?: number): void;
+  close(): void;
+  /** Whether a pending arm keeps the process alive (default: it does not). */
+  ref(): void;
+  unref(): void;
+}
+
+export interface NativeAddon {
+  shmCreate(name: string, size: number): SharedArrayBuffer;
+  shmOpen(name: string): SharedArrayBuffer;
+  shmUnlink(name: string): boolean;
+  futexWait(sab: SharedArrayBuffer, byteOffset: number, expected: number, timeoutMs: number): number;
+  futexWake(sab: SharedArrayBuffer, byteOffset: number, count: number): number;
+  /** Linux prctl(PR_SET_PDEATHSIG): returns the parent pid at the time of the call. */
+  setParentDeathSignal(signal: number): number;
+  Watcher: new (sab: SharedArrayBuffer, byteOffset: number, onChange: (result: number) => void) => NativeWatcher;
+}
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const require = createRequire(import.meta.url);
+
+function load(): NativeAddon {
+  const file = path.join(root, 'build', 'Release', 'stubhost_native.node');
+  try {
+    return require(file) as NativeAddon;
+  } catch (err) {
+    throw new Error(`stubhost's native addon is not built (${file}): run \`npm install\` (it compiles with node-gyp; needs g++, make, python3). Cause: ${(err as Error).message}`);
+  }
+}
+
+export const native: NativeAddon = load();

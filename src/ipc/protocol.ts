@@ -1,0 +1,85 @@
+/**
+ * The host ⇄ stub wire protocol: every message kind, as request/response pairs, with its typed
+ * body. Messages are msgpack maps with a `k` (kind) field; tensors inside are TensorDescs.
+ *
+ * Buffer ownership (see Arena): request tensors are in the host's arena and are freed by the host
+ * when `ExecuteDone` arrives for their batch; output tensors are in the stub's arena and are
+ * freed by the stub when the host sends `Release`; BLS inputs are in the stub's arena and are freed
+ * by the stub when the final `BlsResult` arrives.
+ */
+import type { Handle } from './arena.js';
+import type { TensorDesc } from './tensor-codec.js';
+import type { ErrorBody } from '../errors.js';
+import type { Parameters } from '../core/types.js';
+
+/** What initialize receives (DESIGN.md: ModelInitArgs). */
+export interface InitArgs {
+  modelName: string;
+  modelVersion: number;
+  modelRepository: string;
+  /** The model's folder (the repository entry), where package.json / node_modules may live. */
+  modelDir: string;
+  /** The file the stub loads: `<version>/model.ts`, or an ONNX file for the onnxruntime backend. */
+  modelFile: string;
+  backend: string;
+  modelConfig: Record<string, unknown>;
+  instanceName: string;
+  instanceKind: string;
+  instanceDeviceId: number;
+  /** How often the stub sets the health word. */
+  healthIntervalMs: number;
+}
+
+export interface WireRequest {
+  /** Host-assigned id for matching responses (unique per stub). */
+  rid: number;
+  /** The client's request id. */
+  id: string;
+  model: string;
+  version: number;
+  ins: TensorDesc[];
+  /** Requested output names; empty means all. */
+  outs: string[];
+  params: Parameters;
+  corr?: string;
+  prio: number;
+  start?: boolean;
+  end?: boolean;
+  timeoutMs?: number;
+}
+
+export interface WireResponse {
+  outs: TensorDesc[];
+  params?: Parameters;
+  err?: ErrorBody;
+}
+
+// ---- host → stub ------------------------------------------------------------------------
+export interface Initialize { k: 'init'; args: InitArgs }
+export interface Execute { k: 'exec'; b: number; reqs: WireRequest[] }
+export interface Cancel { k: 'cancel'; rids: number[] }
+export interface Release { k: 'release'; hs: Handle[] }
+export interface BlsResult { k: 'bls-res'; c: number; r?: WireResponse; err?: ErrorBody; final: boolean }
+export interface Finalize { k: 'fin' }
+export interface Ping { k: 'ping'; t: number; outs?: TensorDesc[] }
+
+// ---- stub → host ------------------------------------------------------------------------
+export interface Hello { k: 'hello'; pid: number }
+export interface InitializeDone { k: 'init-ok'; config?: Record<string, unknown> }
+export interface InitializeFailed { k: 'init-err'; err: ErrorBody }
+/** Execute returned: non-decoupled models carry one response per request, in order. */
+export interface ExecuteDone { k: 'exec-done'; b: number; rs?: WireResponse[]; err?: ErrorBody }
+/** Decoupled models: one response (or only the final flag) for request `rid`. */
+export interface Response { k: 'resp'; rid: number; r?: WireResponse; final: boolean }
+export interface Log { k: 'log'; level: 'error' | 'warn' | 'info' | 'verbose'; msg: string }
+export interface BlsRequest { k: 'bls'; c: number; req: WireRequest; stream: boolean }
+export interface BlsCancel { k: 'bls-cancel'; c: number }
+export interface FinalizeDone { k: 'fin-ok'; err?: ErrorBody }
+export interface Pong { k: 'pong'; t: number; outs?: TensorDesc[] }
+
+/** Either side: the sender dropped these arena segments; the reader forgets its mappings. */
+export interface SegmentDrop { k: 'seg-drop'; ids: number[] }
+
+export type HostMessage = Initialize | Execute | Cancel | Release | BlsResult | Finalize | Ping | SegmentDrop;
+export type StubMessage =
+  | Hello | InitializeDone | InitializeFailed | ExecuteDone | Response | Log | BlsRequest | BlsCancel | FinalizeDone | Pong | SegmentDrop;

@@ -1,0 +1,137 @@
+/**
+ * A stub's shared-memory region: the control block and the two message queues.
+ * The host `create()`s it, the stub `attach()`es to it (and unlinks the file: from then on
+ * nothing of it is left in /dev/shm whatever happens to either process).
+ */
+import { native } from './native.js';
+import {
+  CONTROL_BLOCK_SIZE, DEFAULT_SLOT_COUNT, DEFAULT_SLOT_SIZE, H2S_QUEUE_OFFSET, LAYOUT_VERSION, REGION_MAGIC, RegionState,
+  S2H_QUEUE_OFFSET, SLOT_HEADER_SIZE, kHealth, kHostPid, kLayoutVersion, kMagic, kRegionSize, kSlotCount, kSlotSize,
+  kState, kStubPid, regionSize, slotsOffset,
+} from './layout.js';
+import { MessageQueue } from './message-queue.js';
+import { StubhostError } from '../errors.js';
+
+export interface RegionOptions {
+  slotCount?: number;
+  slotSize?: number;
+  /** Consumer spin before sleeping, in microseconds. */
+  spinMicros?: number;
+}
+
+export class Region {
+  readonly words: Int32Array;
+  /** host → stub (`parent_to_stub` in Triton's terms). */
+  readonly hostToStub: MessageQueue;
+  /** stub → host. */
+  readonly stubToHost: MessageQueue;
+
+  private constructor(readonly name: string, readonly buffer: SharedArrayBuffer, slotCount: number, slotSize: number, spinMicros?: number) {
+    this.words = new Int32Array(buffer, 0, CONTROL_BLOCK_SIZE / 4);
+    this.hostToStub = new MessageQueue(buffer, { headerOffset: H2S_QUEUE_OFFSET, slotsOffset: slotsOffset('h2s', slotCount, slotSize), slotCount, slotSize, spinMicros });
+    this.stubToHost = new MessageQueue(buffer, { headerOffset: S2H_QUEUE_OFFSET, slotsOffset: slotsOffset('s2h', slotCount, slotSize), slotCount, slotSize, spinMicros });
+  }
+
+  /** Host side: a new region file (mode 0600) with empty queues. */
+  static create(name: string, options: RegionOptions = {}): Region {
+    const slotCount = options.slotCount ?? DEFAULT_SLOT_COUNT;
+    const slotSize = options.slotSize ?? DEFAULT_SLOT_SIZE;
+    if (slotSize <= SLOT_HEADER_SIZE || slotSize % 8 !== 0) throw new Error(`Region: slot size ${slotSize} must be a multiple of 8 above ${SLOT_HEADER_SIZE}`);
+    const size = regionSize(slotCount, slotSize);
+    const buffer = native.shmCreate(name, size);
+    const region = new Region(name, buffer, slotCount, slotSize, options.spinMicros);
+    const w = region.words;
+    Atomics.store(w, kRegionSize >> 2, size);
+    Atomics.store(w, kSlotCount >> 2, slotCount);
+    Atomics.store(w, kSlotSize >> 2, slotSize);
+    Atomics.store(w, kHostPid >> 2, process.pid);
+    Atomics.store(w, kStubPid >> 2, 0);
+    Atomics.store(w, kHealth >> 2, 0);
+    Atomics.store(w, kState >> 2, RegionState.Created);
+    region.hostToStub.init();
+    region.stubToHost.init();
+    Atomics.store(w, kLayoutVersion >> 2, LAYOUT_VERSION);
+    // Magic last: a peer that sees it sees a fully initialised region.
+    Atomics.store(w, kMagic >> 2, REGION_MAGIC);
+    return region;
+  }
+
+  /** Stub side: maps the region, checks it, records our pid and removes the file name. */
+  static attach(name: string, options: Pick<RegionOptions, 'spinMicros'> = {}): Region {
+    let buffer: SharedArrayBuffer;
+    try {
+      buffer = native.shmOpen(name);
+    } catch (err) {
+      throw new StubhostError('STUBHOST_PROTOCOL', `cannot open the stub's shared-memory region ${name}: ${(err as Error).message}`);
+    }
+    try {
+      const region = Region.check(name, buffer, options.spinMicros);
+      Atomics.store(region.words, kStubPid >> 2, process.pid);
+      Atomics.store(region.words, kState >> 2, RegionState.Attached);
+      return region;
+    } finally {
+      try {
+        native.shmUnlink(name);
+      } catch {
+        // The host may have unlinked it already.
+      }
+    }
+  }
+
+  private static check(name: string, buffer: SharedArrayBuffer, spinMicros?: number): Region {
+    if (buffer.byteLength < CONTROL_BLOCK_SIZE) throw new StubhostError('STUBHOST_PROTOCOL', `region ${name} is truncated: ${buffer.byteLength} bytes`);
+    const w = new Int32Array(buffer, 0, CONTROL_BLOCK_SIZE / 4);
+    const magic = Atomics.load(w, kMagic >> 2) >>> 0;
+    if (magic !== REGION_MAGIC) throw new StubhostError('STUBHOST_PROTOCOL', `region ${name} has wrong magic 0x${magic.toString(16)} (expected 0x${REGION_MAGIC.toString(16)}): not a stubhost region`);
+    const version = Atomics.load(w, kLayoutVersion >> 2);
+    if (version !== LAYOUT_VERSION) throw new StubhostError('STUBHOST_PROTOCOL', `region ${name} has layout version ${version}, this stub speaks ${LAYOUT_VERSION}: host and stub come from different stubhost versions`);
+    const slotCount = Atomics.load(w, kSlotCount >> 2);
+    const slotSize = Atomics.load(w, kSlotSize >> 2);
+    const size = Atomics.load(w, kRegionSize >> 2);
+    if (slotCount <= 0 || slotSize <= SLOT_HEADER_SIZE || size !== regionSize(slotCount, slotSize) || size > buffer.byteLength) {
+      throw new StubhostError('STUBHOST_PROTOCOL', `region ${name} has an inconsistent layout (slots ${slotCount} × ${slotSize}, size ${size}, mapped ${buffer.byteLength})`);
+    }
+    return new Region(name, buffer, slotCount, slotSize, spinMicros);
+  }
+
+  get hostPid(): number {
+    return Atomics.load(this.words, kHostPid >> 2);
+  }
+
+  get stubPid(): number {
+    return Atomics.load(this.words, kStubPid >> 2);
+  }
+
+  get state(): number {
+    return Atomics.load(this.words, kState >> 2);
+  }
+
+  set state(value: number) {
+    Atomics.store(this.words, kState >> 2, value);
+  }
+
+  /** Stub: "I am alive". */
+  setHealthy(): void {
+    Atomics.store(this.words, kHealth >> 2, 1);
+  }
+
+  /** Host: reads the health word and clears it; true if the stub set it since the last call. */
+  takeHealth(): boolean {
+    return Atomics.exchange(this.words, kHealth >> 2, 0) === 1;
+  }
+
+  /** Removes the file name if still there (host side, e.g. when the stub never attached). */
+  unlink(): void {
+    try {
+      native.shmUnlink(this.name);
+    } catch {
+      // Already unlinked by the stub.
+    }
+  }
+
+  /** Stops both queues' waiting threads. Safe to call twice. */
+  close(): void {
+    this.hostToStub.close();
+    this.stubToHost.close();
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * Tensors across the queues: the header (name, dtype, shape, where the bytes are) goes in the
+ * msgpack message; the bytes go into the writer's Arena once and are read on the other side as
+ * typed-array views of shared memory (no copy). Tiny tensors travel inline in the header: an
+ * arena round trip (alloc, free, release) costs more than copying a few hundred bytes.
+ */
+import type { Arena, Handle, PeerArena } from './arena.js';
+import {
+  type DataType, type NumericTypedArray, bytesElementsSize, decodeBytesElements, elementCount, elementSize, isDataType,
+  viewAs, writeBytesElements,
+} from '../core/dtypes.js';
+import type { TensorValue } from '../core/types.js';
+import { StubhostError } from '../errors.js';
+
+/** A tensor on the wire: `h` (arena handle) or `d` (inline bytes). */
+export interface TensorDesc {
+  n: string;
+  t: DataType;
+  s: number[];
+  h?: Handle;
+  d?: Uint8Array;
+}
+
+export const INLINE_MAX_BYTES = 512;
+
+/** Bytes of a tensor's data as it is laid out in memory (BYTES: length-prefixed elements). */
+export function tensorByteSize(t: Pick<TensorValue, 'datatype' | 'data'>): number {
+  if (t.datatype === 'BYTES') return bytesElementsSize(t.data as Uint8Array[]);
+  return (t.data as NumericTypedArray).byteLength;
+}
+
+/**
+ * Writes a tensor for the peer. Arena blocks it takes are appended to `blocks`: the caller owns
+ * them and frees them when the peer is done (see Arena's ownership notes).
+ */
+export function writeTensor(arena: Arena, t: Pick<TensorValue, 'name' | 'datatype' | 'shape' | 'data'>, blocks: Handle[]): TensorDesc {
+  const size = tensorByteSize(t);
+  const desc: TensorDesc = { n: t.name, t: t.datatype, s: t.shape };
+  if (size <= INLINE_MAX_BYTES) {
+    const bytes = new Uint8Array(size);
+    fill(bytes, t);
+    desc.d = bytes;
+    return desc;
+  }
+  const block = arena.alloc(size);
+  fill(block.bytes, t);
+  blocks.push(block.handle);
+  desc.h = block.handle;
+  return desc;
+}
+
+function fill(out: Uint8Array, t: Pick<TensorValue, 'datatype' | 'data'>): void {
+  if (t.datatype === 'BYTES') writeBytesElements(t.data as Uint8Array[], out);
+  else {
+    const src = t.data as NumericTypedArray;
+    out.set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength));
+  }
+}
+
+/**
+ * The tensor described by `desc`, its data a view of the peer's arena (valid until the peer
+ * frees the block). Checks dtype, shape and byte size so a corrupt header is refused here.
+ */
+export function readTensor(peer: PeerArena, desc: TensorDesc): TensorValue {
+  if (typeof desc.n !== 'string' || !isDataType(desc.t) || !Array.isArray(desc.s) || desc.s.some((d) => !Number.isInteger(d) || d < 0)) {
+    throw new StubhostError('STUBHOST_PROTOCOL', `corrupt tensor header ${JSON.stringify({ n: desc.n, t: desc.t, s: desc.s })}`);
+  }
+  let bytes: Uint8Array;
+  if (desc.d) bytes = desc.d;
+  else if (desc.h) bytes = peer.view(desc.h);
+  else bytes = new Uint8Array(0);
+  const count = elementCount(desc.s);
+  if (desc.t === 'BYTES') {
+    const items = decodeBytesElements(bytes, count);
+    if (typeof items === 'string') throw new StubhostError('STUBHOST_PROTOCOL', `tensor '${desc.n}': BYTES data ${items}`);
+    return { name: desc.n, datatype: 'BYTES', shape: desc.s, data: items };
+  }
+  const size = elementSize(desc.t);
+  if (bytes.byteLength !== count * size) {
+    throw new StubhostError('STUBHOST_PROTOCOL', `tensor '${desc.n}': ${bytes.byteLength} bytes for shape [${desc.s.join(', ')}] of ${desc.t} (needs ${count * size})`);
+  }
+  // Inline bytes come from the decoder at any offset; typed arrays need element alignment.
+  if (bytes.byteOffset % size !== 0) bytes = bytes.slice();
+  return { name: desc.n, datatype: desc.t, shape: desc.s, data: viewAs(desc.t, bytes.buffer, bytes.byteOffset, bytes.byteLength) };
+}
+
+/** A copy of a tensor into process-private memory (for data that must outlive its block). */
+export function copyTensor(t: TensorValue): TensorValue {
+  if (t.datatype === 'BYTES') return { ...t, shape: [...t.shape], data: (t.data as Uint8Array[]).map((b) => b.slice()) };
+  return { ...t, shape: [...t.shape], data: (t.data as NumericTypedArray).slice() };
+}
