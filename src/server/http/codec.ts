@@ -1,0 +1,495 @@
+/**
+ * KServe v2 / Triton HTTP infer bodies: JSON tensors and Triton's binary tensor extension, in
+ * both directions. Pure functions over bytes (no sockets), so they can be tested and reused alone.
+ *
+ * Every request is checked against the model's IO contract here, before anything reaches a
+ * scheduler or a stub: a bad request costs one 400, never a model execution.
+ * Tensor bytes sent as binary data are viewed in place (no JSON, no per-element work) when the
+ * body buffer lets them be aligned; see `bodyAlignment` in server.ts.
+ */
+import { StubhostError } from '../../errors.js';
+import {
+  type DataType, type NumericTypedArray, decodeBytesElements, elementCount, elementSize, encodeBytesElements,
+  isDataType, typedArrayFor, viewAs,
+} from '../../core/dtypes.js';
+import type { InferRequest, InferResult, Parameters, RequestedOutput, TensorSpec, TensorValue } from '../../core/types.js';
+import type { ModelIOContract } from '../../core/service.js';
+
+/** Request parameters the protocol itself consumes; the rest are passed to the model as given. */
+const RESERVED_PARAMETERS = new Set([
+  'priority', 'timeout', 'sequence_id', 'sequence_start', 'sequence_end', 'binary_data_output',
+]);
+
+/** Integer ranges checked on JSON data, so 300 never silently wraps to 44 in a UINT8 tensor. */
+const INT_RANGE: Partial<Record<DataType, readonly [number, number]>> = {
+  INT8: [-128, 127], INT16: [-32768, 32767], INT32: [-2147483648, 2147483647],
+  UINT8: [0, 255], UINT16: [0, 65535], UINT32: [0, 4294967295],
+  FP16: [0, 65535], BF16: [0, 65535], // raw 16-bit words on the wire
+};
+
+const utf8Encoder = new TextEncoder();
+/** `fatal` so that non-UTF-8 BYTES are detected and sent as binary instead of mangled. */
+const utf8Strict = new TextDecoder('utf-8', { fatal: true });
+
+function invalid(message: string): StubhostError {
+  return new StubhostError('STUBHOST_INVALID_INPUT', message);
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isNonNegativeInt(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+function fmtShape(shape: readonly number[]): string {
+  return `[${shape.join(',')}]`;
+}
+
+/** The shape a client must send: the batch dimension shows as -1 when the model batches. */
+function expectedShape(spec: TensorSpec, maxBatchSize: number): number[] {
+  return maxBatchSize > 0 ? [-1, ...spec.dims] : spec.dims;
+}
+
+export interface DecodedInferRequest {
+  request: InferRequest;
+  /** `binary_data_output`: how outputs are sent when the request names none (or names one without `binary_data`). */
+  binaryOutputDefault: boolean;
+}
+
+/**
+ * Parses the `Inference-Header-Content-Length` header; undefined when absent.
+ * Throws STUBHOST_INVALID_INPUT when it is not a non-negative integer.
+ */
+export function parseHeaderLength(value: string | string[] | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const s = Array.isArray(value) ? value[0] : value;
+  const n = Number(s);
+  if (s === undefined || s.trim() === '' || !isNonNegativeInt(n)) {
+    throw invalid(`Inference-Header-Content-Length must be a non-negative integer byte count, got '${String(s)}'`);
+  }
+  return n;
+}
+
+/**
+ * Decodes and validates one infer request body.
+ *
+ * @param body the whole request body
+ * @param headerLength `Inference-Header-Content-Length`: the JSON is the first `headerLength`
+ *   bytes and the inputs' binary data follows; undefined means the whole body is JSON
+ */
+export function decodeInferRequest(
+  body: Uint8Array,
+  headerLength: number | undefined,
+  contract: ModelIOContract,
+  target: { modelName: string; modelVersion?: number },
+): DecodedInferRequest {
+  if (headerLength !== undefined && headerLength > body.byteLength) {
+    throw invalid(`Inference-Header-Content-Length is ${headerLength} but the body has only ${body.byteLength} bytes`);
+  }
+  const jsonEnd = headerLength ?? body.byteLength;
+  let doc: unknown;
+  try {
+    doc = JSON.parse(Buffer.from(body.buffer, body.byteOffset, jsonEnd).toString('utf8'));
+  } catch (err) {
+    throw invalid(`malformed JSON in the infer request${headerLength !== undefined ? ' header' : ''}: ${(err as Error).message}`);
+  }
+  if (!isObject(doc)) throw invalid('the infer request must be a JSON object with an \'inputs\' array');
+
+  let id = '';
+  if (doc.id !== undefined) {
+    if (typeof doc.id !== 'string') throw invalid(`'id' must be a string, got ${typeof doc.id}`);
+    id = doc.id;
+  }
+
+  const request: InferRequest = {
+    id, modelName: target.modelName, modelVersion: target.modelVersion,
+    inputs: [], parameters: {}, priority: 0, timeoutUs: 0,
+  };
+  let binaryOutputDefault = false;
+  if (doc.parameters !== undefined) {
+    const params = checkParameters(doc.parameters, 'request');
+    for (const key in params) {
+      const value = params[key]!;
+      switch (key) {
+        case 'priority':
+          if (!isNonNegativeInt(value)) throw invalid(`parameter 'priority' must be a non-negative integer, got ${JSON.stringify(value)}`);
+          request.priority = value;
+          break;
+        case 'timeout':
+          if (!isNonNegativeInt(value)) throw invalid(`parameter 'timeout' must be a non-negative integer (microseconds), got ${JSON.stringify(value)}`);
+          request.timeoutUs = value;
+          break;
+        case 'sequence_id':
+          if (typeof value === 'string') {
+            if (value !== '') request.correlationId = value;
+          } else if (isNonNegativeInt(value)) {
+            if (value !== 0) request.correlationId = BigInt(value); // 0 means "not part of a sequence"
+          } else {
+            throw invalid(`parameter 'sequence_id' must be a non-negative integer or a string, got ${JSON.stringify(value)}`);
+          }
+          break;
+        case 'sequence_start':
+        case 'sequence_end':
+        case 'binary_data_output':
+          if (typeof value !== 'boolean') throw invalid(`parameter '${key}' must be true or false, got ${JSON.stringify(value)}`);
+          if (key === 'sequence_start') request.sequenceStart = value;
+          else if (key === 'sequence_end') request.sequenceEnd = value;
+          else binaryOutputDefault = value;
+          break;
+        default:
+          request.parameters[key] = value;
+      }
+    }
+  }
+
+  const inputs = doc.inputs ?? [];
+  if (!Array.isArray(inputs)) throw invalid(`'inputs' must be an array of tensors`);
+  const seen = new Set<string>();
+  let binaryPos = jsonEnd;
+  let batch: { size: number; input: string } | undefined;
+  for (const raw of inputs) {
+    if (!isObject(raw) || typeof raw.name !== 'string') throw invalid(`each entry of 'inputs' must be an object with a string 'name'`);
+    const name = raw.name;
+    const spec = contract.inputs.find((s) => s.name === name);
+    if (spec === undefined) {
+      throw invalid(`unexpected input '${name}' for model '${contract.name}'; the model's inputs are: ${contract.inputs.map((s) => s.name).join(', ') || '(none)'}`);
+    }
+    if (seen.has(name)) throw invalid(`input '${name}' appears more than once; send each input once`);
+    seen.add(name);
+
+    const datatype = raw.datatype;
+    if (!isDataType(datatype)) throw invalid(`input '${name}': unknown datatype ${JSON.stringify(datatype)}; expected ${spec.datatype}`);
+    if (datatype !== spec.datatype) throw invalid(`input '${name}': expected datatype ${spec.datatype}, got ${datatype}`);
+
+    const shape = raw.shape;
+    if (!Array.isArray(shape) || !shape.every(isNonNegativeInt)) {
+      throw invalid(`input '${name}': 'shape' must be an array of non-negative integers, e.g. ${fmtShape(expectedShape(spec, contract.maxBatchSize).map((d) => (d < 0 ? 1 : d)))}`);
+    }
+    checkShape(name, shape, spec, contract.maxBatchSize);
+    if (contract.maxBatchSize > 0) {
+      if (batch === undefined) batch = { size: shape[0]!, input: name };
+      else if (batch.size !== shape[0]) {
+        throw invalid(`input '${name}': batch size ${shape[0]} does not match batch size ${batch.size} of input '${batch.input}'; every input needs the same first dimension`);
+      }
+    }
+
+    const tensor: TensorValue = { name, datatype, shape, data: [] };
+    let binarySize: number | undefined;
+    if (raw.parameters !== undefined) {
+      const params = checkParameters(raw.parameters, `input '${name}'`);
+      for (const key in params) {
+        const value = params[key]!;
+        if (key === 'binary_data_size') {
+          if (!isNonNegativeInt(value)) throw invalid(`input '${name}': 'binary_data_size' must be a non-negative integer, got ${JSON.stringify(value)}`);
+          binarySize = value;
+        } else if (key === 'shared_memory_region' || key === 'shared_memory_byte_size' || key === 'shared_memory_offset') {
+          throw new StubhostError('STUBHOST_UNSUPPORTED', `input '${name}': shared-memory inputs are not supported by this server; send the data in the body`);
+        } else {
+          (tensor.parameters ??= {})[key] = value;
+        }
+      }
+    }
+
+    const count = elementCount(shape);
+    if (binarySize !== undefined) {
+      if (raw.data !== undefined) throw invalid(`input '${name}': has both 'data' and 'binary_data_size'; send one of them`);
+      if (headerLength === undefined) {
+        throw invalid(`input '${name}': has 'binary_data_size' but the request has no Inference-Header-Content-Length header giving the JSON length`);
+      }
+      if (binaryPos + binarySize > body.byteLength) {
+        throw invalid(`input '${name}': binary_data_size ${binarySize} runs past the end of the body (${body.byteLength - binaryPos} bytes left)`);
+      }
+      tensor.data = fromBinary(name, datatype, shape, count, body.subarray(binaryPos, binaryPos + binarySize));
+      binaryPos += binarySize;
+    } else {
+      if (!Array.isArray(raw.data)) {
+        throw invalid(`input '${name}': 'data' must be an array (flat or nested), or give 'parameters.binary_data_size' and send the bytes after the JSON`);
+      }
+      tensor.data = fromJson(name, datatype, shape, count, raw.data);
+    }
+    request.inputs.push(tensor);
+  }
+  if (binaryPos !== body.byteLength) {
+    throw invalid(`the body has ${body.byteLength - binaryPos} bytes after the inputs' binary data; check each input's binary_data_size and Inference-Header-Content-Length`);
+  }
+  for (const spec of contract.inputs) {
+    if (!spec.optional && !seen.has(spec.name)) {
+      throw invalid(`missing required input '${spec.name}' for model '${contract.name}' (datatype ${spec.datatype}, shape ${fmtShape(expectedShape(spec, contract.maxBatchSize))})`);
+    }
+  }
+
+  if (doc.outputs !== undefined) {
+    if (!Array.isArray(doc.outputs)) throw invalid(`'outputs' must be an array of {name, parameters}`);
+    const outputs: RequestedOutput[] = [];
+    const wanted = new Set<string>();
+    for (const raw of doc.outputs) {
+      if (!isObject(raw) || typeof raw.name !== 'string') throw invalid(`each entry of 'outputs' must be an object with a string 'name'`);
+      const name = raw.name;
+      const spec = contract.outputs.find((s) => s.name === name);
+      if (spec === undefined) {
+        throw invalid(`unknown output '${name}' requested from model '${contract.name}'; the model's outputs are: ${contract.outputs.map((s) => s.name).join(', ') || '(none)'}`);
+      }
+      if (wanted.has(name)) throw invalid(`output '${name}' is requested more than once`);
+      wanted.add(name);
+      const out: RequestedOutput = { name, binary: binaryOutputDefault };
+      if (raw.parameters !== undefined) {
+        const params = checkParameters(raw.parameters, `output '${name}'`);
+        for (const key in params) {
+          const value = params[key]!;
+          if (key === 'binary_data') {
+            if (typeof value !== 'boolean') throw invalid(`output '${name}': 'binary_data' must be true or false`);
+            out.binary = value;
+          } else {
+            if (key === 'classification') {
+              if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+                throw invalid(`output '${name}': 'classification' must be a positive integer (the number of top classes)`);
+              }
+              if (spec.datatype === 'BYTES') throw invalid(`output '${name}': classification needs a numeric output, this one is BYTES`);
+            } else if (key.startsWith('shared_memory_')) {
+              throw new StubhostError('STUBHOST_UNSUPPORTED', `output '${name}': shared-memory outputs are not supported by this server`);
+            }
+            (out.parameters ??= {})[key] = value;
+          }
+        }
+      }
+      outputs.push(out);
+    }
+    request.outputs = outputs;
+  }
+  return { request, binaryOutputDefault };
+}
+
+function checkParameters(value: unknown, where: string): Parameters {
+  if (!isObject(value)) throw invalid(`${where}: 'parameters' must be an object`);
+  for (const key in value) {
+    const v = value[key];
+    if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
+      throw invalid(`${where}: parameter '${key}' must be a string, number or boolean`);
+    }
+  }
+  return value as Parameters;
+}
+
+function checkShape(name: string, shape: number[], spec: TensorSpec, maxBatchSize: number): void {
+  const batched = maxBatchSize > 0;
+  const rank = spec.dims.length + (batched ? 1 : 0);
+  const want = fmtShape(expectedShape(spec, maxBatchSize));
+  if (shape.length !== rank) {
+    throw invalid(`input '${name}': expected shape ${want}${batched ? ' (first dimension is the batch size)' : ''}, got ${fmtShape(shape)} of rank ${shape.length} instead of ${rank}`);
+  }
+  if (batched && (shape[0]! < 1 || shape[0]! > maxBatchSize)) {
+    throw invalid(`input '${name}': batch size ${shape[0]} (first dimension of ${fmtShape(shape)}) must be 1..${maxBatchSize}, the model's max_batch_size`);
+  }
+  const off = batched ? 1 : 0;
+  for (let i = 0; i < spec.dims.length; i++) {
+    const d = spec.dims[i]!;
+    if (d !== -1 && d !== shape[i + off]) {
+      throw invalid(`input '${name}': expected shape ${want}, got ${fmtShape(shape)} (dimension ${i + off} is ${shape[i + off]}, must be ${d})`);
+    }
+  }
+}
+
+function fromBinary(name: string, datatype: DataType, shape: number[], count: number, bytes: Uint8Array): TensorValue['data'] {
+  if (datatype === 'BYTES') {
+    const items = decodeBytesElements(bytes, count);
+    if (typeof items === 'string') {
+      throw invalid(`input '${name}': bad BYTES binary data: ${items}; each element is a 4-byte little-endian length followed by that many bytes, ${count} elements for shape ${fmtShape(shape)}`);
+    }
+    return items;
+  }
+  const size = elementSize(datatype);
+  if (bytes.byteLength !== count * size) {
+    throw invalid(`input '${name}': binary data has ${bytes.byteLength} bytes but shape ${fmtShape(shape)} of ${datatype} needs ${count * size} (${count} elements x ${size} bytes)`);
+  }
+  if (bytes.byteOffset % size === 0) return viewAs(datatype, bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  // A typed array cannot view misaligned bytes: one copy (the server aligns the first binary input, so this is rare).
+  const copy = new Uint8Array(bytes.byteLength);
+  copy.set(bytes);
+  return viewAs(datatype, copy.buffer, 0, copy.byteLength);
+}
+
+function fromJson(name: string, datatype: DataType, shape: number[], count: number, data: unknown[]): TensorValue['data'] {
+  // Nested arrays (as Triton accepts) are flattened; a flat array is used as is.
+  const leaves: unknown[] = data.length > 0 && Array.isArray(data[0]) ? (data.flat(Infinity as 1) as unknown[]) : data;
+  if (leaves.length !== count) {
+    throw invalid(`input '${name}': 'data' has ${leaves.length} elements but shape ${fmtShape(shape)} needs ${count}`);
+  }
+  const bad = (i: number, what: string): StubhostError =>
+    invalid(`input '${name}': element ${i} of 'data' is ${JSON.stringify(leaves[i]) ?? String(leaves[i])}; ${datatype} data must be ${what}`);
+
+  switch (datatype) {
+    case 'BYTES': {
+      const out: Uint8Array[] = new Array(count);
+      for (let i = 0; i < count; i++) {
+        const v = leaves[i];
+        if (typeof v !== 'string') throw bad(i, 'strings');
+        out[i] = utf8Encoder.encode(v);
+      }
+      return out;
+    }
+    case 'BOOL': {
+      const out = new Uint8Array(count);
+      for (let i = 0; i < count; i++) {
+        const v = leaves[i];
+        if (typeof v !== 'boolean') throw bad(i, 'true or false');
+        out[i] = v ? 1 : 0;
+      }
+      return out;
+    }
+    case 'INT64':
+    case 'UINT64': {
+      const out = datatype === 'INT64' ? new BigInt64Array(count) : new BigUint64Array(count);
+      const bits = 64;
+      for (let i = 0; i < count; i++) {
+        const v = leaves[i];
+        let b: bigint;
+        // Strings are accepted too: JSON numbers lose precision past 2^53.
+        if (typeof v === 'number' && Number.isSafeInteger(v)) b = BigInt(v);
+        else if (typeof v === 'string' && /^-?\d+$/.test(v)) b = BigInt(v);
+        else throw bad(i, 'integers');
+        const fits = datatype === 'INT64' ? BigInt.asIntN(bits, b) === b : BigInt.asUintN(bits, b) === b;
+        if (!fits) throw bad(i, `integers in the ${datatype} range`);
+        out[i] = b;
+      }
+      return out;
+    }
+    case 'FP32':
+    case 'FP64': {
+      const out = new (typedArrayFor(datatype))(count) as Float32Array | Float64Array;
+      for (let i = 0; i < count; i++) {
+        const v = leaves[i];
+        if (typeof v !== 'number') throw bad(i, 'numbers');
+        out[i] = v;
+      }
+      return out;
+    }
+    default: {
+      const [lo, hi] = INT_RANGE[datatype]!;
+      const out = new (typedArrayFor(datatype))(count) as Exclude<NumericTypedArray, BigInt64Array | BigUint64Array>;
+      for (let i = 0; i < count; i++) {
+        const v = leaves[i];
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
+          throw bad(i, `integers in ${lo}..${hi}${datatype === 'FP16' || datatype === 'BF16' ? ' (raw 16-bit words)' : ''}`);
+        }
+        out[i] = v;
+      }
+      return out;
+    }
+  }
+}
+
+export interface EncodedInferResponse {
+  /** The JSON part; the whole body when `binary` is empty. */
+  json: Buffer;
+  /** Binary output data, in the order of the outputs in the JSON; sent after it. */
+  binary: Uint8Array[];
+  /** Total body length: json plus every binary section. */
+  byteLength: number;
+}
+
+export interface EncodeOptions {
+  /** The outputs the request named; undefined or empty: every output of the result. */
+  requested?: RequestedOutput[];
+  /** `binary_data_output` of the request. */
+  binaryDefault: boolean;
+  /** The model's max_batch_size: classification ranks each batch row on its own when > 0. */
+  maxBatchSize: number;
+}
+
+/**
+ * Encodes a result as Triton does: outputs asked for as binary go after the JSON with
+ * `parameters.binary_data_size`; BYTES that are not valid UTF-8 go as binary whatever was asked,
+ * because JSON cannot carry them.
+ */
+export function encodeInferResponse(result: InferResult, opts: EncodeOptions): EncodedInferResponse {
+  const requested = opts.requested !== undefined && opts.requested.length > 0 ? opts.requested : undefined;
+  const binary: Uint8Array[] = [];
+  let byteLength = 0;
+  const parts: string[] = [];
+  for (const output of result.outputs) {
+    let want: RequestedOutput | undefined;
+    if (requested !== undefined) {
+      want = requested.find((r) => r.name === output.name);
+      if (want === undefined) continue; // the core may return more than was asked; the client gets what it named
+    }
+    let tensor = output;
+    const k = want?.parameters?.classification;
+    if (typeof k === 'number') tensor = classify(output, k, opts.maxBatchSize > 0);
+
+    let asBinary = want?.binary ?? opts.binaryDefault;
+    let data: string | undefined;
+    if (!asBinary) {
+      data = jsonData(tensor);
+      if (data === undefined) asBinary = true;
+    }
+    let params = tensor.parameters;
+    if (asBinary) {
+      const bytes = binaryData(tensor);
+      binary.push(bytes);
+      byteLength += bytes.byteLength;
+      params = { ...params, binary_data_size: bytes.byteLength };
+    }
+    let s = `{"name":${JSON.stringify(tensor.name)},"datatype":"${tensor.datatype}","shape":${fmtShape(tensor.shape)}`;
+    if (params !== undefined) s += `,"parameters":${JSON.stringify(params)}`;
+    if (data !== undefined) s += `,"data":${data}`;
+    parts.push(s + '}');
+  }
+  let head = `{"model_name":${JSON.stringify(result.modelName)},"model_version":${JSON.stringify(result.modelVersion)}`;
+  if (result.id !== '') head += `,"id":${JSON.stringify(result.id)}`; // Triton omits an empty id
+  if (result.parameters !== undefined && Object.keys(result.parameters).length > 0) head += `,"parameters":${JSON.stringify(result.parameters)}`;
+  const json = Buffer.from(`${head},"outputs":[${parts.join(',')}]}`, 'utf8');
+  return { json, binary, byteLength: byteLength + json.byteLength };
+}
+
+/** The JSON `data` of a tensor, or undefined when it cannot be JSON (BYTES that are not UTF-8). */
+function jsonData(t: TensorValue): string | undefined {
+  if (t.datatype === 'BYTES') {
+    const items = t.data as Uint8Array[];
+    const strings: string[] = new Array(items.length);
+    try {
+      for (let i = 0; i < items.length; i++) strings[i] = utf8Strict.decode(items[i]);
+    } catch {
+      return undefined;
+    }
+    return JSON.stringify(strings);
+  }
+  const data = t.data as NumericTypedArray;
+  if (t.datatype === 'BOOL') return JSON.stringify(Array.from(data as Uint8Array, (v) => v !== 0));
+  // join() prints BigInts without the `n` and NaN/Infinity as Triton's RapidJSON writer does.
+  return `[${data.join(',')}]`;
+}
+
+function binaryData(t: TensorValue): Uint8Array {
+  if (t.datatype === 'BYTES') return encodeBytesElements(t.data as Uint8Array[]);
+  const data = t.data as NumericTypedArray;
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/**
+ * Triton's classification extension: the top `k` entries of each row as BYTES `"<value>:<index>"`
+ * (values with six decimals for floats, as Triton's std::to_string prints them).
+ */
+export function classify(t: TensorValue, k: number, batched: boolean): TensorValue {
+  if (t.datatype === 'BYTES') throw invalid(`output '${t.name}': classification needs a numeric output, this one is BYTES`);
+  const data = t.data as NumericTypedArray;
+  const rows = batched && t.shape.length > 0 ? t.shape[0]! : 1;
+  const perRow = rows === 0 ? 0 : data.length / rows;
+  const take = Math.min(k, perRow);
+  const isFloat = t.datatype === 'FP32' || t.datatype === 'FP64';
+  const out: Uint8Array[] = [];
+  const idx = new Array<number>(perRow);
+  for (let r = 0; r < rows; r++) {
+    const base = r * perRow;
+    for (let i = 0; i < perRow; i++) idx[i] = i;
+    const value = (i: number): number => Number(data[base + i]!);
+    idx.sort((a, b) => value(b) - value(a) || a - b);
+    for (let j = 0; j < take; j++) {
+      const i = idx[j]!;
+      const v = data[base + i]!;
+      out.push(utf8Encoder.encode(`${isFloat ? (v as number).toFixed(6) : String(v)}:${i}`));
+    }
+  }
+  return { name: t.name, datatype: 'BYTES', shape: batched ? [rows, take] : [take], data: out };
+}

@@ -1,0 +1,423 @@
+/**
+ * The KServe v2 / Triton HTTP front-end on node:http.
+ *
+ * It knows the host only through InferenceService (src/core/service.ts). Routing is a split of
+ * the path, not a framework; bodies are read into one buffer sized from Content-Length and placed
+ * so the first binary input is 8-byte aligned, so typed arrays can view tensor bytes in place.
+ * Errors become `{"error": "..."}` with the StubhostError's HTTP status here and nowhere else.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { StubhostError, httpStatusOf } from '../../errors.js';
+import type { InferenceService } from '../../core/service.js';
+import type { InferRequest, InferResult } from '../../core/types.js';
+import { decodeInferRequest, encodeInferResponse, parseHeaderLength } from './codec.js';
+
+export const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
+
+/** `console` fits. */
+export interface HttpLogger {
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+export interface HttpServerOptions {
+  port: number;
+  host?: string;
+  /** Largest request body accepted; larger ones get 413 without being read. Default 64 MiB. */
+  maxBodyBytes?: number;
+  logger?: HttpLogger;
+  /** Idle keep-alive connections are closed after this long. Default: Node's (5 s). */
+  keepAliveTimeoutMs?: number;
+}
+
+type RouteKind =
+  | 'server' | 'live' | 'ready' | 'allStats' | 'modelMeta' | 'modelReady' | 'modelConfig' | 'infer'
+  | 'modelStats' | 'repoIndex' | 'load' | 'unload' | 'logging';
+
+interface Route {
+  kind: RouteKind;
+  methods: readonly string[];
+  model?: string;
+  version?: string;
+}
+
+const GET = ['GET'] as const;
+const POST = ['POST'] as const;
+const GET_POST = ['GET', 'POST'] as const;
+
+/** Maps a path (no query) to a route; undefined: 404. Throws on bad percent-encoding. */
+function route(path: string): Route | undefined {
+  const p = path.split('/');
+  if (p[0] !== '' || p[1] !== 'v2') return undefined;
+  const n = p.length;
+  if (n === 2) return { kind: 'server', methods: GET };
+  switch (p[2]) {
+    case 'health':
+      if (n === 4 && p[3] === 'live') return { kind: 'live', methods: GET };
+      if (n === 4 && p[3] === 'ready') return { kind: 'ready', methods: GET };
+      return undefined;
+    case 'logging':
+      return n === 3 ? { kind: 'logging', methods: GET_POST } : undefined;
+    case 'repository':
+      if (n === 4 && p[3] === 'index') return { kind: 'repoIndex', methods: POST };
+      if (n === 6 && p[3] === 'models' && p[4] !== '') {
+        if (p[5] === 'load') return { kind: 'load', methods: POST, model: decodeURIComponent(p[4]!) };
+        if (p[5] === 'unload') return { kind: 'unload', methods: POST, model: decodeURIComponent(p[4]!) };
+      }
+      return undefined;
+    case 'models': {
+      if (n < 4 || p[3] === '') return undefined;
+      // Triton reads /v2/models/stats as "statistics of every model", not a model named "stats".
+      if (n === 4 && p[3] === 'stats') return { kind: 'allStats', methods: GET };
+      const model = decodeURIComponent(p[3]!);
+      let i = 4;
+      let version: string | undefined;
+      if (p[i] === 'versions') {
+        if (n < 6 || p[5] === '') return undefined;
+        version = decodeURIComponent(p[5]!);
+        i = 6;
+      }
+      if (n === i) return { kind: 'modelMeta', methods: GET, model, version };
+      if (n !== i + 1) return undefined;
+      switch (p[i]) {
+        case 'ready': return { kind: 'modelReady', methods: GET, model, version };
+        case 'config': return { kind: 'modelConfig', methods: GET, model, version };
+        case 'infer': return { kind: 'infer', methods: POST, model, version };
+        case 'stats': return { kind: 'modelStats', methods: GET, model, version };
+        default: return undefined;
+      }
+    }
+    default:
+      return undefined;
+  }
+}
+
+function bodyTooLarge(limit: number): StubhostError {
+  return new StubhostError('STUBHOST_BODY_TOO_LARGE', `request body exceeds the limit of ${limit} bytes (maxBodyBytes); send a smaller request or raise the limit`);
+}
+
+function declaredLength(req: IncomingMessage): number | undefined {
+  const cl = req.headers['content-length'];
+  return cl === undefined ? undefined : Number(cl);
+}
+
+/**
+ * Reads the whole body into one buffer placed so that byte `alignAt` sits on an 8-byte boundary.
+ * Rejects with STUBHOST_BODY_TOO_LARGE as soon as the body is known to exceed `limit`, and then
+ * stops reading: the rest is never buffered.
+ */
+function readBody(req: IncomingMessage, limit: number, alignAt: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = declaredLength(req);
+    if (declared !== undefined && declared > limit) {
+      reject(bodyTooLarge(limit));
+      return;
+    }
+    const shift = (8 - (alignAt % 8)) % 8;
+    let buf: Buffer | undefined = declared !== undefined ? Buffer.allocUnsafeSlow(declared + shift).subarray(shift) : undefined;
+    const chunks: Buffer[] = [];
+    let received = 0;
+    let done = false;
+    const finish = (err?: unknown): void => {
+      if (done) return;
+      done = true;
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', finish);
+      req.off('close', onClose);
+      if (err !== undefined) {
+        req.pause();
+        reject(err);
+        return;
+      }
+      if (buf === undefined) {
+        // Chunked upload: one copy into an aligned buffer, now that the size is known.
+        buf = Buffer.allocUnsafeSlow(received + shift).subarray(shift);
+        let pos = 0;
+        for (const c of chunks) {
+          c.copy(buf, pos);
+          pos += c.length;
+        }
+      } else if (received !== buf.length) {
+        buf = buf.subarray(0, received);
+      }
+      resolve(buf);
+    };
+    const onData = (chunk: Buffer): void => {
+      if (received + chunk.length > limit) {
+        finish(bodyTooLarge(limit));
+        return;
+      }
+      if (buf !== undefined) {
+        if (received + chunk.length > buf.length) {
+          finish(new StubhostError('STUBHOST_INVALID_ARG', 'request body is longer than its Content-Length'));
+          return;
+        }
+        chunk.copy(buf, received);
+      } else {
+        chunks.push(chunk);
+      }
+      received += chunk.length;
+    };
+    const onEnd = (): void => finish();
+    const onClose = (): void => finish(new StubhostError('STUBHOST_CANCELLED', 'client closed the connection before sending the whole body'));
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', finish);
+    req.on('close', onClose);
+  });
+}
+
+/** A JSON object body; undefined for an empty body (the control routes take optional bodies). */
+async function readJsonObject(req: IncomingMessage, limit: number): Promise<Record<string, unknown> | undefined> {
+  const body = await readBody(req, limit, 0);
+  if (body.length === 0) return undefined;
+  let doc: unknown;
+  try {
+    doc = JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    throw new StubhostError('STUBHOST_INVALID_ARG', `malformed JSON in the request body: ${(err as Error).message}`);
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
+    throw new StubhostError('STUBHOST_INVALID_ARG', 'the request body must be a JSON object');
+  }
+  return doc as Record<string, unknown>;
+}
+
+function sendJson(res: ServerResponse, status: number, json: string): void {
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(json) });
+  res.end(json);
+}
+
+function sendEmpty(res: ServerResponse, status: number): void {
+  res.writeHead(status, { 'Content-Length': 0 });
+  res.end();
+}
+
+function parseVersion(version: string): number {
+  const n = Number(version);
+  if (version === '' || !Number.isSafeInteger(n) || n < 0) {
+    throw new StubhostError('STUBHOST_INVALID_ARG', `model version must be a non-negative integer, got '${version}'`);
+  }
+  return n;
+}
+
+export class HttpServer {
+  readonly #service: InferenceService;
+  readonly #opts: HttpServerOptions;
+  readonly #maxBody: number;
+  #server: http.Server | undefined;
+  #closing: Promise<void> | undefined;
+  /** Responses not yet finished, with the abort controller of the infer they belong to. */
+  readonly #active = new Map<ServerResponse, AbortController | undefined>();
+
+  constructor(service: InferenceService, opts: HttpServerOptions) {
+    this.#service = service;
+    this.#opts = opts;
+    this.#maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  }
+
+  /** Listens; resolves with the bound port (useful with port 0). */
+  start(): Promise<number> {
+    if (this.#server !== undefined) throw new StubhostError('STUBHOST_INTERNAL', 'HttpServer.start() called twice');
+    const server = http.createServer({ noDelay: true }, this.#onRequest);
+    if (this.#opts.keepAliveTimeoutMs !== undefined) server.keepAliveTimeout = this.#opts.keepAliveTimeoutMs;
+    // Answer `Expect: 100-continue` with 413 before the client sends an oversized body.
+    server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+      const declared = declaredLength(req);
+      if (declared !== undefined && declared > this.#maxBody) {
+        this.#sendError(res, bodyTooLarge(this.#maxBody));
+        return;
+      }
+      res.writeContinue();
+      this.#onRequest(req, res);
+    });
+    this.#server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.#opts.port, this.#opts.host, () => {
+        server.off('error', reject);
+        resolve((server.address() as AddressInfo).port);
+      });
+    });
+  }
+
+  /**
+   * Stops listening, fails every request still in flight with STUBHOST_CLOSED (aborting its
+   * signal so the core can drop the work) and closes every connection. Safe to call twice.
+   */
+  close(): Promise<void> {
+    if (this.#closing !== undefined) return this.#closing;
+    const server = this.#server;
+    if (server === undefined) return (this.#closing = Promise.resolve());
+    this.#closing = new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      const err = new StubhostError('STUBHOST_CLOSED', 'the HTTP server is shutting down');
+      for (const [res, ac] of this.#active) {
+        ac?.abort(err);
+        this.#sendError(res, err);
+      }
+      server.closeIdleConnections();
+      // Connections whose last response could not be flushed do not hold close() up for long.
+      const force = setTimeout(() => server.closeAllConnections(), 1000);
+      force.unref();
+    });
+    return this.#closing;
+  }
+
+  readonly #onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    this.#active.set(res, undefined);
+    res.once('close', () => this.#active.delete(res));
+    this.#dispatch(req, res).catch((err: unknown) => this.#sendError(res, err));
+  };
+
+  async #dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    let r: Route | undefined;
+    try {
+      r = route(q < 0 ? url : url.slice(0, q));
+    } catch {
+      throw new StubhostError('STUBHOST_INVALID_ARG', `malformed percent-encoding in the path '${url}'`);
+    }
+    if (r === undefined) throw new StubhostError('STUBHOST_NOT_FOUND', `no route for ${req.method} ${url}; see the KServe v2 protocol for the /v2 endpoints`);
+    const method = req.method ?? 'GET';
+    if (!r.methods.includes(method)) {
+      res.setHeader('Allow', r.methods.join(', '));
+      sendJson(res, 405, JSON.stringify({ error: `method ${method} not allowed on ${url}; use ${r.methods.join(' or ')}` }));
+      return;
+    }
+    const svc = this.#service;
+    switch (r.kind) {
+      case 'live': return sendEmpty(res, svc.isLive() ? 200 : 503);
+      case 'ready': return sendEmpty(res, svc.isReady() ? 200 : 503);
+      case 'server': return sendJson(res, 200, JSON.stringify(svc.serverMetadata()));
+      case 'modelMeta': return sendJson(res, 200, JSON.stringify(svc.modelMetadata(r.model!, r.version)));
+      case 'modelReady': return sendEmpty(res, svc.modelReady(r.model!, r.version) ? 200 : 503);
+      case 'modelConfig': return sendJson(res, 200, JSON.stringify(svc.modelConfig(r.model!, r.version)));
+      case 'allStats':
+      case 'modelStats':
+        return sendJson(res, 200, JSON.stringify({ model_stats: svc.modelStatistics(r.model, r.version) }));
+      case 'infer': return this.#infer(req, res, r.model!, r.version);
+      case 'repoIndex': {
+        const body = await readJsonObject(req, this.#maxBody);
+        const ready = body?.ready;
+        if (ready !== undefined && typeof ready !== 'boolean') throw new StubhostError('STUBHOST_INVALID_ARG', `'ready' must be true or false`);
+        return sendJson(res, 200, JSON.stringify(svc.repositoryIndex(ready)));
+      }
+      case 'load': {
+        const params = parametersOf(await readJsonObject(req, this.#maxBody));
+        const options: { config?: string; files?: Record<string, Uint8Array> } = {};
+        for (const key in params) {
+          const value = params[key];
+          if (key === 'config') {
+            // Triton takes the config as a JSON string; an object is accepted for convenience.
+            if (typeof value === 'string') options.config = value;
+            else if (typeof value === 'object' && value !== null) options.config = JSON.stringify(value);
+            else throw new StubhostError('STUBHOST_INVALID_ARG', `parameter 'config' must be the model config as a JSON string`);
+          } else if (key.startsWith('file:')) {
+            if (typeof value !== 'string') throw new StubhostError('STUBHOST_INVALID_ARG', `parameter '${key}' must be the file content in base64`);
+            (options.files ??= {})[key.slice(5)] = new Uint8Array(Buffer.from(value, 'base64'));
+          }
+        }
+        await svc.loadModel(r.model!, options);
+        return sendEmpty(res, 200);
+      }
+      case 'unload': {
+        const params = parametersOf(await readJsonObject(req, this.#maxBody));
+        const dependents = params.unload_dependents;
+        if (dependents !== undefined && typeof dependents !== 'boolean') {
+          throw new StubhostError('STUBHOST_INVALID_ARG', `parameter 'unload_dependents' must be true or false`);
+        }
+        await svc.unloadModel(r.model!, dependents === undefined ? undefined : { unloadDependents: dependents });
+        return sendEmpty(res, 200);
+      }
+      case 'logging': {
+        const update = method === 'POST' ? await readJsonObject(req, this.#maxBody) : undefined;
+        return sendJson(res, 200, JSON.stringify(svc.logSettings(update)));
+      }
+    }
+  }
+
+  async #infer(req: IncomingMessage, res: ServerResponse, model: string, version: string | undefined): Promise<void> {
+    const headerLength = parseHeaderLength(req.headers['inference-header-content-length']);
+    const body = await readBody(req, this.#maxBody, headerLength ?? 0);
+    const modelVersion = version === undefined ? undefined : parseVersion(version);
+    const contract = this.#service.modelContract(model, version);
+    const { request, binaryOutputDefault } = decodeInferRequest(body, headerLength, contract, { modelName: model, modelVersion });
+
+    const ac = new AbortController();
+    if (res.destroyed) return; // the client left while the body was parsed
+    this.#active.set(res, ac);
+    res.once('close', () => {
+      if (!res.writableFinished) ac.abort(new StubhostError('STUBHOST_CANCELLED', `client disconnected before the response of model '${model}'`));
+    });
+    request.signal = ac.signal;
+
+    const result = contract.decoupled ? await this.#inferDecoupled(request, ac) : await this.#service.infer(request);
+    if (res.headersSent || res.destroyed) return; // closed meanwhile, or failed by close()
+    const enc = encodeInferResponse(result, { requested: request.outputs, binaryDefault: binaryOutputDefault, maxBatchSize: contract.maxBatchSize });
+    if (enc.binary.length === 0) {
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': enc.byteLength });
+      res.end(enc.json);
+      return;
+    }
+    res.writeHead(200, {
+      'Content-Type': 'application/octet-stream',
+      'Inference-Header-Content-Length': enc.json.byteLength,
+      'Content-Length': enc.byteLength,
+    });
+    // Cork so the header, the JSON and every tensor leave in one writev.
+    res.cork();
+    res.write(enc.json);
+    for (const chunk of enc.binary) res.write(chunk);
+    res.end();
+    res.uncork();
+  }
+
+  /** Decoupled models over HTTP: allowed only when they send exactly one response, as in Triton. */
+  async #inferDecoupled(request: InferRequest, ac: AbortController): Promise<InferResult> {
+    let first: InferResult | undefined;
+    let count = 0;
+    for await (const result of this.#service.inferStream(request)) {
+      if (++count === 1) first = result;
+      else {
+        ac.abort(new StubhostError('STUBHOST_CANCELLED', 'second response of a decoupled model over HTTP'));
+        break;
+      }
+    }
+    if (count !== 1) {
+      throw new StubhostError('STUBHOST_UNSUPPORTED',
+        `model '${request.modelName}' sent ${count === 0 ? 'no response' : 'more than one response'}; the HTTP infer endpoint doesn't support models with decoupled transaction policy unless they send exactly one response (use gRPC ModelStreamInfer)`);
+    }
+    return first!;
+  }
+
+  #sendError(res: ServerResponse, err: unknown): void {
+    const status = httpStatusOf(err);
+    const message = err instanceof Error ? err.message : String(err);
+    if (!(err instanceof StubhostError) || status >= 500) this.#opts.logger?.error(`HTTP ${status}: ${message}`);
+    if (res.destroyed) return;
+    if (res.headersSent) {
+      res.destroy(); // half a response cannot be turned into an error; the client sees a reset
+      return;
+    }
+    const json = JSON.stringify({ error: message });
+    const headers: http.OutgoingHttpHeaders = { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(json) };
+    // The unread rest of an oversized body would be parsed as the next request: close instead.
+    if (status === 413 || (err instanceof StubhostError && err.code === 'STUBHOST_CLOSED')) headers.Connection = 'close';
+    res.writeHead(status, headers);
+    res.end(json);
+  }
+}
+
+function parametersOf(body: Record<string, unknown> | undefined): Record<string, unknown> {
+  const params = body?.parameters;
+  if (params === undefined) return {};
+  if (typeof params !== 'object' || params === null || Array.isArray(params)) {
+    throw new StubhostError('STUBHOST_INVALID_ARG', `'parameters' must be an object`);
+  }
+  return params as Record<string, unknown>;
+}
