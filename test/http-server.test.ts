@@ -1,6 +1,7 @@
 /** The HTTP front-end's routes, error mapping, body limit, keep-alive and disconnects, over real HTTP. */
 import http from 'node:http';
 import net from 'node:net';
+import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HttpServer } from '../src/server/http/server.js';
 import { TestService } from './fixtures/http/service.js';
@@ -176,6 +177,21 @@ describe('errors', () => {
     expect(JSON.parse(chunked.body).error).toMatch(/65536/);
     // The server still serves afterwards.
     expect((await request(port, 'GET', '/v2/health/live')).status).toBe(200);
+  });
+
+  it('gzip and deflate request bodies are decompressed, within the limit', async () => {
+    const doc = JSON.stringify({ inputs: [{ name: 'IN_INT32', datatype: 'INT32', shape: [2], data: [3, 4] }] });
+    for (const [encoding, pack] of [['gzip', zlib.gzipSync], ['deflate', zlib.deflateSync]] as const) {
+      const r = await request(port, 'POST', '/v2/models/echo/infer', pack(doc), { 'Content-Encoding': encoding });
+      expect(r.status, encoding).toBe(200);
+      expect(json(r).outputs[0].data).toEqual([3, 4]);
+    }
+    const bomb = await request(port, 'POST', '/v2/models/echo/infer', zlib.gzipSync(Buffer.alloc(1 << 20)), { 'Content-Encoding': 'gzip' });
+    expect(bomb.status).toBe(413);
+    const br = await request(port, 'POST', '/v2/models/echo/infer', 'x', { 'Content-Encoding': 'br' });
+    expect([br.status, json(br).error]).toEqual([400, `Content-Encoding 'br' is not supported; send gzip, deflate or an uncompressed body`]);
+    const junk = await request(port, 'POST', '/v2/models/echo/infer', 'not gzip', { 'Content-Encoding': 'gzip' });
+    expect(json(junk).error).toMatch(/cannot decompress the gzip request body/);
   });
 
   it('Expect: 100-continue with an oversized body is refused before the body is sent', async () => {

@@ -8,6 +8,8 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
 import { StubhostError, httpStatusOf } from '../../errors.js';
 import type { InferenceService } from '../../core/service.js';
 import type { InferRequest, InferResult } from '../../core/types.js';
@@ -170,9 +172,37 @@ function readBody(req: IncomingMessage, limit: number, alignAt: number): Promise
   });
 }
 
+const gunzip = promisify(zlib.gunzip);
+const inflate = promisify(zlib.inflate);
+
+/**
+ * readBody, then undoes `Content-Encoding: gzip | deflate` (tritonclient's request compression)
+ * on the thread pool, with the same limit on the decompressed size.
+ */
+async function readDecodedBody(req: IncomingMessage, limit: number, alignAt: number): Promise<Buffer> {
+  const encoding = req.headers['content-encoding']?.trim().toLowerCase();
+  if (encoding === undefined || encoding === '' || encoding === 'identity') return readBody(req, limit, alignAt);
+  if (encoding !== 'gzip' && encoding !== 'deflate') {
+    throw new StubhostError('STUBHOST_UNSUPPORTED', `Content-Encoding '${encoding}' is not supported; send gzip, deflate or an uncompressed body`);
+  }
+  const raw = await readBody(req, limit, 0);
+  let out: Buffer;
+  try {
+    out = await (encoding === 'gzip' ? gunzip : inflate)(raw, { maxOutputLength: limit });
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw bodyTooLarge(limit);
+    throw new StubhostError('STUBHOST_INVALID_ARG', `cannot decompress the ${encoding} request body: ${(err as Error).message}`);
+  }
+  const shift = (8 - (alignAt % 8)) % 8;
+  if (shift === 0 && out.byteOffset % 8 === 0) return out;
+  const aligned = Buffer.allocUnsafeSlow(out.length + shift).subarray(shift);
+  out.copy(aligned);
+  return aligned;
+}
+
 /** A JSON object body; undefined for an empty body (the control routes take optional bodies). */
 async function readJsonObject(req: IncomingMessage, limit: number): Promise<Record<string, unknown> | undefined> {
-  const body = await readBody(req, limit, 0);
+  const body = await readDecodedBody(req, limit, 0);
   if (body.length === 0) return undefined;
   let doc: unknown;
   try {
@@ -343,7 +373,7 @@ export class HttpServer {
 
   async #infer(req: IncomingMessage, res: ServerResponse, model: string, version: string | undefined): Promise<void> {
     const headerLength = parseHeaderLength(req.headers['inference-header-content-length']);
-    const body = await readBody(req, this.#maxBody, headerLength ?? 0);
+    const body = await readDecodedBody(req, this.#maxBody, headerLength ?? 0);
     const modelVersion = version === undefined ? undefined : parseVersion(version);
     const contract = this.#service.modelContract(model, version);
     const { request, binaryOutputDefault } = decodeInferRequest(body, headerLength, contract, { modelName: model, modelVersion });
