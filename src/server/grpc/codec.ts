@@ -1,0 +1,284 @@
+/**
+ * ModelInferRequest / ModelInferResponse (as @grpc/proto-loader hands them over with keepCase,
+ * longs as strings, oneofs named) ⇄ the host's InferRequest / InferResult.
+ *
+ * Data path: raw_input_contents arrive as Buffers that view the received message; numeric inputs
+ * become typed arrays over those bytes, and numeric outputs go back as Buffers over the output's
+ * own memory, so tensor bytes are not copied on either side (except to fix alignment).
+ */
+import { encodeBytesElements, type DataType, type NumericTypedArray } from '../../core/dtypes.js';
+import type { ModelIOContract } from '../../core/service.js';
+import type { InferRequest, InferResult, ParamValue, Parameters, RequestedOutput, TensorValue } from '../../core/types.js';
+import { StubhostError } from '../../errors.js';
+import { invalidInputError, tensorFromBytes, validateInferInputs, validateRequestedOutputs, type InputHeader } from './validate.js';
+
+// ---- wire shapes (the subset the front-end reads or writes) ----
+
+export type ParamChoice = 'bool_param' | 'int64_param' | 'string_param' | 'double_param' | 'uint64_param';
+
+export interface InferParameterMsg {
+  parameter_choice?: ParamChoice;
+  bool_param?: boolean;
+  /** int64 / uint64 arrive as decimal strings (longs: String) so no precision is lost. */
+  int64_param?: string | number;
+  string_param?: string;
+  double_param?: number;
+  uint64_param?: string | number;
+}
+
+export interface InferTensorContentsMsg {
+  bool_contents?: boolean[];
+  int_contents?: number[];
+  int64_contents?: (string | number)[];
+  uint_contents?: number[];
+  uint64_contents?: (string | number)[];
+  fp32_contents?: number[];
+  fp64_contents?: number[];
+  bytes_contents?: Uint8Array[];
+}
+
+export interface InferInputTensorMsg {
+  name: string;
+  datatype: string;
+  shape: (string | number)[];
+  parameters?: Record<string, InferParameterMsg>;
+  contents?: InferTensorContentsMsg | null;
+}
+
+export interface ModelInferRequestMsg {
+  model_name: string;
+  model_version: string;
+  id: string;
+  parameters?: Record<string, InferParameterMsg>;
+  inputs: InferInputTensorMsg[];
+  outputs?: { name: string; parameters?: Record<string, InferParameterMsg> }[];
+  raw_input_contents?: Uint8Array[];
+}
+
+export interface ModelInferResponseMsg {
+  model_name: string;
+  model_version: string;
+  id: string;
+  parameters: Record<string, InferParameterMsg>;
+  outputs: { name: string; datatype: string; shape: number[]; parameters: Record<string, InferParameterMsg> }[];
+  raw_output_contents: Buffer[];
+}
+
+// ---- parameters ----
+
+/** Request parameters Triton consumes itself; they become InferRequest fields, not model parameters. */
+const RESERVED_PARAMS = new Set([
+  'priority', 'timeout', 'sequence_id', 'sequence_start', 'sequence_end', 'triton_enable_empty_final_response',
+]);
+
+/** int64/uint64 become numbers when exact, else stay decimal strings (ParamValue has no bigint). */
+function paramValue(p: InferParameterMsg): ParamValue | undefined {
+  switch (p.parameter_choice) {
+    case 'bool_param': return p.bool_param ?? false;
+    case 'string_param': return p.string_param ?? '';
+    case 'double_param': return p.double_param ?? 0;
+    case 'int64_param':
+    case 'uint64_param': {
+      const raw = p[p.parameter_choice] ?? 0;
+      const n = Number(raw);
+      return Number.isSafeInteger(n) ? n : String(raw);
+    }
+    default: return undefined;
+  }
+}
+
+export function decodeParameters(params: Record<string, InferParameterMsg> | undefined, skip?: Set<string>): Parameters {
+  const out: Parameters = {};
+  if (!params) return out;
+  for (const [key, p] of Object.entries(params)) {
+    if (skip?.has(key)) continue;
+    const v = paramValue(p);
+    if (v !== undefined) out[key] = v;
+  }
+  return out;
+}
+
+export function encodeParameter(v: ParamValue): InferParameterMsg {
+  if (typeof v === 'boolean') return { bool_param: v };
+  if (typeof v === 'string') return { string_param: v };
+  return Number.isInteger(v) ? { int64_param: v } : { double_param: v };
+}
+
+export function encodeParameters(params: Parameters | undefined): Record<string, InferParameterMsg> {
+  const out: Record<string, InferParameterMsg> = {};
+  if (params) for (const [k, v] of Object.entries(params)) out[k] = encodeParameter(v);
+  return out;
+}
+
+function badParam(name: string, want: string): StubhostError {
+  return new StubhostError('STUBHOST_INVALID_ARG', `invalid value type for '${name}' parameter, expected ${want}`);
+}
+
+function intParam(name: string, p: InferParameterMsg): bigint {
+  if (p.parameter_choice !== 'int64_param' && p.parameter_choice !== 'uint64_param') throw badParam(name, 'int64_param or uint64_param');
+  const v = BigInt(p[p.parameter_choice] ?? 0);
+  if (v < 0n) throw new StubhostError('STUBHOST_INVALID_ARG', `'${name}' parameter must not be negative, got ${v}`);
+  return v;
+}
+
+function boolParam(name: string, p: InferParameterMsg): boolean {
+  if (p.parameter_choice !== 'bool_param') throw badParam(name, 'bool_param');
+  return p.bool_param ?? false;
+}
+
+// ---- tensors ----
+
+function toDims(shape: readonly (string | number)[], what: string): number[] {
+  return shape.map((d) => {
+    const n = Number(d);
+    if (!Number.isSafeInteger(n)) throw invalidInputError(`${what} has a dimension that is not an integer: ${String(d)}`);
+    return n;
+  });
+}
+
+/** Typed `contents` (the slower, non-raw form) → TensorValue; FP16/BF16 exist only as raw bytes. */
+function tensorFromContents(header: InputHeader & { datatype: DataType }, c: InferTensorContentsMsg, modelName: string): TensorValue {
+  const { name, datatype, shape } = header;
+  let count = 1;
+  for (const d of shape) count *= d;
+  const pick = <T>(values: T[] | undefined, field: string): T[] => {
+    const list = values ?? [];
+    if (list.length !== count) {
+      throw invalidInputError(`unexpected number of elements in ${field} for input '${name}' for model '${modelName}', expecting ${count}, got ${list.length}`);
+    }
+    return list;
+  };
+  let data: NumericTypedArray | Uint8Array[];
+  switch (datatype) {
+    case 'BOOL': data = Uint8Array.from(pick(c.bool_contents, 'bool_contents'), (b) => (b ? 1 : 0)); break;
+    case 'INT8': data = Int8Array.from(pick(c.int_contents, 'int_contents')); break;
+    case 'INT16': data = Int16Array.from(pick(c.int_contents, 'int_contents')); break;
+    case 'INT32': data = Int32Array.from(pick(c.int_contents, 'int_contents')); break;
+    case 'INT64': data = BigInt64Array.from(pick(c.int64_contents, 'int64_contents'), (v) => BigInt(v)); break;
+    case 'UINT8': data = Uint8Array.from(pick(c.uint_contents, 'uint_contents')); break;
+    case 'UINT16': data = Uint16Array.from(pick(c.uint_contents, 'uint_contents')); break;
+    case 'UINT32': data = Uint32Array.from(pick(c.uint_contents, 'uint_contents')); break;
+    case 'UINT64': data = BigUint64Array.from(pick(c.uint64_contents, 'uint64_contents'), (v) => BigInt(v)); break;
+    case 'FP32': data = Float32Array.from(pick(c.fp32_contents, 'fp32_contents')); break;
+    case 'FP64': data = Float64Array.from(pick(c.fp64_contents, 'fp64_contents')); break;
+    case 'BYTES': data = pick(c.bytes_contents, 'bytes_contents'); break;
+    case 'FP16':
+    case 'BF16':
+      throw invalidInputError(`input '${name}' for model '${modelName}': ${datatype} data must be sent in raw_input_contents`);
+  }
+  return { name, datatype, shape, data };
+}
+
+export interface DecodedInferRequest {
+  request: InferRequest;
+  /** The client asked for Triton's empty final response on decoupled streams. */
+  enableEmptyFinalResponse: boolean;
+}
+
+/**
+ * ModelInferRequest → InferRequest, validated against `contract` (throws StubhostError).
+ * The returned request has no signal; the caller attaches the call's.
+ */
+export function decodeInferRequest(msg: ModelInferRequestMsg, contract: ModelIOContract): DecodedInferRequest {
+  const model = contract.name;
+  let modelVersion: number | undefined;
+  if (msg.model_version) {
+    modelVersion = Number(msg.model_version);
+    if (!Number.isSafeInteger(modelVersion) || modelVersion < 0) {
+      throw new StubhostError('STUBHOST_INVALID_ARG', `invalid model version '${msg.model_version}' for model '${msg.model_name}'`);
+    }
+  }
+
+  const headers = msg.inputs.map((t): InputHeader => ({
+    name: t.name, datatype: t.datatype, shape: toDims(t.shape, `input '${t.name}'`),
+  }));
+  validateInferInputs(contract, headers);
+
+  const raw = msg.raw_input_contents ?? [];
+  if (raw.length > 0 && raw.length !== msg.inputs.length) {
+    throw invalidInputError(`expected ${msg.inputs.length} raw_input_contents (one per input) for model '${model}', got ${raw.length}`);
+  }
+  const inputs = msg.inputs.map((t, i): TensorValue => {
+    // validateInferInputs checked the datatype.
+    const header = headers[i] as InputHeader & { datatype: DataType };
+    let tensor: TensorValue;
+    if (raw.length > 0) {
+      if (t.contents) {
+        throw invalidInputError(`contents field must not be specified when using raw_input_contents for input '${t.name}' for model '${model}'`);
+      }
+      tensor = tensorFromBytes(header, raw[i]!, model);
+    } else if (t.contents) {
+      tensor = tensorFromContents(header, t.contents, model);
+    } else {
+      throw invalidInputError(`input '${t.name}' for model '${model}' has no data: set raw_input_contents or contents`);
+    }
+    const params = decodeParameters(t.parameters);
+    if (Object.keys(params).length > 0) tensor.parameters = params;
+    return tensor;
+  });
+
+  const outputs: RequestedOutput[] = (msg.outputs ?? []).map((o) => {
+    const params = decodeParameters(o.parameters);
+    return Object.keys(params).length > 0 ? { name: o.name, parameters: params } : { name: o.name };
+  });
+  validateRequestedOutputs(contract, outputs.map((o) => o.name));
+
+  const request: InferRequest = {
+    id: msg.id,
+    modelName: msg.model_name,
+    modelVersion,
+    inputs,
+    outputs: outputs.length > 0 ? outputs : undefined,
+    parameters: decodeParameters(msg.parameters, RESERVED_PARAMS),
+    priority: 0,
+    timeoutUs: 0,
+  };
+  let enableEmptyFinalResponse = false;
+  const p = msg.parameters ?? {};
+  if (p.priority) request.priority = Number(intParam('priority', p.priority));
+  if (p.timeout) request.timeoutUs = Number(intParam('timeout', p.timeout));
+  if (p.sequence_id) {
+    const s = p.sequence_id;
+    if (s.parameter_choice === 'string_param') {
+      if (s.string_param) request.correlationId = s.string_param;
+    } else {
+      const id = intParam('sequence_id', s);
+      if (id !== 0n) request.correlationId = id; // 0 means "not part of a sequence", as in Triton.
+    }
+  }
+  if (p.sequence_start) request.sequenceStart = boolParam('sequence_start', p.sequence_start);
+  if (p.sequence_end) request.sequenceEnd = boolParam('sequence_end', p.sequence_end);
+  if (p.triton_enable_empty_final_response) {
+    enableEmptyFinalResponse = boolParam('triton_enable_empty_final_response', p.triton_enable_empty_final_response);
+  }
+  return { request, enableEmptyFinalResponse };
+}
+
+function rawBytesOf(t: TensorValue): Buffer {
+  if (t.datatype === 'BYTES' || Array.isArray(t.data)) {
+    const enc = encodeBytesElements(t.data as Uint8Array[]);
+    return Buffer.from(enc.buffer, enc.byteOffset, enc.byteLength);
+  }
+  const d = t.data;
+  return Buffer.from(d.buffer, d.byteOffset, d.byteLength);
+}
+
+/**
+ * InferResult → ModelInferResponse with raw_output_contents. When the request named outputs, only
+ * those are sent (in the result's order), whatever the model produced.
+ */
+export function encodeInferResponse(result: InferResult, request?: Pick<InferRequest, 'outputs'>): ModelInferResponseMsg {
+  let tensors = result.outputs;
+  if (request?.outputs && request.outputs.length > 0) {
+    const wanted = new Set(request.outputs.map((o) => o.name));
+    tensors = tensors.filter((t) => wanted.has(t.name));
+  }
+  return {
+    model_name: result.modelName,
+    model_version: result.modelVersion,
+    id: result.id,
+    parameters: encodeParameters(result.parameters),
+    outputs: tensors.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape, parameters: encodeParameters(t.parameters) })),
+    raw_output_contents: tensors.map(rawBytesOf),
+  };
+}

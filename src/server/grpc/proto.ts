@@ -1,0 +1,34 @@
+/**
+ * Loads Triton's GRPCInferenceService definition from the .proto files beside this module.
+ * Loaded at run time (no generated code) so the .proto files stay the one source of truth.
+ */
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+
+export const GRPC_PROTO_DIR = fileURLToPath(new URL('./proto/', import.meta.url));
+
+/**
+ * keepCase: field names stay Triton's snake_case (they are also our JSON names); longs as
+ * strings: int64 shapes, ids and counters keep full precision; oneofs: InferParameter says
+ * which member is set; defaults: repeated fields arrive as [] rather than undefined.
+ */
+export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+  includeDirs: [GRPC_PROTO_DIR],
+};
+
+let cached: grpc.ServiceDefinition | undefined;
+
+/** The `inference.GRPCInferenceService` definition (loaded once). */
+export function inferenceServiceDefinition(): grpc.ServiceDefinition {
+  if (!cached) {
+    const pkg = protoLoader.loadSync('grpc_service.proto', PROTO_LOADER_OPTIONS);
+    cached = pkg['inference.GRPCInferenceService'] as grpc.ServiceDefinition;
+  }
+  return cached;
+}

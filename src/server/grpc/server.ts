@@ -1,0 +1,307 @@
+/**
+ * The gRPC front-end: Triton's `inference.GRPCInferenceService` on @grpc/grpc-js, serving an
+ * InferenceService. It only translates: validation lives in ./validate.ts, message conversion in
+ * ./codec.ts, and every error leaves as the gRPC status of its StubhostError code.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { InferenceService } from '../../core/service.js';
+import { StubhostError, grpcStatusOf, toStubhostError } from '../../errors.js';
+import {
+  decodeInferRequest, encodeInferResponse,
+  type InferParameterMsg, type ModelInferRequestMsg, type ModelInferResponseMsg,
+} from './codec.js';
+import { inferenceServiceDefinition } from './proto.js';
+
+export interface GrpcLogger {
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+export interface GrpcServerOptions {
+  port: number;
+  /** Default 0.0.0.0. */
+  host?: string;
+  /** Largest request or response message; default 2 GiB - 1, as Triton allows. */
+  maxMessageBytes?: number;
+  logger?: GrpcLogger;
+  /** close() waits this long for calls in flight before cancelling them; default 2000 ms. */
+  shutdownGraceMs?: number;
+}
+
+type Unary = (call: grpc.ServerUnaryCall<any, any>) => unknown;
+
+interface StreamMsg {
+  error_message: string;
+  infer_response?: Partial<ModelInferResponseMsg>;
+}
+
+interface RepoParamMsg {
+  parameter_choice?: 'bool_param' | 'int64_param' | 'string_param' | 'bytes_param';
+  bool_param?: boolean;
+  int64_param?: string;
+  string_param?: string;
+  bytes_param?: Uint8Array;
+}
+
+interface LogSettingMsg {
+  parameter_choice?: 'bool_param' | 'uint32_param' | 'string_param';
+  bool_param?: boolean;
+  uint32_param?: number;
+  string_param?: string;
+}
+
+const opt = (s: string): string | undefined => (s === '' ? undefined : s);
+
+function cancelledError(): StubhostError {
+  return new StubhostError('STUBHOST_CANCELLED', 'the client cancelled the request');
+}
+
+export class GrpcServer {
+  readonly #service: InferenceService;
+  readonly #opts: GrpcServerOptions;
+  #server: grpc.Server | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(service: InferenceService, opts: GrpcServerOptions) {
+    this.#service = service;
+    this.#opts = opts;
+  }
+
+  /** Binds and serves; resolves with the bound port (useful with port 0). */
+  async start(): Promise<number> {
+    if (this.#server) throw new StubhostError('STUBHOST_INTERNAL', 'GrpcServer.start() called twice');
+    const max = this.#opts.maxMessageBytes ?? 2 ** 31 - 1;
+    const server = new grpc.Server({
+      'grpc.max_receive_message_length': max,
+      'grpc.max_send_message_length': max,
+    });
+    server.addService(inferenceServiceDefinition(), this.#handlers());
+    this.#server = server;
+    const address = `${this.#opts.host ?? '0.0.0.0'}:${this.#opts.port}`;
+    return new Promise<number>((resolve, reject) => {
+      server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
+        if (err) {
+          reject(new StubhostError('STUBHOST_UNAVAILABLE', `gRPC server could not bind ${address}: ${err.message}`, { cause: err }));
+          return;
+        }
+        this.#opts.logger?.info(`gRPC server listening on ${this.#opts.host ?? '0.0.0.0'}:${port}`);
+        resolve(port);
+      });
+    });
+  }
+
+  /**
+   * Stops accepting calls, lets calls in flight finish for `shutdownGraceMs`, then cancels the
+   * rest (their requests see an aborted signal). Safe to call twice.
+   */
+  close(): Promise<void> {
+    const server = this.#server;
+    if (!server) return Promise.resolve();
+    this.#closing ??= new Promise<void>((resolve) => {
+      // Streams stay open as long as the client wants, so a graceful shutdown alone may never end.
+      const timer = setTimeout(() => server.forceShutdown(), this.#opts.shutdownGraceMs ?? 2000);
+      server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    return this.#closing;
+  }
+
+  #serviceError(err: unknown): Partial<grpc.StatusObject> {
+    if (!(err instanceof StubhostError)) {
+      this.#opts.logger?.error(`gRPC handler failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    }
+    const e = toStubhostError(err);
+    return { code: grpcStatusOf(e), details: e.message };
+  }
+
+  #unary(fn: Unary): grpc.handleUnaryCall<any, any> {
+    return (call, callback) => {
+      Promise.resolve()
+        .then(() => fn(call))
+        .then((res) => callback(null, res), (err) => callback(this.#serviceError(err)));
+    };
+  }
+
+  #handlers(): grpc.UntypedServiceImplementation {
+    const svc = this.#service;
+    const unimplemented = (what: string): grpc.handleUnaryCall<any, any> =>
+      this.#unary(() => { throw new StubhostError('STUBHOST_UNSUPPORTED', `${what} is not supported by stubhost's gRPC front-end`); });
+
+    return {
+      ServerLive: this.#unary(() => ({ live: svc.isLive() })),
+      ServerReady: this.#unary(() => ({ ready: svc.isReady() })),
+      ModelReady: this.#unary((call) => ({ ready: svc.modelReady(call.request.name, opt(call.request.version)) })),
+      ServerMetadata: this.#unary(() => svc.serverMetadata()),
+      ModelMetadata: this.#unary((call) => svc.modelMetadata(call.request.name, opt(call.request.version))),
+      ModelConfig: this.#unary((call) => ({ config: svc.modelConfig(call.request.name, opt(call.request.version)) })),
+      ModelStatistics: this.#unary((call) => ({
+        model_stats: svc.modelStatistics(opt(call.request.name), opt(call.request.version)),
+      })),
+      RepositoryIndex: this.#unary((call) => ({ models: svc.repositoryIndex(call.request.ready) })),
+      RepositoryModelLoad: this.#unary(async (call) => {
+        await svc.loadModel(call.request.model_name, loadOptions(call.request.parameters ?? {}));
+        return {};
+      }),
+      RepositoryModelUnload: this.#unary(async (call) => {
+        const p = (call.request.parameters ?? {}) as Record<string, RepoParamMsg>;
+        const dep = p.unload_dependents;
+        if (dep && dep.parameter_choice !== 'bool_param') {
+          throw new StubhostError('STUBHOST_INVALID_ARG', `'unload_dependents' parameter must be a bool_param`);
+        }
+        await svc.unloadModel(call.request.model_name, dep ? { unloadDependents: dep.bool_param ?? false } : undefined);
+        return {};
+      }),
+      LogSettings: this.#unary((call) => {
+        const entries = Object.entries((call.request.settings ?? {}) as Record<string, LogSettingMsg>);
+        const update: Record<string, unknown> = {};
+        for (const [k, v] of entries) update[k] = v.parameter_choice ? v[v.parameter_choice] : undefined;
+        const current = svc.logSettings(entries.length > 0 ? update : undefined);
+        return { settings: encodeLogSettings(current) };
+      }),
+      ModelInfer: this.#unary((call) => this.#modelInfer(call)),
+      ModelStreamInfer: (call: grpc.ServerDuplexStream<ModelInferRequestMsg, StreamMsg>) => this.#modelStreamInfer(call),
+      SystemSharedMemoryStatus: unimplemented('system shared memory over gRPC'),
+      SystemSharedMemoryRegister: unimplemented('system shared memory over gRPC'),
+      SystemSharedMemoryUnregister: unimplemented('system shared memory over gRPC'),
+      CudaSharedMemoryStatus: unimplemented('CUDA shared memory'),
+      CudaSharedMemoryRegister: unimplemented('CUDA shared memory'),
+      CudaSharedMemoryUnregister: unimplemented('CUDA shared memory'),
+      TraceSetting: unimplemented('tracing'),
+    };
+  }
+
+  async #modelInfer(call: grpc.ServerUnaryCall<ModelInferRequestMsg, ModelInferResponseMsg>): Promise<ModelInferResponseMsg> {
+    const msg = call.request;
+    const contract = this.#service.modelContract(msg.model_name, opt(msg.model_version));
+    const { request } = decodeInferRequest(msg, contract);
+    const ac = new AbortController();
+    const onCancel = (): void => ac.abort(cancelledError());
+    // 'cancelled' also fires when the client's deadline passes.
+    call.once('cancelled', onCancel);
+    if (call.cancelled) onCancel();
+    request.signal = ac.signal;
+    try {
+      return encodeInferResponse(await this.#service.infer(request), request);
+    } finally {
+      call.removeListener('cancelled', onCancel);
+    }
+  }
+
+  /**
+   * Requests on one stream run concurrently, each written back as its responses arrive; an error
+   * fails that request only (error_message) and the stream stays open. The stream ends after the
+   * client half-closes and every request in flight has finished.
+   */
+  #modelStreamInfer(call: grpc.ServerDuplexStream<ModelInferRequestMsg, StreamMsg>): void {
+    const inflight = new Set<AbortController>();
+    let pending = 0;
+    let clientDone = false;
+    const finishIfDone = (): void => {
+      if (clientDone && pending === 0 && !call.cancelled && !call.writableEnded) call.end();
+    };
+    call.on('data', (msg: ModelInferRequestMsg) => {
+      pending++;
+      void this.#streamRequest(call, msg, inflight).finally(() => {
+        pending--;
+        finishIfDone();
+      });
+    });
+    call.on('end', () => {
+      clientDone = true;
+      finishIfDone();
+    });
+    call.on('cancelled', () => {
+      for (const ac of inflight) ac.abort(cancelledError());
+    });
+    call.on('error', (err) => this.#opts.logger?.warn(`ModelStreamInfer stream error: ${err.message}`));
+  }
+
+  async #streamRequest(
+    call: grpc.ServerDuplexStream<ModelInferRequestMsg, StreamMsg>,
+    msg: ModelInferRequestMsg,
+    inflight: Set<AbortController>,
+  ): Promise<void> {
+    const header = (version = msg.model_version): Partial<ModelInferResponseMsg> => ({
+      model_name: msg.model_name, model_version: version, id: msg.id,
+    });
+    const ac = new AbortController();
+    inflight.add(ac);
+    try {
+      const contract = this.#service.modelContract(msg.model_name, opt(msg.model_version));
+      const { request, enableEmptyFinalResponse } = decodeInferRequest(msg, contract);
+      request.signal = ac.signal;
+      for await (const result of this.#service.inferStream(request)) {
+        if (call.cancelled) break;
+        const resp = encodeInferResponse(result, request);
+        // A non-decoupled model's one response is its last; a decoupled model's finality is only
+        // known when its stream ends, which the empty final response reports if asked for.
+        resp.parameters.triton_final_response = { bool_param: !contract.decoupled };
+        await writeStream(call, { error_message: '', infer_response: resp });
+      }
+      if (contract.decoupled && enableEmptyFinalResponse && !call.cancelled) {
+        const final: Record<string, InferParameterMsg> = { triton_final_response: { bool_param: true } };
+        await writeStream(call, { error_message: '', infer_response: { ...header(contract.version), parameters: final } });
+      }
+    } catch (err) {
+      if (call.cancelled) return;
+      const e = toStubhostError(err);
+      if (!(err instanceof StubhostError)) this.#serviceError(err);
+      await writeStream(call, { error_message: e.message, infer_response: header() });
+    } finally {
+      inflight.delete(ac);
+    }
+  }
+}
+
+/** Writes one message, waiting for 'drain' when grpc-js's buffer is full (or the call goes away). */
+function writeStream(call: grpc.ServerDuplexStream<unknown, StreamMsg>, msg: StreamMsg): Promise<void> {
+  if (call.cancelled || call.writableEnded) return Promise.resolve();
+  if (call.write(msg)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      call.off('drain', done);
+      call.off('cancelled', done);
+      call.off('close', done);
+      resolve();
+    };
+    call.on('drain', done);
+    call.on('cancelled', done);
+    call.on('close', done);
+  });
+}
+
+/** RepositoryModelLoad parameters: "config" (JSON string) and "file:<path>" (bytes) as Triton defines them. */
+function loadOptions(params: Record<string, RepoParamMsg>): { config?: string; files?: Record<string, Uint8Array> } | undefined {
+  const out: { config?: string; files?: Record<string, Uint8Array> } = {};
+  for (const [key, p] of Object.entries(params)) {
+    if (key === 'config') {
+      if (p.parameter_choice !== 'string_param') {
+        throw new StubhostError('STUBHOST_INVALID_ARG', `'config' parameter must be a string_param holding the JSON config`);
+      }
+      out.config = p.string_param ?? '';
+    } else if (key.startsWith('file:')) {
+      if (p.parameter_choice !== 'bytes_param') {
+        throw new StubhostError('STUBHOST_INVALID_ARG', `'${key}' parameter must be a bytes_param holding the file's content`);
+      }
+      (out.files ??= {})[key.slice('file:'.length)] = p.bytes_param ?? new Uint8Array();
+    }
+  }
+  if (out.files && out.config === undefined) {
+    // Triton's rule: model files override only together with a config.
+    throw new StubhostError('STUBHOST_INVALID_ARG', `'file:' parameters need a 'config' parameter as well`);
+  }
+  return out.config === undefined && !out.files ? undefined : out;
+}
+
+function encodeLogSettings(settings: Record<string, unknown>): Record<string, LogSettingMsg> {
+  const out: Record<string, LogSettingMsg> = {};
+  for (const [k, v] of Object.entries(settings)) {
+    if (typeof v === 'boolean') out[k] = { bool_param: v };
+    else if (typeof v === 'number' && Number.isInteger(v) && v >= 0) out[k] = { uint32_param: v };
+    else if (v !== undefined && v !== null) out[k] = { string_param: String(v) };
+  }
+  return out;
+}
