@@ -166,6 +166,7 @@ const inference = (grpc.loadPackageDefinition(pkgDef) as any).inference;
 let service: TestService;
 let server: GrpcServer;
 let client: any;
+let port: number;
 
 function rpc<T = any>(method: string, req: object, options: grpc.CallOptions = {}): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -207,7 +208,7 @@ function addSubRequest(extra: Record<string, unknown> = {}) {
 beforeAll(async () => {
   service = new TestService();
   server = new GrpcServer(service, { port: 0, host: '127.0.0.1', shutdownGraceMs: 200 });
-  const port = await server.start();
+  port = await server.start();
   expect(port).toBeGreaterThan(0);
   client = new inference.GRPCInferenceService(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
 });
@@ -405,6 +406,25 @@ describe('ModelInfer', () => {
     });
     expect(bytesErr.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(bytesErr.details).toContain("input 'TAG' for model 'add_batch': BYTES data element 0 claims 3 bytes");
+  });
+
+  it('carries tensors larger than grpc-js\'s 4 MiB default, and back', async () => {
+    const big = new inference.GRPCInferenceService(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
+      'grpc.max_receive_message_length': -1, 'grpc.max_send_message_length': -1,
+    });
+    try {
+      const n = 1_100_000; // 8.8 MB of INT64
+      const x = new BigInt64Array(n).map((_, i) => BigInt(i));
+      const res = await new Promise<any>((resolve, reject) => big.ModelInfer({
+        model_name: 'add_batch', inputs: [{ name: 'X', datatype: 'INT64', shape: [1, n] }], raw_input_contents: [Buffer.from(x.buffer)],
+      }, (err: Error | null, r: any) => (err ? reject(err) : resolve(r))));
+      const out = res.raw_output_contents[0] as Buffer;
+      expect(out.byteLength).toBe(n * 8);
+      expect(out.readBigInt64LE((n - 1) * 8)).toBe(BigInt(n));
+      expect((service.lastRequest!.inputs[0]!.data as BigInt64Array)[n - 1]).toBe(BigInt(n - 1));
+    } finally {
+      big.close();
+    }
   });
 
   it('maps an unknown model to NOT_FOUND', async () => {
