@@ -45,7 +45,7 @@ export class Channel<Out extends { k: string }, In extends { k: string }> {
   }
 
   /** Messages from the peer, in order. A message that fails to decode goes to `onError`. */
-  onMessage(handler: (message: In) => void, onError: (err: Error) => void): void {
+  onMessage(handler: (message: In) => void, onError: (err: Error) => void, options: { idleBlockMs?: () => number } = {}): void {
     this.in.onMessage((bytes) => {
       let message: In;
       try {
@@ -60,7 +60,7 @@ export class Channel<Out extends { k: string }, In extends { k: string }> {
         return;
       }
       handler(message);
-    });
+    }, options);
   }
 
   /** Blocking receive for tests and benchmarks. */

@@ -48,6 +48,8 @@ export class MessageQueue {
   private partial: Uint8Array[] = [];
   private partialLength = 0;
   private handler?: MessageHandler;
+  /** How long the receive loop may block the thread when idle (0: never). */
+  private idleBlockMs?: () => number;
   private draining = false;
   private closed = false;
 
@@ -175,8 +177,9 @@ export class MessageQueue {
    * Starts delivering messages to `handler`, in order, on the event loop. The Uint8Array is a
    * view of shared memory valid only during the call: decode or copy it before returning.
    */
-  onMessage(handler: MessageHandler): void {
+  onMessage(handler: MessageHandler, options: { idleBlockMs?: () => number } = {}): void {
     this.handler = handler;
+    this.idleBlockMs = options.idleBlockMs;
     void this.receiveLoop();
   }
 
@@ -252,6 +255,13 @@ export class MessageQueue {
           continue;
         }
         if (this.filled.spinUntilAvailable()) continue;
+        const blockMs = this.idleBlockMs?.() ?? 0;
+        if (blockMs > 0) {
+          // Nothing else is pending on this side: a synchronous futex sleep wakes faster than
+          // the watcher thread's hop through the event loop. Bounded, so timers still run.
+          if (!this.filled.waitUntilAvailable(blockMs)) await new Promise<void>((resolve) => setImmediate(resolve));
+          continue;
+        }
         if (!(await this.filled.whenAvailable())) break;
       }
     } finally {

@@ -77,9 +77,11 @@ export interface BlsCancel { k: 'bls-cancel'; c: number }
 export interface FinalizeDone { k: 'fin-ok'; err?: ErrorBody }
 export interface Pong { k: 'pong'; t: number; outs?: TensorDesc[] }
 
+/** `Release` goes both ways: the stub releases host-arena blocks of BLS responses. */
+
 /** Either side: the sender dropped these arena segments; the reader forgets its mappings. */
 export interface SegmentDrop { k: 'seg-drop'; ids: number[] }
 
 export type HostMessage = Initialize | Execute | Cancel | Release | BlsResult | Finalize | Ping | SegmentDrop;
 export type StubMessage =
-  | Hello | InitializeDone | InitializeFailed | ExecuteDone | Response | Log | BlsRequest | BlsCancel | FinalizeDone | Pong | SegmentDrop;
+  | Release | Hello | InitializeDone | InitializeFailed | ExecuteDone | Response | Log | BlsRequest | BlsCancel | FinalizeDone | Pong | SegmentDrop;

@@ -71,6 +71,15 @@ export class Semaphore {
     }
   }
 
+  /** Blocks the calling thread until the count is positive (not taken) or `timeoutMs` passes. */
+  waitUntilAvailable(timeoutMs: number): boolean {
+    if (Atomics.load(this.words, this.countIndex) > 0) return true;
+    Atomics.add(this.words, this.waitersIndex, 1);
+    if (Atomics.load(this.words, this.countIndex) <= 0) native.futexWait(this.buffer, this.countByteOffset, 0, timeoutMs);
+    Atomics.sub(this.words, this.waitersIndex, 1);
+    return Atomics.load(this.words, this.countIndex) > 0;
+  }
+
   /** Blocks the calling thread until a unit is taken or `timeoutMs` passes (-1: forever). */
   wait(timeoutMs = -1): boolean {
     if (this.tryWait()) return true;

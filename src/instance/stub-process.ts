@@ -1,0 +1,515 @@
+/**
+ * The host's handle on one stub process: spawns it, owns its region, sends execute batches and
+ * matches responses to requests, watches its health word and its exit.
+ *
+ * Failure model: when the process exits or stops answering (health word stale for longer than
+ * the stub timeout, or an execute past the execute timeout), every request in flight on it
+ * fails with an error naming the model, instance and cause, the region and its shm files are
+ * removed, and 'exit' is emitted once. Restarting is the owner's job (ModelInstance).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { Channel } from '../ipc/channel.js';
+import { Region, type RegionOptions } from '../ipc/region.js';
+import { sweepShm } from '../ipc/shm-sweep.js';
+import type { Handle } from '../ipc/arena.js';
+import type { HostMessage, InitArgs, StubMessage, WireRequest, WireResponse, BlsRequest } from '../ipc/protocol.js';
+import { readTensor, writeTensor, copyTensor } from '../ipc/tensor-codec.js';
+import { StubhostError, type ErrorBody } from '../errors.js';
+import type { InferRequest, TensorValue, Parameters } from '../core/types.js';
+import type { Logger } from '../log/logger.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const STUB_MAIN = path.join(ROOT, 'stub', 'main.ts');
+const TSCONFIG_FOR_MODELS = path.join(ROOT, 'stub', 'tsconfig.models.json');
+
+let regionCounter = 0;
+
+/** One request's outcome: outputs (copied out of shared memory) or an error. */
+export interface ExecOutcome {
+  outputs?: TensorValue[];
+  parameters?: Parameters;
+  error?: StubhostError;
+}
+
+/** Decoupled responses arrive one by one. */
+export interface StreamSink {
+  response(outcome: ExecOutcome): void;
+  /** The final flag (after the last response, or alone), or an error that ends the stream. */
+  end(error?: StubhostError): void;
+}
+
+export interface BlsHandler {
+  /** Runs a BLS request from this stub; pushes 0..n outcomes, then ends. Returns a cancel function. */
+  (request: InferRequest, stream: boolean, sink: StreamSink): () => void;
+}
+
+export interface StubProcessOptions {
+  modelName: string;
+  modelVersion: number;
+  instanceName: string;
+  init: Omit<InitArgs, 'healthIntervalMs'>;
+  /** Stub timeout: the health word must be set again within this (default 1000 ms). */
+  healthTimeoutMs?: number;
+  healthIntervalMs?: number;
+  /** A batch running longer than this counts as a hang (0: off). */
+  executeTimeoutMs?: number;
+  /** How long start() waits for hello + initialize. */
+  startTimeoutMs?: number;
+  logger: Logger;
+  region?: RegionOptions;
+  arenaMaxBytes?: number;
+  onBls?: BlsHandler;
+}
+
+interface PendingBatch {
+  b: number;
+  /** One entry per request, in order. */
+  resolve: (outcomes: ExecOutcome[]) => void;
+  /** Host arena blocks holding this batch's inputs: freed when the batch is done. */
+  blocks: Handle[];
+  rids: number[];
+  startedAt: number;
+  streams?: StreamSink[];
+}
+
+export class StubProcess extends EventEmitter {
+  readonly modelName: string;
+  readonly instanceName: string;
+  private readonly opts: StubProcessOptions;
+  private child?: ChildProcess;
+  private region?: Region;
+  private channel?: Channel<HostMessage, StubMessage>;
+  private readonly batches = new Map<number, PendingBatch>();
+  /** Decoupled requests whose final flag has not arrived: rid → sink. */
+  private readonly streams = new Map<number, StreamSink>();
+  private readonly blsCancels = new Map<number, () => void>();
+  private nextBatch = 1;
+  private nextRid = 1;
+  private healthTimer?: NodeJS.Timeout;
+  private lastHealthy = 0;
+  private pendingRelease: Handle[] = [];
+  private releaseScheduled = false;
+  private exited = false;
+  private initWaiter?: { resolve: (config?: Record<string, unknown>) => void; reject: (err: StubhostError) => void };
+  private finWaiter?: () => void;
+  /** Set once a fault is seen, so the exit reports the real cause. */
+  private fault?: string;
+  pid = 0;
+
+  constructor(opts: StubProcessOptions) {
+    super();
+    this.opts = opts;
+    this.modelName = opts.modelName;
+    this.instanceName = opts.instanceName;
+  }
+
+  get label(): string {
+    return `model '${this.modelName}' version ${this.opts.modelVersion} instance '${this.instanceName}'${this.pid ? ` (pid ${this.pid})` : ''}`;
+  }
+
+  /** Requests in flight on this stub. */
+  get inflight(): number {
+    let n = 0;
+    for (const b of this.batches.values()) n += b.rids.length;
+    return n + this.streams.size;
+  }
+
+  isHealthy(): boolean {
+    return !this.exited && this.channel !== undefined && this.initWaiter === undefined;
+  }
+
+  /**
+   * Spawns the stub and runs initialize. Resolves with the config the model completed (if it
+   * has autoCompleteConfig); rejects with the model's error (its stack) if loading fails.
+   */
+  async start(): Promise<Record<string, unknown> | undefined> {
+    const name = `/stubhost-${process.pid}-${regionCounter++}`;
+    this.region = Region.create(name, this.opts.region);
+    this.channel = new Channel<HostMessage, StubMessage>(this.region, 'host', { arena: { maxBytes: this.opts.arenaMaxBytes } });
+    const healthIntervalMs = this.opts.healthIntervalMs ?? 300;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--enable-source-maps', STUB_MAIN, name], {
+      cwd: this.opts.init.modelDir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        ...process.env,
+        TSX_TSCONFIG_PATH: TSCONFIG_FOR_MODELS,
+        STUBHOST_HOST_PID: String(process.pid),
+        STUBHOST_HEALTH_INTERVAL_MS: String(healthIntervalMs),
+      },
+    });
+    this.child = child;
+    this.pid = child.pid ?? 0;
+    this.forwardOutput(child);
+    child.once('exit', (code, signal) => this.onExit(code, signal));
+    child.once('error', (err) => this.fail(`could not start: ${err.message}`));
+
+    const started = new Promise<Record<string, unknown> | undefined>((resolve, reject) => {
+      this.initWaiter = { resolve, reject };
+    });
+    this.channel.onMessage(
+      (msg) => this.dispatch(msg),
+      (err) => this.fail(err.message),
+    );
+    this.channel.send({ k: 'init', args: { ...this.opts.init, healthIntervalMs } });
+    const timeoutMs = this.opts.startTimeoutMs ?? 120_000;
+    const timer = setTimeout(() => this.fail(`initialize did not finish within ${timeoutMs} ms`), timeoutMs);
+    try {
+      const config = await started;
+      this.startHealthWatch();
+      return config;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Sends one batch; resolves with one outcome per request (never rejects). */
+  execute(requests: InferRequest[]): Promise<ExecOutcome[]> {
+    return this.send(requests);
+  }
+
+  /** Decoupled: sends one batch; each request's responses go to its sink. */
+  executeStreaming(requests: InferRequest[], sinks: StreamSink[]): Promise<ExecOutcome[]> {
+    return this.send(requests, sinks);
+  }
+
+  private send(requests: InferRequest[], sinks?: StreamSink[]): Promise<ExecOutcome[]> {
+    if (this.exited || !this.channel) {
+      const err = new StubhostError('STUBHOST_STUB_DIED', `${this.label}: stub is not running${this.fault ? ` (${this.fault})` : ''}`);
+      sinks?.forEach((s) => s.end(err));
+      return Promise.resolve(requests.map(() => ({ error: err })));
+    }
+    const blocks: Handle[] = [];
+    const wire: WireRequest[] = [];
+    const rids: number[] = [];
+    try {
+      for (const r of requests) {
+        const rid = this.nextRid++;
+        rids.push(rid);
+        wire.push(toWireRequest(r, rid, this.opts.modelVersion, (t) => writeTensor(this.channel!.arena, t, blocks)));
+      }
+    } catch (err) {
+      for (const h of blocks) this.channel.arena.free(h);
+      const e = err instanceof StubhostError ? err : new StubhostError('STUBHOST_INTERNAL', (err as Error).message);
+      sinks?.forEach((s) => s.end(e));
+      return Promise.resolve(requests.map(() => ({ error: e })));
+    }
+    const b = this.nextBatch++;
+    return new Promise<ExecOutcome[]>((resolve) => {
+      this.batches.set(b, { b, resolve, blocks, rids, startedAt: performance.now(), streams: sinks });
+      if (sinks) rids.forEach((rid, i) => this.streams.set(rid, sinks[i]!));
+      for (let i = 0; i < requests.length; i++) {
+        const signal = requests[i]!.signal;
+        if (signal) {
+          const rid = rids[i]!;
+          if (signal.aborted) this.cancel([rid]);
+          else signal.addEventListener('abort', () => this.cancel([rid]), { once: true });
+        }
+      }
+      this.channel!.send({ k: 'exec', b, reqs: wire });
+    });
+  }
+
+  /** Marks requests cancelled in the stub (request.isCancelled() turns true). */
+  cancel(rids: number[]): void {
+    if (!this.exited && this.channel) this.channel.send({ k: 'cancel', rids });
+  }
+
+  /** Runs finalize and lets the stub exit; kills it if that takes longer than `timeoutMs`. */
+  async close(timeoutMs = 5000): Promise<void> {
+    if (this.exited) return;
+    if (!this.channel || this.initWaiter) {
+      this.kill('SIGKILL');
+      await this.waitExit(timeoutMs);
+      return;
+    }
+    const finished = new Promise<void>((resolve) => (this.finWaiter = resolve));
+    this.fault ??= 'unloaded';
+    this.channel.send({ k: 'fin' });
+    const timer = setTimeout(() => this.kill('SIGKILL'), timeoutMs);
+    await Promise.race([finished, this.waitExit(timeoutMs + 1000)]);
+    clearTimeout(timer);
+    await this.waitExit(timeoutMs);
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+    if (!this.exited && this.child && this.child.exitCode === null) this.child.kill(signal);
+  }
+
+  private waitExit(timeoutMs: number): Promise<void> {
+    if (this.exited) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.kill('SIGKILL');
+        resolve();
+      }, timeoutMs);
+      this.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  // ---- messages -----------------------------------------------------------------------------
+
+  private dispatch(msg: StubMessage): void {
+    switch (msg.k) {
+      case 'hello':
+        break;
+      case 'init-ok': {
+        const w = this.initWaiter;
+        this.initWaiter = undefined;
+        w?.resolve(msg.config);
+        break;
+      }
+      case 'init-err': {
+        const w = this.initWaiter;
+        this.initWaiter = undefined;
+        this.fault = 'initialize failed';
+        w?.reject(new StubhostError('STUBHOST_LOAD_FAILED', `${this.label}: initialize failed: ${msg.err.message}`));
+        this.kill('SIGKILL');
+        break;
+      }
+      case 'exec-done':
+        this.onExecDone(msg.b, msg.rs, msg.err);
+        break;
+      case 'resp':
+        this.onStreamResponse(msg.rid, msg.r, msg.final);
+        break;
+      case 'log':
+        this.opts.logger[msg.level === 'verbose' ? 'verbose' : msg.level](msg.msg, { model: this.modelName, instance: this.instanceName });
+        break;
+      case 'release':
+        for (const h of msg.hs) this.channel?.arena.free(h);
+        break;
+      case 'bls':
+        this.onBls(msg);
+        break;
+      case 'bls-cancel': {
+        const cancel = this.blsCancels.get(msg.c);
+        this.blsCancels.delete(msg.c);
+        cancel?.();
+        break;
+      }
+      case 'fin-ok':
+        if (msg.err) this.opts.logger.warn(msg.err.message, { model: this.modelName, instance: this.instanceName });
+        this.finWaiter?.();
+        break;
+      default:
+        break;
+    }
+  }
+
+  private onExecDone(b: number, rs: WireResponse[] | undefined, err: ErrorBody | undefined): void {
+    const batch = this.batches.get(b);
+    if (!batch) return;
+    this.batches.delete(b);
+    const channel = this.channel!;
+    const outcomes: ExecOutcome[] = batch.rids.map((_rid, i) => {
+      if (err) return { error: StubhostError.fromBody(err) };
+      const r = rs?.[i];
+      if (!r) return {};
+      return this.readResponse(r);
+    });
+    for (const h of batch.blocks) channel.arena.free(h);
+    if (err && batch.streams) {
+      // Execute threw: the decoupled streams of its requests end with that error.
+      for (const rid of batch.rids) this.endStream(rid, StubhostError.fromBody(err));
+    }
+    batch.resolve(outcomes);
+  }
+
+  private onStreamResponse(rid: number, r: WireResponse | undefined, final: boolean): void {
+    const sink = this.streams.get(rid);
+    if (!sink) {
+      if (r) this.releaseLater(r);
+      return;
+    }
+    if (r) sink.response(this.readResponse(r));
+    if (final) this.endStream(rid);
+  }
+
+  private endStream(rid: number, error?: StubhostError): void {
+    const sink = this.streams.get(rid);
+    if (!sink) return;
+    this.streams.delete(rid);
+    sink.end(error);
+  }
+
+  /** Copies a response's outputs out of the stub's arena and gives the blocks back. */
+  private readResponse(r: WireResponse): ExecOutcome {
+    if (r.err) {
+      this.releaseLater(r);
+      return { error: StubhostError.fromBody(r.err) };
+    }
+    try {
+      const outputs = r.outs.map((d) => copyTensor(readTensor(this.channel!.peer, d)));
+      return { outputs, parameters: r.params };
+    } catch (err) {
+      return { error: new StubhostError('STUBHOST_PROTOCOL', `${this.label}: ${(err as Error).message}`) };
+    } finally {
+      this.releaseLater(r);
+    }
+  }
+
+  private releaseLater(r: WireResponse): void {
+    for (const d of r.outs) if (d.h) this.pendingRelease.push(d.h);
+    if (this.releaseScheduled || this.pendingRelease.length === 0) return;
+    this.releaseScheduled = true;
+    // One Release message per event-loop turn rather than one per response.
+    setImmediate(() => {
+      this.releaseScheduled = false;
+      const hs = this.pendingRelease;
+      this.pendingRelease = [];
+      if (!this.exited && this.channel && hs.length > 0) this.channel.send({ k: 'release', hs });
+    });
+  }
+
+  private onBls(msg: BlsRequest): void {
+    const channel = this.channel!;
+    const handler = this.opts.onBls;
+    const reply = (m: HostMessage): void => {
+      if (!this.exited) channel.send(m);
+    };
+    if (!handler) {
+      reply({ k: 'bls-res', c: msg.c, err: { code: 'STUBHOST_UNSUPPORTED', message: 'BLS is not available here' }, final: true });
+      return;
+    }
+    let request: InferRequest;
+    try {
+      request = fromWireRequest(msg.req, (d) => readTensor(channel.peer, d));
+    } catch (err) {
+      reply({ k: 'bls-res', c: msg.c, err: { code: 'STUBHOST_INVALID_INPUT', message: (err as Error).message }, final: true });
+      return;
+    }
+    const sink: StreamSink = {
+      response: (outcome) => {
+        if (this.exited) return;
+        if (outcome.error) {
+          reply({ k: 'bls-res', c: msg.c, r: { outs: [], err: outcome.error.toBody() }, final: false });
+          return;
+        }
+        const blocks: Handle[] = [];
+        try {
+          const outs = (outcome.outputs ?? []).map((t) => writeTensor(channel.arena, t, blocks));
+          reply({ k: 'bls-res', c: msg.c, r: { outs, params: outcome.parameters }, final: false });
+        } catch (err) {
+          for (const h of blocks) channel.arena.free(h);
+          reply({ k: 'bls-res', c: msg.c, r: { outs: [], err: { code: 'STUBHOST_ARENA_FULL', message: (err as Error).message } }, final: false });
+        }
+      },
+      end: (error) => {
+        this.blsCancels.delete(msg.c);
+        reply(error ? { k: 'bls-res', c: msg.c, err: error.toBody(), final: true } : { k: 'bls-res', c: msg.c, final: true });
+      },
+    };
+    this.blsCancels.set(msg.c, handler(request, msg.stream, sink));
+  }
+
+  // ---- health and exit ----------------------------------------------------------------------
+
+  private startHealthWatch(): void {
+    const timeoutMs = this.opts.healthTimeoutMs ?? 1000;
+    const executeTimeoutMs = this.opts.executeTimeoutMs ?? 0;
+    this.lastHealthy = performance.now();
+    const tick = Math.max(50, Math.min(250, timeoutMs / 4));
+    this.healthTimer = setInterval(() => {
+      const now = performance.now();
+      if (this.region?.takeHealth()) this.lastHealthy = now;
+      if (now - this.lastHealthy > timeoutMs) {
+        this.fail(`stub is unhealthy: no health signal for ${Math.round(now - this.lastHealthy)} ms (stub timeout ${timeoutMs} ms)`, 'STUBHOST_STUB_UNHEALTHY');
+        return;
+      }
+      if (executeTimeoutMs > 0) {
+        for (const batch of this.batches.values()) {
+          if (now - batch.startedAt > executeTimeoutMs) {
+            this.fail(`execute ran longer than the execute timeout of ${executeTimeoutMs} ms`, 'STUBHOST_STUB_UNHEALTHY');
+            return;
+          }
+        }
+      }
+    }, tick);
+    this.healthTimer.unref();
+  }
+
+  private forwardOutput(child: ChildProcess): void {
+    const tag = { model: this.modelName, instance: this.instanceName };
+    for (const [stream, level] of [[child.stdout, 'info'], [child.stderr, 'warn']] as const) {
+      if (!stream) continue;
+      readline.createInterface({ input: stream }).on('line', (line) => {
+        if (line.trim()) this.opts.logger[level](line, tag);
+      });
+    }
+  }
+
+  /** A fault: kill the process; onExit fails the work in flight. */
+  private fail(cause: string, code: 'STUBHOST_STUB_DIED' | 'STUBHOST_STUB_UNHEALTHY' = 'STUBHOST_STUB_DIED'): void {
+    if (this.exited) return;
+    this.fault ??= cause;
+    this.faultCode = code;
+    this.kill('SIGKILL');
+    if (!this.child || this.child.exitCode !== null || this.child.pid === undefined) this.onExit(null, null);
+  }
+
+  private faultCode: 'STUBHOST_STUB_DIED' | 'STUBHOST_STUB_UNHEALTHY' = 'STUBHOST_STUB_DIED';
+
+  private onExit(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.exited) return;
+    this.exited = true;
+    if (this.healthTimer) clearInterval(this.healthTimer);
+    const how = signal ? `killed by ${signal}` : `exited with code ${code}`;
+    const cause = this.fault ? `${this.fault} (${how})` : `stub ${how}`;
+    const error = new StubhostError(this.faultCode, `${this.label}: ${cause}`);
+    const w = this.initWaiter;
+    this.initWaiter = undefined;
+    w?.reject(new StubhostError('STUBHOST_LOAD_FAILED', `${this.label}: the stub died during initialize: ${cause}`));
+    const batches = [...this.batches.values()];
+    this.batches.clear();
+    const streams = [...this.streams.values()];
+    this.streams.clear();
+    for (const cancel of this.blsCancels.values()) cancel();
+    this.blsCancels.clear();
+    for (const batch of batches) batch.resolve(batch.rids.map(() => ({ error })));
+    for (const s of streams) s.end(error);
+    this.channel?.close();
+    this.region?.unlink();
+    if (this.region) sweepShm(this.region.name.slice(1));
+    this.finWaiter?.();
+    this.emit('exit', { code, signal, cause, expected: this.fault === 'unloaded', error });
+  }
+}
+
+function toWireRequest(r: InferRequest, rid: number, version: number, write: (t: TensorValue) => WireRequest['ins'][number]): WireRequest {
+  return {
+    rid,
+    id: r.id,
+    model: r.modelName,
+    version,
+    ins: r.inputs.map(write),
+    outs: r.outputs?.map((o) => o.name) ?? [],
+    params: r.parameters,
+    corr: r.correlationId === undefined ? undefined : String(r.correlationId),
+    prio: r.priority,
+    start: r.sequenceStart,
+    end: r.sequenceEnd,
+    timeoutMs: r.timeoutUs ? r.timeoutUs / 1000 : undefined,
+  };
+}
+
+function fromWireRequest(w: WireRequest, read: (d: WireRequest['ins'][number]) => TensorValue): InferRequest {
+  if (typeof w.model !== 'string' || w.model.length === 0) throw new Error('BLS request has no model name');
+  return {
+    id: w.id ?? '',
+    modelName: w.model,
+    modelVersion: w.version > 0 ? w.version : undefined,
+    inputs: w.ins.map(read),
+    outputs: w.outs.length > 0 ? w.outs.map((name) => ({ name })) : undefined,
+    parameters: w.params ?? {},
+    priority: w.prio ?? 0,
+    timeoutUs: w.timeoutMs ? Math.round(w.timeoutMs * 1000) : 0,
+    correlationId: w.corr,
+  };
+}

@@ -1,0 +1,13 @@
+/**
+ * The model API: what a model.ts imports as 'stubhost'. See DESIGN.md, "The model API".
+ */
+export { Tensor } from './tensor.js';
+export type { DataType, TypedArray, TensorData } from './tensor.js';
+export { InferenceRequest, ResponseSender } from './request.js';
+export type { InferenceRequestOptions } from './request.js';
+export { InferenceResponse } from './response.js';
+export type { ParameterValue } from './response.js';
+export { ModelError } from './errors.js';
+export type { ModelErrorCode } from './errors.js';
+export { logger } from './logger.js';
+export type { Model, ModelClass, ModelConfig, ModelInitArgs } from './model.js';

@@ -1,0 +1,38 @@
+import type { InferenceRequest } from './request.js';
+import type { InferenceResponse } from './response.js';
+
+/** The model's config as Triton's JSON form (snake_case), completed and validated by the host. */
+export interface ModelConfig {
+  name: string;
+  backend?: string;
+  platform?: string;
+  max_batch_size: number;
+  input: { name: string; data_type: string; dims: number[]; optional?: boolean; reshape?: { shape: number[] } }[];
+  output: { name: string; data_type: string; dims: number[]; reshape?: { shape: number[] } }[];
+  parameters?: Record<string, { string_value: string }>;
+  [field: string]: unknown;
+}
+
+export interface ModelInitArgs {
+  modelConfig: ModelConfig;
+  modelName: string;
+  modelVersion: number;
+  modelRepository: string;
+  instanceName: string;
+  instanceKind: string;
+  instanceDeviceId: number;
+}
+
+/** What a model.ts default-exports (a class implementing this). */
+export interface Model {
+  initialize?(args: ModelInitArgs): void | Promise<void>;
+  /** One response per request, in order; decoupled models send through responseSender() and return nothing. */
+  execute(requests: InferenceRequest[]): InferenceResponse[] | void | Promise<InferenceResponse[] | void>;
+  finalize?(): void | Promise<void>;
+}
+
+export interface ModelClass {
+  new (): Model;
+  /** Completes a config that lacks fields (inputs, outputs, max_batch_size), like Triton's. */
+  autoCompleteConfig?(config: ModelConfig): ModelConfig | Promise<ModelConfig>;
+}

@@ -1,0 +1,121 @@
+import { ModelError } from './errors.js';
+import { InferenceResponse, type ParameterValue } from './response.js';
+import { INTERNAL, getRuntime, type RequestInternals } from './runtime.js';
+import type { Tensor } from './tensor.js';
+
+export interface InferenceRequestOptions {
+  modelName: string;
+  modelVersion?: number;
+  inputs: Tensor[];
+  requestedOutputNames?: string[];
+  parameters?: Record<string, ParameterValue>;
+  correlationId?: string | bigint;
+  priority?: number;
+  timeoutMs?: number;
+}
+
+/** Sends a decoupled model's responses: 0..n per request, then exactly one final flag. */
+export class ResponseSender {
+  private finished = false;
+  constructor(private readonly rid: number, private readonly cancelled: { value: boolean }) {}
+
+  /**
+   * Sends `response` (optional) and, with `{ final: true }`, closes the stream. May be called
+   * after execute has returned. Sending after the final flag throws.
+   */
+  send(response?: InferenceResponse, options: { final?: boolean } = {}): void {
+    if (this.finished) throw new ModelError('ResponseSender.send: the final flag was already sent for this request', 'INVALID_ARG');
+    const final = options.final === true;
+    if (!response && !final) throw new ModelError('ResponseSender.send: give a response, or { final: true }', 'INVALID_ARG');
+    if (final) this.finished = true;
+    const runtime = getRuntime();
+    if (!runtime) throw new ModelError('ResponseSender.send: not running inside a stubhost stub', 'UNAVAILABLE');
+    runtime.sendResponse(this.rid, response, final);
+  }
+
+  isCancelled(): boolean {
+    return this.cancelled.value;
+  }
+
+  get isFinished(): boolean {
+    return this.finished;
+  }
+}
+
+/**
+ * A request: the ones execute receives, and the ones model code builds to call another model
+ * (BLS) with `exec()` or `stream()`.
+ */
+export class InferenceRequest {
+  readonly modelName: string;
+  readonly modelVersion?: number;
+  readonly inputs: Tensor[];
+  readonly requestedOutputNames: string[];
+  readonly parameters: Record<string, ParameterValue>;
+  readonly correlationId?: string | bigint;
+  readonly priority: number;
+  readonly timeoutMs?: number;
+  readonly requestId: string;
+  private readonly internals?: RequestInternals;
+  private sender?: ResponseSender;
+
+  constructor(opts: InferenceRequestOptions & { [INTERNAL]?: RequestInternals }) {
+    if (!opts || typeof opts.modelName !== 'string') throw new TypeError('InferenceRequest: modelName is required');
+    if (!Array.isArray(opts.inputs)) throw new TypeError('InferenceRequest: inputs must be an array of Tensor');
+    this.modelName = opts.modelName;
+    this.modelVersion = opts.modelVersion;
+    this.inputs = opts.inputs;
+    this.requestedOutputNames = opts.requestedOutputNames ?? [];
+    this.parameters = opts.parameters ?? {};
+    this.correlationId = opts.correlationId;
+    this.priority = opts.priority ?? 0;
+    this.timeoutMs = opts.timeoutMs;
+    this.internals = opts[INTERNAL];
+    this.requestId = this.internals?.requestId ?? '';
+  }
+
+  input(name: string): Tensor | undefined {
+    return this.inputs.find((t) => t.name === name);
+  }
+
+  /** True once the client went away or the request timed out. */
+  isCancelled(): boolean {
+    return this.internals?.cancelled.value ?? false;
+  }
+
+  /** Decoupled models: the sender for this request's responses. */
+  responseSender(): ResponseSender {
+    if (!this.internals) throw new ModelError('responseSender(): only requests received by execute have one', 'INVALID_ARG');
+    this.sender ??= new ResponseSender(this.internals.rid, this.internals.cancelled);
+    return this.sender;
+  }
+
+  /** BLS: runs this request on its model and resolves with its response (errors on `.error`). */
+  async exec(): Promise<InferenceResponse> {
+    let last: InferenceResponse | undefined;
+    let count = 0;
+    for await (const r of this.run(false)) {
+      last = r;
+      count++;
+    }
+    if (!last) return new InferenceResponse({ error: new ModelError(`model '${this.modelName}' sent no response: use stream() for decoupled models`, 'UNSUPPORTED') });
+    if (count > 1) return new InferenceResponse({ error: new ModelError(`model '${this.modelName}' sent ${count} responses: use stream() for decoupled models`, 'UNSUPPORTED') });
+    return last;
+  }
+
+  /** BLS to a decoupled model: every response it sends, in order. */
+  stream(): AsyncIterable<InferenceResponse> {
+    return this.run(true);
+  }
+
+  private run(stream: boolean): AsyncIterable<InferenceResponse> {
+    const runtime = getRuntime();
+    if (!runtime) {
+      const error = new ModelError('BLS needs a stubhost stub: this code is not running inside one', 'UNAVAILABLE');
+      return (async function* () {
+        yield new InferenceResponse({ error });
+      })();
+    }
+    return runtime.bls(this, stream);
+  }
+}

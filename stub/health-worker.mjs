@@ -1,0 +1,33 @@
+// The stub's health thread (a worker_thread, so a long synchronous execute on the main thread
+// does not look like death): sets the health word every interval and, when the host is gone,
+// removes the region's shared-memory files and kills this process.
+import { workerData } from 'node:worker_threads';
+import fs from 'node:fs';
+
+const { buffer, healthIndex, hostPid, intervalMs, shmPrefix } = workerData;
+const words = new Int32Array(buffer);
+
+function hostAlive() {
+  try {
+    process.kill(hostPid, 0);
+    return process.ppid === hostPid;
+  } catch (err) {
+    return err.code === 'EPERM';
+  }
+}
+
+function die() {
+  try {
+    for (const name of fs.readdirSync('/dev/shm')) {
+      if (name.startsWith(shmPrefix)) fs.rmSync(`/dev/shm/${name}`, { force: true });
+    }
+  } finally {
+    process.kill(process.pid, 'SIGKILL');
+  }
+}
+
+Atomics.store(words, healthIndex, 1);
+setInterval(() => {
+  if (!hostAlive()) die();
+  Atomics.store(words, healthIndex, 1);
+}, intervalMs);

@@ -1,0 +1,41 @@
+/**
+ * The stub: one child process per model instance. Usage (the host spawns it):
+ *   node --import tsx stub/main.ts <regionName>
+ * It attaches to the region, starts the health thread, says hello, and serves the host's
+ * messages until `fin` or until the host disappears.
+ */
+import { Worker } from 'node:worker_threads';
+import { native } from '../src/ipc/native.js';
+import { Region } from '../src/ipc/region.js';
+import { Channel } from '../src/ipc/channel.js';
+import { kHealth } from '../src/ipc/layout.js';
+import type { HostMessage, StubMessage } from '../src/ipc/protocol.js';
+import { StubServer } from './server.js';
+
+const regionName = process.argv[2];
+if (!regionName) {
+  console.error('usage: stub/main.ts <regionName>');
+  process.exit(2);
+}
+const hostPid = Number(process.env.STUBHOST_HOST_PID ?? process.ppid);
+// Die with the host even when it is SIGKILLed; then make sure it did not die before the prctl.
+native.setParentDeathSignal(9);
+if (process.ppid !== hostPid) process.exit(70);
+
+const region = Region.attach(regionName, { spinMicros: Number(process.env.STUBHOST_SPIN_US ?? 50) });
+const channel = new Channel<StubMessage, HostMessage>(region, 'stub');
+channel.setRef(true);
+
+const health = new Worker(new URL('./health-worker.mjs', import.meta.url), {
+  workerData: {
+    buffer: region.buffer,
+    healthIndex: kHealth >> 2,
+    hostPid,
+    intervalMs: Number(process.env.STUBHOST_HEALTH_INTERVAL_MS ?? 300),
+    shmPrefix: regionName.slice(1),
+  },
+});
+health.unref();
+
+const server = new StubServer(channel);
+server.start();

@@ -1,0 +1,395 @@
+/**
+ * The stub's side of the protocol: loads the model, runs initialize / execute / finalize, sends
+ * responses, and carries BLS calls and logs to the host. One per stub process.
+ */
+import { format } from 'node:util';
+import { pathToFileURL } from 'node:url';
+import type { Channel } from '../src/ipc/channel.js';
+import type { Handle } from '../src/ipc/arena.js';
+import type { BlsResult, Execute, HostMessage, InitArgs, StubMessage, WireRequest, WireResponse } from '../src/ipc/protocol.js';
+import { copyTensor, readTensor, writeTensor, type TensorDesc } from '../src/ipc/tensor-codec.js';
+import { MODEL_ERROR_CODES, type ErrorBody } from '../src/errors.js';
+import type { TensorValue } from '../src/core/types.js';
+import { isDataType } from '../src/core/dtypes.js';
+import { Tensor } from './api/tensor.js';
+import { InferenceRequest } from './api/request.js';
+import { InferenceResponse } from './api/response.js';
+import { ModelError, asModelError } from './api/errors.js';
+import { INTERNAL, setRuntime, type LogLevel, type StubRuntime } from './api/runtime.js';
+import type { Model, ModelClass, ModelConfig } from './api/model.js';
+import { AsyncQueue } from './async-queue.js';
+
+interface LiveRequest {
+  cancelled: { value: boolean };
+  /** Decoupled: the final flag has not been sent yet. */
+  open: boolean;
+}
+
+interface BlsCall {
+  queue: AsyncQueue<InferenceResponse>;
+  blocks: Handle[];
+  timer?: NodeJS.Timeout;
+}
+
+export class StubServer implements StubRuntime {
+  private model?: Model;
+  private args?: InitArgs;
+  private decoupled = false;
+  private readonly live = new Map<number, LiveRequest>();
+  private readonly blsCalls = new Map<number, BlsCall>();
+  private nextCall = 1;
+  private pendingRelease: Handle[] = [];
+  private releaseScheduled = false;
+
+  constructor(private readonly channel: Channel<StubMessage, HostMessage>) {}
+
+  start(): void {
+    setRuntime(this);
+    this.redirectConsole();
+    process.on('uncaughtException', (err) => this.crash('uncaught exception', err));
+    process.on('unhandledRejection', (err) => this.crash('unhandled promise rejection', err));
+    this.channel.onMessage(
+      (msg) => this.dispatch(msg),
+      (err) => this.crash('protocol error', err),
+      // Idle (no request or BLS call open): sleep on the queue synchronously, in short slices.
+      { idleBlockMs: () => (this.live.size === 0 && this.blsCalls.size === 0 && this.model !== undefined ? 10 : 0) },
+    );
+    this.channel.send({ k: 'hello', pid: process.pid });
+  }
+
+  // ---- StubRuntime (what the model API calls) -----------------------------------------------
+
+  log(level: LogLevel, message: string): void {
+    try {
+      this.channel.send({ k: 'log', level, msg: message });
+    } catch {
+      process.stderr.write(`${message}\n`);
+    }
+  }
+
+  sendResponse(rid: number, response: InferenceResponse | undefined, final: boolean): void {
+    const live = this.live.get(rid);
+    if (!live || !live.open) throw new ModelError(`response for request ${rid}, which is already complete`, 'INVALID_ARG');
+    const r = response ? this.toWire(response, undefined) : undefined;
+    if (final) {
+      live.open = false;
+      this.live.delete(rid);
+    }
+    this.channel.send({ k: 'resp', rid, r, final });
+  }
+
+  async *bls(request: InferenceRequest, stream: boolean): AsyncIterable<InferenceResponse> {
+    const c = this.nextCall++;
+    const blocks: Handle[] = [];
+    let ins: TensorDesc[];
+    try {
+      ins = request.inputs.map((t) => writeTensor(this.channel.arena, tensorValueOf(t), blocks));
+    } catch (err) {
+      for (const h of blocks) this.channel.arena.free(h);
+      yield new InferenceResponse({ error: asModelError(err) });
+      return;
+    }
+    const call: BlsCall = { queue: new AsyncQueue<InferenceResponse>(), blocks };
+    this.blsCalls.set(c, call);
+    const req: WireRequest = {
+      rid: c, id: request.requestId, model: request.modelName, version: request.modelVersion ?? -1, ins,
+      outs: request.requestedOutputNames, params: request.parameters, prio: request.priority,
+      corr: request.correlationId === undefined ? undefined : String(request.correlationId),
+      timeoutMs: request.timeoutMs,
+    };
+    if (request.timeoutMs && request.timeoutMs > 0) {
+      call.timer = setTimeout(() => {
+        this.channel.send({ k: 'bls-cancel', c });
+        this.finishBls(c, new InferenceResponse({ error: new ModelError(`BLS call to '${request.modelName}' timed out after ${request.timeoutMs} ms`, 'TIMEOUT') }));
+      }, request.timeoutMs);
+    }
+    this.channel.send({ k: 'bls', c, req, stream });
+    let completed = false;
+    try {
+      for await (const r of call.queue) yield r;
+      completed = true;
+    } finally {
+      if (!completed && this.blsCalls.has(c)) {
+        // The caller stopped iterating early: cancel the call on the host.
+        this.channel.send({ k: 'bls-cancel', c });
+        this.finishBls(c);
+      }
+    }
+  }
+
+  // ---- messages from the host ---------------------------------------------------------------
+
+  private dispatch(msg: HostMessage): void {
+    switch (msg.k) {
+      case 'init':
+        void this.initialize(msg.args);
+        break;
+      case 'exec':
+        void this.execute(msg);
+        break;
+      case 'cancel':
+        for (const rid of msg.rids) {
+          const live = this.live.get(rid);
+          if (live) live.cancelled.value = true;
+        }
+        break;
+      case 'release':
+        for (const h of msg.hs) this.channel.arena.free(h);
+        break;
+      case 'bls-res':
+        this.onBlsResult(msg);
+        break;
+      case 'fin':
+        void this.finalize();
+        break;
+      case 'ping':
+        this.channel.send({ k: 'pong', t: msg.t });
+        break;
+      default:
+        break;
+    }
+  }
+
+  private async initialize(args: InitArgs): Promise<void> {
+    this.args = args;
+    try {
+      const ModelCtor = await loadModelClass(args);
+      let config = args.modelConfig as ModelConfig;
+      let completed: Record<string, unknown> | undefined;
+      if (typeof ModelCtor.autoCompleteConfig === 'function') {
+        config = await ModelCtor.autoCompleteConfig(structuredClone(config));
+        completed = config as Record<string, unknown>;
+      }
+      this.decoupled = Boolean((config.model_transaction_policy as { decoupled?: boolean } | undefined)?.decoupled);
+      this.model = new ModelCtor();
+      if (typeof this.model.execute !== 'function') throw new Error(`${args.modelFile}: the default-exported class has no execute() method`);
+      await this.model.initialize?.({
+        modelConfig: config,
+        modelName: args.modelName,
+        modelVersion: args.modelVersion,
+        modelRepository: args.modelRepository,
+        instanceName: args.instanceName,
+        instanceKind: args.instanceKind,
+        instanceDeviceId: args.instanceDeviceId,
+      });
+      this.channel.send({ k: 'init-ok', config: completed });
+    } catch (err) {
+      this.channel.send({ k: 'init-err', err: { code: 'STUBHOST_LOAD_FAILED', message: describe(err) } });
+    }
+  }
+
+  private async execute(msg: Execute): Promise<void> {
+    const model = this.model;
+    if (!model) {
+      this.channel.send({ k: 'exec-done', b: msg.b, err: { code: 'STUBHOST_MODEL_NOT_READY', message: 'execute before initialize finished' } });
+      return;
+    }
+    let requests: InferenceRequest[];
+    try {
+      requests = msg.reqs.map((w) => this.toRequest(w));
+    } catch (err) {
+      this.channel.send({ k: 'exec-done', b: msg.b, err: { code: 'STUBHOST_PROTOCOL', message: describe(err) } });
+      return;
+    }
+    let result: unknown;
+    try {
+      result = await model.execute(requests);
+    } catch (err) {
+      if (!this.decoupled) for (const w of msg.reqs) this.live.delete(w.rid);
+      this.channel.send({ k: 'exec-done', b: msg.b, err: errorBody(err, `${this.label()}: execute threw`) });
+      return;
+    }
+    if (this.decoupled) {
+      this.channel.send({ k: 'exec-done', b: msg.b });
+      return;
+    }
+    for (const w of msg.reqs) this.live.delete(w.rid);
+    if (!Array.isArray(result) || result.length !== requests.length) {
+      const got = Array.isArray(result) ? `${result.length} responses` : `${result === undefined ? 'nothing' : typeof result}`;
+      this.channel.send({
+        k: 'exec-done', b: msg.b,
+        err: { code: 'STUBHOST_MODEL_ERROR', message: `${this.label()}: execute must return one response per request (${requests.length}), it returned ${got}` },
+      });
+      return;
+    }
+    const rs = result.map((resp, i) => this.toWire(resp, msg.reqs[i]!.outs));
+    this.channel.send({ k: 'exec-done', b: msg.b, rs });
+  }
+
+  private async finalize(): Promise<void> {
+    let err: ErrorBody | undefined;
+    try {
+      await this.model?.finalize?.();
+    } catch (e) {
+      err = errorBody(e, `${this.label()}: finalize threw`);
+    }
+    this.channel.send({ k: 'fin-ok', err });
+    // Let the queue deliver fin-ok before we go.
+    setTimeout(() => process.exit(0), 20);
+  }
+
+  private onBlsResult(msg: BlsResult): void {
+    const call = this.blsCalls.get(msg.c);
+    if (!call) {
+      // Cancelled or timed out already: still give back what the host lent us.
+      if (msg.r) this.releaseLater(handlesOf(msg.r.outs));
+      return;
+    }
+    let response: InferenceResponse | undefined;
+    if (msg.err) response = new InferenceResponse({ error: new ModelError(msg.err.message, modelCodeOf(msg.err.code)) });
+    else if (msg.r) {
+      try {
+        // Copied out so the model may keep them as long as it likes; the host's blocks go back.
+        const outputs = msg.r.outs.map((d) => toTensor(copyTensor(readTensor(this.channel.peer, d))));
+        response = msg.r.err
+          ? new InferenceResponse({ error: new ModelError(msg.r.err.message, modelCodeOf(msg.r.err.code)) })
+          : new InferenceResponse({ outputs, parameters: msg.r.params });
+      } catch (err) {
+        response = new InferenceResponse({ error: asModelError(err) });
+      }
+      this.releaseLater(handlesOf(msg.r.outs));
+    }
+    if (response) call.queue.push(response);
+    if (msg.final) this.finishBls(msg.c);
+  }
+
+  private finishBls(c: number, last?: InferenceResponse): void {
+    const call = this.blsCalls.get(c);
+    if (!call) return;
+    this.blsCalls.delete(c);
+    if (call.timer) clearTimeout(call.timer);
+    for (const h of call.blocks) this.channel.arena.free(h);
+    if (last) call.queue.push(last);
+    call.queue.end();
+  }
+
+  private releaseLater(handles: Handle[]): void {
+    if (handles.length === 0) return;
+    this.pendingRelease.push(...handles);
+    if (this.releaseScheduled) return;
+    this.releaseScheduled = true;
+    setImmediate(() => {
+      this.releaseScheduled = false;
+      const hs = this.pendingRelease;
+      this.pendingRelease = [];
+      this.channel.send({ k: 'release', hs });
+    });
+  }
+
+  // ---- conversions --------------------------------------------------------------------------
+
+  private toRequest(w: WireRequest): InferenceRequest {
+    const live: LiveRequest = { cancelled: { value: false }, open: true };
+    this.live.set(w.rid, live);
+    return new InferenceRequest({
+      modelName: w.model,
+      modelVersion: w.version,
+      inputs: w.ins.map((d) => toTensor(readTensor(this.channel.peer, d))),
+      requestedOutputNames: w.outs,
+      parameters: w.params,
+      correlationId: w.corr,
+      priority: w.prio,
+      timeoutMs: w.timeoutMs,
+      [INTERNAL]: { rid: w.rid, requestId: w.id, cancelled: live.cancelled, decoupled: this.decoupled },
+    });
+  }
+
+  /** A model's response (from either copy of the API module: duck-typed) as a wire response. */
+  private toWire(resp: unknown, requested: string[] | undefined): WireResponse {
+    if (!resp || typeof resp !== 'object') {
+      return { outs: [], err: { code: 'STUBHOST_MODEL_ERROR', message: `${this.label()}: execute returned ${String(resp)} where an InferenceResponse belongs` } };
+    }
+    const r = resp as { outputs?: unknown; error?: unknown; parameters?: Record<string, string | number | boolean> };
+    if (r.error) return { outs: [], err: errorBody(r.error, '') };
+    const outputs = Array.isArray(r.outputs) ? r.outputs : [];
+    const blocks: Handle[] = [];
+    try {
+      const outs: TensorDesc[] = [];
+      for (const t of outputs) {
+        const value = tensorValueOf(t);
+        if (requested && requested.length > 0 && !requested.includes(value.name)) continue;
+        outs.push(writeTensor(this.channel.arena, value, blocks));
+      }
+      return { outs, params: r.parameters && Object.keys(r.parameters).length > 0 ? r.parameters : undefined };
+    } catch (err) {
+      for (const h of blocks) this.channel.arena.free(h);
+      return { outs: [], err: errorBody(err, `${this.label()}: bad output`) };
+    }
+  }
+
+  private label(): string {
+    return this.args ? `model '${this.args.modelName}' instance '${this.args.instanceName}'` : 'stub';
+  }
+
+  private redirectConsole(): void {
+    const send = (level: LogLevel) => (...args: unknown[]) => this.log(level, format(...args));
+    console.log = send('info');
+    console.info = send('info');
+    console.warn = send('warn');
+    console.error = send('error');
+    console.debug = send('verbose');
+  }
+
+  private crash(what: string, err: unknown): void {
+    const message = `${this.label()}: ${what}: ${describe(err)}`;
+    try {
+      this.channel.send({ k: 'log', level: 'error', msg: message });
+    } catch {
+      // The queue is gone; stderr still reaches the host.
+    }
+    process.stderr.write(`${message}\n`);
+    setTimeout(() => process.exit(1), 20);
+  }
+}
+
+async function loadModelClass(args: InitArgs): Promise<ModelClass> {
+  if (args.backend === 'onnxruntime') {
+    const mod = (await import('./backends/onnxruntime.js')) as { default: ModelClass };
+    return mod.default;
+  }
+  const mod = (await import(pathToFileURL(args.modelFile).href)) as { default?: unknown };
+  let C = mod.default;
+  // A CommonJS model.ts compiled by tsx arrives as { default: module.exports }.
+  if (C && typeof C === 'object' && typeof (C as { default?: unknown }).default === 'function') C = (C as { default: unknown }).default;
+  if (typeof C !== 'function') {
+    throw new Error(`${args.modelFile} must default-export the model class (export default class MyModel { execute(requests) { ... } })`);
+  }
+  return C as ModelClass;
+}
+
+function tensorValueOf(t: unknown): TensorValue {
+  const v = t as { name?: unknown; dtype?: unknown; datatype?: unknown; shape?: unknown; data?: unknown };
+  const name = typeof v?.name === 'string' ? v.name : undefined;
+  const dtype = v?.dtype ?? v?.datatype;
+  if (!name || !isDataType(dtype) || !Array.isArray(v.shape) || v.data === undefined) {
+    throw new ModelError(`output ${name ? `'${name}' ` : ''}is not a Tensor (needs name, dtype, shape, data): build it with new Tensor(name, data, shape)`, 'INTERNAL');
+  }
+  return { name, datatype: dtype, shape: v.shape as number[], data: v.data as TensorValue['data'] };
+}
+
+function toTensor(t: TensorValue): Tensor {
+  return new Tensor(t.name, t.data as never, t.shape, t.datatype);
+}
+
+function handlesOf(descs: TensorDesc[]): Handle[] {
+  const hs: Handle[] = [];
+  for (const d of descs) if (d.h) hs.push(d.h);
+  return hs;
+}
+
+function errorBody(err: unknown, context: string): ErrorBody {
+  const e = asModelError(err);
+  const stack = err instanceof Error && err.stack ? `\n${err.stack}` : '';
+  const message = context ? `${context}: ${e.message}${e.code === 'INTERNAL' ? stack : ''}` : e.message;
+  return { code: MODEL_ERROR_CODES[e.code] ?? 'STUBHOST_MODEL_ERROR', message };
+}
+
+function modelCodeOf(code: string): ConstructorParameters<typeof ModelError>[1] {
+  for (const [k, v] of Object.entries(MODEL_ERROR_CODES)) if (v === code) return k as ConstructorParameters<typeof ModelError>[1];
+  return 'INTERNAL';
+}
+
+function describe(err: unknown): string {
+  if (err instanceof Error) return err.stack ?? err.message;
+  return String(err);
+}
