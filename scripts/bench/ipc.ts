@@ -1,0 +1,315 @@
+/**
+ * `npm run bench -- ipc [--json]`: the shared-memory IPC core (issue 2) against baselines
+ * measured in the same run, interleaved round by round so machine noise hits all of them alike.
+ *
+ *   (a) roundTripUs        empty message host → stub → host through the region's queues, one at
+ *                          a time; the host waits synchronously (it has nothing else pending), the
+ *                          peer is an ordinary async consumer (onMessage), as a stub is.
+ *   (b) childProcessIpcUs  the same through Node's child_process IPC (process.send).
+ *   (c) futexFloorUs       a bare futex ping-pong between two Node processes (no spinning): the
+ *                          cost of one sleeping hand-off each way.
+ *   (d) pipelinedMsgsPerSec / childProcessPipelinedMsgsPerSec: echo with 64 messages in flight,
+ *                          async on both sides.
+ *   (e) tensorGBps         a 64 MiB Float32 tensor written once into the host's arena, described
+ *                          in a msgpack Ping, viewed in place by the peer (which reads one float
+ *                          per 4 KiB page plus the last one and answers with their sum), acked;
+ *       memcpyGBps         one Buffer.copy of 64 MiB between two warmed buffers.
+ *
+ * The peers are this same file run as `--peer <kind>` child processes.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import readline from 'node:readline';
+import { native } from '../../src/ipc/native.js';
+import { Region } from '../../src/ipc/region.js';
+import { Channel } from '../../src/ipc/channel.js';
+import type { Handle } from '../../src/ipc/arena.js';
+import type { HostMessage, StubMessage } from '../../src/ipc/protocol.js';
+import { readTensor, writeTensor } from '../../src/ipc/tensor-codec.js';
+import { sweepShm } from '../../src/ipc/shm-sweep.js';
+import { fmt, formatTable, median, nowMs, parseArgs, progress, report } from './common.js';
+
+const thisFile = fileURLToPath(import.meta.url);
+const repoRoot = path.resolve(path.dirname(thisFile), '../..');
+
+const ROUNDS = 7;
+const RT_ITERATIONS = 2000;
+const PIPELINE_MESSAGES = 40_000;
+const IN_FLIGHT = 64;
+const TENSOR_BYTES = 64 * 1024 * 1024;
+const TENSOR_ITERATIONS = 3;
+/** Futex word states for (c). */
+const PING = 1;
+const PONG = 0;
+const STOP = 2;
+
+// ---- peers -------------------------------------------------------------------------------
+
+function runPeer(kind: string, names: string[]): void {
+  native.setParentDeathSignal(9);
+  if (kind === 'cp') {
+    process.on('message', (m) => process.send!(m));
+    return;
+  }
+  if (kind === 'futex') {
+    const sab = native.shmOpen(names[0]!);
+    native.shmUnlink(names[0]!);
+    const word = new Int32Array(sab);
+    process.stdout.write('ready\n');
+    for (;;) {
+      while (Atomics.load(word, 0) === PONG) native.futexWait(sab, 0, PONG, -1);
+      if (Atomics.load(word, 0) === STOP) process.exit(0);
+      Atomics.store(word, 0, PONG);
+      native.futexWake(sab, 0, 1);
+    }
+  }
+  // 'queue': two raw echo regions (round trip, pipelined) and one Channel for tensors.
+  for (const name of names.slice(0, 2)) {
+    const region = Region.attach(name);
+    region.hostToStub.setRef(true);
+    region.hostToStub.onMessage((m) => region.stubToHost.send(m));
+  }
+  const channel = new Channel<StubMessage, HostMessage>(Region.attach(names[2]!), 'stub');
+  channel.setRef(true);
+  channel.onMessage(
+    (msg) => {
+      if (msg.k !== 'ping') return;
+      let sum = 0;
+      for (const d of msg.outs ?? []) {
+        const data = readTensor(channel.peer, d).data as Float32Array;
+        for (let i = 0; i < data.length; i += 1024) sum += data[i]!;
+        sum += data[data.length - 1]!;
+      }
+      channel.send({ k: 'pong', t: sum });
+    },
+    (err) => {
+      process.stderr.write(`bench peer: ${err.message}\n`);
+      process.exit(3);
+    },
+  );
+  process.stdout.write('ready\n');
+}
+
+function spawnPeer(kind: string, names: string[], ipc = false): ChildProcess {
+  return spawn(process.execPath, ['--import', 'tsx', thisFile, '--peer', kind, ...names], {
+    cwd: repoRoot,
+    stdio: ['ignore', 'pipe', 'inherit', ...(ipc ? (['ipc'] as const) : [])],
+  });
+}
+
+async function waitReady(child: ChildProcess): Promise<void> {
+  const lines = readline.createInterface({ input: child.stdout! });
+  const exited = once(child, 'exit').then(([code]) => {
+    throw new Error(`bench peer exited early (code ${code})`);
+  });
+  const ready = (async () => {
+    for await (const line of lines) if (line === 'ready') return;
+  })();
+  await Promise.race([ready, exited]);
+}
+
+// ---- measurements ------------------------------------------------------------------------
+
+function futexRoundTripUs(sab: SharedArrayBuffer, n: number): number {
+  const word = new Int32Array(sab);
+  const t0 = nowMs();
+  for (let i = 0; i < n; i++) {
+    Atomics.store(word, 0, PING);
+    native.futexWake(sab, 0, 1);
+    while (Atomics.load(word, 0) === PING) native.futexWait(sab, 0, PING, -1);
+  }
+  return ((nowMs() - t0) * 1000) / n;
+}
+
+function queueRoundTripUs(region: Region, n: number): number {
+  const empty = new Uint8Array(0);
+  const t0 = nowMs();
+  for (let i = 0; i < n; i++) {
+    region.hostToStub.sendSync(empty);
+    if (!region.stubToHost.receiveSync(5000)) throw new Error('queue round trip: no answer within 5 s');
+  }
+  return ((nowMs() - t0) * 1000) / n;
+}
+
+async function childProcessRoundTripUs(child: ChildProcess, n: number): Promise<number> {
+  let resolveOne: () => void = () => {};
+  const onMessage = () => resolveOne();
+  child.on('message', onMessage);
+  const t0 = nowMs();
+  for (let i = 0; i < n; i++) {
+    await new Promise<void>((resolve) => {
+      resolveOne = resolve;
+      child.send(i);
+    });
+  }
+  const us = ((nowMs() - t0) * 1000) / n;
+  child.off('message', onMessage);
+  return us;
+}
+
+/** Echo with `inFlight` outstanding: a reply releases the next send. Returns messages/s. */
+async function pipelined(send: () => void, subscribe: (onReply: () => void) => () => void, total: number, inFlight: number): Promise<number> {
+  let sent = 0;
+  let received = 0;
+  let unsubscribe = () => {};
+  const t0 = nowMs();
+  await new Promise<void>((resolve) => {
+    unsubscribe = subscribe(() => {
+      received++;
+      if (sent < total) {
+        sent++;
+        send();
+      }
+      if (received === total) resolve();
+    });
+    for (; sent < Math.min(inFlight, total); sent++) send();
+  });
+  unsubscribe();
+  return total / ((nowMs() - t0) / 1000);
+}
+
+function tensorGBps(channel: Channel<HostMessage, StubMessage>, src: Float32Array, expected: number, n: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = nowMs();
+    const blocks: Handle[] = [];
+    const desc = writeTensor(channel.arena, { name: 'x', datatype: 'FP32', shape: [src.length], data: src }, blocks);
+    channel.send({ k: 'ping', t: i, outs: [desc] });
+    const pong = channel.receiveSync(10_000);
+    const ms = nowMs() - t0;
+    for (const h of blocks) channel.arena.free(h);
+    if (!pong || pong.k !== 'pong') throw new Error('tensor hand-off: no answer within 10 s');
+    if (pong.t !== expected) throw new Error(`tensor hand-off: peer read ${pong.t}, expected ${expected}`);
+    out.push(src.byteLength / (ms / 1000) / 1e9);
+  }
+  return out;
+}
+
+function memcpyGBps(src: Buffer, dst: Buffer, n: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = nowMs();
+    src.copy(dst);
+    const ms = nowMs() - t0;
+    out.push(src.byteLength / (ms / 1000) / 1e9);
+  }
+  return out;
+}
+
+// ---- driver ------------------------------------------------------------------------------
+
+export default async function run(argv: string[]): Promise<void> {
+  const args = parseArgs(argv);
+  const started = nowMs();
+  const base = `/stubhost-${process.pid}-bench-`;
+  const children: ChildProcess[] = [];
+  const regions: Region[] = [];
+  let channel: Channel<HostMessage, StubMessage> | undefined;
+  try {
+    const rt = Region.create(`${base}rt`);
+    const pipe = Region.create(`${base}pipe`);
+    const tensorRegion = Region.create(`${base}tensor`);
+    regions.push(rt, pipe, tensorRegion);
+    channel = new Channel<HostMessage, StubMessage>(tensorRegion, 'host');
+    const futexName = `${base}futex`;
+    const futexSab = native.shmCreate(futexName, 64);
+
+    progress('starting peers');
+    const queuePeer = spawnPeer('queue', [rt.name, pipe.name, tensorRegion.name]);
+    const futexPeer = spawnPeer('futex', [futexName]);
+    const cpPeer = spawnPeer('cp', [], true);
+    children.push(queuePeer, futexPeer, cpPeer);
+    await Promise.all([waitReady(queuePeer), waitReady(futexPeer)]);
+    native.shmUnlink(futexName);
+    await childProcessRoundTripUs(cpPeer, 10); // the cp peer has no ready line: its first echo is one
+
+    const message = new Uint8Array(8);
+    let onPipeReply: () => void = () => {};
+    pipe.stubToHost.setRef(true);
+    pipe.stubToHost.onMessage(() => onPipeReply());
+    const queueSubscribe = (fn: () => void) => {
+      onPipeReply = fn;
+      return () => (onPipeReply = () => {});
+    };
+    const cpSubscribe = (fn: () => void) => {
+      cpPeer.on('message', fn);
+      return () => void cpPeer.off('message', fn);
+    };
+
+    const src = new Float32Array(TENSOR_BYTES / 4);
+    for (let i = 0; i < src.length; i++) src[i] = (i % 1000) * 0.5;
+    let expected = 0;
+    for (let i = 0; i < src.length; i += 1024) expected += src[i]!;
+    expected += src[src.length - 1]!;
+    const copyFrom = Buffer.from(src.buffer);
+    const copyTo = Buffer.alloc(TENSOR_BYTES, 1);
+
+    // Warm-up: JIT, first mappings, the arena's dedicated segment and its pages.
+    progress('warming up');
+    futexRoundTripUs(futexSab, 200);
+    queueRoundTripUs(rt, 500);
+    await childProcessRoundTripUs(cpPeer, 200);
+    await pipelined(() => pipe.hostToStub.send(message), queueSubscribe, 5000, IN_FLIGHT);
+    await pipelined(() => cpPeer.send(0), cpSubscribe, 5000, IN_FLIGHT);
+    tensorGBps(channel, src, expected, 2);
+    memcpyGBps(copyFrom, copyTo, 2);
+
+    const r = { futex: [] as number[], rt: [] as number[], cp: [] as number[], pipe: [] as number[], cpPipe: [] as number[], tensor: [] as number[], memcpy: [] as number[] };
+    for (let round = 0; round < ROUNDS; round++) {
+      r.futex.push(futexRoundTripUs(futexSab, RT_ITERATIONS));
+      r.rt.push(queueRoundTripUs(rt, RT_ITERATIONS));
+      r.cp.push(await childProcessRoundTripUs(cpPeer, RT_ITERATIONS));
+      r.pipe.push(await pipelined(() => pipe.hostToStub.send(message), queueSubscribe, PIPELINE_MESSAGES, IN_FLIGHT));
+      r.cpPipe.push(await pipelined(() => cpPeer.send(0), cpSubscribe, PIPELINE_MESSAGES, IN_FLIGHT));
+      r.tensor.push(median(tensorGBps(channel, src, expected, TENSOR_ITERATIONS)));
+      r.memcpy.push(median(memcpyGBps(copyFrom, copyTo, TENSOR_ITERATIONS)));
+      progress(
+        `round ${round + 1}/${ROUNDS}: rt ${fmt(r.rt.at(-1)!)} µs, futex ${fmt(r.futex.at(-1)!)} µs, cp ${fmt(r.cp.at(-1)!)} µs, ` +
+          `pipelined ${fmt(r.pipe.at(-1)!)}/s vs cp ${fmt(r.cpPipe.at(-1)!)}/s, tensor ${fmt(r.tensor.at(-1)!)} GB/s vs memcpy ${fmt(r.memcpy.at(-1)!)} GB/s`,
+      );
+    }
+
+    const result = {
+      roundTripUs: median(r.rt),
+      childProcessIpcUs: median(r.cp),
+      futexFloorUs: median(r.futex),
+      pipelinedMsgsPerSec: median(r.pipe),
+      childProcessPipelinedMsgsPerSec: median(r.cpPipe),
+      tensorGBps: median(r.tensor),
+      memcpyGBps: median(r.memcpy),
+    };
+    const row = (what: string, value: number, unit: string, baseline: string, ratio: number, target: string, ok: boolean) =>
+      [what, `${fmt(value)} ${unit}`, baseline, fmt(ratio, 2), target, ok ? 'ok' : 'MISSED'];
+    const rows = [
+      row('round trip vs futex floor', result.roundTripUs, 'µs', `${fmt(result.futexFloorUs)} µs`, result.roundTripUs / result.futexFloorUs, '≤ 1.5', result.roundTripUs <= 1.5 * result.futexFloorUs),
+      row('round trip vs child_process', result.roundTripUs, 'µs', `${fmt(result.childProcessIpcUs)} µs`, result.roundTripUs / result.childProcessIpcUs, '≤ 0.75', result.roundTripUs <= 0.75 * result.childProcessIpcUs),
+      row(`pipelined (${IN_FLIGHT} in flight)`, result.pipelinedMsgsPerSec, 'msg/s', `${fmt(result.childProcessPipelinedMsgsPerSec)} msg/s`, result.pipelinedMsgsPerSec / result.childProcessPipelinedMsgsPerSec, '≥ 4', result.pipelinedMsgsPerSec >= 4 * result.childProcessPipelinedMsgsPerSec),
+      row('64 MiB tensor hand-off', result.tensorGBps, 'GB/s', `${fmt(result.memcpyGBps)} GB/s`, result.tensorGBps / result.memcpyGBps, '≥ 0.4', result.tensorGBps >= 0.4 * result.memcpyGBps),
+    ];
+    const text =
+      `IPC benchmark: medians of ${ROUNDS} interleaved rounds (${((nowMs() - started) / 1000).toFixed(1)} s)\n` +
+      formatTable(['measure', 'stubhost', 'baseline', 'ratio', 'target', ''], rows);
+    report(args, text, result);
+
+    futexSabStop(futexSab);
+  } finally {
+    for (const c of children) c.kill('SIGKILL');
+    channel?.close();
+    for (const region of regions) {
+      region.close();
+      region.unlink();
+    }
+    sweepShm(`stubhost-${process.pid}-bench-`);
+  }
+}
+
+function futexSabStop(sab: SharedArrayBuffer): void {
+  Atomics.store(new Int32Array(sab), 0, STOP);
+  native.futexWake(sab, 0, 1);
+}
+
+if (process.argv[2] === '--peer' && path.resolve(process.argv[1] ?? '') === thisFile) {
+  runPeer(process.argv[3]!, process.argv.slice(4));
+}
