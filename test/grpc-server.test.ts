@@ -551,3 +551,30 @@ describe('ModelStreamInfer', () => {
     await waitFor(() => service.abortedIds.includes('forever-1') && service.abortedIds.includes('forever-2'));
   });
 });
+
+describe('GrpcServer lifecycle', () => {
+  it('close() cancels streams still open after the grace period, and is safe twice', async () => {
+    const svc = new TestService();
+    const s = new GrpcServer(svc, { port: 0, host: '127.0.0.1', shutdownGraceMs: 100 });
+    const p = await s.start();
+    const c = new inference.GRPCInferenceService(`127.0.0.1:${p}`, grpc.credentials.createInsecure());
+    const call = c.ModelStreamInfer();
+    const got: any[] = [];
+    call.on('data', (m: any) => got.push(m));
+    const failed = new Promise<grpc.ServiceError>((resolve) => call.on('error', resolve));
+    call.write(repeatRequest(1000, 'open-at-close'));
+    await waitFor(() => got.length >= 1);
+    const t0 = Date.now();
+    await Promise.all([s.close(), s.close()]);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect((await failed).code).not.toBe(grpc.status.OK);
+    await waitFor(() => svc.abortedIds.includes('open-at-close'));
+    c.close();
+  });
+
+  it('start() reports a port it cannot bind', async () => {
+    const s = new GrpcServer(new TestService(), { port, host: '127.0.0.1' });
+    await expect(s.start()).rejects.toMatchObject({ code: 'STUBHOST_UNAVAILABLE' });
+    await s.close();
+  });
+});

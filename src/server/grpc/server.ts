@@ -100,7 +100,10 @@ export class GrpcServer {
     if (!server) return Promise.resolve();
     this.#closing ??= new Promise<void>((resolve) => {
       // Streams stay open as long as the client wants, so a graceful shutdown alone may never end.
-      const timer = setTimeout(() => server.forceShutdown(), this.#opts.shutdownGraceMs ?? 2000);
+      const timer = setTimeout(() => {
+        server.forceShutdown();
+        resolve();
+      }, this.#opts.shutdownGraceMs ?? 2000);
       server.tryShutdown(() => {
         clearTimeout(timer);
         resolve();
