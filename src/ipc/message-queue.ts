@@ -27,6 +27,9 @@ export interface MessageQueueOptions {
 
 export type MessageHandler = (message: Uint8Array) => void;
 
+/** writeMessage's "the whole message is in the ring". */
+const DONE = -1;
+
 export class MessageQueue {
   readonly filled: Semaphore;
   readonly free: Semaphore;
@@ -85,7 +88,7 @@ export class MessageQueue {
     if (this.closed) throw new Error('MessageQueue.send: queue is closed');
     if (this.pending.length === 0) {
       const written = this.writeMessage(message, 0);
-      if (written === message.byteLength) {
+      if (written === DONE) {
         this.sentMessages++;
         return;
       }
@@ -115,7 +118,7 @@ export class MessageQueue {
     const deadline = timeoutMs < 0 ? Infinity : performance.now() + timeoutMs;
     for (;;) {
       offset = this.writeMessage(message, offset);
-      if (offset === message.byteLength) return true;
+      if (offset === DONE) return true;
       const left = deadline === Infinity ? -1 : deadline - performance.now();
       if (deadline !== Infinity && left <= 0) return false;
       if (!this.free.wait(left)) return false;
@@ -123,25 +126,30 @@ export class MessageQueue {
     }
   }
 
-  /** Writes as many slots of `message` from `offset` as are free; returns the new offset. */
+  /**
+   * Writes as many slots of `message` from `offset` as are free; returns the new offset, or DONE
+   * once the last slot is written. (Not `offset === byteLength`: an empty message is complete
+   * only when its one slot is written, and with a full ring that has not happened yet.)
+   */
   private writeMessage(message: Uint8Array, offset: number): number {
     const payloadSize = this.payloadSize;
     let posted = 0;
+    let more = true;
     do {
       if (!this.free.tryWait()) break;
       const chunk = Math.min(payloadSize, message.byteLength - offset);
       const slot = this.slotsOffset + this.tail * this.slotSize;
-      const more = offset + chunk < message.byteLength;
+      more = offset + chunk < message.byteLength;
       this.view.setUint32(slot, chunk, true);
       this.view.setUint32(slot + 4, more ? SLOT_FLAG_MORE : 0, true);
       this.bytes.set(message.subarray(offset, offset + chunk), slot + SLOT_HEADER_SIZE);
       this.tail = (this.tail + 1) % this.slotCount;
       offset += chunk;
       posted++;
-    } while (offset < message.byteLength);
+    } while (more);
     // One post per batch of slots: one wake syscall at most.
     if (posted > 0) this.filled.post(posted);
-    return offset;
+    return more ? offset : DONE;
   }
 
   private async flushPending(): Promise<void> {
@@ -150,14 +158,15 @@ export class MessageQueue {
     try {
       while (this.pending.length > 0 && !this.closed) {
         const msg = this.pending[0]!;
-        this.pendingOffset = this.writeMessage(msg, this.pendingOffset);
-        if (this.pendingOffset === msg.byteLength) {
+        const written = this.writeMessage(msg, this.pendingOffset);
+        if (written === DONE) {
           this.pending.shift();
           this.pendingOffset = 0;
           this.sentMessages++;
           this.resolveDrainWaiters();
           continue;
         }
+        this.pendingOffset = written;
         if (!(await this.free.whenAvailable())) break; // closed
       }
     } finally {
