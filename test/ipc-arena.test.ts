@@ -126,6 +126,21 @@ describe('Arena', () => {
     expect(a.stats.totalBytes).toBe(128 * KiB);
   });
 
+  it('gives empty regular segments back when a large block needs room under the cap', () => {
+    const a = arena({ segmentBytes: 64 * KiB, maxBytes: 256 * KiB });
+    const small = Array.from({ length: 8 }, () => a.alloc(30 * KiB));
+    const kept = small.shift()!;
+    for (const b of small) a.free(b.handle);
+    // Only one segment still holds a block: the three empty ones must make way for 128 KiB.
+    const big = a.alloc(128 * KiB);
+    expect(big.bytes.byteLength).toBe(128 * KiB);
+    expect(a.takeDropped()).toHaveLength(2);
+    expect(a.stats.totalBytes).toBeLessThanOrEqual(256 * KiB);
+    expect(a.bytesOf(kept.handle).byteLength).toBe(30 * KiB);
+    a.free(kept.handle);
+    a.free(big.handle);
+  });
+
   it('zero-length blocks need no memory', () => {
     const a = arena();
     const b = a.alloc(0);

@@ -156,8 +156,14 @@ export class Arena {
   }
 
   private addSegment(size: number, dedicated: boolean, requested: number): Segment {
-    // Spares are the first thing to give back when the cap is near.
-    while (this.totalBytes + size > this.maxBytes && this.spares.length > 0) this.dropSegment(this.spares.shift()!);
+    // Near the cap, give back what holds no block: spares first, then empty regular segments.
+    // Without the second, an arena whose regular segments once filled the cap would refuse
+    // every large tensor forever, even when completely empty.
+    while (this.totalBytes + size > this.maxBytes) {
+      const victim = this.spares.shift() ?? this.emptyRegularSegment();
+      if (!victim) break;
+      this.dropSegment(victim);
+    }
     if (this.totalBytes + size > this.maxBytes) {
       throw new StubhostError(
         'STUBHOST_ARENA_FULL',
@@ -171,6 +177,11 @@ export class Arena {
     this.segments.set(id, seg);
     this.totalBytes += size;
     return seg;
+  }
+
+  private emptyRegularSegment(): Segment | undefined {
+    for (const seg of this.segments.values()) if (!seg.dedicated && seg.used === 0) return seg;
+    return undefined;
   }
 
   private dropSegment(seg: Segment): void {
