@@ -262,7 +262,8 @@ const ControlSchema = message('a control', {
 
 const InitialStateSchema = message('an initial state', {
   data_type: dataType().optional(),
-  dims: list(dim()).default([]),
+  // 0 is allowed here: an initial state may start empty and grow (Triton's own example does).
+  dims: list(int('an initial state dimension', 0)).default([]),
   zero_data: bool().optional(),
   data_file: str().optional(),
   name: str().default(''),
@@ -545,7 +546,8 @@ function checkTensors(
       if (t.reshape.shape.length === 0 && mbs === 0) {
         issue([field, i, 'reshape', 'shape'], 'is empty, which a model with max_batch_size 0 cannot use (it would be a scalar); list at least one dimension');
       }
-      const fixed = (s: number[]) => !s.includes(-1);
+      // Only fully known shapes can be compared (a bad dim was reported already).
+      const fixed = (s: number[]) => s.every((d) => d >= 1);
       if (fixed(t.dims) && fixed(t.reshape.shape) && t.dims.length > 0) {
         const a = t.dims.reduce((x, y) => x * y, 1);
         const b = t.reshape.shape.reduce((x, y) => x * y, 1);
