@@ -5,6 +5,9 @@
  *   (a) roundTripUs        empty message host → stub → host through the region's queues, one at
  *                          a time; the host waits synchronously (it has nothing else pending), the
  *                          peer is an ordinary async consumer (onMessage), as a stub is.
+ *       idle round trip    (table only) the same with a 0.3 ms pause before each message, so the
+ *                          peer has stopped spinning and sleeps: the watcher-thread + uv_async
+ *                          path a request to an idle stub takes.
  *   (b) childProcessIpcUs  the same through Node's child_process IPC (process.send).
  *   (c) futexFloorUs       a bare futex ping-pong between two Node processes (no spinning): the
  *                          cost of one sleeping hand-off each way.
@@ -133,6 +136,21 @@ function queueRoundTripUs(region: Region, n: number): number {
   return ((nowMs() - t0) * 1000) / n;
 }
 
+/** Round trips that each start after a pause long enough for both sides to stop spinning. */
+function idleQueueRoundTripUs(region: Region, n: number, pauseMs: number): number {
+  const empty = new Uint8Array(0);
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    Atomics.wait(nap, 0, 0, pauseMs);
+    const t0 = nowMs();
+    region.hostToStub.sendSync(empty);
+    if (!region.stubToHost.receiveSync(5000)) throw new Error('queue round trip: no answer within 5 s');
+    total += nowMs() - t0;
+  }
+  return (total * 1000) / n;
+}
+
 async function childProcessRoundTripUs(child: ChildProcess, n: number): Promise<number> {
   let resolveOne: () => void = () => {};
   const onMessage = () => resolveOne();
@@ -256,17 +274,18 @@ export default async function run(argv: string[]): Promise<void> {
     tensorGBps(channel, src, expected, 2);
     memcpyGBps(copyFrom, copyTo, 2);
 
-    const r = { futex: [] as number[], rt: [] as number[], cp: [] as number[], pipe: [] as number[], cpPipe: [] as number[], tensor: [] as number[], memcpy: [] as number[] };
+    const r = { idle: [] as number[], futex: [] as number[], rt: [] as number[], cp: [] as number[], pipe: [] as number[], cpPipe: [] as number[], tensor: [] as number[], memcpy: [] as number[] };
     for (let round = 0; round < ROUNDS; round++) {
       r.futex.push(futexRoundTripUs(futexSab, RT_ITERATIONS));
       r.rt.push(queueRoundTripUs(rt, RT_ITERATIONS));
+      r.idle.push(idleQueueRoundTripUs(rt, 300, 0.3));
       r.cp.push(await childProcessRoundTripUs(cpPeer, RT_ITERATIONS));
       r.pipe.push(await pipelined(() => pipe.hostToStub.send(message), queueSubscribe, PIPELINE_MESSAGES, IN_FLIGHT));
       r.cpPipe.push(await pipelined(() => cpPeer.send(0), cpSubscribe, PIPELINE_MESSAGES, IN_FLIGHT));
       r.tensor.push(median(tensorGBps(channel, src, expected, TENSOR_ITERATIONS)));
       r.memcpy.push(median(memcpyGBps(copyFrom, copyTo, TENSOR_ITERATIONS)));
       progress(
-        `round ${round + 1}/${ROUNDS}: rt ${fmt(r.rt.at(-1)!)} µs, futex ${fmt(r.futex.at(-1)!)} µs, cp ${fmt(r.cp.at(-1)!)} µs, ` +
+        `round ${round + 1}/${ROUNDS}: rt ${fmt(r.rt.at(-1)!)} µs (idle ${fmt(r.idle.at(-1)!)}), futex ${fmt(r.futex.at(-1)!)} µs, cp ${fmt(r.cp.at(-1)!)} µs, ` +
           `pipelined ${fmt(r.pipe.at(-1)!)}/s vs cp ${fmt(r.cpPipe.at(-1)!)}/s, tensor ${fmt(r.tensor.at(-1)!)} GB/s vs memcpy ${fmt(r.memcpy.at(-1)!)} GB/s`,
       );
     }
@@ -288,6 +307,8 @@ export default async function run(argv: string[]): Promise<void> {
       row(`pipelined (${IN_FLIGHT} in flight)`, result.pipelinedMsgsPerSec, 'msg/s', `${fmt(result.childProcessPipelinedMsgsPerSec)} msg/s`, result.pipelinedMsgsPerSec / result.childProcessPipelinedMsgsPerSec, '≥ 4', result.pipelinedMsgsPerSec >= 4 * result.childProcessPipelinedMsgsPerSec),
       row('64 MiB tensor hand-off', result.tensorGBps, 'GB/s', `${fmt(result.memcpyGBps)} GB/s`, result.tensorGBps / result.memcpyGBps, '≥ 0.4', result.tensorGBps >= 0.4 * result.memcpyGBps),
     ];
+    const idle = median(r.idle);
+    rows.push(['idle round trip (peer asleep)', `${fmt(idle)} µs`, `${fmt(result.futexFloorUs)} µs`, fmt(idle / result.futexFloorUs, 2), 'info', '']);
     const text =
       `IPC benchmark: medians of ${ROUNDS} interleaved rounds (${((nowMs() - started) / 1000).toFixed(1)} s)\n` +
       formatTable(['measure', 'stubhost', 'baseline', 'ratio', 'target', ''], rows);
