@@ -17,7 +17,7 @@ import { InferenceResponse } from './api/response.js';
 import { ModelError, asModelError } from './api/errors.js';
 import { INTERNAL, setRuntime, type LogLevel, type StubRuntime } from './api/runtime.js';
 import type { Model, ModelClass, ModelConfig } from './api/model.js';
-import { AsyncQueue } from './async-queue.js';
+import { AsyncQueue } from '../src/core/async-queue.js';
 
 interface LiveRequest {
   cancelled: { value: boolean };

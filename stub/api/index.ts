@@ -11,3 +11,4 @@ export { ModelError } from './errors.js';
 export type { ModelErrorCode } from './errors.js';
 export { logger } from './logger.js';
 export type { Model, ModelClass, ModelConfig, ModelInitArgs } from './model.js';
+export { concatInputs, splitOutput, type HasInputs } from './batching.js';

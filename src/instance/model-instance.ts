@@ -1,0 +1,123 @@
+/**
+ * One model instance: a StubProcess plus what keeps it serving — restart with backoff after a
+ * crash or hang (initialize runs again), and the ExecutionTarget face the scheduler sees.
+ */
+import { EventEmitter } from 'node:events';
+import { StubProcess, type ExecOutcome, type StubProcessOptions, type StreamSink } from './stub-process.js';
+import type { ExecutionTarget } from '../scheduler/scheduler.js';
+import type { Job } from '../scheduler/job.js';
+import { StubhostError } from '../errors.js';
+
+export type InstanceState = 'starting' | 'ready' | 'restarting' | 'stopped';
+
+export interface ModelInstanceOptions extends StubProcessOptions {
+  /** Batches one instance may have in flight at once (Triton: 1). */
+  maxInflight?: number;
+  decoupled: boolean;
+  /** Called when a restarted stub is ready again, or when it died (for metrics). */
+  onHealth?: (healthy: boolean, restarted: boolean) => void;
+}
+
+const BACKOFF_MS = [100, 200, 500, 1000, 2000, 5000];
+
+export class ModelInstance extends EventEmitter implements ExecutionTarget {
+  readonly name: string;
+  state: InstanceState = 'starting';
+  restarts = 0;
+  private stub?: StubProcess;
+  private running = 0;
+  private failuresInARow = 0;
+  private restartTimer?: NodeJS.Timeout;
+
+  constructor(private readonly opts: ModelInstanceOptions) {
+    super();
+    this.name = opts.instanceName;
+  }
+
+  get pid(): number {
+    return this.stub?.pid ?? 0;
+  }
+
+  /** Starts the stub; rejects if initialize fails (a load failure, not retried). */
+  async start(): Promise<Record<string, unknown> | undefined> {
+    this.state = 'starting';
+    const stub = new StubProcess(this.opts);
+    this.stub = stub;
+    stub.on('exit', (info: { expected: boolean; cause: string }) => this.onExit(stub, info));
+    const config = await stub.start();
+    this.state = 'ready';
+    this.failuresInARow = 0;
+    return config;
+  }
+
+  canAccept(): boolean {
+    return this.state === 'ready' && this.running < (this.opts.maxInflight ?? 1);
+  }
+
+  async run(jobs: Job[]): Promise<void> {
+    const stub = this.stub!;
+    this.running++;
+    const started = performance.now();
+    try {
+      const requests = jobs.map((j) => j.request);
+      const outcomes: ExecOutcome[] = this.opts.decoupled
+        ? await stub.executeStreaming(requests, jobs.map((j) => j.sink ?? noSink))
+        : await stub.execute(requests);
+      const computeMs = performance.now() - started;
+      jobs.forEach((job, i) => job.finish(outcomes[i] ?? { error: new StubhostError('STUBHOST_INTERNAL', 'missing outcome') }, { queueMs: 0, computeMs, batchSize: jobs.length }));
+    } finally {
+      this.running--;
+    }
+  }
+
+  /** Test and operator hook: the process id to signal. */
+  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+    this.stub?.kill(signal);
+  }
+
+  isHealthy(): boolean {
+    return this.state === 'ready' && (this.stub?.isHealthy() ?? false);
+  }
+
+  /** Finalizes and stops the stub; no restart follows. Safe to call twice. */
+  async close(): Promise<void> {
+    const was = this.state;
+    this.state = 'stopped';
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    if (was !== 'stopped') await this.stub?.close();
+  }
+
+  private onExit(stub: StubProcess, info: { expected: boolean; cause: string }): void {
+    if (stub !== this.stub || this.state === 'stopped' || info.expected) return;
+    if (this.state === 'starting') return; // start() reports it
+    this.state = 'restarting';
+    this.opts.onHealth?.(false, false);
+    this.opts.logger.error(`stub died: ${info.cause}; restarting`, { model: this.opts.modelName, instance: this.name });
+    this.scheduleRestart();
+  }
+
+  private scheduleRestart(): void {
+    const delay = BACKOFF_MS[Math.min(this.failuresInARow, BACKOFF_MS.length - 1)]!;
+    this.failuresInARow++;
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      if (this.state !== 'restarting') return;
+      this.start().then(
+        () => {
+          this.restarts++;
+          this.opts.onHealth?.(true, true);
+          this.opts.logger.info('stub restarted', { model: this.opts.modelName, instance: this.name, pid: this.pid });
+          this.emit('ready');
+        },
+        (err: Error) => {
+          if (this.state === 'stopped') return;
+          this.state = 'restarting';
+          this.opts.logger.error(`restart failed: ${err.message}`, { model: this.opts.modelName, instance: this.name });
+          this.scheduleRestart();
+        },
+      );
+    }, delay);
+  }
+}
+
+const noSink: StreamSink = { response: () => {}, end: () => {} };

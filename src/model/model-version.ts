@@ -1,0 +1,384 @@
+/**
+ * One loaded version of a model: its completed config, its instances (stub processes), its
+ * scheduler and its statistics. `infer` / `inferStream` are what the server core calls.
+ */
+import path from 'node:path';
+import { ModelInstance } from '../instance/model-instance.js';
+import type { ExecOutcome, BlsHandler, StreamSink } from '../instance/stub-process.js';
+import { Scheduler, type ExecutionTarget } from '../scheduler/scheduler.js';
+import type { Job } from '../scheduler/job.js';
+import type { QueuePolicy } from '../scheduler/priority-queue.js';
+import { AsyncQueue } from '../core/async-queue.js';
+import type { InferRequest, InferResult, TensorValue } from '../core/types.js';
+import type { ModelIOContract } from '../core/service.js';
+import { configToJson, inputSpecs, isDecoupled, modelParameter, outputSpecs, validateModelConfig, type ModelConfig } from '../config/load.js';
+import { StubhostError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import { ModelStatsRecorder, failureReasonOf, type Metrics } from '../metrics/index.js';
+import type { RateLimiter } from '../scheduler/rate-limiter.js';
+
+export type VersionState = 'LOADING' | 'READY' | 'UNLOADING' | 'UNAVAILABLE';
+
+export interface ModelVersionOptions {
+  name: string;
+  version: number;
+  modelDir: string;
+  repository: string;
+  config: ModelConfig;
+  /** True when the config came from no file: the backend completes it. */
+  autoComplete: boolean;
+  logger: Logger;
+  metrics?: Metrics;
+  stubTimeoutMs: number;
+  arenaMaxBytes?: number;
+  onBls?: BlsHandler;
+  rateLimiter?: RateLimiter;
+}
+
+export class ModelVersion {
+  readonly name: string;
+  readonly version: number;
+  state: VersionState = 'LOADING';
+  reason = '';
+  config: ModelConfig;
+  private instances: ModelInstance[] = [];
+  private scheduler?: Scheduler;
+  private contractCache?: ModelIOContract;
+  readonly stats: ModelStatsRecorder;
+
+  constructor(private readonly opts: ModelVersionOptions) {
+    this.name = opts.name;
+    this.version = opts.version;
+    this.config = opts.config;
+    this.stats = new ModelStatsRecorder(opts.name, String(opts.version), opts.metrics);
+  }
+
+  get label(): string {
+    return `model '${this.name}' version ${this.version}`;
+  }
+
+  get ready(): boolean {
+    return this.state === 'READY' && this.instances.some((i) => i.state === 'ready');
+  }
+
+  get decoupled(): boolean {
+    return isDecoupled(this.config);
+  }
+
+  /** Instances (for tests and the operator: kill, pids). */
+  get instanceList(): readonly ModelInstance[] {
+    return this.instances;
+  }
+
+  contract(): ModelIOContract {
+    this.contractCache ??= {
+      name: this.name,
+      version: String(this.version),
+      maxBatchSize: this.config.max_batch_size,
+      inputs: inputSpecs(this.config),
+      outputs: outputSpecs(this.config),
+      decoupled: this.decoupled,
+    };
+    return this.contractCache;
+  }
+
+  configJson(): Record<string, unknown> {
+    return configToJson(this.config);
+  }
+
+  /** Starts every instance (the first one completes the config), warms up, becomes READY. */
+  async load(): Promise<void> {
+    const groups = this.instanceSpecs();
+    try {
+      const first = this.makeInstance(groups[0]!);
+      this.instances.push(first);
+      const completed = await first.start();
+      if (completed && this.opts.autoComplete) {
+        this.config = validateModelConfig(completed, `${this.opts.modelDir} (auto-completed by the ${this.config.backend} backend)`);
+        this.contractCache = undefined;
+      } else if (completed) {
+        this.config = validateModelConfig(completed, `${this.opts.modelDir} (completed by autoCompleteConfig)`);
+        this.contractCache = undefined;
+      }
+      const rest = this.instanceSpecs().slice(1).map((spec) => this.makeInstance(spec));
+      this.instances.push(...rest);
+      await Promise.all(rest.map((i) => i.start()));
+      this.scheduler = this.makeScheduler();
+      for (const inst of this.instances) {
+        this.scheduler.addTarget(this.targetOf(inst));
+        inst.on('ready', () => this.scheduler?.schedule());
+      }
+      this.opts.rateLimiter?.register(this.name, this.instances.map((i) => ({ name: i.name, spec: this.rateSpecOf(i.name) })));
+      await this.warmup();
+      this.state = 'READY';
+    } catch (err) {
+      this.state = 'UNAVAILABLE';
+      this.reason = (err as Error).message;
+      await Promise.all(this.instances.map((i) => i.close()));
+      this.stats.close();
+      throw err;
+    }
+  }
+
+  /** Lets queued and running requests finish, then finalizes every instance. */
+  async unload(): Promise<void> {
+    if (this.state === 'UNAVAILABLE') return;
+    this.state = 'UNLOADING';
+    await this.scheduler?.idle();
+    this.scheduler?.close('model is unloaded');
+    await Promise.all(this.instances.map((i) => i.close()));
+    this.opts.rateLimiter?.unregister(this.name);
+    this.state = 'UNAVAILABLE';
+    this.reason = 'unloaded';
+    this.stats.close();
+    for (const inst of this.instances) this.opts.metrics?.removeStubs(this.name, inst.name);
+  }
+
+  /** One request, one response. */
+  async infer(request: InferRequest): Promise<InferResult> {
+    if (this.decoupled) {
+      const results: InferResult[] = [];
+      for await (const r of this.inferStream(request)) results.push(r);
+      if (results.length !== 1) {
+        throw new StubhostError('STUBHOST_UNSUPPORTED', `${this.label} is decoupled and sent ${results.length} responses; use the streaming API (gRPC ModelStreamInfer) for it`);
+      }
+      return results[0]!;
+    }
+    const outcome = await new Promise<ExecOutcome>((resolve) => this.submit(request, resolve));
+    if (outcome.error) throw outcome.error;
+    return this.toResult(request, outcome);
+  }
+
+  /** 0..n responses (decoupled), or exactly one. */
+  inferStream(request: InferRequest): AsyncIterable<InferResult> {
+    if (!this.decoupled) {
+      const self = this;
+      return (async function* () {
+        yield await self.infer(request);
+      })();
+    }
+    const queue = new AsyncQueue<InferResult | StubhostError>();
+    const sink: StreamSink = {
+      response: (o) => queue.push(o.error ?? this.toResult(request, o)),
+      end: (err) => {
+        if (err) queue.push(err);
+        queue.end();
+      },
+    };
+    this.submit(request, (outcome) => {
+      // Execute returned. If it failed before any stream began, end the stream with that error.
+      if (outcome.error) sink.end(outcome.error);
+    }, sink);
+    return (async function* () {
+      for await (const item of queue) {
+        if (item instanceof StubhostError) throw item;
+        yield item;
+      }
+    })();
+  }
+
+  private submit(request: InferRequest, done: (o: ExecOutcome) => void, sink?: StreamSink): void {
+    const scheduler = this.scheduler;
+    if (!scheduler || this.state !== 'READY') {
+      done({ error: new StubhostError('STUBHOST_MODEL_NOT_READY', `${this.label} is not ready (${this.state.toLowerCase()}${this.reason ? `: ${this.reason}` : ''})`) });
+      return;
+    }
+    const arrived = performance.now();
+    const maxBatch = this.config.max_batch_size;
+    const batchSize = maxBatch > 0 ? (request.inputs[0]?.shape[0] ?? 1) : 1;
+    const shapeKey = maxBatch > 0
+      ? request.inputs.map((t) => `${t.name}:${t.shape.slice(1).join('x')}`).sort().join('|')
+      : '';
+    const reshaped = this.reshapeInputs(request);
+    scheduler.submit({
+      request: reshaped,
+      batchSize,
+      shapeKey,
+      level: scheduler.levelOf(request.priority),
+      timeoutUs: request.timeoutUs,
+      sink,
+      finish: (outcome, timing) => {
+        const requestNs = (performance.now() - arrived) * 1e6;
+        if (outcome.error) this.stats.recordFailure({ requestNs, reason: failureReasonOf(outcome.error) });
+        else {
+          this.stats.recordSuccess({
+            queueNs: timing.queueMs * 1e6, computeInputNs: 0, computeInferNs: timing.computeMs * 1e6, computeOutputNs: 0, requestNs,
+          });
+        }
+        done(outcome);
+      },
+    });
+  }
+
+  private toResult(request: InferRequest, outcome: ExecOutcome): InferResult {
+    let outputs = outcome.outputs ?? [];
+    const specs = this.contract().outputs;
+    if (specs.some((s) => s.reshape)) outputs = outputs.map((t) => this.unreshape(t, specs.find((s) => s.name === t.name)));
+    return { modelName: this.name, modelVersion: String(this.version), id: request.id, outputs, parameters: outcome.parameters };
+  }
+
+  /** config `reshape`: the model sees the reshaped shape (batch dimension kept). */
+  private reshapeInputs(request: InferRequest): InferRequest {
+    const specs = this.contract().inputs;
+    if (!specs.some((s) => s.reshape)) return request;
+    const batched = this.config.max_batch_size > 0;
+    const inputs = request.inputs.map((t): TensorValue => {
+      const spec = specs.find((s) => s.name === t.name);
+      if (!spec?.reshape) return t;
+      return { ...t, shape: batched ? [t.shape[0]!, ...spec.reshape] : [...spec.reshape] };
+    });
+    return { ...request, inputs };
+  }
+
+  private unreshape(t: TensorValue, spec: { dims: number[]; reshape?: number[] } | undefined): TensorValue {
+    if (!spec?.reshape || spec.dims.includes(-1)) return t;
+    const batched = this.config.max_batch_size > 0;
+    return { ...t, shape: batched ? [t.shape[0]!, ...spec.dims] : [...spec.dims] };
+  }
+
+  private targetOf(inst: ModelInstance): ExecutionTarget {
+    return {
+      name: inst.name,
+      canAccept: () => inst.canAccept(),
+      run: async (jobs: Job[]) => {
+        const started = performance.now();
+        await inst.run(jobs);
+        const ns = (performance.now() - started) * 1e6;
+        const size = this.config.max_batch_size > 0 ? jobs.reduce((n, j) => n + j.batchSize, 0) : jobs.length;
+        this.stats.recordExecution(size, { computeInputNs: 0, computeInferNs: ns, computeOutputNs: 0 });
+      },
+    };
+  }
+
+  private makeScheduler(): Scheduler {
+    const db = this.config.dynamic_batching;
+    const levels = db && db.priority_levels > 0 ? db.priority_levels : 1;
+    const defaultLevel = db && db.default_priority_level > 0 ? db.default_priority_level : Math.ceil(levels / 2) || 1;
+    const toPolicy = (p: { timeout_action: 'REJECT' | 'DELAY'; default_timeout_microseconds: number; allow_timeout_override: boolean; max_queue_size: number } | undefined): QueuePolicy => ({
+      timeoutAction: p?.timeout_action ?? 'REJECT',
+      defaultTimeoutUs: p?.default_timeout_microseconds ?? 0,
+      allowTimeoutOverride: p?.allow_timeout_override ?? false,
+      maxQueueSize: p?.max_queue_size ?? 0,
+    });
+    return new Scheduler({
+      modelLabel: this.label,
+      maxBatchSize: this.config.max_batch_size,
+      dynamicBatching: db
+        ? { preferredBatchSizes: db.preferred_batch_size, maxQueueDelayUs: db.max_queue_delay_microseconds, preserveOrdering: db.preserve_ordering }
+        : undefined,
+      priorityLevels: levels,
+      defaultPriorityLevel: defaultLevel,
+      policyOf: (level) => toPolicy(db?.priority_queue_policy[String(level)] ?? db?.default_queue_policy),
+      onPending: (n) => this.stats.setPending(n),
+      acquire: this.opts.rateLimiter?.enabled ? (target) => this.opts.rateLimiter!.acquire(this.name, target.name) : undefined,
+    });
+  }
+
+  private rateSpecOf(instanceName: string): { resources: { name: string; count: number; global: boolean }[]; priority: number; device: number } {
+    for (const spec of this.instanceSpecs()) {
+      if (spec.name === instanceName) return spec.rate;
+    }
+    return { resources: [], priority: 0, device: 0 };
+  }
+
+  private instanceSpecs(): { name: string; kind: string; device: number; rate: { resources: { name: string; count: number; global: boolean }[]; priority: number; device: number } }[] {
+    const specs: { name: string; kind: string; device: number; rate: { resources: { name: string; count: number; global: boolean }[]; priority: number; device: number } }[] = [];
+    for (const g of this.config.instance_group) {
+      const devices = g.kind === 'KIND_GPU' ? (g.gpus.length > 0 ? g.gpus : [0]) : [0];
+      const rate = { resources: g.rate_limiter?.resources ?? [], priority: g.rate_limiter?.priority ?? 0 };
+      for (const device of devices) {
+        for (let i = 0; i < g.count; i++) {
+          const name = g.kind === 'KIND_GPU' ? `${g.name}_${device}_${i}` : `${g.name}_${i}`;
+          specs.push({ name, kind: g.kind, device, rate: { ...rate, device } });
+        }
+      }
+    }
+    if (specs.length === 0) throw new StubhostError('STUBHOST_CONFIG', `${this.label}: instance_group gives no instances`);
+    return specs;
+  }
+
+  private makeInstance(spec: { name: string; kind: string; device: number }): ModelInstance {
+    const seconds = (key: string): number | undefined => {
+      const v = modelParameter(this.config, key);
+      return v === undefined || v === '' || Number.isNaN(Number(v)) ? undefined : Number(v) * 1000;
+    };
+    const modelFile = this.modelFile();
+    return new ModelInstance({
+      modelName: this.name,
+      modelVersion: this.version,
+      instanceName: spec.name,
+      decoupled: this.decoupled,
+      maxInflight: Number(modelParameter(this.config, 'max_inflight_per_instance') ?? 1) || 1,
+      healthTimeoutMs: seconds('stub_timeout_seconds') ?? this.opts.stubTimeoutMs,
+      executeTimeoutMs: seconds('execute_timeout_seconds') ?? 0,
+      arenaMaxBytes: Number(modelParameter(this.config, 'shm_max_bytes') ?? 0) || this.opts.arenaMaxBytes,
+      logger: this.opts.logger,
+      onBls: this.opts.onBls,
+      onHealth: (healthy, restarted) => {
+        this.opts.metrics?.setStubHealthy(this.name, spec.name, healthy);
+        if (restarted) this.opts.metrics?.incStubRestarts(this.name, spec.name);
+      },
+      init: {
+        modelName: this.name,
+        modelVersion: this.version,
+        modelRepository: this.opts.repository,
+        modelDir: this.opts.modelDir,
+        modelFile,
+        backend: this.config.backend,
+        modelConfig: configToJson(this.config),
+        instanceName: spec.name,
+        instanceKind: spec.kind,
+        instanceDeviceId: spec.device,
+      },
+    });
+  }
+
+  private modelFile(): string {
+    const dir = path.join(this.opts.modelDir, String(this.version));
+    const explicit = this.config.default_model_filename;
+    if (explicit) return path.join(dir, explicit);
+    return path.join(dir, this.config.backend === 'onnxruntime' ? 'model.onnx' : 'model.ts');
+  }
+
+  private async warmup(): Promise<void> {
+    const samples = this.config.model_warmup ?? [];
+    for (const sample of samples) {
+      const batch = Math.max(1, sample.batch_size || 1);
+      const inputs: TensorValue[] = [];
+      for (const [name, spec] of Object.entries(sample.inputs)) {
+        const datatype = (spec.data_type ?? 'TYPE_FP32').replace('TYPE_', '').replace('STRING', 'BYTES') as TensorValue['datatype'];
+        const dims = spec.dims.map((d) => (d < 0 ? 1 : d));
+        const shape = this.config.max_batch_size > 0 ? [batch, ...dims] : dims;
+        const count = shape.reduce((a, b) => a * b, 1);
+        inputs.push({ name, datatype, shape, data: warmupData(datatype, count, spec.random_data === true) });
+      }
+      const repeat = Math.max(1, sample.count || 1);
+      for (let i = 0; i < repeat; i++) {
+        this.state = 'READY'; // submit() accepts work only when ready
+        try {
+          await this.infer({ id: `warmup:${sample.name}`, modelName: this.name, inputs, parameters: {}, priority: 0, timeoutUs: 0 });
+        } catch (err) {
+          throw new StubhostError('STUBHOST_LOAD_FAILED', `${this.label}: warmup sample '${sample.name}' failed: ${(err as Error).message}`);
+        } finally {
+          this.state = 'LOADING';
+        }
+      }
+    }
+  }
+}
+
+function warmupData(datatype: TensorValue['datatype'], count: number, random: boolean): TensorValue['data'] {
+  switch (datatype) {
+    case 'BYTES': return Array.from({ length: count }, () => new Uint8Array(random ? [65] : []));
+    case 'FP32': return Float32Array.from({ length: count }, () => (random ? Math.random() : 0));
+    case 'FP64': return Float64Array.from({ length: count }, () => (random ? Math.random() : 0));
+    case 'INT64': return new BigInt64Array(count);
+    case 'UINT64': return new BigUint64Array(count);
+    case 'INT32': return new Int32Array(count);
+    case 'INT16': return new Int16Array(count);
+    case 'INT8': return new Int8Array(count);
+    case 'UINT32': return new Uint32Array(count);
+    case 'UINT16': case 'FP16': case 'BF16': return new Uint16Array(count);
+    default: return new Uint8Array(count);
+  }
+}

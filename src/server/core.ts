@@ -1,0 +1,167 @@
+/**
+ * The server core: the InferenceService the HTTP and gRPC front-ends call, over the model
+ * repository. It also routes BLS calls from stubs back into the same scheduling path, so a BLS
+ * request is batched, prioritised and rate-limited like any other.
+ */
+import { ModelRepository, type RepositoryOptions } from '../repository/manager.js';
+import type {
+  InferenceService, ModelIOContract, ModelMetadata, ModelStatistics, RepositoryIndexEntry, ServerMetadata,
+} from '../core/service.js';
+import type { InferRequest, InferResult } from '../core/types.js';
+import type { BlsHandler } from '../instance/stub-process.js';
+import { StubhostError, toStubhostError } from '../errors.js';
+import { logSettings, type Level } from '../log/logger.js';
+import { validateInferInputs, validateRequestedOutputs } from './grpc/validate.js';
+
+export const SERVER_NAME = 'stubhost';
+export const SERVER_VERSION = '0.1.0';
+export const EXTENSIONS = [
+  'classification', 'model_repository', 'model_repository(unload_dependents)', 'schedule_policy', 'model_configuration',
+  'system_shared_memory', 'binary_tensor_data', 'parameters', 'statistics', 'logging',
+];
+
+export class ServerCore implements InferenceService {
+  readonly repository: ModelRepository;
+  private live = true;
+  private started = false;
+
+  constructor(options: Omit<RepositoryOptions, 'onBls'>) {
+    this.repository = new ModelRepository({ ...options, onBls: this.blsHandler });
+  }
+
+  /** Marks start-up done: readiness then reflects the models. */
+  markStarted(): void {
+    this.started = true;
+  }
+
+  isLive(): boolean {
+    return this.live;
+  }
+
+  isReady(): boolean {
+    return this.live && this.started && this.repository.allReady();
+  }
+
+  serverMetadata(): ServerMetadata {
+    return { name: SERVER_NAME, version: SERVER_VERSION, extensions: EXTENSIONS };
+  }
+
+  modelMetadata(name: string, version?: string): ModelMetadata {
+    const mv = this.repository.get(name, version);
+    const c = mv.contract();
+    const batch = c.maxBatchSize > 0;
+    const loaded = this.repository.loadedVersions().filter((v) => v.name === name).map((v) => String(v.version));
+    return {
+      name,
+      versions: version ? [String(mv.version)] : loaded,
+      platform: mv.config.platform || mv.config.backend,
+      inputs: c.inputs.map((t) => ({ name: t.name, datatype: t.datatype, shape: batch ? [-1, ...t.dims] : t.dims })),
+      outputs: c.outputs.map((t) => ({ name: t.name, datatype: t.datatype, shape: batch ? [-1, ...t.dims] : t.dims })),
+    };
+  }
+
+  modelReady(name: string, version?: string): boolean {
+    try {
+      return this.repository.get(name, version).ready;
+    } catch {
+      return false;
+    }
+  }
+
+  modelConfig(name: string, version?: string): Record<string, unknown> {
+    return this.repository.get(name, version).configJson();
+  }
+
+  modelContract(name: string, version?: string): ModelIOContract {
+    return this.repository.get(name, version).contract();
+  }
+
+  modelStatistics(name?: string, version?: string): ModelStatistics[] {
+    if (name) {
+      const versions = version ? [this.repository.get(name, version)] : this.repository.loadedVersions().filter((v) => v.name === name);
+      if (versions.length === 0) this.repository.get(name); // throws the not-found error
+      return versions.map((v) => v.stats.snapshot());
+    }
+    return this.repository.loadedVersions().map((v) => v.stats.snapshot());
+  }
+
+  infer(request: InferRequest): Promise<InferResult> {
+    return this.repository.get(request.modelName, request.modelVersion).infer(request);
+  }
+
+  inferStream(request: InferRequest): AsyncIterable<InferResult> {
+    return this.repository.get(request.modelName, request.modelVersion).inferStream(request);
+  }
+
+  repositoryIndex(readyOnly?: boolean): RepositoryIndexEntry[] {
+    return this.repository.index(readyOnly);
+  }
+
+  loadModel(name: string, options?: { config?: string; files?: Record<string, Uint8Array> }): Promise<void> {
+    return this.repository.loadModel(name, options);
+  }
+
+  unloadModel(name: string): Promise<void> {
+    return this.repository.unloadModel(name);
+  }
+
+  logSettings(update?: Record<string, unknown>): Record<string, unknown> {
+    if (update) {
+      if ('log_verbose_level' in update) {
+        const n = Number(update.log_verbose_level);
+        if (!Number.isInteger(n) || n < 0) throw new StubhostError('STUBHOST_INVALID_ARG', 'log_verbose_level must be a non-negative integer');
+        logSettings.level = n > 0 ? 'verbose' : 'info';
+      }
+      if ('log_format' in update) {
+        const f = String(update.log_format);
+        if (f !== 'default' && f !== 'json' && f !== 'text') throw new StubhostError('STUBHOST_INVALID_ARG', 'log_format must be "default", "json" or "text"');
+        logSettings.format = f === 'text' ? 'text' : 'json';
+      }
+      for (const [key, level] of [['log_error', 'error'], ['log_warning', 'warn'], ['log_info', 'info']] as const) {
+        if (key in update && update[key] === false && levelRank(logSettings.level) >= levelRank(level)) logSettings.level = lowerOf(level);
+      }
+    }
+    const rank = levelRank(logSettings.level);
+    return {
+      log_file: '',
+      log_info: rank >= 2,
+      log_warning: rank >= 1,
+      log_error: true,
+      log_verbose_level: rank >= 3 ? 1 : 0,
+      log_format: logSettings.format === 'text' ? 'default' : 'json',
+    };
+  }
+
+  /** Stops serving: unloads every model (finalize runs). */
+  async close(): Promise<void> {
+    this.live = false;
+    await this.repository.close();
+  }
+
+  /** BLS from a stub: validated like a client request, then scheduled like one. */
+  private readonly blsHandler: BlsHandler = (request, _stream, sink) => {
+    const abort = new AbortController();
+    request.signal = abort.signal;
+    void (async () => {
+      try {
+        const mv = this.repository.get(request.modelName, request.modelVersion);
+        const contract = mv.contract();
+        validateInferInputs(contract, request.inputs);
+        if (request.outputs) validateRequestedOutputs(contract, request.outputs.map((o) => o.name));
+        for await (const r of mv.inferStream(request)) sink.response({ outputs: r.outputs, parameters: r.parameters });
+        sink.end();
+      } catch (err) {
+        sink.end(toStubhostError(err));
+      }
+    })();
+    return () => abort.abort();
+  };
+}
+
+function levelRank(level: Level): number {
+  return { error: 0, warn: 1, info: 2, verbose: 3 }[level];
+}
+
+function lowerOf(level: Level): Level {
+  return level === 'info' ? 'warn' : 'error';
+}
