@@ -114,7 +114,10 @@ describe('schema: field errors name the path, what was found and what is allowed
     expect(error(base({ input: [{ name: 'IN', data_type: 'TYPE_FLOAT', dims: [4] }] }))).toBe(
       'input[0].data_type: "TYPE_FLOAT" is not a data type; use one of TYPE_BOOL, TYPE_UINT8, TYPE_UINT16, TYPE_UINT32, TYPE_UINT64, TYPE_INT8, TYPE_INT16, TYPE_INT32, TYPE_INT64, TYPE_FP16, TYPE_BF16, TYPE_FP32, TYPE_FP64, TYPE_STRING',
     );
-    expect(error(base({ output: [{ name: 'OUT', data_type: 0, dims: [4] }] }))).toMatch(/^output\[0\]\.data_type: "TYPE_INVALID" is not a data type/);
+    // TYPE_INVALID is protobuf's "unset" (Triton prints it for unset types): missing, not malformed.
+    expect(error(base({ output: [{ name: 'OUT', data_type: 0, dims: [4] }] }))).toMatch(/^output\[0\]\.data_type: is missing; use one of TYPE_BOOL/);
+    expect(error(base({ output: [{ name: 'OUT', data_type: 'TYPE_INVALID', dims: [4] }] }))).toMatch(/^output\[0\]\.data_type: is missing/);
+    expect(error(base({ output: [{ name: 'OUT', data_type: 99, dims: [4] }] }))).toMatch(/^output\[0\]\.data_type: 99 is not a data type/);
   });
 
   it('unknown fields list the allowed ones', () => {

@@ -95,7 +95,18 @@ export const CONFIG_DATA_TYPES = [
 if (DATA_TYPE_NAMES.join() !== CONFIG_DATA_TYPES.join()) throw new Error('CONFIG_DATA_TYPES is out of step with DATA_TYPES');
 export type ConfigDataType = (typeof CONFIG_DATA_TYPES)[number];
 
-const dataType = () => protoEnum('a data type', CONFIG_DATA_TYPES, DATA_TYPE_BY_NUMBER);
+/**
+ * Optional everywhere: TYPE_INVALID (0) is protobuf's "unset", which Triton's config endpoint prints
+ * for unset data types, so its JSON can be fed back as config.json. Where a type is required the
+ * cross-field rules say "is missing".
+ */
+const dataType = () => {
+  const allowed = CONFIG_DATA_TYPES.join(', ');
+  return z.preprocess(
+    (v) => (v === 'TYPE_INVALID' || v === 0 ? undefined : typeof v === 'number' && Number.isInteger(v) ? (DATA_TYPE_BY_NUMBER[v] ?? v) : v),
+    z.enum(CONFIG_DATA_TYPES, { error: (iss) => `${foundText(iss.input)} is not a data type; use one of ${allowed}` }).optional(),
+  );
+};
 
 export const INSTANCE_KINDS = ['KIND_AUTO', 'KIND_GPU', 'KIND_CPU', 'KIND_MODEL'] as const;
 export const CONTROL_KINDS = ['CONTROL_SEQUENCE_START', 'CONTROL_SEQUENCE_READY', 'CONTROL_SEQUENCE_END', 'CONTROL_SEQUENCE_CORRID'] as const;
@@ -164,7 +175,7 @@ const ReshapeSchema = message('reshape', { shape: list(dim()).default([]) });
 
 export const InputSchema = message('an input', {
   name: str().default(''),
-  data_type: dataType().optional(),
+  data_type: dataType(),
   format: protoEnum('an input format', ['FORMAT_NONE', 'FORMAT_NHWC', 'FORMAT_NCHW']).default('FORMAT_NONE'),
   dims: list(dim()).default([]),
   reshape: ReshapeSchema.optional(),
@@ -176,7 +187,7 @@ export const InputSchema = message('an input', {
 
 export const OutputSchema = message('an output', {
   name: str().default(''),
-  data_type: dataType().optional(),
+  data_type: dataType(),
   dims: list(dim()).default([]),
   reshape: ReshapeSchema.optional(),
   label_filename: str().default(''),
@@ -190,7 +201,7 @@ const BatchInputSchema = message('a batch input', {
     'BATCH_MAX_ELEMENT_COUNT_AS_SHAPE', 'BATCH_ITEM_SHAPE', 'BATCH_ITEM_SHAPE_FLATTEN',
   ]).default('BATCH_ELEMENT_COUNT'),
   target_name: list(str()).default([]),
-  data_type: dataType().optional(),
+  data_type: dataType(),
   source_input: list(str()).default([]),
 });
 
@@ -257,11 +268,11 @@ const ControlSchema = message('a control', {
   int32_false_true: list(int32()).default([]),
   fp32_false_true: list(float()).default([]),
   bool_false_true: list(bool()).default([]),
-  data_type: dataType().optional(),
+  data_type: dataType(),
 });
 
 const InitialStateSchema = message('an initial state', {
-  data_type: dataType().optional(),
+  data_type: dataType(),
   // 0 is allowed here: an initial state may start empty and grow (Triton's own example does).
   dims: list(int('an initial state dimension', 0)).default([]),
   zero_data: bool().optional(),
@@ -286,7 +297,7 @@ export const SequenceBatchingSchema = message('sequence_batching', {
     message('a state', {
       input_name: str().default(''),
       output_name: str().default(''),
-      data_type: dataType().optional(),
+      data_type: dataType(),
       dims: list(dim()).default([]),
       initial_state: list(InitialStateSchema).default([]),
       use_same_buffer_for_input_output: bool().default(false),
@@ -311,7 +322,7 @@ export const EnsembleSchedulingSchema = message('ensemble_scheduling', {
 });
 
 const WarmupInputSchema = message('a warmup input', {
-  data_type: dataType().optional(),
+  data_type: dataType(),
   dims: list(dim()).default([]),
   zero_data: bool().optional(),
   random_data: bool().optional(),
