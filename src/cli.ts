@@ -2,13 +2,7 @@
  * `stubhost serve --model-repository <dir> ...`: Triton's flag names where Triton has them.
  */
 import { parseArgs } from 'node:util';
-import path from 'node:path';
-import { ServerCore } from './server/core.js';
-import { HttpServer } from './server/http/server.js';
-import { GrpcServer } from './server/grpc/server.js';
-import { Metrics, MetricsServer } from './metrics/index.js';
-import { RateLimiter } from './scheduler/rate-limiter.js';
-import { sweepOrphans } from './ipc/shm-sweep.js';
+import { startServer } from './server/start.js';
 import { createLogger, logSettings } from './log/logger.js';
 
 export const HELP = `stubhost: a Triton-style inference server for TypeScript models
@@ -132,76 +126,22 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
   else if (fmt !== undefined) throw new CliError(`--log-format ${JSON.stringify(fmt)}: expected json or text`);
 
   const logger = createLogger();
-  const root = path.resolve(repos[0]!);
-  const swept = sweepOrphans();
-  if (swept > 0) logger.info(`removed ${swept} shared-memory files left by stubhost processes that no longer run`);
-
-  const metrics = new Metrics();
-  const rateLimiter = new RateLimiter(rateMode as 'off' | 'execution_count', (o['rate-limit-resource'] as string[] | undefined) ?? []);
-  const core = new ServerCore({
-    root, logger, metrics, rateLimiter,
+  const loadList = (o['load-model'] as string[] | undefined) ?? [];
+  const server = await startServer({
+    modelRepository: repos[0]!,
+    modelControlMode: mode as 'none' | 'poll' | 'explicit',
+    loadModels: loadList,
+    httpPort: bool(o['allow-http'] as string | undefined, true) ? port('http-port', o['http-port'] as string | undefined, 8000) : undefined,
+    httpAddress: o['http-address'] as string | undefined,
+    grpcPort: bool(o['allow-grpc'] as string | undefined, true) ? port('grpc-port', o['grpc-port'] as string | undefined, 8001) : undefined,
+    metricsPort: bool(o['allow-metrics'] as string | undefined, true) ? port('metrics-port', o['metrics-port'] as string | undefined, 8002) : undefined,
     stubTimeoutMs: num('stub-timeout-seconds', 1) * 1000,
     arenaMaxBytes: o['shm-max-bytes'] === undefined ? undefined : num('shm-max-bytes', 0),
+    rateLimit: rateMode as 'off' | 'execution_count',
+    rateLimitResources: (o['rate-limit-resource'] as string[] | undefined) ?? [],
+    pollIntervalMs: num('repository-poll-secs', 15) * 1000,
+    logger,
   });
-
-  const servers: { close(): Promise<void> }[] = [];
-  const httpOn = bool(o['allow-http'] as string | undefined, true);
-  const grpcOn = bool(o['allow-grpc'] as string | undefined, true);
-  const metricsOn = bool(o['allow-metrics'] as string | undefined, true);
-  const httpLog = { info: (m: string) => logger.info(m), warn: (m: string) => logger.warn(m), error: (m: string) => logger.error(m) };
-  // Endpoints come up first (live, not ready) so health checks answer while models load.
-  if (httpOn) {
-    const http = new HttpServer(core, { port: port('http-port', o['http-port'] as string | undefined, 8000), host: o['http-address'] as string | undefined, logger: httpLog });
-    const p = await http.start();
-    servers.push(http);
-    logger.info(`HTTP service listening on port ${p}`, { port: p, service: 'http' });
-  }
-  if (grpcOn) {
-    const grpc = new GrpcServer(core, { port: port('grpc-port', o['grpc-port'] as string | undefined, 8001), logger: httpLog });
-    const p = await grpc.start();
-    servers.push(grpc);
-    logger.info(`gRPC service listening on port ${p}`, { port: p, service: 'grpc' });
-  }
-  if (metricsOn) {
-    const ms = new MetricsServer(metrics, { port: port('metrics-port', o['metrics-port'] as string | undefined, 8002) });
-    const p = await ms.start();
-    servers.push(ms);
-    logger.info(`metrics service listening on port ${p}`, { port: p, service: 'metrics' });
-  }
-
-  const loadList = (o['load-model'] as string[] | undefined) ?? [];
-  const names = mode === 'explicit' ? (loadList.includes('*') ? undefined : loadList) : undefined;
-  if (mode !== 'explicit' || names === undefined || names.length > 0) {
-    logger.info(`loading models from ${root}`);
-    let ok = 0;
-    let failed = 0;
-    await core.repository.loadAll(names, (name, err) => {
-      if (err) {
-        failed++;
-        logger.error(`model '${name}' failed to load: ${err.message}`, { model: name });
-      } else {
-        ok++;
-        logger.info(`model '${name}' is ready`, { model: name });
-      }
-    });
-    logger.info(`${ok} model(s) ready, ${failed} failed`, { ready: ok, failed });
-  }
-  core.markStarted();
-
-  let pollTimer: NodeJS.Timeout | undefined;
-  if (mode === 'poll') {
-    const secs = num('repository-poll-secs', 15);
-    const tick = async (): Promise<void> => {
-      try {
-        await core.repository.poll();
-      } catch (err) {
-        logger.error(`repository poll failed: ${(err as Error).message}`);
-      }
-      pollTimer = setTimeout(tick, Math.max(100, secs * 1000));
-    };
-    pollTimer = setTimeout(tick, Math.max(100, secs * 1000));
-  }
-
   const exitTimeoutMs = num('exit-timeout-secs', 30) * 1000;
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
@@ -211,14 +151,12 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
-  if (pollTimer) clearTimeout(pollTimer);
   const forced = setTimeout(() => {
     logger.error(`models did not finish within ${exitTimeoutMs / 1000} s: exiting`);
     process.exit(1);
   }, exitTimeoutMs);
   forced.unref();
-  await Promise.all(servers.map((s) => s.close().catch(() => {})));
-  await core.close();
+  await server.close();
   clearTimeout(forced);
   logger.info('stopped');
   return 0;

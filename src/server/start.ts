@@ -1,0 +1,121 @@
+/**
+ * Assembles a server: core (repository, schedulers, stubs), HTTP, gRPC and metrics endpoints,
+ * and the initial model load. The CLI and the integration tests both start servers this way.
+ */
+import path from 'node:path';
+import { ServerCore } from './core.js';
+import { HttpServer } from './http/server.js';
+import { GrpcServer } from './grpc/server.js';
+import { Metrics, MetricsServer } from '../metrics/index.js';
+import { RateLimiter } from '../scheduler/rate-limiter.js';
+import { sweepOrphans } from '../ipc/shm-sweep.js';
+import { createLogger, type Logger } from '../log/logger.js';
+
+export interface ServerOptions {
+  modelRepository: string;
+  modelControlMode?: 'none' | 'poll' | 'explicit';
+  /** explicit mode: models to load at start ('*' = all). */
+  loadModels?: string[];
+  /** Undefined: that endpoint is off. 0: any free port. */
+  httpPort?: number;
+  httpAddress?: string;
+  grpcPort?: number;
+  metricsPort?: number;
+  stubTimeoutMs?: number;
+  arenaMaxBytes?: number;
+  rateLimit?: 'off' | 'execution_count';
+  rateLimitResources?: string[];
+  /** Poll interval for poll mode (the CLI's --repository-poll-secs, in ms). */
+  pollIntervalMs?: number;
+  logger?: Logger;
+}
+
+export interface RunningServer {
+  core: ServerCore;
+  metrics: Metrics;
+  /** Bound ports of the endpoints that are on. */
+  ports: { http?: number; grpc?: number; metrics?: number };
+  /** Models that failed to load at start, with why. */
+  failed: Map<string, string>;
+  /** Stops the endpoints and unloads every model (finalize runs). Safe to call twice. */
+  close(): Promise<void>;
+}
+
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const logger = opts.logger ?? createLogger();
+  const root = path.resolve(opts.modelRepository);
+  const swept = sweepOrphans();
+  if (swept > 0) logger.info(`removed ${swept} shared-memory files left by stubhost processes that no longer run`);
+  const metrics = new Metrics();
+  const rateLimiter = new RateLimiter(opts.rateLimit ?? 'off', opts.rateLimitResources ?? []);
+  const core = new ServerCore({ root, logger, metrics, rateLimiter, stubTimeoutMs: opts.stubTimeoutMs ?? 1000, arenaMaxBytes: opts.arenaMaxBytes });
+
+  const endpoints: { close(): Promise<void> }[] = [];
+  const ports: RunningServer['ports'] = {};
+  const log = { info: (m: string) => logger.info(m), warn: (m: string) => logger.warn(m), error: (m: string) => logger.error(m) };
+  // Endpoints come up first (live, not ready) so health checks answer while models load.
+  if (opts.httpPort !== undefined) {
+    const http = new HttpServer(core, { port: opts.httpPort, host: opts.httpAddress, logger: log });
+    ports.http = await http.start();
+    endpoints.push(http);
+    logger.info(`HTTP service listening on port ${ports.http}`, { port: ports.http, service: 'http' });
+  }
+  if (opts.grpcPort !== undefined) {
+    const grpc = new GrpcServer(core, { port: opts.grpcPort, logger: log });
+    ports.grpc = await grpc.start();
+    endpoints.push(grpc);
+    logger.info(`gRPC service listening on port ${ports.grpc}`, { port: ports.grpc, service: 'grpc' });
+  }
+  if (opts.metricsPort !== undefined) {
+    const ms = new MetricsServer(metrics, { port: opts.metricsPort });
+    ports.metrics = await ms.start();
+    endpoints.push(ms);
+    logger.info(`metrics service listening on port ${ports.metrics}`, { port: ports.metrics, service: 'metrics' });
+  }
+
+  const mode = opts.modelControlMode ?? 'none';
+  const list = opts.loadModels ?? [];
+  const names = mode === 'explicit' ? (list.includes('*') ? undefined : list) : undefined;
+  const failed = new Map<string, string>();
+  if (mode !== 'explicit' || names === undefined || names.length > 0) {
+    logger.info(`loading models from ${root}`);
+    let ok = 0;
+    await core.repository.loadAll(names, (name, err) => {
+      if (err) {
+        failed.set(name, err.message);
+        logger.error(`model '${name}' failed to load: ${err.message}`, { model: name });
+      } else {
+        ok++;
+        logger.info(`model '${name}' is ready`, { model: name });
+      }
+    });
+    logger.info(`${ok} model(s) ready, ${failed.size} failed`, { ready: ok, failed: failed.size });
+  }
+  core.markStarted();
+
+  let pollTimer: NodeJS.Timeout | undefined;
+  let closed = false;
+  if (mode === 'poll') {
+    const interval = Math.max(100, opts.pollIntervalMs ?? 15_000);
+    const tick = async (): Promise<void> => {
+      try {
+        await core.repository.poll();
+      } catch (err) {
+        logger.error(`repository poll failed: ${(err as Error).message}`);
+      }
+      if (!closed) pollTimer = setTimeout(tick, interval);
+    };
+    pollTimer = setTimeout(tick, interval);
+  }
+
+  return {
+    core, metrics, ports, failed,
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (pollTimer) clearTimeout(pollTimer);
+      await Promise.all(endpoints.map((e) => e.close().catch(() => {})));
+      await core.close();
+    },
+  };
+}

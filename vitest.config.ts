@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config';
+
+// Integration suites start real stub processes; on a 2-core machine two test files at a time
+// is the most that keeps health timing (300 ms heartbeats) meaningful.
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    pool: 'forks',
+    maxWorkers: 2,
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    teardownTimeout: 10_000,
+  },
+});
