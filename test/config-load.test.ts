@@ -1,4 +1,4 @@
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -43,13 +43,10 @@ function fromFixture(fixture: string, edit?: (text: string) => string): string {
   writeFileSync(join(dir, '1', 'model.ts'), 'export default class {}\n');
   if (edit) {
     const file = join(dir, 'config.pbtxt');
-    writeFileSync(file, edit(readFileSync(file)));
+    writeFileSync(file, edit(readFileSync(file, 'utf8')));
   }
   return dir;
 }
-
-import { readFileSync as readFs } from 'node:fs';
-const readFileSync = (p: string) => readFs(p, 'utf8');
 
 function loadError(fn: () => unknown): string {
   try {
