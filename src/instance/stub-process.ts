@@ -25,6 +25,8 @@ import type { Logger } from '../log/logger.js';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const STUB_MAIN = path.join(ROOT, 'stub', 'main.ts');
 const TSCONFIG_FOR_MODELS = path.join(ROOT, 'stub', 'tsconfig.models.json');
+// Absolute, so a stub whose working directory is a model folder anywhere on disk finds tsx.
+const TSX_LOADER = import.meta.resolve('tsx');
 
 let regionCounter = 0;
 
@@ -131,7 +133,7 @@ export class StubProcess extends EventEmitter {
     this.region = Region.create(name, this.opts.region);
     this.channel = new Channel<HostMessage, StubMessage>(this.region, 'host', { arena: { maxBytes: this.opts.arenaMaxBytes } });
     const healthIntervalMs = this.opts.healthIntervalMs ?? 300;
-    const child = spawn(process.execPath, ['--import', 'tsx', '--enable-source-maps', STUB_MAIN, name], {
+    const child = spawn(process.execPath, ['--import', TSX_LOADER, '--enable-source-maps', STUB_MAIN, name], {
       cwd: this.opts.init.modelDir,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {

@@ -18,6 +18,8 @@ import type { BlsHandler } from '../instance/stub-process.js';
 import type { RateLimiter } from '../scheduler/rate-limiter.js';
 import type { RepositoryIndexEntry } from '../core/service.js';
 import { ModelVersion } from '../model/model-version.js';
+import { EnsembleModel } from '../model/ensemble.js';
+import type { ServableModel } from '../model/servable.js';
 import { resolveModelDir, scanRepository, scanModelDir, versionsToServe } from './scan.js';
 
 export interface RepositoryOptions {
@@ -32,7 +34,7 @@ export interface RepositoryOptions {
 
 interface ModelEntry {
   name: string;
-  versions: Map<number, ModelVersion>;
+  versions: Map<number, ServableModel>;
   state: 'LOADING' | 'READY' | 'UNAVAILABLE' | 'UNLOADING';
   reason: string;
   fingerprint?: string;
@@ -83,22 +85,25 @@ export class ModelRepository {
         throw new StubhostError('STUBHOST_MODEL_NOT_FOUND', `model '${name}' is not in the repository ${this.root}`);
       }
       entry.state = entry.versions.size > 0 ? entry.state : 'LOADING';
-      let loaded: ModelVersion[] = [];
+      let loaded: ServableModel[] = [];
       try {
         const { config, autoComplete } = readModelConfig(dir, {
           override: options.config,
           onWarning: (m) => this.opts.logger.warn(m, { model: name }),
         });
         const available = (await scanModelDir(name, dir))?.versions ?? [];
-        if (config.platform === 'ensemble') {
-          throw new StubhostError('STUBHOST_UNSUPPORTED', `model '${name}': ensembles are not supported yet; call the steps from a model.ts with BLS`);
-        }
-        const versions = versionsToServe(config, available);
-        loaded = versions.map((v) => new ModelVersion({
-          name, version: v, modelDir: dir, repository: this.root, config: structuredClone(config), autoComplete,
-          logger: this.opts.logger, metrics: this.opts.metrics, stubTimeoutMs: this.opts.stubTimeoutMs,
-          arenaMaxBytes: this.opts.arenaMaxBytes, onBls: this.opts.onBls, rateLimiter: this.opts.rateLimiter,
-        }));
+        const versions = versionsToServe(config, config.platform === 'ensemble' && available.length === 0 ? [1] : available);
+        loaded = versions.map((v): ServableModel => config.platform === 'ensemble'
+          ? new EnsembleModel({
+            name, version: v, config: structuredClone(config), metrics: this.opts.metrics,
+            resolve: (model, version) => this.get(model, version > 0 ? version : undefined),
+            exists: (model) => this.models.has(model) || modelFoldersSync(this.root).includes(model),
+          })
+          : new ModelVersion({
+            name, version: v, modelDir: dir, repository: this.root, config: structuredClone(config), autoComplete,
+            logger: this.opts.logger, metrics: this.opts.metrics, stubTimeoutMs: this.opts.stubTimeoutMs,
+            arenaMaxBytes: this.opts.arenaMaxBytes, onBls: this.opts.onBls, rateLimiter: this.opts.rateLimiter,
+          }));
         const results = await Promise.allSettled(loaded.map((mv) => mv.load()));
         const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
         if (failed) {
@@ -168,7 +173,7 @@ export class ModelRepository {
   }
 
   /** The version to serve: the one asked for, else the highest loaded. */
-  get(name: string, version?: number | string): ModelVersion {
+  get(name: string, version?: number | string): ServableModel {
     const entry = this.models.get(name);
     if (!entry || (entry.versions.size === 0 && entry.state !== 'LOADING')) {
       throw new StubhostError('STUBHOST_MODEL_NOT_FOUND', `Request for unknown model: '${name}' is not found${entry?.reason ? ` (${entry.reason})` : ''}`);
@@ -181,7 +186,7 @@ export class ModelRepository {
       }
       return mv;
     }
-    let best: ModelVersion | undefined;
+    let best: ServableModel | undefined;
     for (const mv of entry.versions.values()) if (!best || mv.version > best.version) best = mv;
     if (!best) throw new StubhostError('STUBHOST_MODEL_NOT_READY', `model '${name}' is ${entry.state.toLowerCase()}`);
     return best;
@@ -215,7 +220,7 @@ export class ModelRepository {
     return true;
   }
 
-  loadedVersions(): ModelVersion[] {
+  loadedVersions(): ServableModel[] {
     return [...this.models.values()].flatMap((e) => [...e.versions.values()]);
   }
 

@@ -1,0 +1,26 @@
+/** What the repository and the server core need of a loaded model version (stub-backed or ensemble). */
+import type { ModelConfig } from '../config/load.js';
+import type { ModelIOContract } from '../core/service.js';
+import type { InferRequest, InferResult } from '../core/types.js';
+import type { ModelStatsRecorder } from '../metrics/index.js';
+import type { ModelInstance } from '../instance/model-instance.js';
+import type { VersionState } from './model-version.js';
+
+export interface ServableModel {
+  readonly name: string;
+  readonly version: number;
+  readonly config: ModelConfig;
+  readonly stats: ModelStatsRecorder;
+  readonly state: VersionState;
+  readonly reason: string;
+  readonly ready: boolean;
+  readonly decoupled: boolean;
+  readonly label: string;
+  readonly instanceList: readonly ModelInstance[];
+  contract(): ModelIOContract;
+  configJson(): Record<string, unknown>;
+  load(): Promise<void>;
+  unload(): Promise<void>;
+  infer(request: InferRequest): Promise<InferResult>;
+  inferStream(request: InferRequest): AsyncIterable<InferResult>;
+}
