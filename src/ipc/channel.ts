@@ -60,7 +60,7 @@ export class Channel<Out extends { k: string }, In extends { k: string }> {
         return;
       }
       handler(message);
-    }, options);
+    }, { ...options, onError });
   }
 
   /** Blocking receive for tests and benchmarks. */

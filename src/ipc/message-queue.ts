@@ -53,6 +53,7 @@ export class MessageQueue {
   private handler?: MessageHandler;
   /** How long the receive loop may block the thread when idle (0: never). */
   private idleBlockMs?: () => number;
+  private onError?: (err: Error) => void;
   private draining = false;
   private closed = false;
 
@@ -186,8 +187,9 @@ export class MessageQueue {
    * Starts delivering messages to `handler`, in order, on the event loop. The Uint8Array is a
    * view of shared memory valid only during the call: decode or copy it before returning.
    */
-  onMessage(handler: MessageHandler, options: { idleBlockMs?: () => number } = {}): void {
+  onMessage(handler: MessageHandler, options: { idleBlockMs?: () => number; onError?: (err: Error) => void } = {}): void {
     this.handler = handler;
+    this.onError = options.onError;
     this.idleBlockMs = options.idleBlockMs;
     void this.receiveLoop();
   }
@@ -222,7 +224,7 @@ export class MessageQueue {
     this.head = (this.head + 1) % this.slotCount;
     if (length > this.payloadSize) {
       this.free.post();
-      throw new Error(`MessageQueue: corrupt slot: length ${length} exceeds the slot payload of ${this.payloadSize} bytes`);
+      throw new CorruptQueueError(`MessageQueue: corrupt slot: length ${length} exceeds the slot payload of ${this.payloadSize} bytes`);
     }
     const data = this.bytes.subarray(slot + SLOT_HEADER_SIZE, slot + SLOT_HEADER_SIZE + length);
     if (flags & SLOT_FLAG_MORE) {
@@ -258,7 +260,21 @@ export class MessageQueue {
     try {
       while (!this.closed && this.handler) {
         const handler = this.handler;
-        if (this.drain(handler) > 0) {
+        let delivered: number;
+        try {
+          delivered = this.drain(handler);
+        } catch (err) {
+          // A handler that throws must not stop delivery; a corrupt ring must stop it (the
+          // owner treats it as a protocol fault and tears the peer down).
+          const corrupt = err instanceof CorruptQueueError;
+          if (this.onError) this.onError(err as Error);
+          else queueMicrotask(() => {
+            throw err;
+          });
+          if (corrupt) break;
+          continue;
+        }
+        if (delivered > 0) {
           // Let the microtasks and I/O the messages started run before polling again.
           await new Promise<void>((resolve) => setImmediate(resolve));
           continue;
@@ -295,4 +311,9 @@ export class MessageQueue {
     for (const w of waiters) w.resolve();
     this.pending = [];
   }
+}
+
+/** The ring holds something no producer of ours wrote: stop reading it. */
+export class CorruptQueueError extends Error {
+  override name = 'CorruptQueueError';
 }
