@@ -198,11 +198,12 @@ export class ModelVersion {
       timeoutUs: request.timeoutUs,
       sink,
       finish: (outcome, timing) => {
-        const requestNs = (performance.now() - arrived) * 1e6;
+        // Whole nanoseconds: Triton's statistics carry uint64 ns, and clients parse them as integers.
+        const requestNs = Math.round((performance.now() - arrived) * 1e6);
         if (outcome.error) this.stats.recordFailure({ requestNs, reason: failureReasonOf(outcome.error) });
         else {
           this.stats.recordSuccess({
-            queueNs: timing.queueMs * 1e6, computeInputNs: 0, computeInferNs: timing.computeMs * 1e6, computeOutputNs: 0, requestNs,
+            queueNs: Math.round(timing.queueMs * 1e6), computeInputNs: 0, computeInferNs: Math.round(timing.computeMs * 1e6), computeOutputNs: 0, requestNs,
           });
         }
         done(outcome);
@@ -243,7 +244,7 @@ export class ModelVersion {
       run: async (jobs: Job[]) => {
         const started = performance.now();
         await inst.run(jobs);
-        const ns = (performance.now() - started) * 1e6;
+        const ns = Math.round((performance.now() - started) * 1e6);
         const size = this.config.max_batch_size > 0 ? jobs.reduce((n, j) => n + j.batchSize, 0) : jobs.length;
         this.stats.recordExecution(size, { computeInputNs: 0, computeInferNs: ns, computeOutputNs: 0 });
       },

@@ -19,6 +19,8 @@ export interface ServerOptions {
   /** Undefined: that endpoint is off. 0: any free port. */
   httpPort?: number;
   httpAddress?: string;
+  /** Largest HTTP request body accepted (413 beyond it). Default: the HTTP server's 64 MiB. */
+  maxBodyBytes?: number;
   grpcPort?: number;
   metricsPort?: number;
   stubTimeoutMs?: number;
@@ -55,7 +57,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = { info: (m: string) => logger.info(m), warn: (m: string) => logger.warn(m), error: (m: string) => logger.error(m) };
   // Endpoints come up first (live, not ready) so health checks answer while models load.
   if (opts.httpPort !== undefined) {
-    const http = new HttpServer(core, { port: opts.httpPort, host: opts.httpAddress, logger: log });
+    const http = new HttpServer(core, { port: opts.httpPort, host: opts.httpAddress, maxBodyBytes: opts.maxBodyBytes, logger: log });
     ports.http = await http.start();
     endpoints.push(http);
     logger.info(`HTTP service listening on port ${ports.http}`, { port: ports.http, service: 'http' });
