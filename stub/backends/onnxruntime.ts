@@ -1,0 +1,352 @@
+/**
+ * The `onnxruntime` backend: serves `<version>/model.onnx` with onnxruntime-node and no model
+ * code. The stub loads this class exactly like a model.ts default export, so it runs in its own
+ * process like every instance (a crash inside ORT takes down one stub, not the server).
+ *
+ * - autoCompleteConfig fills inputs, outputs and max_batch_size from the file's graph, as
+ *   Triton's onnxruntime backend does (see completeConfig).
+ * - execute runs the requests of a dynamic batch as one `session.run` when max_batch_size > 0:
+ *   requests whose non-batch dims agree are concatenated along the first dim and the outputs are
+ *   split back (views); requests of other shapes run as their own groups. With max_batch_size 0
+ *   every request is its own run.
+ * - Inputs: onnxruntime-node rejects typed arrays over a SharedArrayBuffer ("Invalid argument",
+ *   checked with 1.30), and the stub's inputs view the shared arena; so each input is copied once
+ *   into an ordinary buffer (the concatenation of a batch is that copy). Inputs that already sit
+ *   in an ordinary buffer go to ORT as they are.
+ * - A failing run becomes an error response for the requests of that run, naming the model and
+ *   carrying ORT's message; requests that fail validation fail alone, before ORT sees them.
+ */
+import path from 'node:path';
+import ort from 'onnxruntime-node';
+import { fromConfigType, toConfigType, type DataType, type NumericTypedArray } from '../../src/core/dtypes.js';
+import { concatInputs, splitOutput } from '../api/batching.js';
+import { ModelError } from '../api/errors.js';
+import { logger } from '../api/logger.js';
+import type { Model, ModelConfig, ModelInitArgs } from '../api/model.js';
+import type { InferenceRequest } from '../api/request.js';
+import { InferenceResponse } from '../api/response.js';
+import { getRuntime } from '../api/runtime.js';
+import { Tensor } from '../api/tensor.js';
+import { readGraphIO, type GraphIO, type GraphValue } from './onnx/graph-io.js';
+import { resolveModelFile } from './onnx/model-file.js';
+import { sessionPlan } from './onnx/session-options.js';
+import { dtypeOfOnnx, dtypeOfOrt, onnxTypeName, ortTypeOf, type OrtType } from './onnx/types.js';
+
+/** Triton's default for auto-completed models that can batch (--backend-config default-max-batch-size). */
+export const DEFAULT_MAX_BATCH_SIZE = 4;
+
+/** Where the model file is: what InitArgs carries (src/ipc/protocol.ts). */
+export interface ModelFileArgs {
+  modelFile?: string;
+  modelDir?: string;
+  modelRepository?: string;
+  modelName?: string;
+  modelVersion?: number;
+}
+
+interface IOSpec {
+  name: string;
+  dtype: DataType;
+  ortType: OrtType;
+  /** Full dims as the graph declares them, batch dim included; -1 dynamic; undefined = unknown rank. */
+  dims?: number[];
+}
+
+type ConfigIO = { name: string; data_type?: string; dims?: number[]; reshape?: { shape: number[] }; [k: string]: unknown };
+
+export default class OnnxRuntimeBackend implements Model {
+  private session?: ort.InferenceSession;
+  private modelName = '';
+  private file = '';
+  private maxBatchSize = 0;
+  private inputs: IOSpec[] = [];
+  private outputs: IOSpec[] = [];
+
+  /**
+   * Completes `config` from the ONNX file. `args` locates the file; the stub should pass its
+   * InitArgs (until it does, the stub's runtime is asked for them).
+   */
+  static autoCompleteConfig(config: ModelConfig, args?: ModelFileArgs): ModelConfig {
+    const file = locateModelFile(config, args ?? stubInitArgs());
+    return completeConfig(config, readGraphIO(file), file);
+  }
+
+  async initialize(args: ModelInitArgs & ModelFileArgs): Promise<void> {
+    this.modelName = args.modelName;
+    const stubArgs = stubInitArgs();
+    const fileArgs: ModelFileArgs = args.modelFile ? args : { ...args, ...(stubArgs ?? {}) };
+    let io: GraphIO;
+    try {
+      this.file = locateModelFile(args.modelConfig, fileArgs);
+      io = readGraphIO(this.file);
+    } catch (err) {
+      throw new ModelError(`model '${args.modelName}': ${(err as Error).message}`, 'INVALID_ARG');
+    }
+    // The host hands over the completed config; completing again is a no-op then, and makes the
+    // backend usable with a config that was never completed.
+    const config = completeConfig(args.modelConfig, io, this.file);
+    this.maxBatchSize = config.max_batch_size;
+    this.inputs = io.inputs.map((v) => ioSpec(v, 'input', this.file));
+    this.outputs = io.outputs.map((v) => ioSpec(v, 'output', this.file));
+
+    const plan = sessionPlan(config as Parameters<typeof sessionPlan>[0], args.instanceKind, args.instanceDeviceId);
+    try {
+      this.session = await ort.InferenceSession.create(this.file, plan.options);
+    } catch (err) {
+      if (plan.providers.length <= 1) throw loadError(args.modelName, this.file, err);
+      logger.warn(`model '${args.modelName}': execution providers [${plan.providers.join(', ')}] failed (${(err as Error).message}); falling back to cpu`);
+      try {
+        this.session = await ort.InferenceSession.create(this.file, { ...plan.options, executionProviders: ['cpu'] });
+      } catch (err2) {
+        throw loadError(args.modelName, this.file, err2);
+      }
+    }
+  }
+
+  async execute(requests: InferenceRequest[]): Promise<InferenceResponse[]> {
+    const session = this.session;
+    if (!session) throw new ModelError(`model '${this.modelName}': execute before initialize`, 'UNAVAILABLE');
+    const responses: InferenceResponse[] = new Array(requests.length);
+    const groups = new Map<string, number[]>();
+    requests.forEach((r, i) => {
+      const problem = this.validate(r);
+      if (problem) {
+        responses[i] = new InferenceResponse({ error: new ModelError(`model '${this.modelName}': ${problem}`, 'INVALID_ARG') });
+        return;
+      }
+      const key = this.maxBatchSize > 0 ? this.inputs.map((s) => r.input(s.name)!.shape.slice(1).join('x')).join('|') : `#${i}`;
+      let g = groups.get(key);
+      if (!g) groups.set(key, (g = []));
+      g.push(i);
+    });
+    for (const idx of groups.values()) {
+      const group = idx.map((i) => requests[i]!);
+      const results = await this.runGroup(session, group);
+      idx.forEach((i, k) => {
+        responses[i] = results[k]!;
+      });
+    }
+    return responses;
+  }
+
+  async finalize(): Promise<void> {
+    const s = this.session;
+    this.session = undefined;
+    await s?.release();
+  }
+
+  /** Why ORT would reject this request, or undefined. Checked here so the message names the model's terms. */
+  private validate(r: InferenceRequest): string | undefined {
+    for (const t of r.inputs) {
+      if (!this.inputs.some((s) => s.name === t.name)) return `unknown input '${t.name}'; the model's inputs are ${list(this.inputs)}`;
+    }
+    for (const s of this.inputs) {
+      const t = r.input(s.name);
+      if (!t) return `input '${s.name}' is missing; the model needs ${list(this.inputs)}`;
+      if (t.dtype !== s.dtype) return `input '${s.name}' is ${t.dtype}, the model takes ${s.dtype}`;
+      if (s.dims) {
+        const want = s.dims;
+        if (t.shape.length !== want.length || t.shape.some((d, k) => want[k] !== -1 && want[k] !== d)) {
+          return `input '${s.name}' has shape [${t.shape.join(', ')}], the model takes [${want.join(', ')}]${this.maxBatchSize > 0 ? ' (batch dim first)' : ''}`;
+        }
+      }
+      if (this.maxBatchSize > 0 && t.shape[0]! > this.maxBatchSize) {
+        return `input '${s.name}' has batch size ${t.shape[0]}, above max_batch_size ${this.maxBatchSize}`;
+      }
+    }
+    for (const name of r.requestedOutputNames) {
+      if (!this.outputs.some((s) => s.name === name)) return `unknown output '${name}' requested; the model's outputs are ${list(this.outputs)}`;
+    }
+    return undefined;
+  }
+
+  private async runGroup(session: ort.InferenceSession, group: InferenceRequest[]): Promise<InferenceResponse[]> {
+    const fail = (message: string, code: 'INTERNAL' | 'INVALID_ARG' = 'INTERNAL') =>
+      group.map(() => new InferenceResponse({ error: new ModelError(`model '${this.modelName}': ${message}`, code) }));
+    let batchSizes: number[] = [];
+    const feeds: Record<string, ort.Tensor> = {};
+    try {
+      for (const s of this.inputs) {
+        let t: Tensor;
+        if (group.length === 1) {
+          t = group[0]!.input(s.name)!;
+        } else {
+          const c = concatInputs(group, s.name);
+          t = c.tensor;
+          batchSizes = c.batchSizes;
+        }
+        feeds[s.name] = toOrt(t, s.ortType);
+      }
+    } catch (err) {
+      return fail((err as Error).message, 'INVALID_ARG');
+    }
+    const wantAll = group.some((r) => r.requestedOutputNames.length === 0);
+    const fetches = wantAll ? this.outputs.map((s) => s.name) : [...new Set(group.flatMap((r) => r.requestedOutputNames))];
+    let result: ort.InferenceSession.ReturnType;
+    try {
+      result = await session.run(feeds, fetches);
+    } catch (err) {
+      return fail(`onnxruntime: ${(err as Error).message}`);
+    }
+    const perRequest: Tensor[][] = group.map(() => []);
+    try {
+      for (const name of fetches) {
+        const value = result[name];
+        if (!value) throw new Error(`onnxruntime returned no output '${name}'`);
+        const t = fromOrt(name, value);
+        if (group.length === 1) perRequest[0]!.push(t);
+        else splitOutput(t, batchSizes).forEach((part, k) => perRequest[k]!.push(part));
+      }
+    } catch (err) {
+      return fail((err as Error).message);
+    }
+    return group.map((r, k) => {
+      const wanted = r.requestedOutputNames;
+      const outs = wanted.length === 0 ? perRequest[k]! : perRequest[k]!.filter((t) => wanted.includes(t.name));
+      return new InferenceResponse({ outputs: outs });
+    });
+  }
+}
+
+// ---- config completion ----------------------------------------------------------------------
+
+/**
+ * Triton's onnxruntime auto-complete:
+ * - inputs/outputs the config omits come from the graph, names as in the file, dynamic dims -1,
+ *   data types TYPE_*; ones it lists are checked against the graph and get missing fields filled;
+ * - the model can batch when every input and output has a dynamic first dim. max_batch_size is
+ *   then inferred (DEFAULT_MAX_BATCH_SIZE, plus `dynamic_batching {}` when no scheduler is set)
+ *   when the config leaves it out, or says 0 but lists no inputs or outputs (protobuf cannot tell
+ *   0 from absent; Triton decides the same way). A config with max_batch_size 0 that lists its
+ *   inputs keeps 0 and full dims. max_batch_size > 0 on a model that cannot batch is an error.
+ * - with max_batch_size > 0, dims omit the batch dim.
+ */
+export function completeConfig(config: ModelConfig, io: GraphIO, file: string): ModelConfig {
+  const c = structuredClone(config) as ModelConfig;
+  const inputs = io.inputs.map((v) => ioSpec(v, 'input', file));
+  const outputs = io.outputs.map((v) => ioSpec(v, 'output', file));
+  const all = [...inputs, ...outputs];
+  const blocker = all.find((s) => !s.dims || s.dims.length === 0 || s.dims[0] !== -1);
+  const canBatch = blocker === undefined;
+  const listsIO = (c.input?.length ?? 0) + (c.output?.length ?? 0) > 0;
+  const given = c.max_batch_size as number | undefined | null;
+  let mbs: number;
+  if (given === undefined || given === null || (given === 0 && !listsIO)) {
+    mbs = canBatch ? DEFAULT_MAX_BATCH_SIZE : 0;
+    const schedulers = ['dynamic_batching', 'sequence_batching', 'ensemble_scheduling'];
+    if (mbs > 1 && !schedulers.some((k) => c[k] !== undefined && c[k] !== null)) c.dynamic_batching = {};
+  } else {
+    mbs = Number(given);
+    if (mbs > 0 && !canBatch) {
+      const why = !blocker!.dims ? 'has no shape in the file' : blocker!.dims.length === 0 ? 'is a scalar' : `has first dimension ${blocker!.dims[0]}`;
+      throw new Error(
+        `${file}: max_batch_size is ${mbs} but the model cannot batch: '${blocker!.name}' ${why} ` +
+          '(every input and output needs a dynamic first dimension); set max_batch_size: 0 and give full dims',
+      );
+    }
+  }
+  c.max_batch_size = mbs;
+  if (!c.backend) c.backend = 'onnxruntime';
+  c.input = completeList(c.input, inputs, 'input', mbs, file, true) as ModelConfig['input'];
+  c.output = completeList(c.output, outputs, 'output', mbs, file, false) as ModelConfig['output'];
+  return c;
+}
+
+function completeList(given: ConfigIO[] | undefined, model: IOSpec[], kind: string, mbs: number, file: string, needAll: boolean): ConfigIO[] {
+  const dimsOf = (s: IOSpec): number[] => {
+    if (!s.dims) throw new Error(`${file}: ${kind} '${s.name}' has no shape in the file; list it in the config with its dims`);
+    return mbs > 0 ? s.dims.slice(1) : [...s.dims];
+  };
+  if (!given || given.length === 0) return model.map((s) => ({ name: s.name, data_type: toConfigType(s.dtype), dims: dimsOf(s) }));
+  const out = given.map((g) => {
+    const s = model.find((m) => m.name === g.name);
+    if (!s) throw new Error(`${file}: config ${kind} '${g.name}' is not an ${kind} of the model; the model's ${kind}s are ${list(model)}`);
+    if (g.data_type && g.data_type !== 'TYPE_INVALID' && fromConfigType(g.data_type) !== s.dtype) {
+      throw new Error(`${file}: config ${kind} '${g.name}' says data_type ${g.data_type}, the model has ${toConfigType(s.dtype)}`);
+    }
+    let dims = g.dims;
+    if (!g.reshape && s.dims) {
+      const want = dimsOf(s);
+      if (dims === undefined || (dims.length === 0 && want.length > 0)) dims = want;
+      else if (dims.length !== want.length || dims.some((d, k) => want[k] !== -1 && d !== -1 && d !== want[k])) {
+        throw new Error(
+          `${file}: config ${kind} '${g.name}' has dims [${dims.join(', ')}], the model has [${want.join(', ')}]` +
+            (mbs > 0 ? ` without the batch dim (max_batch_size ${mbs})` : ' (max_batch_size 0: the batch dim, if any, is part of dims)'),
+        );
+      }
+    }
+    return { ...g, data_type: toConfigType(s.dtype), dims: dims ?? dimsOf(s) };
+  });
+  if (needAll) {
+    const missing = model.filter((s) => !given.some((g) => g.name === s.name));
+    if (missing.length > 0) throw new Error(`${file}: the config lists inputs but not ${list(missing)}; onnxruntime needs every input of the graph`);
+  }
+  return out;
+}
+
+// ---- helpers --------------------------------------------------------------------------------
+
+function ioSpec(v: GraphValue, kind: string, file: string): IOSpec {
+  const dtype = dtypeOfOnnx(v.elemType);
+  const ortType = dtype ? ortTypeOf(dtype) : undefined;
+  if (!dtype || !ortType) {
+    throw new Error(`${file}: ${kind} '${v.name}' is ${onnxTypeName(v.elemType)}, which onnxruntime-node cannot exchange with stubhost`);
+  }
+  return { name: v.name, dtype, ortType, dims: v.dims };
+}
+
+/**
+ * The model file: InitArgs.modelFile (the host applies default_model_filename), else derived from
+ * the repository, name and version; a `.path` pointer next to it is followed (onnx/model-file.ts).
+ */
+export function locateModelFile(config: ModelConfig, args: ModelFileArgs | undefined): string {
+  const filename = typeof config.default_model_filename === 'string' && config.default_model_filename ? config.default_model_filename : 'model.onnx';
+  if (args?.modelFile) {
+    // A host that does not know the onnxruntime backend's file name would pass model.ts.
+    const candidate = args.modelFile.endsWith('.ts') ? path.join(path.dirname(args.modelFile), filename) : args.modelFile;
+    return resolveModelFile(candidate, args.modelDir ?? path.dirname(path.dirname(candidate)));
+  }
+  if (args?.modelRepository && args.modelVersion !== undefined) {
+    const modelDir = args.modelDir ?? path.join(args.modelRepository, args.modelName ?? config.name);
+    return resolveModelFile(path.join(modelDir, String(args.modelVersion), filename), modelDir);
+  }
+  throw new Error(`model '${config.name}': the onnxruntime backend was not told where the model file is (InitArgs.modelFile)`);
+}
+
+/**
+ * The InitArgs of the stub this backend runs in. Interim: the stub calls autoCompleteConfig(config)
+ * without them and ModelInitArgs has no modelFile, so this reads the stub runtime's `args`.
+ */
+function stubInitArgs(): ModelFileArgs | undefined {
+  const rt = getRuntime() as unknown as { args?: ModelFileArgs } | undefined;
+  return rt?.args;
+}
+
+function toOrt(t: Tensor, type: OrtType): ort.Tensor {
+  if (t.dtype === 'BYTES') return new ort.Tensor('string', t.strings(), t.shape);
+  let data = t.data as NumericTypedArray;
+  if (data.buffer instanceof SharedArrayBuffer) data = data.slice();
+  return new ort.Tensor(type as 'float32', data as Float32Array, t.shape);
+}
+
+function fromOrt(name: string, value: ort.OnnxValue): Tensor {
+  const v = value as ort.Tensor;
+  const dtype = dtypeOfOrt(v.type);
+  if (!dtype) throw new Error(`output '${name}' has onnxruntime type '${v.type}', which stubhost cannot carry`);
+  let data = v.data as unknown as NumericTypedArray | string[];
+  // Where Float16Array exists ORT returns it for float16; stubhost's FP16 is the raw 16-bit words.
+  if (dtype === 'FP16' && !(data instanceof Uint16Array)) {
+    const d = data as unknown as NumericTypedArray;
+    data = new Uint16Array(d.buffer, d.byteOffset, d.length);
+  }
+  if (dtype === 'BOOL' && !(data instanceof Uint8Array)) data = Uint8Array.from(data as unknown as ArrayLike<number>, (x) => (x ? 1 : 0));
+  return new Tensor(name, data, [...v.dims], dtype);
+}
+
+function list(specs: { name: string }[]): string {
+  return specs.map((s) => `'${s.name}'`).join(', ');
+}
+
+function loadError(model: string, file: string, err: unknown): ModelError {
+  return new ModelError(`model '${model}': onnxruntime could not load ${file}: ${(err as Error).message ?? String(err)}`, 'INVALID_ARG');
+}
