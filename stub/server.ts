@@ -2,6 +2,7 @@
  * The stub's side of the protocol: loads the model, runs initialize / execute / finalize, sends
  * responses, and carries BLS calls and logs to the host. One per stub process.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { format } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import type { Channel } from '../src/ipc/channel.js';
@@ -23,12 +24,26 @@ interface LiveRequest {
   cancelled: { value: boolean };
   /** Decoupled: the final flag has not been sent yet. */
   open: boolean;
+  /** The execute call this request arrived in. */
+  batch?: ExecuteContext;
+}
+
+/**
+ * One execute call, as the async context of everything it starts (also a decoupled model's
+ * sends after execute returned): BLS calls made in it belong to its requests, and are cancelled
+ * once every one of those requests is cancelled — the parent-cancel link.
+ */
+interface ExecuteContext {
+  requests: LiveRequest[];
+  calls: Set<number>;
 }
 
 interface BlsCall {
   queue: AsyncQueue<InferenceResponse>;
   blocks: Handle[];
   timer?: NodeJS.Timeout;
+  modelName: string;
+  context?: ExecuteContext;
 }
 
 export class StubServer implements StubRuntime {
@@ -40,6 +55,7 @@ export class StubServer implements StubRuntime {
   private nextCall = 1;
   private pendingRelease: Handle[] = [];
   private releaseScheduled = false;
+  private readonly executeContext = new AsyncLocalStorage<ExecuteContext>();
 
   constructor(private readonly channel: Channel<StubMessage, HostMessage>) {}
 
@@ -80,6 +96,11 @@ export class StubServer implements StubRuntime {
 
   async *bls(request: InferenceRequest, stream: boolean): AsyncIterable<InferenceResponse> {
     const c = this.nextCall++;
+    const context = this.executeContext.getStore();
+    if (context && allCancelled(context)) {
+      yield new InferenceResponse({ error: new ModelError(`BLS call to '${request.modelName}' not sent: the request that makes it is cancelled`, 'CANCELLED') });
+      return;
+    }
     const blocks: Handle[] = [];
     let ins: TensorDesc[];
     try {
@@ -89,8 +110,9 @@ export class StubServer implements StubRuntime {
       yield new InferenceResponse({ error: asModelError(err) });
       return;
     }
-    const call: BlsCall = { queue: new AsyncQueue<InferenceResponse>(), blocks };
+    const call: BlsCall = { queue: new AsyncQueue<InferenceResponse>(), blocks, modelName: request.modelName, context };
     this.blsCalls.set(c, call);
+    context?.calls.add(c);
     const req: WireRequest = {
       rid: c, id: request.requestId, model: request.modelName, version: request.modelVersion ?? -1, ins,
       outs: request.requestedOutputNames, params: request.parameters, prio: request.priority,
@@ -130,7 +152,9 @@ export class StubServer implements StubRuntime {
       case 'cancel':
         for (const rid of msg.rids) {
           const live = this.live.get(rid);
-          if (live) live.cancelled.value = true;
+          if (!live) continue;
+          live.cancelled.value = true;
+          if (live.batch && allCancelled(live.batch)) this.cancelBlsCalls(live.batch);
         }
         break;
       case 'release':
@@ -185,17 +209,20 @@ export class StubServer implements StubRuntime {
       return;
     }
     let requests: InferenceRequest[];
+    const context: ExecuteContext = { requests: [], calls: new Set() };
     try {
-      requests = msg.reqs.map((w) => this.toRequest(w));
+      requests = msg.reqs.map((w) => this.toRequest(w, context));
     } catch (err) {
+      for (const w of msg.reqs) this.live.delete(w.rid);
       this.channel.send({ k: 'exec-done', b: msg.b, err: { code: 'STUBHOST_PROTOCOL', message: describe(err) } });
       return;
     }
     let result: unknown;
     try {
-      result = await model.execute(requests);
+      result = await this.executeContext.run(context, () => model.execute(requests));
     } catch (err) {
-      if (!this.decoupled) for (const w of msg.reqs) this.live.delete(w.rid);
+      // Decoupled too: the host ends these requests' streams with this error.
+      for (const w of msg.reqs) this.live.delete(w.rid);
       this.channel.send({ k: 'exec-done', b: msg.b, err: errorBody(err, `${this.label()}: execute threw`) });
       return;
     }
@@ -253,10 +280,21 @@ export class StubServer implements StubRuntime {
     if (msg.final) this.finishBls(msg.c);
   }
 
+  /** The parent-cancel link: every request of `context` is cancelled, so are its BLS calls. */
+  private cancelBlsCalls(context: ExecuteContext): void {
+    for (const c of [...context.calls]) {
+      const call = this.blsCalls.get(c);
+      if (!call) continue;
+      this.channel.send({ k: 'bls-cancel', c });
+      this.finishBls(c, new InferenceResponse({ error: new ModelError(`BLS call to '${call.modelName}' cancelled: the request that made it was cancelled`, 'CANCELLED') }));
+    }
+  }
+
   private finishBls(c: number, last?: InferenceResponse): void {
     const call = this.blsCalls.get(c);
     if (!call) return;
     this.blsCalls.delete(c);
+    call.context?.calls.delete(c);
     if (call.timer) clearTimeout(call.timer);
     for (const h of call.blocks) this.channel.arena.free(h);
     if (last) call.queue.push(last);
@@ -278,8 +316,9 @@ export class StubServer implements StubRuntime {
 
   // ---- conversions --------------------------------------------------------------------------
 
-  private toRequest(w: WireRequest): InferenceRequest {
-    const live: LiveRequest = { cancelled: { value: false }, open: true };
+  private toRequest(w: WireRequest, batch: ExecuteContext): InferenceRequest {
+    const live: LiveRequest = { cancelled: { value: false }, open: true, batch };
+    batch.requests.push(live);
     this.live.set(w.rid, live);
     return new InferenceRequest({
       modelName: w.model,
@@ -384,9 +423,23 @@ function errorBody(err: unknown, context: string): ErrorBody {
   return { code: MODEL_ERROR_CODES[e.code] ?? 'STUBHOST_MODEL_ERROR', message };
 }
 
+/** Host codes a BLS caller sees as ModelError codes (the message keeps the detail). */
+const HOST_TO_MODEL_CODE: Record<string, ConstructorParameters<typeof ModelError>[1]> = {
+  STUBHOST_MODEL_NOT_FOUND: 'NOT_FOUND',
+  STUBHOST_MODEL_NOT_READY: 'UNAVAILABLE',
+  STUBHOST_QUEUE_FULL: 'UNAVAILABLE',
+  STUBHOST_CLOSED: 'UNAVAILABLE',
+  STUBHOST_INVALID_INPUT: 'INVALID_ARG',
+  STUBHOST_CONFIG: 'INVALID_ARG',
+};
+
 function modelCodeOf(code: string): ConstructorParameters<typeof ModelError>[1] {
   for (const [k, v] of Object.entries(MODEL_ERROR_CODES)) if (v === code) return k as ConstructorParameters<typeof ModelError>[1];
-  return 'INTERNAL';
+  return HOST_TO_MODEL_CODE[code] ?? 'INTERNAL';
+}
+
+function allCancelled(context: ExecuteContext): boolean {
+  return context.requests.length > 0 && context.requests.every((r) => r.cancelled.value);
 }
 
 function describe(err: unknown): string {
