@@ -6,6 +6,7 @@ import path from 'node:path';
 import { ModelInstance } from '../instance/model-instance.js';
 import type { ExecOutcome, BlsHandler, StreamSink } from '../instance/stub-process.js';
 import { Scheduler, type ExecutionTarget } from '../scheduler/scheduler.js';
+import { SequenceBatcher } from '../scheduler/sequence-batcher.js';
 import type { Job } from '../scheduler/job.js';
 import type { QueuePolicy } from '../scheduler/priority-queue.js';
 import { AsyncQueue } from '../core/async-queue.js';
@@ -42,7 +43,7 @@ export class ModelVersion {
   reason = '';
   config: ModelConfig;
   private instances: ModelInstance[] = [];
-  private scheduler?: Scheduler;
+  private scheduler?: Pick<Scheduler, 'submit' | 'schedule' | 'addTarget' | 'close' | 'idle' | 'levelOf'>;
   private contractCache?: ModelIOContract;
   readonly stats: ModelStatsRecorder;
 
@@ -189,7 +190,12 @@ export class ModelVersion {
     const shapeKey = maxBatch > 0
       ? request.inputs.map((t) => `${t.name}:${t.shape.slice(1).join('x')}`).sort().join('|')
       : '';
-    const reshaped = this.reshapeInputs(request);
+    const timeout = this.cancelOnTimeout(request);
+    if (sink && timeout.clear) {
+      const end = sink.end.bind(sink);
+      sink = { response: sink.response.bind(sink), end: (err) => { timeout.clear!(); end(err); } };
+    }
+    const reshaped = this.reshapeInputs(timeout.request);
     scheduler.submit({
       request: reshaped,
       batchSize,
@@ -198,6 +204,7 @@ export class ModelVersion {
       timeoutUs: request.timeoutUs,
       sink,
       finish: (outcome, timing) => {
+        if (!sink) timeout.clear?.();
         // Whole nanoseconds: Triton's statistics carry uint64 ns, and clients parse them as integers.
         const requestNs = Math.round((performance.now() - arrived) * 1e6);
         if (outcome.error) this.stats.recordFailure({ requestNs, reason: failureReasonOf(outcome.error) });
@@ -209,6 +216,30 @@ export class ModelVersion {
         done(outcome);
       },
     });
+  }
+
+  /**
+   * A request with a timeout is cancelled when it runs out: its signal aborts at arrival +
+   * timeout, so a model that polls `request.isCancelled()` stops (queue policies still decide
+   * what happens to it while queued). The model's answer, if it gives one anyway, is delivered.
+   */
+  private cancelOnTimeout(request: InferRequest): { request: InferRequest; clear?: () => void } {
+    if (!(request.timeoutUs > 0)) return { request };
+    const ac = new AbortController();
+    const parent = request.signal;
+    const onParent = (): void => ac.abort(parent!.reason);
+    if (parent?.aborted) ac.abort(parent.reason);
+    else parent?.addEventListener('abort', onParent, { once: true });
+    const ms = request.timeoutUs / 1000;
+    const timer = setTimeout(() => ac.abort(new StubhostError('STUBHOST_TIMEOUT', `${this.label}: request timed out after ${ms} ms`)), ms);
+    timer.unref();
+    return {
+      request: { ...request, signal: ac.signal },
+      clear: () => {
+        clearTimeout(timer);
+        parent?.removeEventListener('abort', onParent);
+      },
+    };
   }
 
   private toResult(request: InferRequest, outcome: ExecOutcome): InferResult {
@@ -240,6 +271,7 @@ export class ModelVersion {
   private targetOf(inst: ModelInstance): ExecutionTarget {
     return {
       name: inst.name,
+      depth: this.maxInflight(),
       canAccept: () => inst.canAccept(),
       run: async (jobs: Job[]) => {
         const started = performance.now();
@@ -251,7 +283,11 @@ export class ModelVersion {
     };
   }
 
-  private makeScheduler(): Scheduler {
+  private makeScheduler(): Pick<Scheduler, 'submit' | 'schedule' | 'addTarget' | 'close' | 'idle' | 'levelOf'> {
+    const sb = this.config.sequence_batching;
+    if (sb) {
+      return new SequenceBatcher({ modelLabel: this.label, maxBatchSize: this.config.max_batch_size, config: sb, onPending: (n) => this.stats.setPending(n) });
+    }
     const db = this.config.dynamic_batching;
     const levels = db && db.priority_levels > 0 ? db.priority_levels : 1;
     const defaultLevel = db && db.default_priority_level > 0 ? db.default_priority_level : Math.ceil(levels / 2) || 1;
@@ -271,6 +307,7 @@ export class ModelVersion {
       defaultPriorityLevel: defaultLevel,
       policyOf: (level) => toPolicy(db?.priority_queue_policy[String(level)] ?? db?.default_queue_policy),
       onPending: (n) => this.stats.setPending(n),
+      priorityAgingUs: Number(modelParameter(this.config, 'priority_aging_microseconds') ?? 0) || 0,
       acquire: this.opts.rateLimiter?.enabled ? (target) => this.opts.rateLimiter!.acquire(this.name, target.name) : undefined,
     });
   }
@@ -298,6 +335,11 @@ export class ModelVersion {
     return specs;
   }
 
+  /** Executions one instance may have in flight (parameter max_inflight_per_instance; Triton: 1). */
+  private maxInflight(): number {
+    return Math.max(1, Math.floor(Number(modelParameter(this.config, 'max_inflight_per_instance') ?? 1) || 1));
+  }
+
   private makeInstance(spec: { name: string; kind: string; device: number }): ModelInstance {
     const seconds = (key: string): number | undefined => {
       const v = modelParameter(this.config, key);
@@ -309,7 +351,7 @@ export class ModelVersion {
       modelVersion: this.version,
       instanceName: spec.name,
       decoupled: this.decoupled,
-      maxInflight: Number(modelParameter(this.config, 'max_inflight_per_instance') ?? 1) || 1,
+      maxInflight: this.maxInflight(),
       healthTimeoutMs: seconds('stub_timeout_seconds') ?? this.opts.stubTimeoutMs,
       executeTimeoutMs: seconds('execute_timeout_seconds') ?? 0,
       arenaMaxBytes: Number(modelParameter(this.config, 'shm_max_bytes') ?? 0) || this.opts.arenaMaxBytes,

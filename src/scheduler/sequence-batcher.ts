@@ -1,0 +1,261 @@
+/**
+ * Triton's sequence batcher, for stateful models (sequence_batching in the config).
+ *
+ * Every request carries a correlation id; the first of a sequence has the START flag, the last
+ * END. Requests of one sequence run one at a time, in order. `direct`: a sequence is bound to one
+ * instance and one batch slot for its lifetime (slots per instance = max(1, max_batch_size)), so
+ * a model may keep per-sequence state in memory; `oldest`: any instance runs a batch of the
+ * oldest requests of up to max_batch_size different sequences.
+ *
+ * The model sees the control inputs the config asks for (START, END, READY, CORRID) as tensors,
+ * and implicit state (`state { input_name output_name }`): the host feeds each request the state
+ * output of the sequence's previous request (zeros, or initial_state, at START) and keeps the new
+ * one; state outputs are not returned to the client. A sequence idle longer than
+ * max_sequence_idle_microseconds is released.
+ */
+import { StubhostError } from '../errors.js';
+import type { ModelConfig } from '../config/load.js';
+import { fromConfigType, typedArrayFor, elementCount, type DataType } from '../core/dtypes.js';
+import type { TensorValue } from '../core/types.js';
+import type { ExecOutcome } from '../instance/stub-process.js';
+import type { Job } from './job.js';
+import type { ExecutionTarget } from './scheduler.js';
+
+type SequenceConfig = NonNullable<ModelConfig['sequence_batching']>;
+
+interface Sequence {
+  key: string;
+  corrId: string | bigint;
+  queue: Job[];
+  running: boolean;
+  /** direct: the instance the sequence is bound to. */
+  target?: ExecutionTarget;
+  state: Map<string, TensorValue>;
+  idleTimer?: NodeJS.Timeout;
+  ended: boolean;
+}
+
+export class SequenceBatcher {
+  private readonly sequences = new Map<string, Sequence>();
+  private readonly targets: ExecutionTarget[] = [];
+  private readonly bound = new Map<ExecutionTarget, number>();
+  /** direct: START requests waiting for a free slot. */
+  private readonly backlog: Sequence[] = [];
+  private readonly slotsPerInstance: number;
+  private readonly oldest: boolean;
+  private readonly idleMs: number;
+  private inflightJobs = 0;
+  private idleWaiters: (() => void)[] = [];
+  private closed = false;
+
+  constructor(private readonly opts: { modelLabel: string; maxBatchSize: number; config: SequenceConfig; onPending?: (n: number) => void }) {
+    this.slotsPerInstance = Math.max(1, opts.maxBatchSize);
+    this.oldest = opts.config.oldest !== undefined;
+    this.idleMs = (opts.config.max_sequence_idle_microseconds || 1_000_000) / 1000;
+  }
+
+  get pending(): number {
+    let n = 0;
+    for (const s of this.sequences.values()) n += s.queue.length;
+    return n;
+  }
+
+  addTarget(target: ExecutionTarget): void {
+    this.targets.push(target);
+    this.bound.set(target, 0);
+    this.schedule();
+  }
+
+  levelOf(): number {
+    return 1;
+  }
+
+  submit(job: Omit<Job, 'seq' | 'deadline' | 'timeoutAction' | 'enqueuedAt'> & { timeoutUs: number }): void {
+    const full: Job = { ...job, seq: 0, enqueuedAt: performance.now(), deadline: Infinity, timeoutAction: 'REJECT' };
+    const fail = (code: 'STUBHOST_INVALID_INPUT' | 'STUBHOST_UNAVAILABLE', message: string): void =>
+      full.finish({ error: new StubhostError(code, message) }, { queueMs: 0, computeMs: 0, batchSize: 0 });
+    if (this.closed) return fail('STUBHOST_UNAVAILABLE', `${this.opts.modelLabel} is unloading`);
+    const r = job.request;
+    const corr = r.correlationId;
+    if (corr === undefined || corr === '' || corr === 0n || corr === '0') {
+      return fail('STUBHOST_INVALID_INPUT', `inference request to ${this.opts.modelLabel} must specify a non-zero or non-empty correlation ID (parameters.sequence_id): the model uses sequence batching`);
+    }
+    const key = String(corr);
+    let seq = this.sequences.get(key);
+    if (r.sequenceStart) {
+      if (seq && (seq.running || seq.queue.length > 0)) {
+        // Triton releases the old sequence when a new START arrives for the same id.
+        seq.ended = true;
+      }
+      if (!seq || seq.ended) {
+        seq = { key, corrId: corr, queue: [], running: false, state: new Map(), ended: false };
+        if (!this.oldest) this.backlog.push(seq);
+        this.sequences.set(key, seq);
+      } else {
+        seq.state.clear();
+      }
+    } else if (!seq || seq.ended) {
+      return fail('STUBHOST_INVALID_INPUT', `inference request for sequence ${key} to ${this.opts.modelLabel} must specify the START flag on the first request of the sequence (or the sequence timed out after ${this.idleMs} ms idle)`);
+    }
+    seq.queue.push({ ...full, request: { ...r, correlationId: corr } });
+    this.touch(seq);
+    this.opts.onPending?.(this.pending);
+    this.schedule();
+  }
+
+  schedule(): void {
+    if (!this.oldest) this.bindBacklog();
+    for (const target of this.targets) {
+      while (target.canAccept()) {
+        const batch = this.pickFor(target);
+        if (batch.length === 0) break;
+        this.dispatch(target, batch);
+      }
+    }
+  }
+
+  close(reason: string): void {
+    this.closed = true;
+    for (const seq of this.sequences.values()) {
+      if (seq.idleTimer) clearTimeout(seq.idleTimer);
+      for (const job of seq.queue) job.finish({ error: new StubhostError('STUBHOST_UNAVAILABLE', `${this.opts.modelLabel}: ${reason}`) }, { queueMs: 0, computeMs: 0, batchSize: 0 });
+      seq.queue = [];
+    }
+    this.sequences.clear();
+  }
+
+  idle(): Promise<void> {
+    if (this.pending === 0 && this.inflightJobs === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private bindBacklog(): void {
+    while (this.backlog.length > 0) {
+      const target = this.targets
+        .filter((t) => (this.bound.get(t) ?? 0) < this.slotsPerInstance)
+        .sort((a, b) => (this.bound.get(a) ?? 0) - (this.bound.get(b) ?? 0))[0];
+      if (!target) return;
+      const seq = this.backlog.shift()!;
+      if (seq.ended && seq.queue.length === 0) continue;
+      seq.target = target;
+      this.bound.set(target, (this.bound.get(target) ?? 0) + 1);
+    }
+  }
+
+  private pickFor(target: ExecutionTarget): Sequence[] {
+    const ready = [...this.sequences.values()].filter((s) => !s.running && s.queue.length > 0 && (this.oldest || s.target === target));
+    ready.sort((a, b) => a.queue[0]!.enqueuedAt - b.queue[0]!.enqueuedAt);
+    return ready.slice(0, this.slotsPerInstance);
+  }
+
+  private dispatch(target: ExecutionTarget, seqs: Sequence[]): void {
+    const jobs = seqs.map((seq) => {
+      seq.running = true;
+      const job = seq.queue.shift()!;
+      return this.prepare(seq, job);
+    });
+    this.inflightJobs += jobs.length;
+    this.opts.onPending?.(this.pending);
+    const startedAt = performance.now();
+    void target.run(jobs).catch((err: Error) => {
+      for (const j of jobs) j.finish({ error: new StubhostError('STUBHOST_INTERNAL', err.message) }, { queueMs: 0, computeMs: 0, batchSize: jobs.length });
+    }).finally(() => {
+      this.inflightJobs -= jobs.length;
+      void startedAt;
+      this.schedule();
+      if (this.pending === 0 && this.inflightJobs === 0) {
+        const w = this.idleWaiters;
+        this.idleWaiters = [];
+        for (const f of w) f();
+      }
+    });
+  }
+
+  /** Adds control and state inputs; the finish hook keeps the state output and releases the slot. */
+  private prepare(seq: Sequence, job: Job): Job {
+    const r = job.request;
+    const batched = this.opts.maxBatchSize > 0;
+    const extra: TensorValue[] = [];
+    for (const ci of this.opts.config.control_input) {
+      for (const c of ci.control) {
+        const on = c.kind === 'CONTROL_SEQUENCE_START' ? r.sequenceStart === true
+          : c.kind === 'CONTROL_SEQUENCE_END' ? r.sequenceEnd === true
+            : c.kind === 'CONTROL_SEQUENCE_READY' ? true : false;
+        extra.push(controlTensor(ci.name, c, on, seq.corrId, batched));
+      }
+    }
+    for (const st of this.opts.config.state) {
+      const prev = seq.state.get(st.output_name);
+      extra.push(prev ? { ...prev, name: st.input_name } : initialState(st, batched));
+    }
+    const stateOutputs = new Set(this.opts.config.state.map((s) => s.output_name));
+    const enqueuedAt = job.enqueuedAt;
+    return {
+      ...job,
+      request: { ...r, inputs: [...r.inputs, ...extra] },
+      finish: (outcome: ExecOutcome, timing) => {
+        if (!outcome.error && stateOutputs.size > 0) {
+          for (const t of outcome.outputs ?? []) if (stateOutputs.has(t.name)) seq.state.set(t.name, t);
+          outcome = { ...outcome, outputs: (outcome.outputs ?? []).filter((t) => !stateOutputs.has(t.name)) };
+        }
+        seq.running = false;
+        if (r.sequenceEnd) this.release(seq);
+        else this.touch(seq);
+        job.finish(outcome, { ...timing, queueMs: timing.queueMs || performance.now() - enqueuedAt - timing.computeMs });
+      },
+    };
+  }
+
+  private touch(seq: Sequence): void {
+    if (seq.idleTimer) clearTimeout(seq.idleTimer);
+    seq.idleTimer = setTimeout(() => {
+      if (seq.running || seq.queue.length > 0) return this.touch(seq);
+      this.release(seq);
+    }, this.idleMs);
+    seq.idleTimer.unref();
+  }
+
+  private release(seq: Sequence): void {
+    if (seq.idleTimer) clearTimeout(seq.idleTimer);
+    if (seq.queue.length > 0) return; // a new START for the same id queued behind: keep going
+    seq.ended = true;
+    if (this.sequences.get(seq.key) === seq) this.sequences.delete(seq.key);
+    if (seq.target) {
+      this.bound.set(seq.target, Math.max(0, (this.bound.get(seq.target) ?? 1) - 1));
+      seq.target = undefined;
+    }
+    this.schedule();
+  }
+}
+
+function controlTensor(
+  name: string,
+  c: { kind: string; int32_false_true: number[]; fp32_false_true: number[]; bool_false_true: boolean[]; data_type?: string },
+  on: boolean,
+  corrId: string | bigint,
+  batched: boolean,
+): TensorValue {
+  const shape = batched ? [1, 1] : [1];
+  if (c.kind === 'CONTROL_SEQUENCE_CORRID') {
+    const dtype: DataType = fromConfigType(c.data_type ?? 'TYPE_UINT64') ?? 'UINT64';
+    if (dtype === 'BYTES') return { name, datatype: 'BYTES', shape, data: [new TextEncoder().encode(String(corrId))] };
+    if (dtype === 'UINT64') return { name, datatype: dtype, shape, data: BigUint64Array.of(BigInt(corrId)) };
+    if (dtype === 'INT64') return { name, datatype: dtype, shape, data: BigInt64Array.of(BigInt(corrId)) };
+    const Ctor = typedArrayFor(dtype as Exclude<DataType, 'BYTES'>);
+    const arr = new Ctor(1) as unknown as { [i: number]: number };
+    arr[0] = Number(corrId);
+    return { name, datatype: dtype, shape, data: arr as unknown as TensorValue['data'] };
+  }
+  if (c.fp32_false_true.length === 2) return { name, datatype: 'FP32', shape, data: Float32Array.of(c.fp32_false_true[on ? 1 : 0]!) };
+  if (c.bool_false_true.length === 2) return { name, datatype: 'BOOL', shape, data: Uint8Array.of(c.bool_false_true[on ? 1 : 0] ? 1 : 0) };
+  return { name, datatype: 'INT32', shape, data: Int32Array.of(c.int32_false_true.length === 2 ? c.int32_false_true[on ? 1 : 0]! : on ? 1 : 0) };
+}
+
+function initialState(st: SequenceConfig['state'][number], batched: boolean): TensorValue {
+  const dtype: DataType = fromConfigType(st.data_type ?? 'TYPE_FP32') ?? 'FP32';
+  const dims = st.dims.map((d) => (d < 0 ? 1 : d));
+  const shape = batched ? [1, ...dims] : dims;
+  const count = elementCount(shape);
+  if (dtype === 'BYTES') return { name: st.input_name, datatype: 'BYTES', shape, data: Array.from({ length: count }, () => new Uint8Array(0)) };
+  return { name: st.input_name, datatype: dtype, shape, data: new (typedArrayFor(dtype))(count) };
+}
