@@ -195,10 +195,13 @@ export class ModelRepository {
   /** Every model with its state, as Triton's repository index lists them. */
   index(readyOnly = false): RepositoryIndexEntry[] {
     const out: RepositoryIndexEntry[] = [];
-    const names = new Set([...modelFoldersSync(this.root), ...this.models.keys()]);
+    const onDisk = new Set(modelFoldersSync(this.root));
+    const names = new Set([...onDisk, ...this.models.keys()]);
     for (const name of [...names].sort()) {
       const entry = this.models.get(name);
       if (!entry || (entry.versions.size === 0 && entry.state !== 'LOADING')) {
+        // A model removed from disk and unloaded (poll mode) is no longer part of the repository.
+        if (entry && !onDisk.has(name) && entry.reason === 'unloaded') continue;
         if (!readyOnly) out.push({ name, state: entry ? entry.state : 'UNAVAILABLE', reason: entry?.reason ?? '' });
         continue;
       }
