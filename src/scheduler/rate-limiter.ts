@@ -4,9 +4,16 @@
  * `global`; their counts come from `--rate-limit-resource name:count[:device]`, else from the
  * largest amount any loaded instance asks for (as Triton does).
  *
- * Fairness: among instances waiting for resources, the one with the fewest grants weighted by its
- * priority goes first (weight = max(1, priority)), so a priority-1 instance gets about twice the
- * executions of a priority-2 one under contention; ties go to the longest waiter.
+ * Fairness (stride scheduling): each instance carries a pass value; when resources free up, the
+ * waiting instance with the lowest pass that fits goes first (ties: the longest waiter), and its
+ * pass grows by its stride, max(1, priority). So under contention a priority-1 instance gets
+ * about twice the executions of a priority-2 one. An instance that starts waiting with a pass
+ * below the last one granted is moved up to it: idle time (or a model loaded later) earns no
+ * credit, so a newcomer cannot starve the instances that were already running.
+ *
+ * Callers that want the share to hold must queue an instance's next acquire before releasing
+ * its current grant (the Scheduler does: it dispatches the next batch, then releases), else the
+ * other waiter is always alone when resources free up and the share is 1:1.
  */
 import { StubhostError } from '../errors.js';
 
@@ -25,7 +32,6 @@ export interface InstanceRateSpec {
 interface Waiter {
   key: string;
   needs: Map<string, number>;
-  weight: number;
   arrived: number;
   resolve: (release: () => void) => void;
 }
@@ -33,9 +39,10 @@ interface Waiter {
 export class RateLimiter {
   readonly enabled: boolean;
   private readonly explicit = new Map<string, number>();
-  private readonly instances = new Map<string, { model: string; needs: Map<string, number>; weight: number }>();
+  private readonly instances = new Map<string, { model: string; needs: Map<string, number>; stride: number; pass: number }>();
   private readonly inUse = new Map<string, number>();
-  private readonly grants = new Map<string, number>();
+  /** Pass of the last grant: the floor for instances that start waiting. */
+  private virtualTime = 0;
   private waiters: Waiter[] = [];
   private arrivals = 0;
 
@@ -63,7 +70,7 @@ export class RateLimiter {
         }
         needs.set(key, (needs.get(key) ?? 0) + r.count);
       }
-      this.instances.set(`${model}/${name}`, { model, needs, weight: Math.max(1, spec.priority) });
+      this.instances.set(`${model}/${name}`, { model, needs, stride: Math.max(1, spec.priority), pass: this.virtualTime });
     }
   }
 
@@ -76,8 +83,9 @@ export class RateLimiter {
     const key = `${model}/${instance}`;
     const inst = this.instances.get(key);
     if (!this.enabled || !inst || inst.needs.size === 0) return () => {};
+    if (inst.pass < this.virtualTime) inst.pass = this.virtualTime;
     return new Promise((resolve) => {
-      this.waiters.push({ key, needs: inst.needs, weight: inst.weight, arrived: this.arrivals++, resolve });
+      this.waiters.push({ key, needs: inst.needs, arrived: this.arrivals++, resolve });
       this.grant();
     });
   }
@@ -97,16 +105,17 @@ export class RateLimiter {
 
   private grant(): void {
     for (;;) {
-      const order = [...this.waiters].sort((a, b) => {
-        const wa = (this.grants.get(a.key) ?? 0) * a.weight;
-        const wb = (this.grants.get(b.key) ?? 0) * b.weight;
-        return wa !== wb ? wa - wb : a.arrived - b.arrived;
-      });
+      const passOf = (w: Waiter): number => this.instances.get(w.key)?.pass ?? this.virtualTime;
+      const order = [...this.waiters].sort((a, b) => passOf(a) - passOf(b) || a.arrived - b.arrived);
       const next = order.find((w) => this.fits(w.needs));
       if (!next) return;
       this.waiters = this.waiters.filter((w) => w !== next);
       for (const [r, n] of next.needs) this.inUse.set(r, (this.inUse.get(r) ?? 0) + n);
-      this.grants.set(next.key, (this.grants.get(next.key) ?? 0) + 1);
+      const inst = this.instances.get(next.key);
+      if (inst) {
+        this.virtualTime = Math.max(this.virtualTime, inst.pass);
+        inst.pass += inst.stride;
+      }
       let released = false;
       next.resolve(() => {
         if (released) return;

@@ -2,11 +2,27 @@
  * A model's scheduler: one queue (priority levels, queue policies), batches formed by the
  * dynamic batcher when the config asks for one, and dispatch to whichever instance is free.
  *
- * Default scheduling (no dynamic_batching): one request per execution, to an idle instance; no
- * instance idles while work waits. Dynamic batching: requests are gathered up to
- * max_batch_size (counting each request's batch dimension, never splitting one), dispatched at
- * once when a preferred size (or the max) is reached, else when the oldest has waited
- * max_queue_delay. Only requests whose non-batch shapes agree share a batch.
+ * Default scheduling (no dynamic_batching): one request per execution, to an instance with a
+ * free slot (each target takes up to `depth` executions at once: Triton's 1, or the model's
+ * `max_inflight_per_instance` parameter); no instance idles while work waits.
+ *
+ * Dynamic batching, as Triton's GetDynamicBatch: requests are gathered in service order (see
+ * priority-queue.ts) up to the largest preferred_batch_size, or max_batch_size when none is
+ * given, counting each request's batch dimension and never splitting one. A batch that reaches
+ * that size goes at once; one that would overflow it goes at once too, cut back to the largest
+ * preferred size it passed. Otherwise the batch waits until its oldest request has waited
+ * max_queue_delay_microseconds, then goes as it is. Only requests whose non-batch input shapes
+ * agree share a batch; others wait for a batch of their own.
+ *
+ * A batch is bound to its instance when dispatched; with the rate limiter on, it then waits
+ * until the instance holds its resources. The scheduler counts an instance busy from dispatch,
+ * not from execute, so work waiting for resources stays in the queue (where priorities,
+ * batching and cancellation still apply) instead of piling onto one instance.
+ *
+ * Cancellation: a queued request whose `signal` aborts (client disconnected) leaves the queue
+ * at once and fails with STUBHOST_CANCELLED; one already dispatched is cancelled in the stub.
+ *
+ * Owned by one ModelVersion; everything runs on the host's event loop (no locks).
  */
 import type { ExecOutcome } from '../instance/stub-process.js';
 import { StubhostError } from '../errors.js';
@@ -16,6 +32,8 @@ import { PriorityQueue, type QueuePolicy } from './priority-queue.js';
 /** Something that executes batches: a model instance. */
 export interface ExecutionTarget {
   readonly name: string;
+  /** Executions this target may have in flight at once (default 1). */
+  readonly depth?: number;
   /** Can take a batch now. */
   canAccept(): boolean;
   /** Executes the batch and settles every job (finish is called by the target). */
@@ -33,8 +51,10 @@ export interface SchedulerOptions {
   priorityLevels: number;
   defaultPriorityLevel: number;
   policyOf: (level: number) => QueuePolicy;
-  /** Called when the number of queued requests changes. */
+  /** Called when the number of pending requests (queued, or dispatched and waiting for rate-limiter resources) changes. */
   onPending?: (pending: number) => void;
+  /** Promote a request of level > 1 to the front after waiting this long (0: off); see priority-queue.ts. */
+  priorityAgingUs?: number;
   /** Rate limiter hook: resolves when the instance may execute; returns the release function. */
   acquire?: (target: ExecutionTarget) => Promise<() => void> | (() => void);
 }
@@ -49,15 +69,23 @@ export class Scheduler {
   /** preserve_ordering: outcomes held back until every earlier request has finished. */
   private nextToRelease = 0;
   private readonly held = new Map<number, () => void>();
+  /** Seqs of submitted jobs whose outcome is not yet delivered. */
+  private readonly unsettled = new Set<number>();
   private inflightJobs = 0;
+  /** Jobs dispatched whose instance waits for rate-limiter resources. */
+  private waitingJobs = 0;
+  private readonly busy = new Map<ExecutionTarget, number>();
+  /** Abort listeners of queued jobs, removed when the job leaves the queue. */
+  private readonly listeners = new Map<Job, () => void>();
   private idleWaiters: (() => void)[] = [];
 
   constructor(private readonly opts: SchedulerOptions) {
-    this.queue = new PriorityQueue(opts.priorityLevels, opts.policyOf);
+    this.queue = new PriorityQueue(opts.priorityLevels, opts.policyOf, (opts.priorityAgingUs ?? 0) / 1000);
   }
 
+  /** Requests not yet executing: queued, or bound to an instance that waits for resources. */
   get pending(): number {
-    return this.queue.size;
+    return this.queue.size + this.waitingJobs;
   }
 
   get inflight(): number {
@@ -92,17 +120,33 @@ export class Scheduler {
       deadline: timeoutUs > 0 ? now + timeoutUs / 1000 : Infinity,
       timeoutAction: policy.timeoutAction,
     };
+    this.unsettled.add(full.seq);
     if (this.closed) {
       this.settle(full, { error: new StubhostError('STUBHOST_UNAVAILABLE', `${this.opts.modelLabel} is unloading`) }, now);
       return;
     }
+    const signal = full.request.signal;
+    if (clientCancelled(signal)) {
+      this.settle(full, { error: this.cancelledError(signal!) }, now);
+      return;
+    }
     if (!this.queue.push(full)) {
       this.settle(full, {
-        error: new StubhostError('STUBHOST_QUEUE_FULL', `${this.opts.modelLabel}: queue for priority level ${job.level} is full (max_queue_size ${policy.maxQueueSize}); retry later`),
+        error: new StubhostError(
+          'STUBHOST_QUEUE_FULL',
+          `${this.opts.modelLabel}: queue full: priority level ${job.level} already holds max_queue_size ${policy.maxQueueSize} requests; retry later`,
+        ),
       }, now);
       return;
     }
-    this.opts.onPending?.(this.queue.size);
+    if (signal) {
+      const onAbort = (): void => {
+        if (clientCancelled(signal)) this.cancelQueued(full, signal);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.listeners.set(full, () => signal.removeEventListener('abort', onAbort));
+    }
+    this.notePending();
     this.schedule();
   }
 
@@ -113,9 +157,10 @@ export class Scheduler {
     for (const job of rejected) {
       this.settle(job, { error: new StubhostError('STUBHOST_TIMEOUT', `${this.opts.modelLabel}: request timed out in the queue after ${Math.round(now - job.enqueuedAt)} ms`) }, now);
     }
+    for (const job of rejected) this.unlisten(job);
     let wakeAt = nextDeadline;
     while (this.queue.size > 0) {
-      const target = this.targets.find((t) => t.canAccept());
+      const target = this.targets.find((t) => (this.busy.get(t) ?? 0) < (t.depth ?? 1) && t.canAccept());
       if (!target) break;
       const picked = this.pickBatch(now);
       if (picked.wait > 0) {
@@ -124,7 +169,7 @@ export class Scheduler {
       }
       this.dispatch(target, picked.jobs, now);
     }
-    if (rejected.length > 0) this.opts.onPending?.(this.queue.size);
+    if (rejected.length > 0) this.notePending();
     this.armTimer(wakeAt);
   }
 
@@ -133,7 +178,11 @@ export class Scheduler {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     const now = performance.now();
-    for (const job of this.queue.clear()) this.settle(job, { error: new StubhostError('STUBHOST_UNAVAILABLE', `${this.opts.modelLabel}: ${reason}`) }, now);
+    for (const job of this.queue.clear()) {
+      this.unlisten(job);
+      this.settle(job, { error: new StubhostError('STUBHOST_UNAVAILABLE', `${this.opts.modelLabel}: ${reason}`) }, now);
+    }
+    this.notePending();
   }
 
   /** Resolves once nothing is queued or executing (for unload and version swaps). */
@@ -147,51 +196,74 @@ export class Scheduler {
     const first = this.queue.peek()!;
     if (!db || this.opts.maxBatchSize === 0) return { jobs: [first], wait: 0 };
     const max = this.opts.maxBatchSize;
+    const preferred = db.preferredBatchSizes.filter((p) => p > 0 && p <= max);
+    const cap = preferred.length > 0 ? Math.max(...preferred) : max;
     const jobs: Job[] = [];
     let size = 0;
-    let exhausted = true;
+    let oldest = Infinity;
+    /** Jobs in the batch when it last had a preferred size. */
+    let atPreferred = 0;
+    let full = false;
     for (const job of this.queue.inOrder()) {
       if (job.shapeKey !== first.shapeKey) continue;
-      if (size + job.batchSize > max) {
-        exhausted = false;
+      // A request larger than the cap still runs, alone: a request is never split.
+      if (jobs.length > 0 && size + job.batchSize > cap) {
+        full = true;
         break;
       }
       jobs.push(job);
       size += job.batchSize;
-      if (size === max) {
-        exhausted = false;
+      if (job.enqueuedAt < oldest) oldest = job.enqueuedAt;
+      if (preferred.includes(size)) atPreferred = jobs.length;
+      if (size >= cap) {
+        full = true;
         break;
       }
     }
-    // Full, or a preferred size with nothing more to add: go now.
-    if (!exhausted) return { jobs, wait: 0 };
-    if (db.preferredBatchSizes.length > 0 && db.preferredBatchSizes.includes(size) && size >= Math.max(...db.preferredBatchSizes)) {
-      return { jobs, wait: 0 };
-    }
-    const waited = now - first.enqueuedAt;
+    if (full) return { jobs: atPreferred > 0 ? jobs.slice(0, atPreferred) : jobs, wait: 0 };
     const delayMs = db.maxQueueDelayUs / 1000;
+    const waited = now - oldest;
     if (waited >= delayMs) return { jobs, wait: 0 };
-    if (db.preferredBatchSizes.length > 0 && db.preferredBatchSizes.includes(size) && delayMs === 0) return { jobs, wait: 0 };
     return { jobs, wait: delayMs - waited };
   }
 
   private dispatch(target: ExecutionTarget, jobs: Job[], now: number): void {
     this.queue.remove(new Set(jobs));
-    this.opts.onPending?.(this.queue.size);
+    for (const job of jobs) this.unlisten(job);
     this.inflightJobs += jobs.length;
-    const startedAt = now;
+    this.busy.set(target, (this.busy.get(target) ?? 0) + 1);
     const run = async (): Promise<void> => {
       let release: (() => void) | undefined;
+      let waiting = 0;
       try {
-        if (this.opts.acquire) release = await this.opts.acquire(target);
-        await target.run(jobs.map((job) => this.wrap(job, startedAt, jobs.length)));
+        if (this.opts.acquire) {
+          const acquired = this.opts.acquire(target);
+          if (acquired instanceof Promise) {
+            waiting = jobs.length;
+            this.waitingJobs += waiting;
+            this.notePending();
+            release = await acquired;
+            this.waitingJobs -= waiting;
+            waiting = 0;
+          } else release = acquired;
+        }
+        this.notePending();
+        // Requests whose clients left while the instance waited for resources are not run.
+        const live = jobs.filter((job) => !clientCancelled(job.request.signal));
+        const startedAt = performance.now();
+        for (const job of jobs) if (clientCancelled(job.request.signal)) this.settle(job, { error: this.cancelledError(job.request.signal!) }, startedAt);
+        if (live.length > 0) await target.run(live.map((job) => this.wrap(job, startedAt, live.length)));
       } catch (err) {
         const error = err instanceof StubhostError ? err : new StubhostError('STUBHOST_INTERNAL', (err as Error).message);
         for (const job of jobs) this.settle(job, { error }, performance.now());
       } finally {
-        release?.();
+        if (waiting > 0) this.waitingJobs -= waiting;
         this.inflightJobs -= jobs.length;
+        this.busy.set(target, (this.busy.get(target) ?? 1) - 1);
+        // Dispatch this instance's next batch (its acquire queues) before giving the resources
+        // back, so the rate limiter sees every contender and its priority share holds.
         this.schedule();
+        release?.();
         if (this.queue.size === 0 && this.inflightJobs === 0) {
           const waiters = this.idleWaiters;
           this.idleWaiters = [];
@@ -200,6 +272,32 @@ export class Scheduler {
       }
     };
     void run();
+  }
+
+  private cancelQueued(job: Job, signal: AbortSignal): void {
+    this.listeners.delete(job);
+    if (this.queue.remove(new Set([job])) === 0) return;
+    this.settle(job, { error: this.cancelledError(signal) }, performance.now());
+    this.notePending();
+    this.schedule();
+  }
+
+  private cancelledError(signal: AbortSignal): StubhostError {
+    const reason = signal.reason as unknown;
+    const why = reason instanceof Error ? reason.message : typeof reason === 'string' ? reason : 'the request was cancelled';
+    return new StubhostError('STUBHOST_CANCELLED', `${this.opts.modelLabel}: request cancelled while queued (${why})`);
+  }
+
+  private unlisten(job: Job): void {
+    const off = this.listeners.get(job);
+    if (off) {
+      this.listeners.delete(job);
+      off();
+    }
+  }
+
+  private notePending(): void {
+    this.opts.onPending?.(this.pending);
   }
 
   /** A job whose finish also records timing and honours preserve_ordering. */
@@ -220,7 +318,9 @@ export class Scheduler {
     this.release(job.seq, () => job.finish(outcome, { queueMs: now - job.enqueuedAt, computeMs: 0, batchSize: 0 }));
   }
 
+  /** Delivers a job's outcome once (a second settle of the same job is ignored), in order when preserve_ordering asks. */
   private release(seq: number, deliver: () => void): void {
+    if (!this.unsettled.delete(seq)) return;
     if (!this.opts.dynamicBatching?.preserveOrdering) {
       deliver();
       return;
@@ -245,4 +345,15 @@ export class Scheduler {
       this.schedule();
     }, Math.max(0, at - performance.now()));
   }
+}
+
+/**
+ * Aborted by the client (disconnect, explicit cancel), as opposed to by the request's own
+ * `timeout` running out: ModelVersion aborts the signal with a STUBHOST_TIMEOUT reason so a
+ * running model sees isCancelled(), but in the queue the queue policy (REJECT / DELAY) decides.
+ */
+function clientCancelled(signal: AbortSignal | undefined): boolean {
+  if (!signal?.aborted) return false;
+  const reason = signal.reason as { code?: unknown } | undefined;
+  return reason?.code !== 'STUBHOST_TIMEOUT';
 }
