@@ -203,6 +203,8 @@ export class StubProcess extends EventEmitter {
     return new Promise<ExecOutcome[]>((resolve) => {
       this.batches.set(b, { b, resolve, blocks, rids, startedAt: performance.now(), streams: sinks });
       if (sinks) rids.forEach((rid, i) => this.streams.set(rid, sinks[i]!));
+      // After 'exec': a Cancel for a request the stub has not seen yet would be dropped.
+      this.channel!.send({ k: 'exec', b, reqs: wire });
       for (let i = 0; i < requests.length; i++) {
         const signal = requests[i]!.signal;
         if (signal) {
@@ -211,7 +213,6 @@ export class StubProcess extends EventEmitter {
           else signal.addEventListener('abort', () => this.cancel([rid]), { once: true });
         }
       }
-      this.channel!.send({ k: 'exec', b, reqs: wire });
     });
   }
 
