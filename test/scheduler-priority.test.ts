@@ -1,0 +1,172 @@
+/**
+ * Priority levels, queue policies and cancellation through a real server (HTTP
+ * `parameters.priority` / `parameters.timeout`), on one slow instance so requests queue.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { http, shmLeftovers, startTestServer, waitFor, type TestServer } from './helpers/server.js';
+import { infer, recorderModel, schedRepository, sleep } from './fixtures/models/sched/repo.js';
+
+const BUSY_MS = 120;
+
+let server: TestServer;
+let repo: { root: string; cleanup(): void };
+
+beforeAll(async () => {
+  repo = schedRepository({
+    // The seed's priority example: two levels, default 2.
+    prio: recorderModel('prio', {
+      maxBatchSize: 0, delayMs: 60,
+      extra: 'dynamic_batching { priority_levels: 2 default_priority_level: 2 }',
+    }),
+    // Level 1: REJECT after 50 ms, override allowed. Level 2: DELAY after 50 ms, override allowed.
+    policy: recorderModel('policy', {
+      maxBatchSize: 0, delayMs: BUSY_MS,
+      extra: `dynamic_batching {
+        priority_levels: 2 default_priority_level: 2
+        default_queue_policy { timeout_action: DELAY default_timeout_microseconds: 50000 allow_timeout_override: true }
+        priority_queue_policy { key: 1 value: { timeout_action: REJECT default_timeout_microseconds: 50000 allow_timeout_override: true } }
+      }`,
+    }),
+    // At most 2 queued.
+    small: recorderModel('small', {
+      maxBatchSize: 0, delayMs: BUSY_MS,
+      extra: 'dynamic_batching { default_queue_policy { max_queue_size: 2 } }',
+    }),
+    // Aging: a level-2 request is promoted after 150 ms.
+    aging: recorderModel('aging', {
+      maxBatchSize: 0, delayMs: 30,
+      extra: `dynamic_batching { priority_levels: 2 default_priority_level: 1 }
+parameters { key: "priority_aging_microseconds" value: { string_value: "150000" } }`,
+    }),
+  });
+  server = await startTestServer({ modelRepository: repo.root });
+  expect([...server.failed]).toEqual([]);
+}, 60_000);
+
+afterAll(async () => {
+  await server?.close();
+  repo?.cleanup();
+  expect(shmLeftovers()).toEqual([]);
+});
+
+describe('priorities', () => {
+  it('priority-1 requests overtake priority-2 ones sent before them while the model is busy', async () => {
+    // The seed's client: request i has priority 1 when i is even, else 2, all sent while the
+    // instance executes an earlier request. The model returns its execution counter.
+    const busy = infer(server.url, 'prio', { id: 'busy' });
+    await sleep(20);
+    const sent: Promise<{ i: number; order: number; status: number }>[] = [];
+    for (let i = 0; i < 10; i++) {
+      const priority = i % 2 === 0 ? 1 : 2;
+      sent.push(infer(server.url, 'prio', { id: String(i), parameters: { priority } }).then((r) => ({ i, order: r.order, status: r.status })));
+      await sleep(2); // arrival order = send order
+    }
+    expect((await busy).order).toBe(0);
+    const done = await Promise.all(sent);
+    expect(done.every((d) => d.status === 200)).toBe(true);
+    const byOrder = [...done].sort((a, b) => a.order - b.order).map((d) => d.i);
+    // Every priority-1 request (even i) ran before every priority-2 one, each level in arrival order.
+    expect(byOrder).toEqual([0, 2, 4, 6, 8, 1, 3, 5, 7, 9]);
+  });
+
+  it('a priority outside 1..priority_levels (or 0) runs at the default level', async () => {
+    const r = await infer(server.url, 'prio', { parameters: { priority: 9 } });
+    expect(r.status).toBe(200);
+  });
+
+  it('aging bounds starvation: a priority-2 request runs within the aging time under endless priority-1 load', async () => {
+    let stop = false;
+    const flood = (async () => {
+      const inflight = new Set<Promise<unknown>>();
+      while (!stop) {
+        while (inflight.size < 3) {
+          const p = infer(server.url, 'aging', { parameters: { priority: 1 } }).finally(() => inflight.delete(p));
+          inflight.add(p);
+        }
+        await Promise.race(inflight);
+      }
+      await Promise.all(inflight);
+    })();
+    await sleep(50);
+    const low = infer(server.url, 'aging', { parameters: { priority: 2 } });
+    const r = await Promise.race([low, sleep(2000).then(() => undefined)]);
+    stop = true;
+    await flood;
+    expect(r, 'the priority-2 request starved').toBeDefined();
+    expect(r!.status).toBe(200);
+    expect(r!.ms).toBeGreaterThanOrEqual(140); // urgent traffic overtook it for the aging window
+    expect(r!.ms).toBeLessThan(150 + 300);
+  });
+});
+
+describe('queue policies', () => {
+  it('REJECT: a level-1 request that waits past its timeout answers 504 with a clear message', async () => {
+    const busy = infer(server.url, 'policy', { parameters: { priority: 1 } });
+    await sleep(20);
+    const r = await infer(server.url, 'policy', { parameters: { priority: 1 } });
+    expect(r.status).toBe(504);
+    expect(r.error).toMatch(/model 'policy' version 1: request timed out in the queue after \d+ ms/);
+    expect(r.ms).toBeLessThan(BUSY_MS); // rejected at 50 ms, while the instance was still busy
+    expect((await busy).status).toBe(200);
+  });
+
+  it('allow_timeout_override: the request timeout parameter replaces the default', async () => {
+    const busy = infer(server.url, 'policy', { parameters: { priority: 1 } });
+    await sleep(20);
+    const [patient, hasty] = await Promise.all([
+      infer(server.url, 'policy', { parameters: { priority: 1, timeout: 2_000_000 } }),
+      infer(server.url, 'policy', { parameters: { priority: 1, timeout: 10_000 } }),
+    ]);
+    expect(patient.status).toBe(200);
+    expect(hasty.status).toBe(504);
+    expect(hasty.ms).toBeLessThan(50);
+    await busy;
+  });
+
+  it('DELAY: a level-2 request past its timeout is not rejected; fresh level-2 requests go first', async () => {
+    const busy = infer(server.url, 'policy', { parameters: { priority: 2 } });
+    await sleep(20);
+    const old = infer(server.url, 'policy', { parameters: { priority: 2 } }); // delayed at 50 ms
+    await sleep(70);
+    const fresh = infer(server.url, 'policy', { parameters: { priority: 2, timeout: 5_000_000 } });
+    const [b, o, f] = await Promise.all([busy, old, fresh]);
+    expect([b.status, o.status, f.status]).toEqual([200, 200, 200]);
+    expect(f.order).toBe(b.order + 1);
+    expect(o.order).toBe(b.order + 2);
+  });
+
+  it('max_queue_size: the overflow answers 503 "queue full", every queued request still succeeds with its own data', async () => {
+    const running = infer(server.url, 'small', { value: 100 });
+    await sleep(30);
+    const queued = [infer(server.url, 'small', { value: 1 }), infer(server.url, 'small', { value: 2 })];
+    await sleep(30);
+    const over = await Promise.all([infer(server.url, 'small', { value: 3 }), infer(server.url, 'small', { value: 4 })]);
+    for (const r of over) {
+      expect(r.status).toBe(503);
+      expect(r.error).toMatch(/queue full: priority level 1 already holds max_queue_size 2 requests; retry later/);
+    }
+    const ok = await Promise.all([running, ...queued]);
+    expect(ok.map((r) => [r.status, r.out[0]])).toEqual([[200, 100], [200, 1], [200, 2]]);
+    const stats = (await http(`${server.url}/v2/models/small/stats`)).json.model_stats[0];
+    expect(stats.inference_stats.fail.count).toBe(2);
+    expect(stats.inference_stats.success.count).toBe(3);
+  });
+});
+
+describe('cancellation', () => {
+  it('a queued request whose client disconnects leaves the queue and never executes', async () => {
+    const metricsText = async () => (await http(`http://127.0.0.1:${server.ports.metrics}/metrics`)).text;
+    const busy = infer(server.url, 'small', { value: 1 });
+    await sleep(20);
+    const ac = new AbortController();
+    const gone = infer(server.url, 'small', { value: 2, signal: ac.signal }).catch((e: Error) => e);
+    await sleep(20);
+    ac.abort();
+    expect(await gone).toBeInstanceOf(Error);
+    const canceled = await waitFor(async () => /nv_inference_request_failure\{[^}]*model="small"[^}]*reason="CANCELED"[^}]*\} 1/.test(await metricsText()), 2000);
+    expect(canceled).toBe(true);
+    const b = await busy;
+    const next = await infer(server.url, 'small', { value: 3 });
+    expect(next.order).toBe(b.order + 1); // the cancelled request took no execution
+  });
+});
