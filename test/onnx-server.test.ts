@@ -147,7 +147,7 @@ describe('inference', () => {
 
   it(`a dynamic batch gives the outputs of single requests (within ${TOLERANCE}) in fewer executions`, async () => {
     const xs = Array.from({ length: 6 }, (_, i) => pseudoRandom(16, 100 + i));
-    const singles = [];
+    const singles: Float32Array[] = [];
     for (const x of xs) singles.push((await infer('mlp_cfg', 'INPUT0', x, [1, 16])).outputs.get('OUTPUT0')!.data);
     const before = (await http(`${server.url}/v2/models/mlp_cfg/stats`)).json.model_stats[0];
     const together = await Promise.all(xs.map((x) => infer('mlp_cfg', 'INPUT0', x, [1, 16])));
