@@ -29,6 +29,8 @@ export const CONFIG_JSON = 'config.json';
 const BACKEND_BY_FILE: readonly (readonly [file: string, backend: string])[] = [
   ['model.ts', 'typescript'],
   ['model.onnx', 'onnxruntime'],
+  // A pointer to an ONNX file elsewhere (e.g. in node_modules), resolved by the onnxruntime backend.
+  ['model.onnx.path', 'onnxruntime'],
 ];
 
 /** Triton's default for `sequence_batching.max_sequence_idle_microseconds` when unset or 0. */
@@ -144,7 +146,7 @@ function isDir(p: string): boolean {
 
 /** The backend the files say: default_model_filename's extension, else model.ts / model.onnx in a version folder. */
 function inferBackend(modelDir: string, defaultModelFilename: string): string | undefined {
-  if (defaultModelFilename.endsWith('.onnx')) return 'onnxruntime';
+  if (defaultModelFilename.endsWith('.onnx') || defaultModelFilename.endsWith('.onnx.path')) return 'onnxruntime';
   if (defaultModelFilename.endsWith('.ts')) return 'typescript';
   for (const v of versionDirs(modelDir)) {
     for (const [file, backend] of BACKEND_BY_FILE) {
