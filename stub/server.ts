@@ -372,11 +372,14 @@ export class StubServer implements StubRuntime {
   private crash(what: string, err: unknown): void {
     const message = `${this.label()}: ${what}: ${describe(err)}`;
     try {
+      // The cause goes first so the requests failed by the exit say why (not just "exit code 1").
+      const first = (err instanceof Error ? `${err.name}: ${err.message}` : String(err)).split('\n')[0]!;
+      this.channel.send({ k: 'fatal', cause: `${what}: ${first}` });
       this.channel.send({ k: 'log', level: 'error', msg: message });
     } catch {
       // The queue is gone; stderr still reaches the host.
+      process.stderr.write(`${message}\n`);
     }
-    process.stderr.write(`${message}\n`);
     setTimeout(() => process.exit(1), 20);
   }
 }

@@ -111,6 +111,24 @@ describe('crash: SIGKILL one of two instances under load', () => {
   }, 30_000);
 });
 
+describe('crash: the stub takes itself down', () => {
+  it.each([
+    [1, /uncaught exception: Error: boom from a timer/],
+    [2, /exited with code 3/],
+    [3, /unhandled promise rejection: Error: nobody handles this rejection/],
+  ])('mode %i: the request fails naming model, instance and cause; the stub restarts', async (mode, cause) => {
+    const [inst] = instances('crashy');
+    const oldPid = inst!.pid;
+    const r = await http(inferUrl('crashy'), 'POST', { inputs: [int32('MODE', mode)] });
+    expect(r.status).toBe(500);
+    expect(r.json.error).toContain(`model 'crashy' version 1 instance 'crashy_0_0' (pid ${oldPid})`);
+    expect(r.json.error).toMatch(cause);
+    expect(await waitFor(() => inst!.state === 'ready' && inst!.pid !== oldPid, 3000)).toBe(true);
+    const after = await http(inferUrl('crashy'), 'POST', { inputs: [int32('MODE', 0)] });
+    expect([after.status, out(after.json, 'PID')]).toEqual([200, inst!.pid]);
+  }, 15_000);
+});
+
 describe('hangs', () => {
   it('a 3-second synchronous execute finishes and is not killed (default 1 s stub timeout)', async () => {
     const [inst] = instances('busy');

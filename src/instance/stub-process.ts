@@ -282,6 +282,9 @@ export class StubProcess extends EventEmitter {
       case 'resp':
         this.onStreamResponse(msg.rid, msg.r, msg.final);
         break;
+      case 'fatal':
+        this.fault ??= msg.cause;
+        break;
       case 'log':
         this.opts.logger[msg.level === 'verbose' ? 'verbose' : msg.level](msg.msg, { model: this.modelName, instance: this.instanceName });
         break;

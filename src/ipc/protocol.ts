@@ -76,6 +76,8 @@ export interface BlsRequest { k: 'bls'; c: number; req: WireRequest; stream: boo
 export interface BlsCancel { k: 'bls-cancel'; c: number }
 export interface FinalizeDone { k: 'fin-ok'; err?: ErrorBody }
 export interface Pong { k: 'pong'; t: number; outs?: TensorDesc[] }
+/** The stub is about to exit on its own (uncaught exception, unhandled rejection): why, for the error its requests get. */
+export interface Fatal { k: 'fatal'; cause: string }
 
 /** `Release` goes both ways: the stub releases host-arena blocks of BLS responses. */
 
@@ -84,4 +86,4 @@ export interface SegmentDrop { k: 'seg-drop'; ids: number[] }
 
 export type HostMessage = Initialize | Execute | Cancel | Release | BlsResult | Finalize | Ping | SegmentDrop;
 export type StubMessage =
-  | Release | Hello | InitializeDone | InitializeFailed | ExecuteDone | Response | Log | BlsRequest | BlsCancel | FinalizeDone | Pong | SegmentDrop;
+  | Release | Hello | InitializeDone | InitializeFailed | ExecuteDone | Response | Log | BlsRequest | BlsCancel | FinalizeDone | Pong | Fatal | SegmentDrop;
