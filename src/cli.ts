@@ -140,6 +140,7 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
     rateLimit: rateMode as 'off' | 'execution_count',
     rateLimitResources: (o['rate-limit-resource'] as string[] | undefined) ?? [],
     pollIntervalMs: num('repository-poll-secs', 15) * 1000,
+    strictReadiness: bool(o['strict-readiness'] as string | undefined, true),
     logger,
   });
   const exitTimeoutMs = num('exit-timeout-secs', 30) * 1000;

@@ -48,15 +48,15 @@ async function infer(model: string, body: unknown, version?: string): Promise<{ 
 
 async function expectHealthy(): Promise<void> {
   expect((await http(`${server.url}/v2/health/live`)).status).toBe(200);
-  expect((await http(`${server.url}/v2/health/ready`)).status).toBe(200);
+  expect((await http(`${server.url}/v2/models/add_sub/ready`)).status).toBe(200);
   const r = await infer('add_sub', addSubJson);
   expect(r.status).toBe(200);
 }
 
 describe('health, metadata, config', () => {
-  it('live and ready answer 200 once the models are loaded', async () => {
+  it('live is 200; ready is 503 while a model has failed to load (strict readiness, as Triton)', async () => {
     expect((await http(`${server.url}/v2/health/live`)).status).toBe(200);
-    expect((await http(`${server.url}/v2/health/ready`)).status).toBe(200);
+    expect((await http(`${server.url}/v2/health/ready`)).status).toBe(503);
   });
 
   it('/v2 is the server metadata with its extensions', async () => {
@@ -406,6 +406,13 @@ describe('repository', () => {
       fs.rmSync(link);
     }
     await expectHealthy();
+  });
+});
+
+describe('readiness after unload', () => {
+  it('unloading the failed model makes the server ready', async () => {
+    expect((await http(`${server.url}/v2/repository/models/bad_field/unload`, 'POST')).status).toBe(200);
+    expect((await http(`${server.url}/v2/health/ready`)).status).toBe(200);
   });
 });
 

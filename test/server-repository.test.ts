@@ -138,14 +138,18 @@ describe('poll mode', () => {
     } finally {
       await load.stop();
     }
-    expect(load.failures).toEqual([]);
+    expect(load.failures.join('\n')).toBe('');
     expect(load.ok).toBeGreaterThan(50);
     expect(load.generations).toEqual(new Set([undefined, 2, 3]));
     const index = async () => (await http(`${server.url}/v2/repository/index`, 'POST')).json as { name: string; version?: string; state: string }[];
     expect((await index()).filter((e) => e.name === 'add_sub')).toEqual([{ name: 'add_sub', version: '2', state: 'READY', reason: '' }]);
     // UNLOADING while its instance finalizes, then gone from the index with its folder.
     expect(await waitFor(async () => !(await index()).some((e) => e.name === 'identity_fp32'), 5000)).toBe(true);
-    expect(await status(`${server.url}/v2/health/ready`)).toBe(200);
+    // Strict readiness: the two configs still broken hold it down until their folders go.
+    expect(await status(`${server.url}/v2/health/ready`)).toBe(503);
+    for (const m of ['bad_dtype', 'bad_syntax']) fs.rmSync(path.join(repo.root, m), { recursive: true });
+    expect(await waitFor(async () => (await status(`${server.url}/v2/health/ready`)) === 200, 5000)).toBe(true);
+    expect((await index()).map((e) => e.name)).toEqual(['add_sub', 'bad_field']);
   }, 60_000);
 });
 
@@ -219,7 +223,7 @@ describe('explicit load and unload', () => {
     } finally {
       await load.stop();
     }
-    expect(load.failures).toEqual([]);
+    expect(load.failures.join('\n')).toBe('');
     expect(load.ok).toBeGreaterThan(20);
     expect(await status(`${server.url}/v2/health/ready`)).toBe(200);
   }, 60_000);

@@ -165,7 +165,8 @@ export class ModelRepository {
       }));
     }
     for (const [name, entry] of this.models) {
-      if (seen.has(name) || entry.tempDir || entry.versions.size === 0) continue;
+      // A failed model whose folder went away is unloaded too, so it stops holding readiness down.
+      if (seen.has(name) || entry.tempDir || (entry.versions.size === 0 && (entry.reason === 'unloaded' || entry.reason === ''))) continue;
       this.opts.logger.info('model removed from repository: unloading', { model: name });
       work.push(this.unloadModel(name).catch(() => {}));
     }
@@ -214,10 +215,14 @@ export class ModelRepository {
     return out;
   }
 
-  /** Ready: every model that should be loaded is (no failed or loading ones). */
+  /**
+   * Ready: every model that should be loaded is (no failed or loading ones). As in Triton's strict
+   * readiness, a model that failed to load counts as not ready; one unloaded on purpose does not.
+   */
   allReady(): boolean {
     for (const entry of this.models.values()) {
       if (entry.state === 'LOADING') return false;
+      if (entry.state === 'UNAVAILABLE' && entry.versions.size === 0 && entry.reason !== '' && entry.reason !== 'unloaded') return false;
       if (entry.state === 'READY' && ![...entry.versions.values()].every((mv) => mv.ready)) return false;
     }
     return true;

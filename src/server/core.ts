@@ -24,9 +24,13 @@ export class ServerCore implements InferenceService {
   readonly repository: ModelRepository;
   private live = true;
   private started = false;
+  private readonly strictReadiness: boolean;
 
-  constructor(options: Omit<RepositoryOptions, 'onBls'>) {
-    this.repository = new ModelRepository({ ...options, onBls: this.blsHandler });
+  /** strictReadiness (default true, as Triton's --strict-readiness): ready only when every model is. */
+  constructor(options: Omit<RepositoryOptions, 'onBls'> & { strictReadiness?: boolean }) {
+    const { strictReadiness, ...repository } = options;
+    this.strictReadiness = strictReadiness ?? true;
+    this.repository = new ModelRepository({ ...repository, onBls: this.blsHandler });
   }
 
   /** Marks start-up done: readiness then reflects the models. */
@@ -39,7 +43,7 @@ export class ServerCore implements InferenceService {
   }
 
   isReady(): boolean {
-    return this.live && this.started && this.repository.allReady();
+    return this.live && this.started && (!this.strictReadiness || this.repository.allReady());
   }
 
   serverMetadata(): ServerMetadata {

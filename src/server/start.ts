@@ -27,6 +27,8 @@ export interface ServerOptions {
   arenaMaxBytes?: number;
   rateLimit?: 'off' | 'execution_count';
   rateLimitResources?: string[];
+  /** Ready only when every model is ready, a failed load included (Triton's --strict-readiness). Default true. */
+  strictReadiness?: boolean;
   /** Poll interval for poll mode (the CLI's --repository-poll-secs, in ms). */
   pollIntervalMs?: number;
   logger?: Logger;
@@ -50,7 +52,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   if (swept > 0) logger.info(`removed ${swept} shared-memory files left by stubhost processes that no longer run`);
   const metrics = new Metrics();
   const rateLimiter = new RateLimiter(opts.rateLimit ?? 'off', opts.rateLimitResources ?? []);
-  const core = new ServerCore({ root, logger, metrics, rateLimiter, stubTimeoutMs: opts.stubTimeoutMs ?? 1000, arenaMaxBytes: opts.arenaMaxBytes });
+  const core = new ServerCore({ root, logger, metrics, rateLimiter, stubTimeoutMs: opts.stubTimeoutMs ?? 1000, arenaMaxBytes: opts.arenaMaxBytes, strictReadiness: opts.strictReadiness });
 
   const endpoints: { close(): Promise<void> }[] = [];
   const ports: RunningServer['ports'] = {};
