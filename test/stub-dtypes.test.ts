@@ -144,12 +144,12 @@ describe('add_sub over every numeric dtype', () => {
     const c = caseFor('FP16', 4);
     const r = await http(`${server.url}/v2/models/add_sub_fp16/infer`, 'POST', {
       inputs: [
-        { name: 'INPUT0', datatype: 'FP16', shape: [4], data: Array.from(c.a) },
-        { name: 'INPUT1', datatype: 'FP16', shape: [4], data: Array.from(c.b) },
+        { name: 'INPUT0', datatype: 'FP16', shape: [4], data: Array.from(c.a as Uint16Array) },
+        { name: 'INPUT1', datatype: 'FP16', shape: [4], data: Array.from(c.b as Uint16Array) },
       ],
     });
     expect(r.status).toBe(200);
-    expect(r.json.outputs.find((o: { name: string }) => o.name === 'OUTPUT0').data).toEqual(Array.from(c.sum));
+    expect(r.json.outputs.find((o: { name: string }) => o.name === 'OUTPUT0').data).toEqual(Array.from(c.sum as Uint16Array));
   });
 });
 
