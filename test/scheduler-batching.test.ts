@@ -23,7 +23,7 @@ beforeAll(async () => {
     // A slow model, for the pending-count gauge.
     slow: recorderModel('slow', { maxBatchSize: 2, delayMs: 150, extra: 'dynamic_batching { max_queue_delay_microseconds: 0 }' }),
   });
-  server = await startTestServer({ modelRepository: repo.root });
+  server = await startTestServer({ modelRepository: repo.root, stubTimeoutMs: 10_000 }); // health timing is not under test here
   expect([...server.failed]).toEqual([]);
 }, 60_000);
 
@@ -57,10 +57,11 @@ describe('dynamic batching', () => {
     expect(r.status).toBe(200);
     expect(r.requests).toBe(1);
     expect(r.ms).toBeGreaterThanOrEqual(DELAY_US / 1000 - 5);
-    // Its time in the queue, measured by the server: the delay, plus timer slack.
+    // Its time in the queue, measured by the server: the delay plus timer slack (a few ms on an
+    // idle machine; the tolerance allows for event-loop stalls on a loaded 2-core CI box).
     const queuedMs = (after.ns - before.ns) / 1e6;
     expect(queuedMs).toBeGreaterThanOrEqual(DELAY_US / 1000 - 1);
-    expect(queuedMs).toBeLessThan(DELAY_US / 1000 + 50);
+    expect(queuedMs).toBeLessThan(DELAY_US / 1000 + 250);
   });
 
   it('counts rows: requests of 2 + 2 rows make the preferred 4; a request is never split', async () => {

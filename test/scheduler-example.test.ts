@@ -6,7 +6,7 @@ import { shmLeftovers, startTestServer, type TestServer } from './helpers/server
 let server: TestServer;
 
 beforeAll(async () => {
-  server = await startTestServer({ modelRepository: path.resolve('models'), modelControlMode: 'explicit', loadModels: ['batch_concat'] });
+  server = await startTestServer({ modelRepository: path.resolve('models'), modelControlMode: 'explicit', loadModels: ['batch_concat'], stubTimeoutMs: 10_000 });
   expect([...server.failed]).toEqual([]);
 }, 60_000);
 

@@ -28,7 +28,7 @@ beforeAll(async () => {
     }),
     greedy: recorderModel('greedy', { instanceGroup: `{ count: 1, kind: KIND_CPU, ${R(2)} }` }),
   });
-  server = await startTestServer({ modelRepository: repo.root, rateLimit: 'execution_count', rateLimitResources: ['R:1', 'W:1'] });
+  server = await startTestServer({ modelRepository: repo.root, stubTimeoutMs: 10_000, rateLimit: 'execution_count', rateLimitResources: ['R:1', 'W:1'] });
 }, 60_000);
 
 afterAll(async () => {
