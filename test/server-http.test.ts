@@ -375,6 +375,13 @@ describe('repository', () => {
     // Back to the file's config.
     expect((await http(`${model}/load`, 'POST')).status).toBe(200);
     expect((await http(`${server.url}/v2/models/identity_fp32/config`)).json.max_batch_size).toBe(8);
+
+    // The reloaded version still has its metrics and they move (the old one's teardown must not take them).
+    expect((await infer('identity_fp32', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 1], data: [1] }] })).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 300)); // the old version finishes draining
+    expect((await infer('identity_fp32', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 1], data: [1] }] })).status).toBe(200);
+    const text = await (await fetch(`http://127.0.0.1:${server.ports.metrics}/metrics`)).text();
+    expect(text).toMatch(/^nv_inference_request_success\{model="identity_fp32",version="1"\} [1-9]/m);
   });
 
   it('loading an unknown model or a broken one fails with a message', async () => {

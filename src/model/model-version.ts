@@ -121,18 +121,26 @@ export class ModelVersion {
     }
   }
 
-  /** Lets queued and running requests finish, then finalizes every instance. */
-  async unload(): Promise<void> {
+  /**
+   * Lets queued and running requests finish, then finalizes every instance.
+   * `replacedBy`: the versions a reload put in its place. Metrics series and rate-limiter
+   * registrations are keyed by model name (and version), so the new versions already share them:
+   * removing them here would leave a reloaded model without metrics or rate-limiter entries.
+   */
+  async unload(opts: { replacedBy?: readonly number[] } = {}): Promise<void> {
     if (this.state === 'UNAVAILABLE') return;
     this.state = 'UNLOADING';
     await this.scheduler?.idle();
     this.scheduler?.close('model is unloaded');
     await Promise.all(this.instances.map((i) => i.close()));
-    this.opts.rateLimiter?.unregister(this.name);
+    const replaced = opts.replacedBy !== undefined && opts.replacedBy.length > 0;
+    if (!replaced) this.opts.rateLimiter?.unregister(this.name);
     this.state = 'UNAVAILABLE';
     this.reason = 'unloaded';
-    this.stats.close();
-    for (const inst of this.instances) this.opts.metrics?.removeStubs(this.name, inst.name);
+    if (!opts.replacedBy?.includes(this.version)) {
+      this.stats.close();
+      if (!replaced) for (const inst of this.instances) this.opts.metrics?.removeStubs(this.name, inst.name);
+    }
   }
 
   /** One request, one response. */

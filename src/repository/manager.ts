@@ -124,7 +124,8 @@ export class ModelRepository {
       if (options.fingerprint) entry.fingerprint = options.fingerprint;
       else entry.fingerprint = (await scanModelDir(name, dir))?.fingerprint;
       // The old versions drain in the background; requests already go to the new ones.
-      for (const mv of old) void mv.unload().catch((e: Error) => this.opts.logger.warn(`unload of old version failed: ${e.message}`, { model: name }));
+      const replacedBy = loaded.map((mv) => mv.version);
+      for (const mv of old) void (mv instanceof ModelVersion ? mv.unload({ replacedBy }) : mv.unload()).catch((e: Error) => this.opts.logger.warn(`unload of old version failed: ${e.message}`, { model: name }));
     });
   }
 
