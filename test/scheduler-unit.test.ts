@@ -128,7 +128,7 @@ describe('dynamic batcher', () => {
     s.addTarget(a);
     const d = await submit(s, 'alone');
     expect(d.timing.queueMs).toBeGreaterThanOrEqual(49);
-    expect(d.timing.queueMs).toBeLessThan(50 + 30);
+    expect(d.timing.queueMs).toBeLessThan(50 + 200); // timer slack: a few ms idle, more on a loaded CI box
     expect(a.batches).toEqual([['alone']]);
   });
 
@@ -270,7 +270,7 @@ describe('priorities and queue policies', () => {
     await flood;
     expect(d, 'the low-priority request starved').toBeDefined();
     expect(d!.timing.queueMs).toBeGreaterThanOrEqual(55);
-    expect(d!.timing.queueMs).toBeLessThan(60 + 100);
+    expect(d!.timing.queueMs).toBeLessThan(60 + 400); // the aging time plus one execution, plus slack on a loaded box
     expect(n).toBeGreaterThan(3); // urgent requests did overtake it meanwhile
     await s.idle();
   });
@@ -425,5 +425,21 @@ describe('RateLimiter', () => {
     const l = new RateLimiter('off', []);
     l.register('m', [{ name: 'i', spec: spec(100) }]);
     expect(typeof l.acquire('m', 'i')).toBe('function');
+  });
+});
+
+describe('idle', () => {
+  it('resolves when the last queued request times out or is cancelled, with nothing executing', async () => {
+    const s = scheduler({ policyOf: () => ({ ...noPolicy, defaultTimeoutUs: 20_000 }) }); // no instances at all
+    const late = submit(s, 'late');
+    const idle = s.idle();
+    expect((await late).outcome.error?.message).toMatch(/timed out/);
+    await idle;
+    const ac = new AbortController();
+    const gone = submit(s, 'gone', { signal: ac.signal });
+    const idle2 = s.idle();
+    ac.abort();
+    await gone;
+    await idle2;
   });
 });

@@ -100,6 +100,7 @@ export class Scheduler {
   removeTarget(target: ExecutionTarget): void {
     const i = this.targets.indexOf(target);
     if (i >= 0) this.targets.splice(i, 1);
+    if (!this.busy.get(target)) this.busy.delete(target);
   }
 
   /** The priority level a request asks for (0 or out of range: the default level). */
@@ -171,6 +172,12 @@ export class Scheduler {
     }
     if (rejected.length > 0) this.notePending();
     this.armTimer(wakeAt);
+    // Also reached when the last queued request timed out or was cancelled.
+    if (this.queue.size === 0 && this.inflightJobs === 0 && this.idleWaiters.length > 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
   }
 
   /** Stops accepting work and fails everything still queued. */
@@ -264,11 +271,6 @@ export class Scheduler {
         // back, so the rate limiter sees every contender and its priority share holds.
         this.schedule();
         release?.();
-        if (this.queue.size === 0 && this.inflightJobs === 0) {
-          const waiters = this.idleWaiters;
-          this.idleWaiters = [];
-          for (const w of waiters) w();
-        }
       }
     };
     void run();
