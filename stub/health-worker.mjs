@@ -1,7 +1,7 @@
 // The stub's health thread (a worker_thread, so a long synchronous execute on the main thread
 // does not look like death): sets the health word every interval and, when the host is gone,
 // removes the region's shared-memory files and kills this process.
-import { workerData } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import fs from 'node:fs';
 
 const { buffer, healthIndex, hostPid, intervalMs, shmPrefix } = workerData;
@@ -27,6 +27,8 @@ function die() {
 }
 
 Atomics.store(words, healthIndex, 1);
+// Tells the main thread the health word is being kept: it starts serving only then.
+parentPort.postMessage('beating');
 setInterval(() => {
   if (!hostAlive()) die();
   Atomics.store(words, healthIndex, 1);

@@ -26,7 +26,10 @@ const region = Region.attach(regionName, { spinMicros: Number(process.env.STUBHO
 const channel = new Channel<StubMessage, HostMessage>(region, 'stub');
 channel.setRef(true);
 
+// execArgv []: the worker is plain JavaScript and must not load tsx (inherited --import), which
+// made it boot in hundreds of ms under load.
 const health = new Worker(new URL('./health-worker.mjs', import.meta.url), {
+  execArgv: [],
   workerData: {
     buffer: region.buffer,
     healthIndex: kHealth >> 2,
@@ -35,7 +38,16 @@ const health = new Worker(new URL('./health-worker.mjs', import.meta.url), {
     shmPrefix: regionName.slice(1),
   },
 });
-health.unref();
+health.on('error', (err) => {
+  process.stderr.write(`stub health thread failed: ${err.stack ?? err.message}\n`);
+  process.exit(1);
+});
 
+// Serve (say hello, accept init) only once the health thread beats: the host's stub timeout
+// starts when initialize finishes, and a fast initialize used to beat a health thread that was
+// still booting, so a busy machine saw healthy new stubs declared dead ("no health signal").
 const server = new StubServer(channel);
-server.start();
+health.once('message', () => {
+  health.unref();
+  server.start();
+});
