@@ -77,6 +77,11 @@ describe('crash: SIGKILL one of two instances under load', () => {
     const killedAt = performance.now();
     // Readiness stays up: the other instance serves.
     expect(server.core.modelReady('ident2')).toBe(true);
+    let backAt = Infinity;
+    const back = waitFor(() => {
+      if (victim!.state === 'ready' && victim!.pid !== oldPid && victim!.isHealthy()) backAt = Math.min(backAt, performance.now());
+      return backAt < Infinity;
+    }, 5000, 5);
 
     const rs = await Promise.all(pending);
     let ok = 0;
@@ -95,8 +100,8 @@ describe('crash: SIGKILL one of two instances under load', () => {
     expect(failed).toBeGreaterThan(0);
     expect(failed).toBeLessThanOrEqual(8); // at most the one batch that was on the killed stub
 
-    expect(await waitFor(() => victim!.state === 'ready' && victim!.pid !== oldPid && victim!.isHealthy(), 2000, 10)).toBe(true);
-    expect(performance.now() - killedAt).toBeLessThan(2000);
+    expect(await back).toBe(true);
+    expect(backAt - killedAt).toBeLessThan(2000);
     expect(running(oldPid)).toBe(false);
     expect(survivor!.pid).toBe(survivorPid);
     expect(victim!.restarts).toBe(1);

@@ -18,7 +18,12 @@ export interface ModelInstanceOptions extends StubProcessOptions {
   onHealth?: (healthy: boolean, restarted: boolean) => void;
 }
 
-const BACKOFF_MS = [100, 200, 500, 1000, 2000, 5000];
+/**
+ * Delay before restart attempt n (reset once a start succeeds). The first is immediate: the stub
+ * was serving, and starting node + tsx + the model already takes 0.5-1.5 s on a busy 2-core
+ * machine against a budget of 2 s; the growing delays only matter for a stub that keeps failing.
+ */
+const BACKOFF_MS = [0, 200, 500, 1000, 2000, 5000];
 
 export class ModelInstance extends EventEmitter implements ExecutionTarget {
   readonly name: string;
