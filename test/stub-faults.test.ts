@@ -128,7 +128,15 @@ describe('crash: the stub takes itself down', () => {
     expect(r.status).toBe(500);
     expect(r.json.error).toContain(`model 'crashy' version 1 instance 'crashy_0_0' (pid ${oldPid})`);
     expect(r.json.error).toMatch(cause);
+    // Its only instance is restarting: the model says it is not ready, and a request sent now
+    // waits in the queue and is served by the new stub.
+    expect(server.core.modelReady('crashy')).toBe(false);
+    expect((await http(`${server.url}/v2/models/crashy/ready`)).status).toBe(503);
+    const during = http(inferUrl('crashy'), 'POST', { inputs: [int32('MODE', 0)] });
     expect(await waitFor(() => inst!.state === 'ready' && inst!.pid !== oldPid, 3000)).toBe(true);
+    expect(server.core.modelReady('crashy')).toBe(true);
+    const queued = await during;
+    expect([queued.status, out(queued.json, 'PID')]).toEqual([200, inst!.pid]);
     const after = await http(inferUrl('crashy'), 'POST', { inputs: [int32('MODE', 0)] });
     expect([after.status, out(after.json, 'PID')]).toEqual([200, inst!.pid]);
   }, 15_000);

@@ -12,7 +12,7 @@ const BASIC = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures'
 let server: TestServer;
 
 beforeAll(async () => {
-  server = await startTestServer({ modelRepository: BASIC, modelControlMode: 'explicit', loadModels: ['four', 'logs'] });
+  server = await startTestServer({ modelRepository: BASIC, modelControlMode: 'explicit', loadModels: ['four', 'logs', 'kinds'] });
   expect([...server.failed]).toEqual([]);
 }, 60_000);
 
@@ -54,6 +54,29 @@ describe('instance_group count 4', () => {
     const elapsed = performance.now() - started;
     expect(elapsed).toBeGreaterThanOrEqual(590);
     expect(elapsed).toBeLessThan(16 * 150 * 0.6);
+  });
+});
+
+describe('instance kinds', () => {
+  it('KIND_GPU (one instance per listed gpu), KIND_MODEL and KIND_CPU start, with kind and device id passed to initialize', async () => {
+    const instances = server.core.repository.get('kinds').instanceList;
+    expect(instances.map((i) => i.name)).toEqual(['kinds_0_0_0', 'kinds_0_1_0', 'on_model_0', 'kinds_2_0']);
+    const rs = await Promise.all(Array.from({ length: 12 }, () => server.core.infer({
+      id: '', modelName: 'kinds', parameters: {}, priority: 0, timeoutUs: 0,
+      inputs: [{ name: 'DELAY_MS', datatype: 'INT32', shape: [1], data: Int32Array.of(60) }],
+    })));
+    const dec = new TextDecoder();
+    const seen = new Map<string, [string, number]>();
+    for (const r of rs) {
+      const get = (name: string) => r.outputs.find((t) => t.name === name)!.data;
+      seen.set(dec.decode((get('INSTANCE') as Uint8Array[])[0]), [dec.decode((get('KIND') as Uint8Array[])[0]), (get('DEVICE') as Int32Array)[0]!]);
+    }
+    expect(Object.fromEntries(seen)).toEqual({
+      kinds_0_0_0: ['KIND_GPU', 0],
+      kinds_0_1_0: ['KIND_GPU', 1],
+      on_model_0: ['KIND_MODEL', 0],
+      kinds_2_0: ['KIND_CPU', 0],
+    });
   });
 });
 
