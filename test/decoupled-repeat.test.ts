@@ -114,6 +114,28 @@ describe('repeat over gRPC ModelStreamInfer', () => {
     expect(got[n].infer_response.parameters.triton_final_response.bool_param).toBe(true);
     expect(got[n].infer_response.id).toBe(`g${n}`);
   });
+
+  it('cancelling the stream: responseSender().isCancelled() turns true and repeat stops', async () => {
+    server.logs.length = 0;
+    const n = 1000;
+    const call = client.ModelStreamInfer();
+    let got = 0;
+    call.on('data', () => got++);
+    const ended = new Promise((resolve) => call.on('error', resolve));
+    call.write({
+      model_name: 'repeat', id: 'cancel-me',
+      inputs: [{ name: 'IN', datatype: 'INT32', shape: [n] }, { name: 'DELAY', datatype: 'UINT32', shape: [n] }],
+      raw_input_contents: [Buffer.from(new Int32Array(n).buffer), Buffer.from(new Uint32Array(n).fill(5).buffer)],
+    });
+    await waitFor(() => got >= 3, 5000);
+    call.cancel();
+    await ended;
+    const stopped = () => server.logs.find((l) => l.includes('repeat: stopped after'));
+    expect(await waitFor(() => stopped() !== undefined, 3000)).toBe(true);
+    const k = Number(/stopped after (\d+) of 1000/.exec(stopped()!)![1]);
+    expect(k).toBeGreaterThanOrEqual(3);
+    expect(k).toBeLessThan(500);
+  });
 });
 
 describe('decoupled models over HTTP', () => {

@@ -3,7 +3,7 @@
 // sends the final flag alone. Optional DELAY[i] (ms) waits before response i, optional WAIT (ms)
 // before the first. execute returns at once: the responses go out afterwards, from timers, the
 // way a streaming model (token generation, streaming ASR) answers.
-import { InferenceRequest, InferenceResponse, Tensor, ModelError, type ResponseSender } from 'stubhost';
+import { InferenceRequest, InferenceResponse, Tensor, ModelError, logger, type ResponseSender } from 'stubhost';
 import type { Model } from 'stubhost';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -37,7 +37,11 @@ export default class Repeat implements Model {
   private async stream(sender: ResponseSender, values: Int32Array, delays: Uint32Array | undefined, wait: number): Promise<void> {
     if (wait > 0) await sleep(wait);
     for (let i = 0; i < values.length; i++) {
-      if (sender.isCancelled()) break;
+      if (sender.isCancelled()) {
+        // The client went away (or the request timed out): the rest would go nowhere.
+        logger.info(`repeat: stopped after ${i} of ${values.length} responses: the request was cancelled`);
+        break;
+      }
       if (delays && delays[i]! > 0) await sleep(delays[i]!);
       sender.send(new InferenceResponse({
         outputs: [new Tensor('OUT', Int32Array.of(values[i]!), [1]), new Tensor('IDX', Uint32Array.of(i), [1])],
