@@ -1,0 +1,117 @@
+/**
+ * StubProcess and ModelInstance on their own (no server): close() while requests are in flight,
+ * close() twice, execute after exit, the 'exit' event, the per-stub health timeout, and
+ * ModelInstance restart/close rules.
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { StubProcess, type StubProcessOptions } from '../src/instance/stub-process.js';
+import { ModelInstance } from '../src/instance/model-instance.js';
+import { createLogger, logSettings } from '../src/log/logger.js';
+import type { InferRequest } from '../src/core/types.js';
+import { childPids, shmLeftovers, waitFor } from './helpers/server.js';
+
+const BASIC = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'models', 'stub', 'basic');
+const logs: string[] = [];
+logSettings.format = 'json';
+logSettings.sink = (line) => {
+  logs.push(line);
+};
+
+const live: { close(): Promise<void> }[] = [];
+
+function options(model: string, instanceName = `${model}_0_0`, extra: Partial<StubProcessOptions> = {}): StubProcessOptions {
+  const modelDir = path.join(BASIC, model);
+  return {
+    modelName: model, modelVersion: 1, instanceName, logger: createLogger(),
+    init: {
+      modelName: model, modelVersion: 1, modelRepository: BASIC, modelDir, modelFile: path.join(modelDir, '1', 'model.ts'), backend: 'typescript',
+      modelConfig: { name: model, max_batch_size: 0, input: [], output: [] }, instanceName, instanceKind: 'KIND_CPU', instanceDeviceId: 0,
+    },
+    ...extra,
+  };
+}
+
+async function startStub(model: string, extra: Partial<StubProcessOptions> = {}): Promise<StubProcess> {
+  const stub = new StubProcess(options(model, undefined, extra));
+  live.push(stub);
+  await stub.start();
+  return stub;
+}
+
+const delay = (ms: number): InferRequest => ({
+  id: '', modelName: 'four', parameters: {}, priority: 0, timeoutUs: 0,
+  inputs: [{ name: 'DELAY_MS', datatype: 'INT32', shape: [1], data: Int32Array.of(ms) }],
+});
+
+afterEach(async () => {
+  await Promise.all(live.splice(0).map((s) => s.close()));
+  expect(await waitFor(() => childPids().length === 0, 3000)).toBe(true);
+  expect(shmLeftovers()).toEqual([]);
+});
+
+describe('StubProcess', () => {
+  it('close() with requests in flight fails them with a named error; twice at once is safe', async () => {
+    const stub = await startStub('four');
+    const pid = stub.pid;
+    const inflight = stub.execute([delay(2000)]);
+    const exits: unknown[] = [];
+    stub.on('exit', (e) => exits.push(e));
+    await new Promise((r) => setTimeout(r, 50));
+    const started = performance.now();
+    await Promise.all([stub.close(), stub.close()]);
+    expect(performance.now() - started).toBeLessThan(1500);
+    const [outcome] = await inflight;
+    expect(outcome!.error?.code).toBe('STUBHOST_STUB_DIED');
+    expect(outcome!.error?.message).toMatch(new RegExp(`^model 'four' version 1 instance 'four_0_0' \\(pid ${pid}\\): unloaded`));
+    expect(exits).toHaveLength(1);
+    expect(exits[0]).toMatchObject({ expected: true });
+    await stub.close();
+    // After exit: refused at once, with the reason.
+    const [late] = await stub.execute([delay(0)]);
+    expect(late!.error?.message).toMatch(/stub is not running \(unloaded\)/);
+    expect(stub.isHealthy()).toBe(false);
+  }, 20_000);
+
+  it('a per-stub health timeout (stub_timeout_seconds) of 400 ms catches a SIGSTOP faster than the default', async () => {
+    const stub = await startStub('four', { healthTimeoutMs: 400 });
+    const pid = stub.pid;
+    try {
+      const exited = new Promise<{ cause: string; expected: boolean }>((resolve) => stub.once('exit', resolve));
+      process.kill(pid, 'SIGSTOP');
+      const stoppedAt = performance.now();
+      const info = await exited;
+      const took = performance.now() - stoppedAt;
+      expect(info.expected).toBe(false);
+      expect(info.cause).toMatch(/^stub is unhealthy: no health signal for \d+ ms \(stub timeout 400 ms\) \(killed by SIGKILL\)$/);
+      expect(took).toBeGreaterThan(300);
+      expect(took).toBeLessThan(900);
+    } finally {
+      try {
+        process.kill(pid, 'SIGCONT');
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+  }, 20_000);
+});
+
+describe('ModelInstance', () => {
+  it('restarts after a crash, and never after close(); close() twice is safe', async () => {
+    const inst = new ModelInstance({ ...options('four'), decoupled: false });
+    live.push(inst);
+    await inst.start();
+    const first = inst.pid;
+    inst.kill('SIGKILL');
+    expect(await waitFor(() => inst.state === 'ready' && inst.pid !== first, 5000)).toBe(true);
+    expect(inst.restarts).toBe(1);
+    const second = inst.pid;
+    await Promise.all([inst.close(), inst.close()]);
+    expect(inst.state).toBe('stopped');
+    await new Promise((r) => setTimeout(r, 300));
+    expect([inst.pid, inst.state, inst.isHealthy()]).toEqual([second, 'stopped', false]);
+    expect(childPids()).toEqual([]);
+  }, 20_000);
+});
