@@ -181,7 +181,7 @@ export class StubServer implements StubRuntime {
       let config = args.modelConfig as ModelConfig;
       let completed: Record<string, unknown> | undefined;
       if (typeof ModelCtor.autoCompleteConfig === 'function') {
-        config = await ModelCtor.autoCompleteConfig(structuredClone(config));
+        config = await ModelCtor.autoCompleteConfig(structuredClone(config), { modelFile: args.modelFile, modelDir: args.modelDir });
         completed = config as Record<string, unknown>;
       }
       this.decoupled = Boolean((config.model_transaction_policy as { decoupled?: boolean } | undefined)?.decoupled);

@@ -10,5 +10,5 @@ export type { ParameterValue } from './response.js';
 export { ModelError } from './errors.js';
 export type { ModelErrorCode } from './errors.js';
 export { logger } from './logger.js';
-export type { Model, ModelClass, ModelConfig, ModelInitArgs } from './model.js';
+export type { AutoCompleteContext, Model, ModelClass, ModelConfig, ModelInitArgs } from './model.js';
 export { concatInputs, splitOutput, type HasInputs } from './batching.js';

@@ -31,8 +31,16 @@ export interface Model {
   finalize?(): void | Promise<void>;
 }
 
+/** Where the model lives, for backends that complete the config from their files. */
+export interface AutoCompleteContext {
+  /** The model file the version folder names (`<version>/model.ts`, `model.onnx`, ...). */
+  modelFile: string;
+  /** The model's folder in the repository. */
+  modelDir: string;
+}
+
 export interface ModelClass {
   new (): Model;
   /** Completes a config that lacks fields (inputs, outputs, max_batch_size), like Triton's. */
-  autoCompleteConfig?(config: ModelConfig): ModelConfig | Promise<ModelConfig>;
+  autoCompleteConfig?(config: ModelConfig, context?: AutoCompleteContext): ModelConfig | Promise<ModelConfig>;
 }
