@@ -21,8 +21,10 @@ logSettings.sink = (line) => {
 
 const live: { close(): Promise<void> }[] = [];
 
+const FAULTS = path.join(BASIC, '..', 'faults');
+
 function options(model: string, instanceName = `${model}_0_0`, extra: Partial<StubProcessOptions> = {}): StubProcessOptions {
-  const modelDir = path.join(BASIC, model);
+  const modelDir = path.join(model === 'crashy' ? FAULTS : BASIC, model);
   return {
     modelName: model, modelVersion: 1, instanceName, logger: createLogger(),
     init: {
@@ -95,6 +97,32 @@ describe('StubProcess', () => {
         // gone
       }
     }
+  }, 20_000);
+});
+
+describe('StubProcess: out of memory', () => {
+  it('a stub that runs out of heap fails its request with "out of memory", not just SIGABRT', async () => {
+    // A 48 MB heap (the stub inherits NODE_OPTIONS from this process at spawn) so it dies fast.
+    const saved = process.env.NODE_OPTIONS;
+    process.env.NODE_OPTIONS = `${saved ?? ''} --max-old-space-size=48`.trim();
+    let stub: StubProcess;
+    try {
+      stub = new StubProcess(options('crashy'));
+      live.push(stub);
+      await stub.start();
+    } finally {
+      if (saved === undefined) delete process.env.NODE_OPTIONS;
+      else process.env.NODE_OPTIONS = saved;
+    }
+    const pid = stub.pid;
+    const [outcome] = await stub.execute([{
+      id: '', modelName: 'crashy', parameters: {}, priority: 0, timeoutUs: 0,
+      inputs: [{ name: 'MODE', datatype: 'INT32', shape: [1], data: Int32Array.of(4) }],
+    }]);
+    expect(outcome!.error?.code).toBe('STUBHOST_STUB_DIED');
+    expect(outcome!.error?.message).toBe(
+      `model 'crashy' version 1 instance 'crashy_0_0' (pid ${pid}): out of memory (Reached heap limit Allocation failed - JavaScript heap out of memory) (killed by SIGABRT)`,
+    );
   }, 20_000);
 });
 

@@ -146,7 +146,7 @@ export class StubProcess extends EventEmitter {
     this.child = child;
     this.pid = child.pid ?? 0;
     this.forwardOutput(child);
-    child.once('exit', (code, signal) => this.onExit(code, signal));
+    child.once('exit', (code, signal) => this.afterStderr(child, () => this.onExit(code, signal)));
     child.once('error', (err) => this.fail(`could not start: ${err.message}`));
 
     const started = new Promise<Record<string, unknown> | undefined>((resolve, reject) => {
@@ -446,9 +446,36 @@ export class StubProcess extends EventEmitter {
     for (const [stream, level] of [[child.stdout, 'info'], [child.stderr, 'warn']] as const) {
       if (!stream) continue;
       readline.createInterface({ input: stream }).on('line', (line) => {
-        if (line.trim()) this.opts.logger[level](line, tag);
+        if (!line.trim()) return;
+        this.opts.logger[level](line, tag);
+        // V8's last words before it aborts (heap out of memory): the cause, rather than "SIGABRT".
+        const fatal = stream === child.stderr && /^FATAL ERROR: (.*)$/.exec(line);
+        if (fatal) this.fault ??= /out of memory/i.test(fatal[1]!) ? `out of memory (${fatal[1]})` : `fatal error: ${fatal[1]}`;
       });
     }
+  }
+
+  /**
+   * Runs `then` once the child's stderr has been read to its end (at most 50 ms: a grandchild,
+   * such as tsx's esbuild service, may hold the pipe open). 'exit' can come before the last
+   * stderr lines, and those may carry the cause (V8's out-of-memory report).
+   */
+  private afterStderr(child: ChildProcess, then: () => void): void {
+    const stderr = child.stderr;
+    if (!stderr || stderr.readableEnded || stderr.destroyed) {
+      then();
+      return;
+    }
+    let done = false;
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      then();
+    };
+    const timer = setTimeout(finish, 50);
+    stderr.once('end', finish);
+    stderr.once('close', finish);
   }
 
   /** A fault: kill the process; onExit fails the work in flight. */
