@@ -195,6 +195,8 @@ export class StubServer implements StubRuntime {
         instanceName: args.instanceName,
         instanceKind: args.instanceKind,
         instanceDeviceId: args.instanceDeviceId,
+        modelFile: args.modelFile,
+        modelDir: args.modelDir,
       });
       this.channel.send({ k: 'init-ok', config: completed });
     } catch (err) {

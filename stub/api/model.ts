@@ -21,6 +21,10 @@ export interface ModelInitArgs {
   instanceName: string;
   instanceKind: string;
   instanceDeviceId: number;
+  /** The model file this instance serves (`<version>/model.ts`, `model.onnx`, ...). */
+  modelFile?: string;
+  /** The model's folder in the repository. */
+  modelDir?: string;
 }
 
 /** What a model.ts default-exports (a class implementing this). */

@@ -25,7 +25,6 @@ import { logger } from '../api/logger.js';
 import type { Model, ModelConfig, ModelInitArgs } from '../api/model.js';
 import type { InferenceRequest } from '../api/request.js';
 import { InferenceResponse } from '../api/response.js';
-import { getRuntime } from '../api/runtime.js';
 import { Tensor } from '../api/tensor.js';
 import { readGraphIO, type GraphIO, type GraphValue } from './onnx/graph-io.js';
 import { resolveModelFile } from './onnx/model-file.js';
@@ -67,14 +66,13 @@ export default class OnnxRuntimeBackend implements Model {
    * InitArgs (until it does, the stub's runtime is asked for them).
    */
   static autoCompleteConfig(config: ModelConfig, args?: ModelFileArgs): ModelConfig {
-    const file = locateModelFile(config, args ?? stubInitArgs());
+    const file = locateModelFile(config, args);
     return completeConfig(config, readGraphIO(file), file);
   }
 
   async initialize(args: ModelInitArgs & ModelFileArgs): Promise<void> {
     this.modelName = args.modelName;
-    const stubArgs = stubInitArgs();
-    const fileArgs: ModelFileArgs = args.modelFile ? args : { ...args, ...(stubArgs ?? {}) };
+    const fileArgs: ModelFileArgs = args;
     let io: GraphIO;
     try {
       this.file = locateModelFile(args.modelConfig, fileArgs);
@@ -317,11 +315,6 @@ export function locateModelFile(config: ModelConfig, args: ModelFileArgs | undef
  * The InitArgs of the stub this backend runs in. Interim: the stub calls autoCompleteConfig(config)
  * without them and ModelInitArgs has no modelFile, so this reads the stub runtime's `args`.
  */
-function stubInitArgs(): ModelFileArgs | undefined {
-  const rt = getRuntime() as unknown as { args?: ModelFileArgs } | undefined;
-  return rt?.args;
-}
-
 function toOrt(t: Tensor, type: OrtType): ort.Tensor {
   if (t.dtype === 'BYTES') return new ort.Tensor('string', t.strings(), t.shape);
   let data = t.data as NumericTypedArray;
