@@ -366,18 +366,18 @@ describe('ModelInfer', () => {
   });
 
   const invalid: [string, Record<string, unknown>, string][] = [
-    ['unknown input', { inputs: [...addSubRequest().inputs, { name: 'EXTRA', datatype: 'FP32', shape: [4] }], raw_input_contents: [f32(1, 2, 3, 4), f32(1, 2, 3, 4), f32(1, 2, 3, 4)] }, "unexpected inference input 'EXTRA' for model 'add_sub'"],
-    ['missing input', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [4] }], raw_input_contents: [f32(1, 2, 3, 4)] }, "missing required input(s) ['INPUT1']"],
-    ['duplicate input', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [4] }, { name: 'INPUT0', datatype: 'FP32', shape: [4] }] }, "input 'INPUT0' is given more than once"],
-    ['wrong datatype', { inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [4] }, { name: 'INPUT1', datatype: 'FP32', shape: [4] }] }, "data-type is 'INT32', but model 'add_sub' expects 'FP32'"],
-    ['unknown datatype', { inputs: [{ name: 'INPUT0', datatype: 'FLOAT', shape: [4] }, { name: 'INPUT1', datatype: 'FP32', shape: [4] }] }, "unknown data-type 'FLOAT'"],
-    ['wrong shape', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4] }, { name: 'INPUT1', datatype: 'FP32', shape: [4] }] }, "unexpected shape for input 'INPUT0' for model 'add_sub'. Expected [4], got [1,4]"],
-    ['byte size', { raw_input_contents: [f32(1, 2, 3), f32(1, 2, 3, 4)] }, "unexpected total byte size 12 for input 'INPUT0' for model 'add_sub', expecting 16"],
+    ['unknown input', { inputs: [...addSubRequest().inputs, { name: 'EXTRA', datatype: 'FP32', shape: [4] }], raw_input_contents: [f32(1, 2, 3, 4), f32(1, 2, 3, 4), f32(1, 2, 3, 4)] }, "unexpected input 'EXTRA' for model 'add_sub'; the model's inputs are: INPUT0, INPUT1"],
+    ['missing input', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [4] }], raw_input_contents: [f32(1, 2, 3, 4)] }, "missing required input 'INPUT1' for model 'add_sub' (datatype FP32, shape [4])"],
+    ['duplicate input', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [4] }, { name: 'INPUT0', datatype: 'FP32', shape: [4] }] }, "input 'INPUT0' appears more than once"],
+    ['wrong datatype', { inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [4] }, { name: 'INPUT1', datatype: 'FP32', shape: [4] }] }, "input 'INPUT0': expected datatype FP32, got INT32"],
+    ['unknown datatype', { inputs: [{ name: 'INPUT0', datatype: 'FLOAT', shape: [4] }, { name: 'INPUT1', datatype: 'FP32', shape: [4] }] }, "input 'INPUT0': unknown datatype \"FLOAT\"; expected FP32"],
+    ['wrong shape', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4] }, { name: 'INPUT1', datatype: 'FP32', shape: [4] }] }, "input 'INPUT0': expected shape [4], got [1,4]"],
+    ['byte size', { raw_input_contents: [f32(1, 2, 3), f32(1, 2, 3, 4)] }, "input 'INPUT0': raw_input_contents has 12 bytes but shape [4] of FP32 needs 16"],
     ['raw count', { raw_input_contents: [f32(1, 2, 3, 4)] }, 'expected 2 raw_input_contents'],
     ['raw and contents', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [4], contents: { fp32_contents: [1, 2, 3, 4] } }, { name: 'INPUT1', datatype: 'FP32', shape: [4] }] }, 'contents field must not be specified'],
     ['no data', { inputs: addSubRequest().inputs, raw_input_contents: [] }, "input 'INPUT0' for model 'add_sub' has no data"],
-    ['contents count', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [4], contents: { fp32_contents: [1] } }, { name: 'INPUT1', datatype: 'FP32', shape: [4], contents: { fp32_contents: [1, 2, 3, 4] } }], raw_input_contents: [] }, 'expecting 4, got 1'],
-    ['unknown output', { outputs: [{ name: 'OUTPUT9' }] }, "unexpected inference output 'OUTPUT9' for model 'add_sub'"],
+    ['contents count', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [4], contents: { fp32_contents: [1] } }, { name: 'INPUT1', datatype: 'FP32', shape: [4], contents: { fp32_contents: [1, 2, 3, 4] } }], raw_input_contents: [] }, "input 'INPUT0': fp32_contents has 1 elements but shape [4] needs 4"],
+    ['unknown output', { outputs: [{ name: 'OUTPUT9' }] }, "unknown output 'OUTPUT9' requested from model 'add_sub'; the model's outputs are: OUTPUT0, OUTPUT1"],
     ['bad version', { model_version: 'latest' }, "invalid model version 'latest'"],
   ];
   it.each(invalid)('rejects %s with INVALID_ARGUMENT', async (_label, patch, message) => {
@@ -389,15 +389,15 @@ describe('ModelInfer', () => {
   it('rejects batch and BYTES errors on a batching model', async () => {
     const tooBig = await rpcError('ModelInfer', { model_name: 'add_batch', inputs: [{ name: 'X', datatype: 'INT64', shape: [5, 1] }], raw_input_contents: [i64(1n, 2n, 3n, 4n, 5n)] });
     expect(tooBig.code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(tooBig.details).toContain('batch-size must be between 1 and 4');
+    expect(tooBig.details).toContain("input 'X': batch size 5 (first dimension of [5,1]) must be 1..4");
     const noBatchDim = await rpcError('ModelInfer', { model_name: 'add_batch', inputs: [{ name: 'X', datatype: 'INT64', shape: [3] }], raw_input_contents: [i64(1n, 2n, 3n)] });
-    expect(noBatchDim.details).toContain('Expected [-1,-1], got [3]');
+    expect(noBatchDim.details).toContain("input 'X': expected shape [-1,-1] (first dimension is the batch size), got [3]");
     const mismatch = await rpcError('ModelInfer', {
       model_name: 'add_batch',
       inputs: [{ name: 'X', datatype: 'INT64', shape: [2, 1] }, { name: 'TAG', datatype: 'BYTES', shape: [1, 1] }],
       raw_input_contents: [i64(1n, 2n), bytesTensor('a')],
     });
-    expect(mismatch.details).toContain('does not match the other inputs');
+    expect(mismatch.details).toContain("input 'TAG': batch size 1 does not match batch size 2 of input 'X'");
     const badPrefix = bytesTensor('abc').subarray(0, 5);
     const bytesErr = await rpcError('ModelInfer', {
       model_name: 'add_batch',
@@ -405,7 +405,7 @@ describe('ModelInfer', () => {
       raw_input_contents: [i64(1n), badPrefix],
     });
     expect(bytesErr.code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(bytesErr.details).toContain("input 'TAG' for model 'add_batch': BYTES data element 0 claims 3 bytes");
+    expect(bytesErr.details).toContain("input 'TAG': bad BYTES raw_input_contents: element 0 claims 3 bytes");
   });
 
   it('carries tensors larger than grpc-js\'s 4 MiB default, and back', async () => {
@@ -522,7 +522,7 @@ describe('ModelStreamInfer', () => {
       repeatRequest(2, 'after'),
     ]);
     const bad = got.find((m) => m.infer_response?.id === 'bad' && m.error_message);
-    expect(bad.error_message).toContain("unexpected total byte size 4 for input 'INPUT0'");
+    expect(bad.error_message).toContain("input 'INPUT0': raw_input_contents has 4 bytes but shape [4] of FP32 needs 16");
     const midway = got.filter((m) => m.infer_response?.id === 'midway');
     expect(midway).toHaveLength(3);
     expect(midway[2].error_message).toBe('repeat: failed after 2 responses');

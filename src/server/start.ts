@@ -6,6 +6,7 @@ import path from 'node:path';
 import { ServerCore } from './core.js';
 import { HttpServer } from './http/server.js';
 import { GrpcServer } from './grpc/server.js';
+import { SharedMemoryRegistry } from './shm-registry.js';
 import { Metrics, MetricsServer } from '../metrics/index.js';
 import { RateLimiter } from '../scheduler/rate-limiter.js';
 import { sweepOrphans } from '../ipc/shm-sweep.js';
@@ -36,6 +37,8 @@ export interface ServerOptions {
 
 export interface RunningServer {
   core: ServerCore;
+  /** System shared-memory regions clients registered, shared by the HTTP and gRPC endpoints. */
+  shm: SharedMemoryRegistry;
   metrics: Metrics;
   /** Bound ports of the endpoints that are on. */
   ports: { http?: number; grpc?: number; metrics?: number };
@@ -54,18 +57,19 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const rateLimiter = new RateLimiter(opts.rateLimit ?? 'off', opts.rateLimitResources ?? []);
   const core = new ServerCore({ root, logger, metrics, rateLimiter, stubTimeoutMs: opts.stubTimeoutMs ?? 1000, arenaMaxBytes: opts.arenaMaxBytes, strictReadiness: opts.strictReadiness });
 
+  const shm = new SharedMemoryRegistry();
   const endpoints: { close(): Promise<void> }[] = [];
   const ports: RunningServer['ports'] = {};
   const log = { info: (m: string) => logger.info(m), warn: (m: string) => logger.warn(m), error: (m: string) => logger.error(m) };
   // Endpoints come up first (live, not ready) so health checks answer while models load.
   if (opts.httpPort !== undefined) {
-    const http = new HttpServer(core, { port: opts.httpPort, host: opts.httpAddress, maxBodyBytes: opts.maxBodyBytes, logger: log });
+    const http = new HttpServer(core, { port: opts.httpPort, host: opts.httpAddress, maxBodyBytes: opts.maxBodyBytes, logger: log, shm });
     ports.http = await http.start();
     endpoints.push(http);
     logger.info(`HTTP service listening on port ${ports.http}`, { port: ports.http, service: 'http' });
   }
   if (opts.grpcPort !== undefined) {
-    const grpc = new GrpcServer(core, { port: opts.grpcPort, logger: log });
+    const grpc = new GrpcServer(core, { port: opts.grpcPort, logger: log, shm });
     ports.grpc = await grpc.start();
     endpoints.push(grpc);
     logger.info(`gRPC service listening on port ${ports.grpc}`, { port: ports.grpc, service: 'grpc' });
@@ -113,12 +117,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   }
 
   return {
-    core, metrics, ports, failed,
+    core, shm, metrics, ports, failed,
     async close() {
       if (closed) return;
       closed = true;
       if (pollTimer) clearTimeout(pollTimer);
       await Promise.all(endpoints.map((e) => e.close().catch(() => {})));
+      shm.unregister();
       await core.close();
     },
   };

@@ -6,11 +6,12 @@
  * become typed arrays over those bytes, and numeric outputs go back as Buffers over the output's
  * own memory, so tensor bytes are not copied on either side (except to fix alignment).
  */
-import { encodeBytesElements, type DataType, type NumericTypedArray } from '../../core/dtypes.js';
 import type { ModelIOContract } from '../../core/service.js';
 import type { InferRequest, InferResult, ParamValue, Parameters, RequestedOutput, TensorValue } from '../../core/types.js';
 import { StubhostError } from '../../errors.js';
-import { invalidInputError, tensorFromBytes, validateInferInputs, validateRequestedOutputs, type InputHeader } from './validate.js';
+import type { NumericTypedArray } from '../../core/dtypes.js';
+import { type CheckedInput, InputValidator, fmtShape, invalidInput, tensorBytes, tensorFromBytes, validateRequestedOutputs } from '../validate.js';
+import { type SharedMemoryRegistry, shmBytes, shmRefOf, withoutShmParameters, writeShmOutput } from '../shm-registry.js';
 
 // ---- wire shapes (the subset the front-end reads or writes) ----
 
@@ -128,23 +129,20 @@ function boolParam(name: string, p: InferParameterMsg): boolean {
 
 // ---- tensors ----
 
-function toDims(shape: readonly (string | number)[], what: string): number[] {
-  return shape.map((d) => {
-    const n = Number(d);
-    if (!Number.isSafeInteger(n)) throw invalidInputError(`${what} has a dimension that is not an integer: ${String(d)}`);
-    return n;
-  });
+/** int64 dims arrive as decimal strings; anything not a safe non-negative integer is refused by the validator. */
+function toDims(shape: readonly (string | number)[]): number[] {
+  return shape.map(Number);
 }
 
 /** Typed `contents` (the slower, non-raw form) → TensorValue; FP16/BF16 exist only as raw bytes. */
-function tensorFromContents(header: InputHeader & { datatype: DataType }, c: InferTensorContentsMsg, modelName: string): TensorValue {
-  const { name, datatype, shape } = header;
+function tensorFromContents(input: CheckedInput, c: InferTensorContentsMsg): TensorValue {
+  const { name, datatype, shape } = input;
   let count = 1;
   for (const d of shape) count *= d;
   const pick = <T>(values: T[] | undefined, field: string): T[] => {
     const list = values ?? [];
     if (list.length !== count) {
-      throw invalidInputError(`unexpected number of elements in ${field} for input '${name}' for model '${modelName}', expecting ${count}, got ${list.length}`);
+      throw invalidInput(`input '${name}': ${field} has ${list.length} elements but shape ${fmtShape(shape)} needs ${count}`);
     }
     return list;
   };
@@ -164,7 +162,7 @@ function tensorFromContents(header: InputHeader & { datatype: DataType }, c: Inf
     case 'BYTES': data = pick(c.bytes_contents, 'bytes_contents'); break;
     case 'FP16':
     case 'BF16':
-      throw invalidInputError(`input '${name}' for model '${modelName}': ${datatype} data must be sent in raw_input_contents`);
+      throw invalidInput(`input '${name}': ${datatype} data must be sent in raw_input_contents (there is no typed contents field for it)`);
   }
   return { name, datatype, shape, data };
 }
@@ -177,9 +175,10 @@ export interface DecodedInferRequest {
 
 /**
  * ModelInferRequest → InferRequest, validated against `contract` (throws StubhostError).
- * The returned request has no signal; the caller attaches the call's.
+ * The returned request has no signal; the caller attaches the call's. `shm`: the server's system
+ * shared-memory regions; without it, tensors that name a region are refused as unsupported.
  */
-export function decodeInferRequest(msg: ModelInferRequestMsg, contract: ModelIOContract): DecodedInferRequest {
+export function decodeInferRequest(msg: ModelInferRequestMsg, contract: ModelIOContract, shm?: SharedMemoryRegistry): DecodedInferRequest {
   const model = contract.name;
   let modelVersion: number | undefined;
   if (msg.model_version) {
@@ -189,36 +188,45 @@ export function decodeInferRequest(msg: ModelInferRequestMsg, contract: ModelIOC
     }
   }
 
-  const headers = msg.inputs.map((t): InputHeader => ({
-    name: t.name, datatype: t.datatype, shape: toDims(t.shape, `input '${t.name}'`),
-  }));
-  validateInferInputs(contract, headers);
+  const validator = new InputValidator(contract);
+  const checked = msg.inputs.map((t) => validator.check({ name: t.name, datatype: t.datatype, shape: toDims(t.shape) }));
+  validator.finish();
+  const inputParams = msg.inputs.map((t) => decodeParameters(t.parameters));
+  const shmRefs = msg.inputs.map((t, i) => shmRefOf(inputParams[i], `input '${t.name}'`));
 
+  // Triton's rule: raw_input_contents holds one entry per input that is not in shared memory, in order.
   const raw = msg.raw_input_contents ?? [];
-  if (raw.length > 0 && raw.length !== msg.inputs.length) {
-    throw invalidInputError(`expected ${msg.inputs.length} raw_input_contents (one per input) for model '${model}', got ${raw.length}`);
+  const rawWanted = shmRefs.filter((r) => r === undefined).length;
+  if (raw.length > 0 && raw.length !== rawWanted) {
+    throw invalidInput(`expected ${rawWanted} raw_input_contents (one per input not in shared memory) for model '${model}', got ${raw.length}`);
   }
+  let rawIndex = 0;
   const inputs = msg.inputs.map((t, i): TensorValue => {
-    // validateInferInputs checked the datatype.
-    const header = headers[i] as InputHeader & { datatype: DataType };
+    const input = checked[i]!;
+    const ref = shmRefs[i];
     let tensor: TensorValue;
-    if (raw.length > 0) {
+    if (ref !== undefined) {
+      if (t.contents) throw invalidInput(`input '${t.name}': has shared_memory_region and also contents; send the data one way`);
+      tensor = tensorFromBytes(input, shmBytes(shm, ref, 'input', t.name), `data in shared memory region '${ref.region}'`);
+    } else if (raw.length > 0) {
       if (t.contents) {
-        throw invalidInputError(`contents field must not be specified when using raw_input_contents for input '${t.name}' for model '${model}'`);
+        throw invalidInput(`input '${t.name}': contents field must not be specified when using raw_input_contents; send the data one way`);
       }
-      tensor = tensorFromBytes(header, raw[i]!, model);
+      tensor = tensorFromBytes(input, raw[rawIndex++]!, 'raw_input_contents');
     } else if (t.contents) {
-      tensor = tensorFromContents(header, t.contents, model);
+      tensor = tensorFromContents(input, t.contents);
     } else {
-      throw invalidInputError(`input '${t.name}' for model '${model}' has no data: set raw_input_contents or contents`);
+      throw invalidInput(`input '${t.name}' for model '${model}' has no data: set raw_input_contents, contents or shared_memory_region`);
     }
-    const params = decodeParameters(t.parameters);
-    if (Object.keys(params).length > 0) tensor.parameters = params;
+    const params = withoutShmParameters(inputParams[i]);
+    if (params !== undefined) tensor.parameters = params;
     return tensor;
   });
 
   const outputs: RequestedOutput[] = (msg.outputs ?? []).map((o) => {
     const params = decodeParameters(o.parameters);
+    const ref = shmRefOf(params, `output '${o.name}'`);
+    if (ref !== undefined) shmBytes(shm, ref, 'output', o.name); // region registered, range inside it
     return Object.keys(params).length > 0 ? { name: o.name, parameters: params } : { name: o.name };
   });
   validateRequestedOutputs(contract, outputs.map((o) => o.name));
@@ -255,30 +263,41 @@ export function decodeInferRequest(msg: ModelInferRequestMsg, contract: ModelIOC
 }
 
 function rawBytesOf(t: TensorValue): Buffer {
-  if (t.datatype === 'BYTES' || Array.isArray(t.data)) {
-    const enc = encodeBytesElements(t.data as Uint8Array[]);
-    return Buffer.from(enc.buffer, enc.byteOffset, enc.byteLength);
-  }
-  const d = t.data;
-  return Buffer.from(d.buffer, d.byteOffset, d.byteLength);
+  const b = tensorBytes(t);
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
 
 /**
  * InferResult → ModelInferResponse with raw_output_contents. When the request named outputs, only
- * those are sent (in the result's order), whatever the model produced.
+ * those are sent (in the result's order), whatever the model produced. Outputs requested in shared
+ * memory are written there and sent with `shared_memory_region` / `shared_memory_byte_size` and an
+ * empty raw_output_contents entry, so entries still line up with outputs (as Triton does).
  */
-export function encodeInferResponse(result: InferResult, request?: Pick<InferRequest, 'outputs'>): ModelInferResponseMsg {
+export function encodeInferResponse(
+  result: InferResult, request?: Pick<InferRequest, 'outputs'>, shm?: SharedMemoryRegistry,
+): ModelInferResponseMsg {
   let tensors = result.outputs;
-  if (request?.outputs && request.outputs.length > 0) {
-    const wanted = new Set(request.outputs.map((o) => o.name));
-    tensors = tensors.filter((t) => wanted.has(t.name));
+  const wanted = new Map((request?.outputs ?? []).map((o) => [o.name, o]));
+  if (wanted.size > 0) tensors = tensors.filter((t) => wanted.has(t.name));
+  const outputs: ModelInferResponseMsg['outputs'] = [];
+  const raw: Buffer[] = [];
+  for (const t of tensors) {
+    const ref = shmRefOf(wanted.get(t.name)?.parameters, `output '${t.name}'`);
+    let params = t.parameters;
+    if (ref !== undefined) {
+      params = writeShmOutput(shm, t, ref);
+      raw.push(Buffer.alloc(0));
+    } else {
+      raw.push(rawBytesOf(t));
+    }
+    outputs.push({ name: t.name, datatype: t.datatype, shape: t.shape, parameters: encodeParameters(params) });
   }
   return {
     model_name: result.modelName,
     model_version: result.modelVersion,
     id: result.id,
     parameters: encodeParameters(result.parameters),
-    outputs: tensors.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape, parameters: encodeParameters(t.parameters) })),
-    raw_output_contents: tensors.map(rawBytesOf),
+    outputs,
+    raw_output_contents: raw,
   };
 }

@@ -1,7 +1,7 @@
 /**
  * The gRPC front-end: Triton's `inference.GRPCInferenceService` on @grpc/grpc-js, serving an
- * InferenceService. It only translates: validation lives in ./validate.ts, message conversion in
- * ./codec.ts, and every error leaves as the gRPC status of its StubhostError code.
+ * InferenceService. It only translates: validation lives in ../validate.ts (shared with HTTP),
+ * message conversion in ./codec.ts, and every error leaves as the gRPC status of its StubhostError code.
  */
 import * as grpc from '@grpc/grpc-js';
 import type { InferenceService } from '../../core/service.js';
@@ -11,6 +11,7 @@ import {
   type InferParameterMsg, type ModelInferRequestMsg, type ModelInferResponseMsg,
 } from './codec.js';
 import { inferenceServiceDefinition } from './proto.js';
+import { CUDA_SHM_UNSUPPORTED, type SharedMemoryRegistry } from '../shm-registry.js';
 
 export interface GrpcLogger {
   info(message: string): void;
@@ -27,6 +28,11 @@ export interface GrpcServerOptions {
   logger?: GrpcLogger;
   /** close() waits this long for calls in flight before cancelling them; default 2000 ms. */
   shutdownGraceMs?: number;
+  /**
+   * The server's system shared-memory regions (shared with the HTTP front-end). Without it the
+   * SystemSharedMemory* RPCs and tensors that name a region answer UNIMPLEMENTED.
+   */
+  shm?: SharedMemoryRegistry;
 }
 
 type Unary = (call: grpc.ServerUnaryCall<any, any>) => unknown;
@@ -166,20 +172,36 @@ export class GrpcServer {
       }),
       ModelInfer: this.#unary((call) => this.#modelInfer(call)),
       ModelStreamInfer: (call: grpc.ServerDuplexStream<ModelInferRequestMsg, StreamMsg>) => this.#modelStreamInfer(call),
-      SystemSharedMemoryStatus: unimplemented('system shared memory over gRPC'),
-      SystemSharedMemoryRegister: unimplemented('system shared memory over gRPC'),
-      SystemSharedMemoryUnregister: unimplemented('system shared memory over gRPC'),
-      CudaSharedMemoryStatus: unimplemented('CUDA shared memory'),
-      CudaSharedMemoryRegister: unimplemented('CUDA shared memory'),
-      CudaSharedMemoryUnregister: unimplemented('CUDA shared memory'),
+      SystemSharedMemoryStatus: this.#unary((call) => {
+        const regions: Record<string, unknown> = {};
+        for (const r of this.#shm().status(opt(call.request.name))) regions[r.name] = r;
+        return { regions };
+      }),
+      SystemSharedMemoryRegister: this.#unary((call) => {
+        const { name, key, offset, byte_size } = call.request;
+        this.#shm().register(name, key, Number(offset), Number(byte_size));
+        return {};
+      }),
+      SystemSharedMemoryUnregister: this.#unary((call) => {
+        this.#shm().unregister(opt(call.request.name));
+        return {};
+      }),
+      CudaSharedMemoryStatus: this.#unary(() => ({ regions: {} })),
+      CudaSharedMemoryRegister: this.#unary(() => { throw new StubhostError('STUBHOST_UNSUPPORTED', CUDA_SHM_UNSUPPORTED); }),
+      CudaSharedMemoryUnregister: this.#unary(() => { throw new StubhostError('STUBHOST_UNSUPPORTED', CUDA_SHM_UNSUPPORTED); }),
       TraceSetting: unimplemented('tracing'),
     };
+  }
+
+  #shm(): SharedMemoryRegistry {
+    if (this.#opts.shm === undefined) throw new StubhostError('STUBHOST_UNSUPPORTED', 'system shared memory is not enabled on this server');
+    return this.#opts.shm;
   }
 
   async #modelInfer(call: grpc.ServerUnaryCall<ModelInferRequestMsg, ModelInferResponseMsg>): Promise<ModelInferResponseMsg> {
     const msg = call.request;
     const contract = this.#service.modelContract(msg.model_name, opt(msg.model_version));
-    const { request } = decodeInferRequest(msg, contract);
+    const { request } = decodeInferRequest(msg, contract, this.#opts.shm);
     const ac = new AbortController();
     const onCancel = (): void => ac.abort(cancelledError());
     // 'cancelled' also fires when the client's deadline passes.
@@ -187,7 +209,7 @@ export class GrpcServer {
     if (call.cancelled) onCancel();
     request.signal = ac.signal;
     try {
-      return encodeInferResponse(await this.#service.infer(request), request);
+      return encodeInferResponse(await this.#service.infer(request), request, this.#opts.shm);
     } finally {
       call.removeListener('cancelled', onCancel);
     }
@@ -234,11 +256,11 @@ export class GrpcServer {
     inflight.add(ac);
     try {
       const contract = this.#service.modelContract(msg.model_name, opt(msg.model_version));
-      const { request, enableEmptyFinalResponse } = decodeInferRequest(msg, contract);
+      const { request, enableEmptyFinalResponse } = decodeInferRequest(msg, contract, this.#opts.shm);
       request.signal = ac.signal;
       for await (const result of this.#service.inferStream(request)) {
         if (call.cancelled) break;
-        const resp = encodeInferResponse(result, request);
+        const resp = encodeInferResponse(result, request, this.#opts.shm);
         // A non-decoupled model's one response is its last; a decoupled model's finality is only
         // known when its stream ends, which the empty final response reports if asked for.
         resp.parameters.triton_final_response = { bool_param: !contract.decoupled };

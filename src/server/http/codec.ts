@@ -8,12 +8,13 @@
  * body buffer lets them be aligned; see `bodyAlignment` in server.ts.
  */
 import { StubhostError } from '../../errors.js';
-import {
-  type DataType, type NumericTypedArray, decodeBytesElements, elementCount, elementSize, encodeBytesElements,
-  isDataType, typedArrayFor, viewAs,
-} from '../../core/dtypes.js';
-import type { InferRequest, InferResult, Parameters, RequestedOutput, TensorSpec, TensorValue } from '../../core/types.js';
+import { type DataType, type NumericTypedArray, elementCount, typedArrayFor } from '../../core/dtypes.js';
+import type { InferRequest, InferResult, Parameters, RequestedOutput, TensorValue } from '../../core/types.js';
 import type { ModelIOContract } from '../../core/service.js';
+import {
+  InputValidator, checkRequestedOutput, fmtShape, invalidInput as invalid, isNonNegativeInt, tensorBytes, tensorFromBytes,
+} from '../validate.js';
+import { SHM_PARAMETERS, type SharedMemoryRegistry, shmBytes, shmRefOf, writeShmOutput } from '../shm-registry.js';
 
 /** Request parameters the protocol itself consumes; the rest are passed to the model as given. */
 const RESERVED_PARAMETERS = new Set([
@@ -31,25 +32,8 @@ const utf8Encoder = new TextEncoder();
 /** `fatal` so that non-UTF-8 BYTES are detected and sent as binary instead of mangled. */
 const utf8Strict = new TextDecoder('utf-8', { fatal: true });
 
-function invalid(message: string): StubhostError {
-  return new StubhostError('STUBHOST_INVALID_INPUT', message);
-}
-
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function isNonNegativeInt(v: unknown): v is number {
-  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-}
-
-function fmtShape(shape: readonly number[]): string {
-  return `[${shape.join(',')}]`;
-}
-
-/** The shape a client must send: the batch dimension shows as -1 when the model batches. */
-function expectedShape(spec: TensorSpec, maxBatchSize: number): number[] {
-  return maxBatchSize > 0 ? [-1, ...spec.dims] : spec.dims;
 }
 
 export interface DecodedInferRequest {
@@ -78,12 +62,15 @@ export function parseHeaderLength(value: string | string[] | undefined): number 
  * @param body the whole request body
  * @param headerLength `Inference-Header-Content-Length`: the JSON is the first `headerLength`
  *   bytes and the inputs' binary data follows; undefined means the whole body is JSON
+ * @param shm the server's registered system shared-memory regions; without it, tensors that name
+ *   a region are refused as unsupported
  */
 export function decodeInferRequest(
   body: Uint8Array,
   headerLength: number | undefined,
   contract: ModelIOContract,
   target: { modelName: string; modelVersion?: number },
+  shm?: SharedMemoryRegistry,
 ): DecodedInferRequest {
   if (headerLength !== undefined && headerLength > body.byteLength) {
     throw invalid(`Inference-Header-Content-Length is ${headerLength} but the body has only ${body.byteLength} bytes`);
@@ -146,54 +133,37 @@ export function decodeInferRequest(
 
   const inputs = doc.inputs ?? [];
   if (!Array.isArray(inputs)) throw invalid(`'inputs' must be an array of tensors`);
-  const seen = new Set<string>();
+  const validator = new InputValidator(contract);
   let binaryPos = jsonEnd;
-  let batch: { size: number; input: string } | undefined;
   for (const raw of inputs) {
     if (!isObject(raw) || typeof raw.name !== 'string') throw invalid(`each entry of 'inputs' must be an object with a string 'name'`);
-    const name = raw.name;
-    const spec = contract.inputs.find((s) => s.name === name);
-    if (spec === undefined) {
-      throw invalid(`unexpected input '${name}' for model '${contract.name}'; the model's inputs are: ${contract.inputs.map((s) => s.name).join(', ') || '(none)'}`);
-    }
-    if (seen.has(name)) throw invalid(`input '${name}' appears more than once; send each input once`);
-    seen.add(name);
+    const input = validator.check({ name: raw.name, datatype: raw.datatype, shape: raw.shape });
+    const { name, datatype, shape } = input;
 
-    const datatype = raw.datatype;
-    if (!isDataType(datatype)) throw invalid(`input '${name}': unknown datatype ${JSON.stringify(datatype)}; expected ${spec.datatype}`);
-    if (datatype !== spec.datatype) throw invalid(`input '${name}': expected datatype ${spec.datatype}, got ${datatype}`);
-
-    const shape = raw.shape;
-    if (!Array.isArray(shape) || !shape.every(isNonNegativeInt)) {
-      throw invalid(`input '${name}': 'shape' must be an array of non-negative integers, e.g. ${fmtShape(expectedShape(spec, contract.maxBatchSize).map((d) => (d < 0 ? 1 : d)))}`);
-    }
-    checkShape(name, shape, spec, contract.maxBatchSize);
-    if (contract.maxBatchSize > 0) {
-      if (batch === undefined) batch = { size: shape[0]!, input: name };
-      else if (batch.size !== shape[0]) {
-        throw invalid(`input '${name}': batch size ${shape[0]} does not match batch size ${batch.size} of input '${batch.input}'; every input needs the same first dimension`);
-      }
-    }
-
-    const tensor: TensorValue = { name, datatype, shape, data: [] };
+    let tensor: TensorValue = { name, datatype, shape, data: [] };
     let binarySize: number | undefined;
+    let shmRef: ReturnType<typeof shmRefOf>;
     if (raw.parameters !== undefined) {
       const params = checkParameters(raw.parameters, `input '${name}'`);
+      shmRef = shmRefOf(params, `input '${name}'`);
       for (const key in params) {
         const value = params[key]!;
         if (key === 'binary_data_size') {
           if (!isNonNegativeInt(value)) throw invalid(`input '${name}': 'binary_data_size' must be a non-negative integer, got ${JSON.stringify(value)}`);
           binarySize = value;
-        } else if (key === 'shared_memory_region' || key === 'shared_memory_byte_size' || key === 'shared_memory_offset') {
-          throw new StubhostError('STUBHOST_UNSUPPORTED', `input '${name}': shared-memory inputs are not supported by this server; send the data in the body`);
-        } else {
+        } else if (!SHM_PARAMETERS.has(key)) {
           (tensor.parameters ??= {})[key] = value;
         }
       }
     }
 
-    const count = elementCount(shape);
-    if (binarySize !== undefined) {
+    if (shmRef !== undefined) {
+      if (raw.data !== undefined || binarySize !== undefined) {
+        throw invalid(`input '${name}': has shared_memory_region and also ${raw.data !== undefined ? "'data'" : "'binary_data_size'"}; send the data one way`);
+      }
+      const bytes = shmBytes(shm, shmRef, 'input', name);
+      tensor = { ...tensorFromBytes(input, bytes, `data in shared memory region '${shmRef.region}'`), parameters: tensor.parameters };
+    } else if (binarySize !== undefined) {
       if (raw.data !== undefined) throw invalid(`input '${name}': has both 'data' and 'binary_data_size'; send one of them`);
       if (headerLength === undefined) {
         throw invalid(`input '${name}': has 'binary_data_size' but the request has no Inference-Header-Content-Length header giving the JSON length`);
@@ -201,24 +171,21 @@ export function decodeInferRequest(
       if (binaryPos + binarySize > body.byteLength) {
         throw invalid(`input '${name}': binary_data_size ${binarySize} runs past the end of the body (${body.byteLength - binaryPos} bytes left)`);
       }
-      tensor.data = fromBinary(name, datatype, shape, count, body.subarray(binaryPos, binaryPos + binarySize));
+      tensor.data = tensorFromBytes(input, body.subarray(binaryPos, binaryPos + binarySize)).data;
       binaryPos += binarySize;
     } else {
       if (!Array.isArray(raw.data)) {
         throw invalid(`input '${name}': 'data' must be an array (flat or nested), or give 'parameters.binary_data_size' and send the bytes after the JSON`);
       }
-      tensor.data = fromJson(name, datatype, shape, count, raw.data);
+      tensor.data = fromJson(name, datatype, shape, elementCount(shape), raw.data);
     }
+    if (tensor.parameters === undefined) delete tensor.parameters;
     request.inputs.push(tensor);
   }
   if (binaryPos !== body.byteLength) {
     throw invalid(`the body has ${body.byteLength - binaryPos} bytes after the inputs' binary data; check each input's binary_data_size and Inference-Header-Content-Length`);
   }
-  for (const spec of contract.inputs) {
-    if (!spec.optional && !seen.has(spec.name)) {
-      throw invalid(`missing required input '${spec.name}' for model '${contract.name}' (datatype ${spec.datatype}, shape ${fmtShape(expectedShape(spec, contract.maxBatchSize))})`);
-    }
-  }
+  validator.finish();
 
   if (doc.outputs !== undefined) {
     if (!Array.isArray(doc.outputs)) throw invalid(`'outputs' must be an array of {name, parameters}`);
@@ -227,15 +194,12 @@ export function decodeInferRequest(
     for (const raw of doc.outputs) {
       if (!isObject(raw) || typeof raw.name !== 'string') throw invalid(`each entry of 'outputs' must be an object with a string 'name'`);
       const name = raw.name;
-      const spec = contract.outputs.find((s) => s.name === name);
-      if (spec === undefined) {
-        throw invalid(`unknown output '${name}' requested from model '${contract.name}'; the model's outputs are: ${contract.outputs.map((s) => s.name).join(', ') || '(none)'}`);
-      }
-      if (wanted.has(name)) throw invalid(`output '${name}' is requested more than once`);
-      wanted.add(name);
+      const spec = checkRequestedOutput(contract, name, wanted);
       const out: RequestedOutput = { name, binary: binaryOutputDefault };
       if (raw.parameters !== undefined) {
         const params = checkParameters(raw.parameters, `output '${name}'`);
+        const ref = shmRefOf(params, `output '${name}'`);
+        if (ref !== undefined) shmBytes(shm, ref, 'output', name); // region registered, range inside it
         for (const key in params) {
           const value = params[key]!;
           if (key === 'binary_data') {
@@ -247,8 +211,6 @@ export function decodeInferRequest(
                 throw invalid(`output '${name}': 'classification' must be a positive integer (the number of top classes)`);
               }
               if (spec.datatype === 'BYTES') throw invalid(`output '${name}': classification needs a numeric output, this one is BYTES`);
-            } else if (key.startsWith('shared_memory_')) {
-              throw new StubhostError('STUBHOST_UNSUPPORTED', `output '${name}': shared-memory outputs are not supported by this server`);
             }
             (out.parameters ??= {})[key] = value;
           }
@@ -270,44 +232,6 @@ function checkParameters(value: unknown, where: string): Parameters {
     }
   }
   return value as Parameters;
-}
-
-function checkShape(name: string, shape: number[], spec: TensorSpec, maxBatchSize: number): void {
-  const batched = maxBatchSize > 0;
-  const rank = spec.dims.length + (batched ? 1 : 0);
-  const want = fmtShape(expectedShape(spec, maxBatchSize));
-  if (shape.length !== rank) {
-    throw invalid(`input '${name}': expected shape ${want}${batched ? ' (first dimension is the batch size)' : ''}, got ${fmtShape(shape)} of rank ${shape.length} instead of ${rank}`);
-  }
-  if (batched && (shape[0]! < 1 || shape[0]! > maxBatchSize)) {
-    throw invalid(`input '${name}': batch size ${shape[0]} (first dimension of ${fmtShape(shape)}) must be 1..${maxBatchSize}, the model's max_batch_size`);
-  }
-  const off = batched ? 1 : 0;
-  for (let i = 0; i < spec.dims.length; i++) {
-    const d = spec.dims[i]!;
-    if (d !== -1 && d !== shape[i + off]) {
-      throw invalid(`input '${name}': expected shape ${want}, got ${fmtShape(shape)} (dimension ${i + off} is ${shape[i + off]}, must be ${d})`);
-    }
-  }
-}
-
-function fromBinary(name: string, datatype: DataType, shape: number[], count: number, bytes: Uint8Array): TensorValue['data'] {
-  if (datatype === 'BYTES') {
-    const items = decodeBytesElements(bytes, count);
-    if (typeof items === 'string') {
-      throw invalid(`input '${name}': bad BYTES binary data: ${items}; each element is a 4-byte little-endian length followed by that many bytes, ${count} elements for shape ${fmtShape(shape)}`);
-    }
-    return items;
-  }
-  const size = elementSize(datatype);
-  if (bytes.byteLength !== count * size) {
-    throw invalid(`input '${name}': binary data has ${bytes.byteLength} bytes but shape ${fmtShape(shape)} of ${datatype} needs ${count * size} (${count} elements x ${size} bytes)`);
-  }
-  if (bytes.byteOffset % size === 0) return viewAs(datatype, bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  // A typed array cannot view misaligned bytes: one copy (the server aligns the first binary input, so this is rare).
-  const copy = new Uint8Array(bytes.byteLength);
-  copy.set(bytes);
-  return viewAs(datatype, copy.buffer, 0, copy.byteLength);
 }
 
 function fromJson(name: string, datatype: DataType, shape: number[], count: number, data: unknown[]): TensorValue['data'] {
@@ -396,12 +320,15 @@ export interface EncodeOptions {
   binaryDefault: boolean;
   /** The model's max_batch_size: classification ranks each batch row on its own when > 0. */
   maxBatchSize: number;
+  /** Where outputs requested in shared memory are written (decodeInferRequest checked their regions). */
+  shm?: SharedMemoryRegistry;
 }
 
 /**
  * Encodes a result as Triton does: outputs asked for as binary go after the JSON with
  * `parameters.binary_data_size`; BYTES that are not valid UTF-8 go as binary whatever was asked,
- * because JSON cannot carry them.
+ * because JSON cannot carry them. Outputs requested in shared memory are written there and sent
+ * with `shared_memory_region` / `shared_memory_byte_size` and no data.
  */
 export function encodeInferResponse(result: InferResult, opts: EncodeOptions): EncodedInferResponse {
   const requested = opts.requested !== undefined && opts.requested.length > 0 ? opts.requested : undefined;
@@ -418,6 +345,13 @@ export function encodeInferResponse(result: InferResult, opts: EncodeOptions): E
     const k = want?.parameters?.classification;
     if (typeof k === 'number') tensor = classify(output, k, opts.maxBatchSize > 0);
 
+    const ref = shmRefOf(want?.parameters, `output '${tensor.name}'`);
+    if (ref !== undefined) {
+      const params = writeShmOutput(opts.shm, tensor, ref);
+      parts.push(`{"name":${JSON.stringify(tensor.name)},"datatype":"${tensor.datatype}","shape":${fmtShape(tensor.shape)},"parameters":${JSON.stringify(params)}}`);
+      continue;
+    }
+
     let asBinary = want?.binary ?? opts.binaryDefault;
     let data: string | undefined;
     if (!asBinary) {
@@ -426,7 +360,7 @@ export function encodeInferResponse(result: InferResult, opts: EncodeOptions): E
     }
     let params = tensor.parameters;
     if (asBinary) {
-      const bytes = binaryData(tensor);
+      const bytes = tensorBytes(tensor);
       binary.push(bytes);
       byteLength += bytes.byteLength;
       params = { ...params, binary_data_size: bytes.byteLength };
@@ -459,12 +393,6 @@ function jsonData(t: TensorValue): string | undefined {
   if (t.datatype === 'BOOL') return JSON.stringify(Array.from(data as Uint8Array, (v) => v !== 0));
   // join() prints BigInts without the `n` and NaN/Infinity as Triton's RapidJSON writer does.
   return `[${data.join(',')}]`;
-}
-
-function binaryData(t: TensorValue): Uint8Array {
-  if (t.datatype === 'BYTES') return encodeBytesElements(t.data as Uint8Array[]);
-  const data = t.data as NumericTypedArray;
-  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
 /**

@@ -14,6 +14,7 @@ import { StubhostError, httpStatusOf } from '../../errors.js';
 import type { InferenceService } from '../../core/service.js';
 import type { InferRequest, InferResult } from '../../core/types.js';
 import { decodeInferRequest, encodeInferResponse, parseHeaderLength } from './codec.js';
+import { CUDA_SHM_UNSUPPORTED, type SharedMemoryRegistry } from '../shm-registry.js';
 
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
 
@@ -32,17 +33,25 @@ export interface HttpServerOptions {
   logger?: HttpLogger;
   /** Idle keep-alive connections are closed after this long. Default: Node's (5 s). */
   keepAliveTimeoutMs?: number;
+  /**
+   * The server's system shared-memory regions (shared with the gRPC front-end). Without it the
+   * /v2/systemsharedmemory routes and tensors that name a region answer "not supported".
+   */
+  shm?: SharedMemoryRegistry;
 }
 
 type RouteKind =
   | 'server' | 'live' | 'ready' | 'allStats' | 'modelMeta' | 'modelReady' | 'modelConfig' | 'infer'
-  | 'modelStats' | 'repoIndex' | 'load' | 'unload' | 'logging';
+  | 'modelStats' | 'repoIndex' | 'load' | 'unload' | 'logging'
+  | 'shmStatus' | 'shmRegister' | 'shmUnregister' | 'cudaShmStatus' | 'cudaShmChange';
 
 interface Route {
   kind: RouteKind;
   methods: readonly string[];
   model?: string;
   version?: string;
+  /** Shared-memory routes: the region named in the path; undefined for "every region". */
+  region?: string;
 }
 
 const GET = ['GET'] as const;
@@ -62,6 +71,23 @@ function route(path: string): Route | undefined {
       return undefined;
     case 'logging':
       return n === 3 ? { kind: 'logging', methods: GET_POST } : undefined;
+    case 'systemsharedmemory':
+    case 'cudasharedmemory': {
+      // [/region/{name}]/status | /region/{name}/register | [/region/{name}]/unregister
+      let region: string | undefined;
+      let i = 3;
+      if (p[3] === 'region') {
+        if (n < 6 || p[4] === '') return undefined;
+        region = decodeURIComponent(p[4]!);
+        i = 5;
+      }
+      if (n !== i + 1) return undefined;
+      const cuda = p[2] === 'cudasharedmemory';
+      if (p[i] === 'status') return { kind: cuda ? 'cudaShmStatus' : 'shmStatus', methods: GET, region };
+      if (p[i] === 'unregister') return { kind: cuda ? 'cudaShmChange' : 'shmUnregister', methods: POST, region };
+      if (p[i] === 'register' && region !== undefined) return { kind: cuda ? 'cudaShmChange' : 'shmRegister', methods: POST, region };
+      return undefined;
+    }
     case 'repository':
       if (n === 4 && p[3] === 'index') return { kind: 'repoIndex', methods: POST };
       if (n === 6 && p[3] === 'models' && p[4] !== '') {
@@ -368,7 +394,30 @@ export class HttpServer {
         const update = method === 'POST' ? await readJsonObject(req, this.#maxBody) : undefined;
         return sendJson(res, 200, JSON.stringify(svc.logSettings(update)));
       }
+      case 'shmStatus':
+        return sendJson(res, 200, JSON.stringify(this.#shm().status(r.region)));
+      case 'shmRegister': {
+        const body = await readJsonObject(req, this.#maxBody);
+        if (body === undefined) throw new StubhostError('STUBHOST_INVALID_ARG', `register '${r.region}': the body must be {"key": ..., "offset": ..., "byte_size": ...}`);
+        this.#shm().register(r.region!, body.key, body.offset ?? 0, body.byte_size);
+        return sendEmpty(res, 200);
+      }
+      case 'shmUnregister':
+        await readDecodedBody(req, this.#maxBody, 0); // Triton's clients send an empty body; drain it
+        this.#shm().unregister(r.region);
+        return sendEmpty(res, 200);
+      case 'cudaShmStatus':
+        return sendJson(res, 200, '[]');
+      case 'cudaShmChange':
+        throw new StubhostError('STUBHOST_UNSUPPORTED', CUDA_SHM_UNSUPPORTED);
     }
+  }
+
+  #shm(): SharedMemoryRegistry {
+    if (this.#opts.shm === undefined) {
+      throw new StubhostError('STUBHOST_UNSUPPORTED', 'system shared memory is not enabled on this server');
+    }
+    return this.#opts.shm;
   }
 
   async #infer(req: IncomingMessage, res: ServerResponse, model: string, version: string | undefined): Promise<void> {
@@ -376,7 +425,8 @@ export class HttpServer {
     const body = await readDecodedBody(req, this.#maxBody, headerLength ?? 0);
     const modelVersion = version === undefined ? undefined : parseVersion(version);
     const contract = this.#service.modelContract(model, version);
-    const { request, binaryOutputDefault } = decodeInferRequest(body, headerLength, contract, { modelName: model, modelVersion });
+    const shm = this.#opts.shm;
+    const { request, binaryOutputDefault } = decodeInferRequest(body, headerLength, contract, { modelName: model, modelVersion }, shm);
 
     const ac = new AbortController();
     if (res.destroyed) return; // the client left while the body was parsed
@@ -388,7 +438,7 @@ export class HttpServer {
 
     const result = contract.decoupled ? await this.#inferDecoupled(request, ac) : await this.#service.infer(request);
     if (res.headersSent || res.destroyed) return; // closed meanwhile, or failed by close()
-    const enc = encodeInferResponse(result, { requested: request.outputs, binaryDefault: binaryOutputDefault, maxBatchSize: contract.maxBatchSize });
+    const enc = encodeInferResponse(result, { requested: request.outputs, binaryDefault: binaryOutputDefault, maxBatchSize: contract.maxBatchSize, shm });
     if (enc.binary.length === 0) {
       res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': enc.byteLength });
       res.end(enc.json);
