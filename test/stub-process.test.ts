@@ -100,6 +100,43 @@ describe('StubProcess', () => {
   }, 20_000);
 });
 
+describe('StubProcess: health during initialize', () => {
+  it('a 2.5 s synchronous initialize loads (the health thread beats meanwhile)', async () => {
+    const opts = options('slow_init', undefined, { healthTimeoutMs: 1000 });
+    opts.init.modelConfig.parameters = { init_ms: { string_value: '2500' } };
+    const stub = new StubProcess(opts);
+    live.push(stub);
+    const started = performance.now();
+    await stub.start();
+    expect(performance.now() - started).toBeGreaterThan(2500);
+    expect(stub.isHealthy()).toBe(true);
+  }, 20_000);
+
+  it('a stub frozen (SIGSTOP) during initialize fails the load through the health word, not the start timeout', async () => {
+    const opts = options('slow_init', undefined, { healthTimeoutMs: 500 });
+    opts.init.modelConfig.parameters = { init_ms: { string_value: '5000' } };
+    const stub = new StubProcess(opts);
+    live.push(stub);
+    const starting = stub.start();
+    const pid = stub.pid;
+    try {
+      // Stop it once it has said hello (its health watch runs), while initialize spins.
+      await new Promise((r) => setTimeout(r, 1500));
+      process.kill(pid, 'SIGSTOP');
+      const stoppedAt = performance.now();
+      await expect(starting).rejects.toThrow(/the stub died during initialize: stub is unhealthy: no health signal for \d+ ms \(stub timeout 500 ms\)/);
+      expect(performance.now() - stoppedAt).toBeLessThan(1500);
+    } finally {
+      try {
+        process.kill(pid, 'SIGCONT');
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+  }, 20_000);
+});
+
 describe('StubProcess: out of memory', () => {
   it('a stub that runs out of heap fails its request with "out of memory", not just SIGABRT', async () => {
     // A 48 MB heap (the stub inherits NODE_OPTIONS from this process at spawn) so it dies fast.

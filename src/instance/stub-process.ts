@@ -261,6 +261,10 @@ export class StubProcess extends EventEmitter {
   private dispatch(msg: StubMessage): void {
     switch (msg.k) {
       case 'hello':
+        // The stub says hello only once its health thread beats, so the watch can start now and
+        // a stub that freezes during initialize is caught too (a long synchronous initialize is
+        // fine: the health thread is not the main thread).
+        this.startHealthWatch();
         break;
       case 'init-ok': {
         const w = this.initWaiter;
@@ -418,6 +422,7 @@ export class StubProcess extends EventEmitter {
   // ---- health and exit ----------------------------------------------------------------------
 
   private startHealthWatch(): void {
+    if (this.healthTimer || this.exited) return;
     const timeoutMs = this.opts.healthTimeoutMs ?? 1000;
     const executeTimeoutMs = this.opts.executeTimeoutMs ?? 0;
     this.lastHealthy = performance.now();
