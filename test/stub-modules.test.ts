@@ -60,5 +60,7 @@ describe('model module loading', () => {
 
   it('a model in a folder without package.json runs as CommonJS, with stubhost and its own node_modules', async () => {
     expect(await run('cjs_model', ['abc'])).toEqual({ out: ['cba from cjs_model/node_modules'], kind: 'commonjs' });
+    const empty = await http(`${server.url}/v2/models/cjs_model/infer`, 'POST', { inputs: [{ name: 'TEXT', datatype: 'BYTES', shape: [0], data: [] }] });
+    expect([empty.status, empty.json.error]).toEqual([400, 'TEXT is empty']);
   });
 });
