@@ -2,8 +2,10 @@
  * KServe v2 / Triton HTTP infer bodies: JSON tensors and Triton's binary tensor extension, in
  * both directions. Pure functions over bytes (no sockets), so they can be tested and reused alone.
  *
- * Every request is checked against the model's IO contract here, before anything reaches a
- * scheduler or a stub: a bad request costs one 400, never a model execution.
+ * Every request is checked against the model's IO contract (../validate.ts, shared with gRPC and
+ * BLS) while it is decoded, before anything reaches a scheduler or a stub: a bad request costs one
+ * 400, never a model execution. Tensors that name a system shared-memory region are read from it,
+ * and outputs that name one are written there (../shm-registry.ts).
  * Tensor bytes sent as binary data are viewed in place (no JSON, no per-element work) when the
  * body buffer lets them be aligned; see `bodyAlignment` in server.ts.
  */
