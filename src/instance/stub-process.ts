@@ -205,6 +205,7 @@ export class StubProcess extends EventEmitter {
       if (sinks) rids.forEach((rid, i) => this.streams.set(rid, sinks[i]!));
       // After 'exec': a Cancel for a request the stub has not seen yet would be dropped.
       this.channel!.send({ k: 'exec', b, reqs: wire });
+      this.channel!.expectReply();
       for (let i = 0; i < requests.length; i++) {
         const signal = requests[i]!.signal;
         if (signal) {

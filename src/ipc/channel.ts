@@ -63,6 +63,11 @@ export class Channel<Out extends { k: string }, In extends { k: string }> {
     }, { ...options, onError });
   }
 
+  /** An answer to what was just sent is expected within microseconds (see MessageQueue.expectSoon). */
+  expectReply(): void {
+    this.in.expectSoon();
+  }
+
   /** Blocking receive for tests and benchmarks. */
   receiveSync(timeoutMs = -1): In | undefined {
     for (;;) {

@@ -27,6 +27,10 @@ export interface MessageQueueOptions {
 
 export type MessageHandler = (message: Uint8Array) => void;
 
+/** Bounds of the poll `expectSoon` makes for an answer, in microseconds. */
+const KICK_SPIN_MAX_US = 150;
+const KICK_SPIN_MIN_US = 10;
+
 /** writeMessage's "the whole message is in the ring". */
 const DONE = -1;
 
@@ -54,6 +58,11 @@ export class MessageQueue {
   /** How long the receive loop may block the thread when idle (0: never). */
   private idleBlockMs?: () => number;
   private onError?: (err: Error) => void;
+  /** The receive loop waits on the watcher thread (see expectSoon). */
+  private parked = false;
+  private kickScheduled = false;
+  private kickBudget = KICK_SPIN_MAX_US;
+  private kickProbe = 0;
   private draining = false;
   private closed = false;
 
@@ -259,21 +268,8 @@ export class MessageQueue {
     this.draining = true;
     try {
       while (!this.closed && this.handler) {
-        const handler = this.handler;
-        let delivered: number;
-        try {
-          delivered = this.drain(handler);
-        } catch (err) {
-          // A handler that throws must not stop delivery; a corrupt ring must stop it (the
-          // owner treats it as a protocol fault and tears the peer down).
-          const corrupt = err instanceof CorruptQueueError;
-          if (this.onError) this.onError(err as Error);
-          else queueMicrotask(() => {
-            throw err;
-          });
-          if (corrupt) break;
-          continue;
-        }
+        const delivered = this.deliver();
+        if (delivered < 0) break;
         if (delivered > 0) {
           // Let the microtasks and I/O the messages started run before polling again.
           await new Promise<void>((resolve) => setImmediate(resolve));
@@ -287,11 +283,53 @@ export class MessageQueue {
           if (!this.filled.waitUntilAvailable(blockMs)) await new Promise<void>((resolve) => setImmediate(resolve));
           continue;
         }
-        if (!(await this.filled.whenAvailable())) break;
+        this.parked = true;
+        const ok = await this.filled.whenAvailable();
+        this.parked = false;
+        if (!ok) break;
       }
     } finally {
       this.draining = false;
     }
+  }
+
+  /** Drains what is there; -1 when the ring is corrupt and reading must stop. */
+  private deliver(): number {
+    if (!this.handler) return 0;
+    try {
+      return this.drain(this.handler);
+    } catch (err) {
+      // A handler that throws must not stop delivery; a corrupt ring must stop it (the owner
+      // treats it as a protocol fault and tears the peer down).
+      if (this.onError) this.onError(err as Error);
+      else queueMicrotask(() => {
+        throw err;
+      });
+      return err instanceof CorruptQueueError ? -1 : 0;
+    }
+  }
+
+  /**
+   * The caller just sent the peer work it will answer within microseconds: if the receive loop
+   * is parked on the watcher thread, poll for the answer briefly on the next turn instead (the
+   * thread hop through the event loop costs tens of microseconds). The budget adapts: it halves
+   * after a miss and doubles after a hit, so a slow peer costs no spinning.
+   */
+  expectSoon(): void {
+    if (!this.parked || this.kickScheduled || this.closed) return;
+    this.kickScheduled = true;
+    setImmediate(() => {
+      this.kickScheduled = false;
+      if (!this.parked || this.closed) return;
+      const budget = this.kickBudget > 0 ? this.kickBudget : (++this.kickProbe & 15) === 0 ? KICK_SPIN_MAX_US : 0;
+      if (budget === 0) return;
+      if (this.filled.spinUntilAvailable(budget)) {
+        this.kickBudget = Math.min(KICK_SPIN_MAX_US, Math.max(KICK_SPIN_MIN_US, this.kickBudget * 2));
+        this.deliver();
+      } else {
+        this.kickBudget = this.kickBudget <= KICK_SPIN_MIN_US ? 0 : this.kickBudget / 2;
+      }
+    });
   }
 
   /** Whether a consumer waiting for messages keeps the process alive. */
