@@ -27,6 +27,8 @@ const STUB_MAIN = path.join(ROOT, 'stub', 'main.ts');
 const TSCONFIG_FOR_MODELS = path.join(ROOT, 'stub', 'tsconfig.models.json');
 // Absolute, so a stub whose working directory is a model folder anywhere on disk finds tsx.
 const TSX_LOADER = import.meta.resolve('tsx');
+// Extra node flags for every stub (debugging aid, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
+const STUB_EXTRA_NODE_ARGS = (process.env.STUBHOST_STUB_NODE_ARGS ?? '').split(' ').filter(Boolean);
 
 let regionCounter = 0;
 
@@ -133,7 +135,7 @@ export class StubProcess extends EventEmitter {
     this.region = Region.create(name, this.opts.region);
     this.channel = new Channel<HostMessage, StubMessage>(this.region, 'host', { arena: { maxBytes: this.opts.arenaMaxBytes } });
     const healthIntervalMs = this.opts.healthIntervalMs ?? 300;
-    const child = spawn(process.execPath, ['--import', TSX_LOADER, '--enable-source-maps', STUB_MAIN, name], {
+    const child = spawn(process.execPath, [...STUB_EXTRA_NODE_ARGS, '--import', TSX_LOADER, '--enable-source-maps', STUB_MAIN, name], {
       cwd: this.opts.init.modelDir,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
