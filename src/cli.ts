@@ -153,8 +153,11 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
   const forced = setTimeout(() => {
-    logger.error(`models did not finish within ${exitTimeoutMs / 1000} s: exiting`);
-    process.exit(1);
+    logger.error(`requests in flight did not finish within --exit-timeout-secs ${exitTimeoutMs / 1000}: failing them and exiting`);
+    // Requests still in flight get a 503 "shutting down" answer rather than a connection reset.
+    const exit = (): never => process.exit(1);
+    setTimeout(exit, 1000).unref();
+    void server.closeEndpoints().then(exit, exit);
   }, exitTimeoutMs);
   forced.unref();
   await server.close();

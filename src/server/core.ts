@@ -24,6 +24,11 @@ export class ServerCore implements InferenceService {
   readonly repository: ModelRepository;
   private live = true;
   private started = false;
+  /** close() was called: new client requests are refused while those in flight finish. */
+  private closing = false;
+  /** Client requests (not BLS) accepted and not yet answered; close() waits for them. */
+  private inflight = 0;
+  private drained: (() => void)[] = [];
   private readonly strictReadiness: boolean;
 
   /** strictReadiness (default true, as Triton's --strict-readiness): ready only when every model is. */
@@ -43,7 +48,7 @@ export class ServerCore implements InferenceService {
   }
 
   isReady(): boolean {
-    return this.live && this.started && (!this.strictReadiness || this.repository.allReady());
+    return this.live && !this.closing && this.started && (!this.strictReadiness || this.repository.allReady());
   }
 
   serverMetadata(): ServerMetadata {
@@ -77,6 +82,7 @@ export class ServerCore implements InferenceService {
   }
 
   modelContract(name: string, version?: string): ModelIOContract {
+    this.refuseWhenClosing(name);
     return this.repository.get(name, version).contract();
   }
 
@@ -89,12 +95,37 @@ export class ServerCore implements InferenceService {
     return this.repository.loadedVersions().map((v) => v.stats.snapshot());
   }
 
-  infer(request: InferRequest): Promise<InferResult> {
-    return this.repository.get(request.modelName, request.modelVersion).infer(request);
+  async infer(request: InferRequest): Promise<InferResult> {
+    this.refuseWhenClosing(request.modelName);
+    this.inflight++;
+    try {
+      return await this.repository.get(request.modelName, request.modelVersion).infer(request);
+    } finally {
+      this.requestDone();
+    }
   }
 
   inferStream(request: InferRequest): AsyncIterable<InferResult> {
-    return this.repository.get(request.modelName, request.modelVersion).inferStream(request);
+    const self = this;
+    return (async function* () {
+      self.refuseWhenClosing(request.modelName);
+      self.inflight++;
+      try {
+        yield* self.repository.get(request.modelName, request.modelVersion).inferStream(request);
+      } finally {
+        self.requestDone();
+      }
+    })();
+  }
+
+  private refuseWhenClosing(model: string): void {
+    if (this.closing) {
+      throw new StubhostError('STUBHOST_CLOSED', `the server is shutting down: request for model '${model}' refused (requests already in flight finish); retry on another server`);
+    }
+  }
+
+  private requestDone(): void {
+    if (--this.inflight === 0) for (const resolve of this.drained.splice(0)) resolve();
   }
 
   repositoryIndex(readyOnly?: boolean): RepositoryIndexEntry[] {
@@ -136,8 +167,14 @@ export class ServerCore implements InferenceService {
     };
   }
 
-  /** Stops serving: unloads every model (finalize runs). */
+  /**
+   * Stops serving as Triton does on SIGTERM: new client requests are refused (503 / UNAVAILABLE)
+   * and readiness turns false, the requests in flight finish (their BLS calls still run), then
+   * every model is unloaded (finalize runs). The CLI bounds the wait with --exit-timeout-secs.
+   */
   async close(): Promise<void> {
+    this.closing = true;
+    if (this.inflight > 0) await new Promise<void>((resolve) => this.drained.push(resolve));
     this.live = false;
     await this.repository.close();
   }

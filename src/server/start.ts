@@ -44,8 +44,14 @@ export interface RunningServer {
   ports: { http?: number; grpc?: number; metrics?: number };
   /** Models that failed to load at start, with why. */
   failed: Map<string, string>;
-  /** Stops the endpoints and unloads every model (finalize runs). Safe to call twice. */
+  /** Lets queued and running requests finish, unloads every model (finalize runs), then stops the endpoints. Safe to call twice. */
   close(): Promise<void>;
+  /**
+   * Closes the HTTP, gRPC and metrics endpoints now: requests still in flight get a 503 /
+   * UNAVAILABLE "shutting down" answer instead of a reset. For the CLI when --exit-timeout-secs
+   * runs out while a model still works. Safe to call twice, and close() calls it.
+   */
+  closeEndpoints(): Promise<void>;
 }
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
@@ -116,15 +122,22 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     pollTimer = setTimeout(tick, interval);
   }
 
+  let endpointsClosed: Promise<void> | undefined;
+  const closeEndpoints = (): Promise<void> =>
+    (endpointsClosed ??= Promise.all(endpoints.map((e) => e.close().catch(() => {}))).then(() => {}));
+
   return {
-    core, shm, metrics, ports, failed,
+    core, shm, metrics, ports, failed, closeEndpoints,
     async close() {
       if (closed) return;
       closed = true;
       if (pollTimer) clearTimeout(pollTimer);
-      await Promise.all(endpoints.map((e) => e.close().catch(() => {})));
-      shm.unregister();
+      // As Triton on SIGTERM: requests already queued or running finish and their answers still
+      // reach the clients (the endpoints stay up while the models drain and finalize); new ones
+      // are refused because every model is unloading. Only then do the endpoints close.
       await core.close();
+      await closeEndpoints();
+      shm.unregister();
     },
   };
 }
