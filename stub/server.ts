@@ -26,6 +26,8 @@ interface LiveRequest {
   open: boolean;
   /** The execute call this request arrived in. */
   batch?: ExecuteContext;
+  /** The outputs the client asked for (empty: all): a decoupled model's responses are filtered too. */
+  outs?: string[];
 }
 
 /**
@@ -86,7 +88,7 @@ export class StubServer implements StubRuntime {
   sendResponse(rid: number, response: InferenceResponse | undefined, final: boolean): void {
     const live = this.live.get(rid);
     if (!live || !live.open) throw new ModelError(`response for request ${rid}, which is already complete`, 'INVALID_ARG');
-    const r = response ? this.toWire(response, undefined) : undefined;
+    const r = response ? this.toWire(response, live.outs) : undefined;
     if (final) {
       live.open = false;
       this.live.delete(rid);
@@ -117,6 +119,7 @@ export class StubServer implements StubRuntime {
       rid: c, id: request.requestId, model: request.modelName, version: request.modelVersion ?? -1, ins,
       outs: request.requestedOutputNames, params: request.parameters, prio: request.priority,
       corr: request.correlationId === undefined ? undefined : String(request.correlationId),
+      corrInt: typeof request.correlationId === 'bigint' ? true : undefined,
       timeoutMs: request.timeoutMs,
     };
     if (request.timeoutMs && request.timeoutMs > 0) {
@@ -319,7 +322,7 @@ export class StubServer implements StubRuntime {
   // ---- conversions --------------------------------------------------------------------------
 
   private toRequest(w: WireRequest, batch: ExecuteContext): InferenceRequest {
-    const live: LiveRequest = { cancelled: { value: false }, open: true, batch };
+    const live: LiveRequest = { cancelled: { value: false }, open: true, batch, outs: w.outs };
     batch.requests.push(live);
     this.live.set(w.rid, live);
     return new InferenceRequest({
@@ -328,7 +331,7 @@ export class StubServer implements StubRuntime {
       inputs: w.ins.map((d) => toTensor(readTensor(this.channel.peer, d))),
       requestedOutputNames: w.outs,
       parameters: w.params,
-      correlationId: w.corr,
+      correlationId: w.corr !== undefined && w.corrInt && /^\d+$/.test(w.corr) ? BigInt(w.corr) : w.corr,
       priority: w.prio,
       timeoutMs: w.timeoutMs,
       [INTERNAL]: { rid: w.rid, requestId: w.id, cancelled: live.cancelled, decoupled: this.decoupled },
@@ -436,6 +439,7 @@ const HOST_TO_MODEL_CODE: Record<string, ConstructorParameters<typeof ModelError
   STUBHOST_CLOSED: 'UNAVAILABLE',
   STUBHOST_INVALID_INPUT: 'INVALID_ARG',
   STUBHOST_CONFIG: 'INVALID_ARG',
+  STUBHOST_UNSUPPORTED: 'UNSUPPORTED',
 };
 
 function modelCodeOf(code: string): ConstructorParameters<typeof ModelError>[1] {

@@ -533,6 +533,7 @@ function toWireRequest(r: InferRequest, rid: number, version: number, write: (t:
     outs: r.outputs?.map((o) => o.name) ?? [],
     params: r.parameters,
     corr: r.correlationId === undefined ? undefined : String(r.correlationId),
+    corrInt: typeof r.correlationId === 'bigint' ? true : undefined,
     prio: r.priority,
     start: r.sequenceStart,
     end: r.sequenceEnd,
@@ -551,6 +552,13 @@ function fromWireRequest(w: WireRequest, read: (d: WireRequest['ins'][number]) =
     parameters: w.params ?? {},
     priority: w.prio ?? 0,
     timeoutUs: w.timeoutMs ? Math.round(w.timeoutMs * 1000) : 0,
-    correlationId: w.corr,
+    correlationId: correlationIdOf(w),
   };
+}
+
+/** The correlation id as the client gave it: a bigint when it sent an integer, else the string. */
+function correlationIdOf(w: Pick<WireRequest, 'corr' | 'corrInt'>): string | bigint | undefined {
+  if (w.corr === undefined) return undefined;
+  if (w.corrInt && /^\d+$/.test(w.corr)) return BigInt(w.corr);
+  return w.corr;
 }

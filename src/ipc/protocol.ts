@@ -41,7 +41,9 @@ export interface WireRequest {
   /** Requested output names; empty means all. */
   outs: string[];
   params: Parameters;
+  /** The correlation id as text; `corrInt` says the client sent an integer (the model sees a bigint). */
   corr?: string;
+  corrInt?: boolean;
   prio: number;
   start?: boolean;
   end?: boolean;
