@@ -236,7 +236,7 @@ function checkParameters(value: unknown, where: string): Parameters {
   return value as Parameters;
 }
 
-function fromJson(name: string, datatype: DataType, shape: number[], count: number, data: unknown[]): TensorValue['data'] {
+export function fromJson(name: string, datatype: DataType, shape: number[], count: number, data: unknown[]): TensorValue['data'] {
   // Nested arrays (as Triton accepts) are flattened; a flat array is used as is.
   const leaves: unknown[] = data.length > 0 && Array.isArray(data[0]) ? (data.flat(Infinity as 1) as unknown[]) : data;
   if (leaves.length !== count) {

@@ -14,6 +14,7 @@ import { StubhostError, httpStatusOf } from '../../errors.js';
 import type { InferenceService } from '../../core/service.js';
 import type { InferRequest, InferResult } from '../../core/types.js';
 import { decodeInferRequest, encodeInferResponse, parseHeaderLength } from './codec.js';
+import { decodeGenerateRequest, encodeGenerateResponse } from './generate.js';
 import { CUDA_SHM_UNSUPPORTED, type SharedMemoryRegistry } from '../shm-registry.js';
 
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
@@ -43,7 +44,8 @@ export interface HttpServerOptions {
 type RouteKind =
   | 'server' | 'live' | 'ready' | 'allStats' | 'modelMeta' | 'modelReady' | 'modelConfig' | 'infer'
   | 'modelStats' | 'repoIndex' | 'load' | 'unload' | 'logging'
-  | 'shmStatus' | 'shmRegister' | 'shmUnregister' | 'cudaShmStatus' | 'cudaShmChange';
+  | 'shmStatus' | 'shmRegister' | 'shmUnregister' | 'cudaShmStatus' | 'cudaShmChange'
+  | 'generate' | 'generateStream';
 
 interface Route {
   kind: RouteKind;
@@ -113,6 +115,8 @@ function route(path: string): Route | undefined {
         case 'ready': return { kind: 'modelReady', methods: GET, model, version };
         case 'config': return { kind: 'modelConfig', methods: GET, model, version };
         case 'infer': return { kind: 'infer', methods: POST, model, version };
+        case 'generate': return { kind: 'generate', methods: POST, model, version };
+        case 'generate_stream': return { kind: 'generateStream', methods: POST, model, version };
         case 'stats': return { kind: 'modelStats', methods: GET, model, version };
         default: return undefined;
       }
@@ -357,6 +361,8 @@ export class HttpServer {
       case 'modelStats':
         return sendJson(res, 200, JSON.stringify({ model_stats: svc.modelStatistics(r.model, r.version) }));
       case 'infer': return this.#infer(req, res, r.model!, r.version);
+      case 'generate': return this.#generate(req, res, r.model!, r.version, false);
+      case 'generateStream': return this.#generate(req, res, r.model!, r.version, true);
       case 'repoIndex': {
         const body = await readJsonObject(req, this.#maxBody);
         const ready = body?.ready;
@@ -455,6 +461,39 @@ export class HttpServer {
     for (const chunk of enc.binary) res.write(chunk);
     res.end();
     res.uncork();
+  }
+
+  /**
+   * Triton's generate extension: flat JSON in and out; `stream` answers with Server-Sent Events,
+   * one event per response (decoupled models send 0..n), and errors as `data: {"error": ...}`.
+   */
+  async #generate(req: IncomingMessage, res: ServerResponse, model: string, version: string | undefined, stream: boolean): Promise<void> {
+    const body = await readDecodedBody(req, this.#maxBody, 0);
+    const modelVersion = version === undefined ? undefined : parseVersion(version);
+    const contract = this.#service.modelContract(model, version);
+    const request = decodeGenerateRequest(body, contract, { modelName: model, modelVersion });
+    const ac = new AbortController();
+    if (res.destroyed) return;
+    this.#active.set(res, ac);
+    res.once('close', () => {
+      if (!res.writableFinished) ac.abort(new StubhostError('STUBHOST_CANCELLED', `client disconnected before the response of model '${model}'`));
+    });
+    request.signal = ac.signal;
+    if (!stream) {
+      const result = contract.decoupled ? await this.#inferDecoupled(request, ac) : await this.#service.infer(request);
+      if (res.headersSent || res.destroyed) return;
+      return sendJson(res, 200, JSON.stringify(encodeGenerateResponse(result)));
+    }
+    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' });
+    try {
+      for await (const result of this.#service.inferStream(request)) {
+        if (res.destroyed) break;
+        res.write(`data: ${JSON.stringify(encodeGenerateResponse(result))}\n\n`);
+      }
+    } catch (err) {
+      if (!res.destroyed) res.write(`data: ${JSON.stringify({ error: err instanceof Error ? err.message : String(err) })}\n\n`);
+    }
+    res.end();
   }
 
   /** Decoupled models over HTTP: allowed only when they send exactly one response, as in Triton. */
