@@ -52,6 +52,8 @@ export interface InferResult {
   id: string;
   outputs: TensorValue[];
   parameters?: Parameters;
+  /** Decoupled models: the model sent its final flag together with this response. */
+  final?: boolean;
 }
 
 /**

@@ -41,7 +41,8 @@ export interface ExecOutcome {
 
 /** Decoupled responses arrive one by one. */
 export interface StreamSink {
-  response(outcome: ExecOutcome): void;
+  /** `final`: the model sent its final flag with this response (decoupled). */
+  response(outcome: ExecOutcome, final?: boolean): void;
   /** The final flag (after the last response, or alone), or an error that ends the stream. */
   end(error?: StubhostError): void;
 }
@@ -341,7 +342,7 @@ export class StubProcess extends EventEmitter {
       if (r) this.releaseLater(r);
       return;
     }
-    if (r) sink.response(this.readResponse(r));
+    if (r) sink.response(this.readResponse(r), final);
     if (final) this.endStream(rid);
   }
 

@@ -168,7 +168,7 @@ export class ModelVersion {
     }
     const queue = new AsyncQueue<InferResult | StubhostError>();
     const sink: StreamSink = {
-      response: (o) => queue.push(o.error ?? this.toResult(request, o)),
+      response: (o, final) => queue.push(o.error ?? (final ? { ...this.toResult(request, o), final } : this.toResult(request, o))),
       end: (err) => {
         if (err) queue.push(err);
         queue.end();

@@ -258,15 +258,19 @@ export class GrpcServer {
       const contract = this.#service.modelContract(msg.model_name, opt(msg.model_version));
       const { request, enableEmptyFinalResponse } = decodeInferRequest(msg, contract, this.#opts.shm);
       request.signal = ac.signal;
+      let sentFinal = false;
       for await (const result of this.#service.inferStream(request)) {
         if (call.cancelled) break;
         const resp = encodeInferResponse(result, request, this.#opts.shm);
-        // A non-decoupled model's one response is its last; a decoupled model's finality is only
-        // known when its stream ends, which the empty final response reports if asked for.
-        resp.parameters.triton_final_response = { bool_param: !contract.decoupled };
+        // A non-decoupled model's one response is its last; a decoupled model's response is final
+        // when the model sent its final flag with it. A flag sent alone is reported by the empty
+        // final response, if the client asked for it (as Triton does).
+        const final = !contract.decoupled || result.final === true;
+        sentFinal ||= final;
+        resp.parameters.triton_final_response = { bool_param: final };
         await writeStream(call, { error_message: '', infer_response: resp });
       }
-      if (contract.decoupled && enableEmptyFinalResponse && !call.cancelled) {
+      if (contract.decoupled && enableEmptyFinalResponse && !sentFinal && !call.cancelled) {
         const final: Record<string, InferParameterMsg> = { triton_final_response: { bool_param: true } };
         await writeStream(call, { error_message: '', infer_response: { ...header(contract.version), parameters: final } });
       }
