@@ -11,13 +11,7 @@ export const SHM_PREFIX = 'stubhost-';
 /** Unlinks every /dev/shm file whose name starts with `prefix` (no leading slash). */
 export function sweepShm(prefix: string): number {
   let removed = 0;
-  let names: string[];
-  try {
-    names = fs.readdirSync(SHM_DIR);
-  } catch {
-    return 0;
-  }
-  for (const name of names) {
+  for (const name of shmNames()) {
     if (!name.startsWith(prefix)) continue;
     try {
       if (native.shmUnlink(`/${name}`)) removed++;
@@ -26,6 +20,14 @@ export function sweepShm(prefix: string): number {
     }
   }
   return removed;
+}
+
+function shmNames(): string[] {
+  try {
+    return fs.readdirSync(SHM_DIR);
+  } catch {
+    return [];
+  }
 }
 
 function isAlive(pid: number): boolean {
@@ -40,14 +42,8 @@ function isAlive(pid: number): boolean {
 /** Unlinks files of stubhost hosts that are no longer running (called at server start). */
 export function sweepOrphans(): number {
   let removed = 0;
-  let names: string[];
-  try {
-    names = fs.readdirSync(SHM_DIR);
-  } catch {
-    return 0;
-  }
   const dead = new Set<string>();
-  for (const name of names) {
+  for (const name of shmNames()) {
     const m = /^stubhost-(\d+)-/.exec(name);
     if (!m || m[1] === String(process.pid)) continue;
     if (!isAlive(Number(m[1]))) dead.add(m[1]!);
