@@ -12,3 +12,13 @@ export type { ModelErrorCode } from './errors.js';
 export { logger } from './logger.js';
 export type { AutoCompleteContext, Model, ModelClass, ModelConfig, ModelInitArgs } from './model.js';
 export { concatInputs, splitOutput, type HasInputs } from './batching.js';
+
+import type { ModelConfig as ModelConfigType } from './model.js';
+declare global {
+  /**
+   * DESIGN.md's example model declares `static autoCompleteConfig?(config: ModelConfig): ModelConfig`
+   * without importing ModelConfig: importing 'stubhost' makes the name available, so that example
+   * type-checks unchanged. `import type { ModelConfig } from 'stubhost'` is the same type.
+   */
+  type ModelConfig = ModelConfigType;
+}

@@ -1,4 +1,4 @@
-import { ModelError } from './errors.js';
+import { ModelError, asModelError } from './errors.js';
 import { InferenceResponse, type ParameterValue } from './response.js';
 import { INTERNAL, getRuntime, type RequestInternals } from './runtime.js';
 import type { Tensor } from './tensor.js';
@@ -108,14 +108,40 @@ export class InferenceRequest {
     return this.run(true);
   }
 
-  private run(stream: boolean): AsyncIterable<InferenceResponse> {
+  /** Never throws: a failure (no stub, the call could not be sent) is a last error response. */
+  private async *run(stream: boolean): AsyncGenerator<InferenceResponse, void, undefined> {
     const runtime = getRuntime();
     if (!runtime) {
-      const error = new ModelError('BLS needs a stubhost stub: this code is not running inside one', 'UNAVAILABLE');
-      return (async function* () {
-        yield new InferenceResponse({ error });
-      })();
+      yield new InferenceResponse({ error: new ModelError('BLS needs a stubhost stub: this code is not running inside one', 'UNAVAILABLE') });
+      return;
     }
-    return runtime.bls(this, stream);
+    let calls: AsyncIterable<InferenceResponse>;
+    try {
+      calls = runtime.bls(this, stream);
+    } catch (err) {
+      yield new InferenceResponse({ error: asModelError(err) });
+      return;
+    }
+    const it = calls[Symbol.asyncIterator]();
+    try {
+      for (;;) {
+        let next: IteratorResult<InferenceResponse>;
+        try {
+          next = await it.next();
+        } catch (err) {
+          yield new InferenceResponse({ error: asModelError(err) });
+          return;
+        }
+        if (next.done) return;
+        yield next.value;
+      }
+    } finally {
+      // The caller stopped early (break): let the runtime cancel the call.
+      try {
+        await it.return?.();
+      } catch {
+        // nothing left to report to
+      }
+    }
   }
 }

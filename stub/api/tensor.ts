@@ -40,7 +40,11 @@ export class Tensor {
     if (!isDataType(type)) throw new TypeError(`Tensor '${name}': unknown dtype '${String(type)}'`);
     if (type === 'BYTES') {
       if (!Array.isArray(data)) throw new TypeError(`Tensor '${name}': BYTES data must be Uint8Array[] or string[]`);
-      this.data = (data as (Uint8Array | string)[]).map((item) => (typeof item === 'string' ? encoder.encode(item) : item));
+      this.data = (data as unknown[]).map((item, i) => {
+        if (typeof item === 'string') return encoder.encode(item);
+        if (item instanceof Uint8Array) return item;
+        throw new TypeError(`Tensor '${name}': BYTES data must be Uint8Array[] or string[], element ${i} is ${item === null ? 'null' : typeof item}${typeof item === 'number' ? ' (numeric data is a typed array, e.g. Float32Array.from([...]))' : ''}`);
+      });
     } else {
       const allowed = NUMERIC_CTORS[type]!;
       if (!allowed.some((C) => data instanceof (C as new () => unknown))) {

@@ -1,0 +1,213 @@
+/**
+ * The model API ships types: a model.ts written against DESIGN.md ("The model API") type-checks
+ * with `strict`, resolving 'stubhost' the way a model sees it — through a tsconfig `paths`
+ * mapping like stub/tsconfig.models.json, and through the package's own "exports" (types) from a
+ * node_modules/stubhost link — and misuse of the surface is a type error.
+ *
+ * DESIGN.md's AddSub example is compiled unchanged (read from /work/shared/DESIGN.md when it is
+ * there, else the copy below, kept identical).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import ts from 'typescript';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const DESIGN = '/work/shared/DESIGN.md';
+
+/** The example in DESIGN.md, "The model API", verbatim. */
+const ADD_SUB_FROM_DESIGN = `import { InferenceRequest, InferenceResponse, Tensor, ModelError, logger } from 'stubhost';
+import type { Model, ModelInitArgs } from 'stubhost';
+
+export default class AddSub implements Model {
+  async initialize(args: ModelInitArgs) { /* args.modelConfig, modelName, modelVersion,
+     modelRepository, instanceName, instanceKind, instanceDeviceId */ }
+  async execute(requests: InferenceRequest[]): Promise<InferenceResponse[]> {
+    return requests.map((r) => {
+      const a = r.input('INPUT0')!.data as Float32Array, b = r.input('INPUT1')!.data as Float32Array;
+      const sum = a.map((x, i) => x + b[i]);
+      return new InferenceResponse({ outputs: [new Tensor('OUTPUT0', sum, r.input('INPUT0')!.shape)] });
+    });
+  }
+  async finalize() {}
+  static autoCompleteConfig?(config: ModelConfig): ModelConfig;   // optional, like Triton's
+}
+`;
+
+function designExample(): string {
+  if (!fs.existsSync(DESIGN)) return ADD_SUB_FROM_DESIGN;
+  const text = fs.readFileSync(DESIGN, 'utf8');
+  const section = text.slice(text.indexOf('## The model API'));
+  const m = /```ts\n([\s\S]*?)```/.exec(section);
+  expect(m, 'DESIGN.md has a ts block in "The model API"').not.toBeNull();
+  return m![1]!;
+}
+
+/** The rest of the surface, used as DESIGN.md describes it; each @ts-expect-error is misuse. */
+const SURFACE = `import { InferenceRequest, InferenceResponse, Tensor, ModelError, logger, ResponseSender } from 'stubhost';
+import type { DataType, Model, ModelConfig, ModelErrorCode, ModelInitArgs, TypedArray } from 'stubhost';
+
+export function tensors(): Tensor[] {
+  const all: Tensor[] = [
+    new Tensor('a', new Float32Array(2)), new Tensor('b', new Float64Array(2)), new Tensor('c', new Int8Array(2)),
+    new Tensor('d', new Int16Array(2)), new Tensor('e', new Int32Array(2)), new Tensor('f', new BigInt64Array(2)),
+    new Tensor('g', new Uint8Array(2)), new Tensor('h', new Uint16Array(2)), new Tensor('i', new Uint32Array(2)),
+    new Tensor('j', new BigUint64Array(2)), new Tensor('k', [new Uint8Array(1)]), new Tensor('l', ['x', 'y'], [2]),
+    new Tensor('m', new Uint16Array(4), [2, 2], 'FP16'), new Tensor('n', new Uint16Array(1), undefined, 'BF16'),
+    new Tensor('o', Uint8Array.of(1, 0), [2], 'BOOL'),
+  ];
+  const t = all[0]!;
+  const name: string = t.name, dtype: DataType = t.dtype, shape: number[] = t.shape;
+  const strings: string[] = all[11]!.strings();
+  const data: TypedArray | Uint8Array[] = t.data;
+  // @ts-expect-error name is readonly
+  t.name = 'x';
+  // @ts-expect-error dtype is readonly
+  t.dtype = 'FP64';
+  // @ts-expect-error shape is readonly
+  t.shape = [1];
+  // @ts-expect-error data is readonly
+  t.data = new Float32Array(1);
+  // @ts-expect-error not a data type
+  new Tensor('p', new Float32Array(1), [1], 'FLOAT');
+  // @ts-expect-error numbers are not tensor data
+  new Tensor('q', [1, 2, 3]);
+  void [name, dtype, shape, strings, data];
+  return all;
+}
+
+export async function requests(r: InferenceRequest): Promise<void> {
+  const inputs: Tensor[] = r.inputs;
+  const x: Tensor | undefined = r.input('X');
+  const id: string = r.requestId;
+  const corr: string | bigint | undefined = r.correlationId;
+  const params: Record<string, string | number | boolean> = r.parameters;
+  const wanted: string[] = r.requestedOutputNames;
+  const prio: number = r.priority;
+  const cancelled: boolean = r.isCancelled();
+  const sender: ResponseSender = r.responseSender();
+  sender.send(new InferenceResponse({ outputs: [] }));
+  sender.send(undefined, { final: true });
+  sender.send(new InferenceResponse({}), { final: true });
+  // @ts-expect-error requestId is readonly
+  r.requestId = 'x';
+  const call = new InferenceRequest({
+    modelName: 'm', modelVersion: 1, inputs: [new Tensor('X', Float32Array.of(1))], requestedOutputNames: ['Y'],
+    parameters: { a: 'b', n: 1, f: true }, correlationId: 7n, priority: 1, timeoutMs: 100,
+  });
+  new InferenceRequest({ modelName: 'm', inputs: [], correlationId: 'seq' });
+  const one: InferenceResponse = await call.exec();
+  for await (const each of call.stream()) void each.output('Y');
+  // @ts-expect-error modelName is required
+  new InferenceRequest({ inputs: [] });
+  void [inputs, x, id, corr, params, wanted, prio, cancelled, one];
+}
+
+export function responses(): InferenceResponse[] {
+  const ok = new InferenceResponse({ outputs: [new Tensor('Y', Float32Array.of(1))], parameters: { note: 'x', n: 1, b: false } });
+  const bad = new InferenceResponse({ error: new ModelError('nope', 'INVALID_ARG') });
+  const text = new InferenceResponse({ error: 'plain text' });
+  const y: Tensor | undefined = ok.output('Y');
+  const err: ModelError | undefined = bad.error;
+  const outs: Tensor[] = ok.outputs;
+  void [y, err, outs];
+  return [ok, bad, text];
+}
+
+export function errors(): ModelError[] {
+  const codes: ModelErrorCode[] = ['INVALID_ARG', 'INTERNAL', 'NOT_FOUND', 'UNAVAILABLE', 'UNSUPPORTED', 'CANCELLED', 'TIMEOUT'];
+  const all = codes.map((c) => new ModelError('m', c));
+  all.push(new ModelError('default code'));
+  const e: Error = all[0]!;
+  // @ts-expect-error not one of the codes
+  new ModelError('m', 'BAD_CODE');
+  logger.info('i', 1); logger.warn('w'); logger.error('e', new Error('x')); logger.verbose('v');
+  void e;
+  return all;
+}
+
+export class Full implements Model {
+  static autoCompleteConfig(config: ModelConfig): ModelConfig {
+    config.max_batch_size = 4;
+    config.input.push({ name: 'X', data_type: 'TYPE_FP32', dims: [-1] });
+    return config;
+  }
+  initialize(args: ModelInitArgs): void {
+    const s: string[] = [args.modelName, args.modelRepository, args.instanceName, args.instanceKind, args.modelConfig.name];
+    const n: number[] = [args.modelVersion, args.instanceDeviceId, args.modelConfig.max_batch_size];
+    void [s, n];
+  }
+  execute(requests: InferenceRequest[]): InferenceResponse[] {
+    return requests.map(() => new InferenceResponse());
+  }
+}
+
+export class Decoupled implements Model {
+  async execute(requests: InferenceRequest[]): Promise<void> {
+    for (const r of requests) r.responseSender().send(undefined, { final: true });
+  }
+}
+`;
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+/** Type-checks `files` (name → source) in a fresh folder under /tmp; returns the diagnostics as text. */
+function typecheck(files: Record<string, string>, options: ts.CompilerOptions, setup?: (dir: string) => void): string[] {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stubhost-types-'));
+  dirs.push(dir);
+  setup?.(dir);
+  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text);
+  const program = ts.createProgram(Object.keys(files).filter((f) => f.endsWith('.ts')).map((f) => path.join(dir, f)), {
+    target: ts.ScriptTarget.ES2022, strict: true, noEmit: true, skipLibCheck: true, esModuleInterop: true,
+    types: ['node'], typeRoots: [path.join(ROOT, 'node_modules', '@types')],
+    ...options,
+  });
+  return ts.getPreEmitDiagnostics(program).map((d) => {
+    const where = d.file && d.start !== undefined ? `${path.basename(d.file.fileName)}:${d.file.getLineAndCharacterOfPosition(d.start).line + 1}: ` : '';
+    return `${where}${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`;
+  });
+}
+
+/** What stub/tsconfig.models.json gives tsx: 'stubhost' → stub/api/index.ts. */
+const viaPaths: ts.CompilerOptions = {
+  module: ts.ModuleKind.Preserve, moduleResolution: ts.ModuleResolutionKind.Bundler,
+  paths: { stubhost: [path.join(ROOT, 'stub', 'api', 'index.ts')] },
+};
+
+describe('the model API type-checks (strict)', () => {
+  it('stub/tsconfig.models.json maps stubhost to stub/api/index.ts', () => {
+    const cfg = JSON.parse(fs.readFileSync(path.join(ROOT, 'stub', 'tsconfig.models.json'), 'utf8'));
+    expect(path.resolve(ROOT, 'stub', cfg.compilerOptions.baseUrl, cfg.compilerOptions.paths.stubhost[0])).toBe(path.join(ROOT, 'stub', 'api', 'index.ts'));
+  });
+
+  it('DESIGN.md\'s AddSub example compiles unchanged', () => {
+    const source = designExample();
+    expect(source).toBe(ADD_SUB_FROM_DESIGN);
+    expect(typecheck({ 'model.ts': source }, viaPaths)).toEqual([]);
+  }, 60_000);
+
+  it('the whole surface as DESIGN.md names it; misuse (readonly fields, unknown codes and dtypes) is an error', () => {
+    expect(typecheck({ 'model.ts': SURFACE }, viaPaths)).toEqual([]);
+  }, 60_000);
+
+  it('an unused @ts-expect-error is reported (the check above is not vacuous)', () => {
+    const diags = typecheck({ 'model.ts': `import { Tensor } from 'stubhost';\n// @ts-expect-error\nnew Tensor('a', new Float32Array(1));\n` }, viaPaths);
+    expect(diags.join('\n')).toMatch(/Unused '@ts-expect-error' directive/);
+  }, 60_000);
+
+  it('through the package\'s "exports" types, from a node_modules/stubhost link (ESM model, NodeNext)', () => {
+    const diags = typecheck(
+      { 'model.ts': designExample(), 'package.json': JSON.stringify({ type: 'module' }) },
+      { module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext, allowImportingTsExtensions: true },
+      (dir) => {
+        fs.mkdirSync(path.join(dir, 'node_modules'));
+        fs.symlinkSync(ROOT, path.join(dir, 'node_modules', 'stubhost'), 'dir');
+      },
+    );
+    expect(diags).toEqual([]);
+  }, 60_000);
+});
