@@ -2,6 +2,7 @@
  * One loaded version of a model: its completed config, its instances (stub processes), its
  * scheduler and its statistics. `infer` / `inferStream` are what the server core calls.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { ModelInstance } from '../instance/model-instance.js';
 import type { ExecOutcome, BlsHandler, StreamSink } from '../instance/stub-process.js';
@@ -14,6 +15,7 @@ import type { InferRequest, InferResult, TensorValue } from '../core/types.js';
 import type { ModelIOContract } from '../core/service.js';
 import { configToJson, inputSpecs, isDecoupled, modelParameter, outputSpecs, validateModelConfig, type ModelConfig } from '../config/load.js';
 import { StubhostError } from '../errors.js';
+import { tensorFromBytes, validateInferInputs } from '../server/validate.js';
 import type { Logger } from '../log/logger.js';
 import { ModelStatsRecorder, failureReasonOf, type Metrics } from '../metrics/index.js';
 import type { RateLimiter } from '../scheduler/rate-limiter.js';
@@ -40,6 +42,8 @@ export class ModelVersion {
   readonly name: string;
   readonly version: number;
   state: VersionState = 'LOADING';
+  /** During load: warmup samples may be submitted although the version is not READY yet. */
+  private warmingUp = false;
   reason = '';
   config: ModelConfig;
   private instances: ModelInstance[] = [];
@@ -188,7 +192,7 @@ export class ModelVersion {
 
   private submit(request: InferRequest, done: (o: ExecOutcome) => void, sink?: StreamSink): void {
     const scheduler = this.scheduler;
-    if (!scheduler || this.state !== 'READY') {
+    if (!scheduler || (this.state !== 'READY' && !this.warmingUp)) {
       done({ error: new StubhostError('STUBHOST_MODEL_NOT_READY', `${this.label} is not ready (${this.state.toLowerCase()}${this.reason ? `: ${this.reason}` : ''})`) });
       return;
     }
@@ -393,7 +397,8 @@ export class ModelVersion {
 
   private async warmup(): Promise<void> {
     const samples = this.config.model_warmup ?? [];
-    for (const sample of samples) {
+    for (const [index, sample] of samples.entries()) {
+      const where = `${this.label} (${this.opts.modelDir}): model_warmup[${index}]${sample.name ? ` '${sample.name}'` : ''}`;
       const batch = Math.max(1, sample.batch_size || 1);
       const inputs: TensorValue[] = [];
       for (const [name, spec] of Object.entries(sample.inputs)) {
@@ -401,20 +406,60 @@ export class ModelVersion {
         const dims = spec.dims.map((d) => (d < 0 ? 1 : d));
         const shape = this.config.max_batch_size > 0 ? [batch, ...dims] : dims;
         const count = shape.reduce((a, b) => a * b, 1);
-        inputs.push({ name, datatype, shape, data: warmupData(datatype, count, spec.random_data === true) });
+        const data = spec.input_data_file
+          ? this.warmupFileData(where, name, spec.input_data_file, datatype, dims, this.config.max_batch_size > 0 ? batch : 1)
+          : warmupData(datatype, count, spec.random_data === true);
+        inputs.push({ name, datatype, shape, data });
+      }
+      // As Triton: a sample must match the model's inputs (a config error, not a model crash).
+      try {
+        validateInferInputs(this.contract(), inputs);
+      } catch (err) {
+        throw new StubhostError('STUBHOST_CONFIG', `${where}: ${(err as Error).message}; make the warmup inputs match the model's inputs`);
       }
       const repeat = Math.max(1, sample.count || 1);
       for (let i = 0; i < repeat; i++) {
-        this.state = 'READY'; // submit() accepts work only when ready
+        this.warmingUp = true; // submit() takes only warmup work before the version is READY
         try {
           await this.infer({ id: `warmup:${sample.name}`, modelName: this.name, inputs, parameters: {}, priority: 0, timeoutUs: 0 });
         } catch (err) {
           throw new StubhostError('STUBHOST_LOAD_FAILED', `${this.label}: warmup sample '${sample.name}' failed: ${(err as Error).message}`);
         } finally {
-          this.state = 'LOADING';
+          this.warmingUp = false;
         }
       }
     }
+  }
+
+  /**
+   * Triton's `input_data_file`: raw row-major bytes of one sample (BYTES as 4-byte length
+   * prefixes and bytes) in the model's `warmup/` folder, repeated for each batch row.
+   */
+  private warmupFileData(where: string, input: string, file: string, datatype: TensorValue['datatype'], dims: number[], batch: number): TensorValue['data'] {
+    const field = `${where}.inputs['${input}'].input_data_file`;
+    const base = path.join(this.opts.modelDir, 'warmup');
+    const full = path.resolve(base, file);
+    if (path.relative(base, full).startsWith('..') || path.isAbsolute(path.relative(base, full))) {
+      throw new StubhostError('STUBHOST_CONFIG', `${field}: "${file}" leaves the model's warmup/ folder; name a file inside ${base}`);
+    }
+    let bytes: Uint8Array;
+    try {
+      bytes = new Uint8Array(fs.readFileSync(full));
+    } catch (err) {
+      throw new StubhostError('STUBHOST_CONFIG', `${field}: cannot read ${full} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); put the file in the model's warmup/ folder`);
+    }
+    let one: TensorValue;
+    try {
+      one = tensorFromBytes({ name: input, datatype, shape: dims }, bytes, `warmup file ${file}`);
+    } catch (err) {
+      throw new StubhostError('STUBHOST_CONFIG', `${field}: ${(err as Error).message}`);
+    }
+    if (batch === 1) return one.data;
+    if (Array.isArray(one.data)) return Array.from({ length: batch }, () => one.data as Uint8Array[]).flat();
+    const src = one.data as Exclude<TensorValue['data'], Uint8Array[]>;
+    const out = new (src.constructor as new (n: number) => typeof src)(src.length * batch);
+    for (let b = 0; b < batch; b++) (out as Uint8Array).set(src as Uint8Array, b * src.length);
+    return out;
   }
 }
 
