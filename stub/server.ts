@@ -184,7 +184,13 @@ export class StubServer implements StubRuntime {
       let config = args.modelConfig as ModelConfig;
       let completed: Record<string, unknown> | undefined;
       if (typeof ModelCtor.autoCompleteConfig === 'function') {
-        config = await ModelCtor.autoCompleteConfig(structuredClone(config), { modelFile: args.modelFile, modelDir: args.modelDir });
+        const draft = structuredClone(config);
+        const returned = await ModelCtor.autoCompleteConfig(draft, { modelFile: args.modelFile, modelDir: args.modelDir });
+        // Returning the config is the contract; one completed in place and not returned counts too.
+        if (returned !== undefined && (returned === null || typeof returned !== 'object')) {
+          throw new Error(`${args.modelFile}: autoCompleteConfig must return the completed config, it returned ${String(returned)}`);
+        }
+        config = returned ?? draft;
         completed = config as Record<string, unknown>;
       }
       this.decoupled = Boolean((config.model_transaction_policy as { decoupled?: boolean } | undefined)?.decoupled);

@@ -249,6 +249,7 @@ const repo = tempRepository({
   errs: { 'config.pbtxt': ERRS_CONFIG, '1/model.ts': ERRS_TS },
   errs_esm: { 'config.pbtxt': ERRS_CONFIG.replace('"errs"', '"errs_esm"'), 'package.json': ESM, '1/model.ts': ERRS_TS },
   auto: { '1/model.ts': AUTO_TS },
+  auto_inplace: { '1/model.ts': AUTO_TS.replace('    return config;\n  }\n  initialize', '  }\n  initialize').replace('static autoCompleteConfig(config: ModelConfig): ModelConfig {', 'static autoCompleteConfig(config: ModelConfig): any {') },
   dec: { 'config.pbtxt': DEC_CONFIG, '1/model.ts': DEC_TS },
   bls_probe: { 'config.pbtxt': BLS_CONFIG, 'package.json': ESM, '1/model.ts': BLS_TS },
 });
@@ -399,11 +400,11 @@ describe.each(['probe_cjs', 'probe_esm'])('%s: what execute and initialize see',
 });
 
 describe('autoCompleteConfig with no config file', () => {
-  it('supplies inputs, outputs and max_batch_size; initialize sees the completed config', async () => {
-    const c = await http(`${server.url}/v2/models/auto/config`);
+  it.each(['auto', 'auto_inplace'])('%s: supplies inputs, outputs and max_batch_size (returned, or completed in place); initialize sees the completed config', async (model) => {
+    const c = await http(`${server.url}/v2/models/${model}/config`);
     expect(c.status).toBe(200);
     expect(c.json).toMatchObject({ max_batch_size: 0, input: [{ name: 'X', data_type: 'TYPE_INT32', dims: [-1] }], output: [{ name: 'Y', data_type: 'TYPE_INT32', dims: [-1] }] });
-    const r = await infer('auto', { inputs: [{ name: 'X', datatype: 'INT32', shape: [3], data: [1, -2, 3] }] });
+    const r = await infer(model, { inputs: [{ name: 'X', datatype: 'INT32', shape: [3], data: [1, -2, 3] }] });
     expect(r.status, r.text).toBe(200);
     expect(output(r.json, 'Y')).toEqual([-1, 2, -3]);
   });
