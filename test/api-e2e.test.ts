@@ -242,6 +242,30 @@ input [ { name: "GO", data_type: TYPE_INT32, dims: [ 1 ] } ]
 output [ { name: "RESULTS", data_type: TYPE_STRING, dims: [ 1 ] } ]
 `;
 
+/** Awaits inside execute with other executions in flight on the same stub; checks its input view did not change. */
+const HOLD_TS = `
+import { InferenceRequest, InferenceResponse, Tensor } from 'stubhost';
+
+export default class Hold {
+  async execute(requests: InferenceRequest[]): Promise<InferenceResponse[]> {
+    const views = requests.map((r) => r.input('IN')!.data as Float32Array);
+    const before = views.map((v) => v.slice());
+    await new Promise((r) => setTimeout(r, 30));
+    return views.map((v, i) => new InferenceResponse({
+      outputs: [new Tensor('SAME', Int32Array.of(v.every((x, j) => x === before[i]![j]) ? 1 : 0)), new Tensor('FIRST', Float32Array.of(v[0]!))],
+    }));
+  }
+}
+`;
+const HOLD_CONFIG = `
+name: "hold"
+backend: "typescript"
+max_batch_size: 0
+parameters { key: "max_inflight_per_instance" value: { string_value: "4" } }
+input [ { name: "IN", data_type: TYPE_FP32, dims: [ -1 ] } ]
+output [ { name: "SAME", data_type: TYPE_INT32, dims: [ 1 ] }, { name: "FIRST", data_type: TYPE_FP32, dims: [ 1 ] } ]
+`;
+
 const ESM = JSON.stringify({ type: 'module' });
 const repo = tempRepository({
   probe_cjs: { 'config.pbtxt': probeConfig('probe_cjs'), '1/model.ts': PROBE_TS },
@@ -251,6 +275,7 @@ const repo = tempRepository({
   auto: { '1/model.ts': AUTO_TS },
   auto_inplace: { '1/model.ts': AUTO_TS.replace('    return config;\n  }\n  initialize', '  }\n  initialize').replace('static autoCompleteConfig(config: ModelConfig): ModelConfig {', 'static autoCompleteConfig(config: ModelConfig): any {') },
   dec: { 'config.pbtxt': DEC_CONFIG, '1/model.ts': DEC_TS },
+  hold: { 'config.pbtxt': HOLD_CONFIG, '1/model.ts': HOLD_TS },
   bls_probe: { 'config.pbtxt': BLS_CONFIG, 'package.json': ESM, '1/model.ts': BLS_TS },
 });
 
@@ -396,6 +421,18 @@ describe.each(['probe_cjs', 'probe_esm'])('%s: what execute and initialize see',
     expect(byLevel.get('warn')).toMatchObject({ msg: 'probe-warn', instance: `${model}_0_0` });
     expect(byLevel.get('error')).toMatchObject({ msg: 'probe-error', instance: `${model}_0_0` });
     expect(byLevel.get('verbose')).toMatchObject({ msg: 'probe-verbose', instance: `${model}_0_0` });
+  });
+});
+
+describe('inputs are valid for the call', () => {
+  it('an execute that awaits, with others in flight on the same stub, still reads its own input data', async () => {
+    const rs = await Promise.all(Array.from({ length: 12 }, (_, k) => infer('hold', {
+      inputs: [{ name: 'IN', datatype: 'FP32', shape: [1000], data: Array.from({ length: 1000 }, () => k) }],
+    })));
+    rs.forEach((r, k) => {
+      expect(r.status, r.text).toBe(200);
+      expect([output(r.json, 'SAME'), output(r.json, 'FIRST')]).toEqual([[1], [k]]);
+    });
   });
 });
 
