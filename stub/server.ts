@@ -38,6 +38,13 @@ interface LiveRequest {
 interface ExecuteContext {
   requests: LiveRequest[];
   calls: Set<number>;
+  /**
+   * Host-arena blocks of BLS outputs handed to the model as views during this execute: valid,
+   * like the inputs, until the execute call returns (non-decoupled models), then released.
+   */
+  lent: Handle[];
+  /** The execute call has returned: BLS results arriving now are copied, not lent. */
+  done: boolean;
 }
 
 interface BlsCall {
@@ -220,7 +227,7 @@ export class StubServer implements StubRuntime {
       return;
     }
     let requests: InferenceRequest[];
-    const context: ExecuteContext = { requests: [], calls: new Set() };
+    const context: ExecuteContext = { requests: [], calls: new Set(), lent: [], done: false };
     try {
       requests = msg.reqs.map((w) => this.toRequest(w, context));
     } catch (err) {
@@ -232,17 +239,20 @@ export class StubServer implements StubRuntime {
     try {
       result = await this.executeContext.run(context, () => model.execute(requests));
     } catch (err) {
+      this.returnLent(context);
       // Decoupled too: the host ends these requests' streams with this error.
       for (const w of msg.reqs) this.live.delete(w.rid);
       this.channel.send({ k: 'exec-done', b: msg.b, err: errorBody(err, `${this.label()}: execute threw`) });
       return;
     }
     if (this.decoupled) {
+      this.returnLent(context);
       this.channel.send({ k: 'exec-done', b: msg.b });
       return;
     }
     for (const w of msg.reqs) this.live.delete(w.rid);
     if (!Array.isArray(result) || result.length !== requests.length) {
+      this.returnLent(context);
       const got = Array.isArray(result) ? `${result.length} responses` : `${result === undefined ? 'nothing' : typeof result}`;
       this.channel.send({
         k: 'exec-done', b: msg.b,
@@ -250,8 +260,16 @@ export class StubServer implements StubRuntime {
       });
       return;
     }
+    // Outputs are written into our arena before the lent BLS views go back to the host.
     const rs = result.map((resp, i) => this.toWire(resp, msg.reqs[i]!.outs));
+    this.returnLent(context);
     this.channel.send({ k: 'exec-done', b: msg.b, rs });
+  }
+
+  private returnLent(context: ExecuteContext): void {
+    context.done = true;
+    this.releaseLater(context.lent);
+    context.lent = [];
   }
 
   private async finalize(): Promise<void> {
@@ -276,16 +294,24 @@ export class StubServer implements StubRuntime {
     let response: InferenceResponse | undefined;
     if (msg.err) response = new InferenceResponse({ error: new ModelError(msg.err.message, modelCodeOf(msg.err.code)) });
     else if (msg.r) {
+      // During a (non-decoupled) execute, outputs are views of the host's arena, valid until that
+      // execute returns (as its inputs are); elsewhere — initialize, decoupled sends, calls left
+      // running past their execute — they are copied so the model may keep them.
+      const context = call.context;
+      const lend = context !== undefined && !context.done && !this.decoupled;
       try {
-        // Copied out so the model may keep them as long as it likes; the host's blocks go back.
-        const outputs = msg.r.outs.map((d) => toTensor(copyTensor(readTensor(this.channel.peer, d))));
+        const outputs = msg.r.outs.map((d) => {
+          const t = readTensor(this.channel.peer, d);
+          return toTensor(lend ? t : copyTensor(t));
+        });
         response = msg.r.err
           ? new InferenceResponse({ error: new ModelError(msg.r.err.message, modelCodeOf(msg.r.err.code)) })
           : new InferenceResponse({ outputs, parameters: msg.r.params });
       } catch (err) {
         response = new InferenceResponse({ error: asModelError(err) });
       }
-      this.releaseLater(handlesOf(msg.r.outs));
+      if (lend) context.lent.push(...handlesOf(msg.r.outs));
+      else this.releaseLater(handlesOf(msg.r.outs));
     }
     if (response) call.queue.push(response);
     if (msg.final) this.finishBls(msg.c);
