@@ -127,6 +127,10 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
 
   const logger = createLogger();
   const loadList = (o['load-model'] as string[] | undefined) ?? [];
+  if (loadList.length > 0 && mode !== 'explicit') {
+    // As Triton: in none and poll modes every model loads, so a --load-model list would be ignored.
+    throw new CliError(`--load-model needs --model-control-mode explicit (the mode is ${mode}, which loads every model of the repository)`);
+  }
   const server = await startServer({
     modelRepository: repos[0]!,
     modelControlMode: mode as 'none' | 'poll' | 'explicit',

@@ -2,7 +2,9 @@
  * Assembles a server: core (repository, schedulers, stubs), HTTP, gRPC and metrics endpoints,
  * and the initial model load. The CLI and the integration tests both start servers this way.
  */
+import fs from 'node:fs';
 import path from 'node:path';
+import { StubhostError } from '../errors.js';
 import { ServerCore } from './core.js';
 import { HttpServer } from './http/server.js';
 import { GrpcServer } from './grpc/server.js';
@@ -67,43 +69,58 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const endpoints: { close(): Promise<void> }[] = [];
   const ports: RunningServer['ports'] = {};
   const log = { info: (m: string) => logger.info(m), warn: (m: string) => logger.warn(m), error: (m: string) => logger.error(m) };
-  // Endpoints come up first (live, not ready) so health checks answer while models load.
-  if (opts.httpPort !== undefined) {
-    const http = new HttpServer(core, { port: opts.httpPort, host: opts.httpAddress, maxBodyBytes: opts.maxBodyBytes, logger: log, shm });
-    ports.http = await http.start();
-    endpoints.push(http);
-    logger.info(`HTTP service listening on port ${ports.http}`, { port: ports.http, service: 'http' });
+  // A missing repository fails the start (as Triton's "failed to stat"), before any port opens.
+  let isDir = false;
+  try {
+    isDir = fs.statSync(root).isDirectory();
+  } catch (err) {
+    throw new StubhostError('STUBHOST_NOT_FOUND', `model repository ${root} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give an existing folder to --model-repository`);
   }
-  if (opts.grpcPort !== undefined) {
-    const grpc = new GrpcServer(core, { port: opts.grpcPort, logger: log, shm });
-    ports.grpc = await grpc.start();
-    endpoints.push(grpc);
-    logger.info(`gRPC service listening on port ${ports.grpc}`, { port: ports.grpc, service: 'grpc' });
-  }
-  if (opts.metricsPort !== undefined) {
-    const ms = new MetricsServer(metrics, { port: opts.metricsPort });
-    ports.metrics = await ms.start();
-    endpoints.push(ms);
-    logger.info(`metrics service listening on port ${ports.metrics}`, { port: ports.metrics, service: 'metrics' });
-  }
-
+  if (!isDir) throw new StubhostError('STUBHOST_INVALID_ARG', `model repository ${root} is not a folder; give the folder that holds the model folders to --model-repository`);
   const mode = opts.modelControlMode ?? 'none';
-  const list = opts.loadModels ?? [];
-  const names = mode === 'explicit' ? (list.includes('*') ? undefined : list) : undefined;
   const failed = new Map<string, string>();
-  if (mode !== 'explicit' || names === undefined || names.length > 0) {
-    logger.info(`loading models from ${root}`);
-    let ok = 0;
-    await core.repository.loadAll(names, (name, err) => {
-      if (err) {
-        failed.set(name, err.message);
-        logger.error(`model '${name}' failed to load: ${err.message}`, { model: name });
-      } else {
-        ok++;
-        logger.info(`model '${name}' is ready`, { model: name });
-      }
-    });
-    logger.info(`${ok} model(s) ready, ${failed.size} failed`, { ready: ok, failed: failed.size });
+  try {
+    // Endpoints come up first (live, not ready) so health checks answer while models load.
+    if (opts.httpPort !== undefined) {
+      const http = new HttpServer(core, { port: opts.httpPort, host: opts.httpAddress, maxBodyBytes: opts.maxBodyBytes, logger: log, shm });
+      ports.http = await bind('HTTP', '--http-port', opts.httpPort, () => http.start());
+      endpoints.push(http);
+      logger.info(`HTTP service listening on port ${ports.http}`, { port: ports.http, service: 'http' });
+    }
+    if (opts.grpcPort !== undefined) {
+      const grpc = new GrpcServer(core, { port: opts.grpcPort, logger: log, shm });
+      ports.grpc = await bind('gRPC', '--grpc-port', opts.grpcPort, () => grpc.start());
+      endpoints.push(grpc);
+      logger.info(`gRPC service listening on port ${ports.grpc}`, { port: ports.grpc, service: 'grpc' });
+    }
+    if (opts.metricsPort !== undefined) {
+      const ms = new MetricsServer(metrics, { port: opts.metricsPort });
+      ports.metrics = await bind('metrics', '--metrics-port', opts.metricsPort, () => ms.start());
+      endpoints.push(ms);
+      logger.info(`metrics service listening on port ${ports.metrics}`, { port: ports.metrics, service: 'metrics' });
+    }
+
+    const list = opts.loadModels ?? [];
+    const names = mode === 'explicit' ? (list.includes('*') ? undefined : list) : undefined;
+    if (mode !== 'explicit' || names === undefined || names.length > 0) {
+      logger.info(`loading models from ${root}`);
+      let ok = 0;
+      await core.repository.loadAll(names, (name, err) => {
+        if (err) {
+          failed.set(name, err.message);
+          logger.error(`model '${name}' failed to load: ${err.message}`, { model: name });
+        } else {
+          ok++;
+          logger.info(`model '${name}' is ready`, { model: name });
+        }
+      });
+      logger.info(`${ok} model(s) ready, ${failed.size} failed`, { ready: ok, failed: failed.size });
+    }
+  } catch (err) {
+    // Whatever opened stops again, so a failed start exits instead of hanging on open sockets.
+    await Promise.all(endpoints.map((e) => e.close().catch(() => {})));
+    await core.close().catch(() => {});
+    throw err;
   }
   core.markStarted();
 
@@ -140,4 +157,16 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       shm.unregister();
     },
   };
+}
+
+/** Starts an endpoint; a port that cannot be bound is named with its flag. */
+async function bind(what: string, flag: string, port: number, start: () => Promise<number>): Promise<number> {
+  try {
+    return await start();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const text = (err as Error).message;
+    const why = code === 'EADDRINUSE' || /EADDRINUSE/.test(text) ? 'the port is in use' : code === 'EACCES' || /EACCES/.test(text) ? 'permission denied' : text;
+    throw new StubhostError('STUBHOST_UNAVAILABLE', `${what} endpoint cannot listen on port ${port}: ${why}; free it or choose another with ${flag} (0 picks a free port)`, { cause: err });
+  }
 }
