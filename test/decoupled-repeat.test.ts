@@ -7,21 +7,16 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { GRPC_PROTO_DIR } from '../src/server/grpc/proto.js';
+import { grpcClient, type TestGrpcClient } from './helpers/grpc.js';
 import { startTestServer, http, shmLeftovers, waitFor, type TestServer } from './helpers/server.js';
 
 const FIXTURES = path.resolve('test/fixtures/models/bls');
 const REPEAT = path.resolve('models/repeat');
 
-const pkgDef = protoLoader.loadSync('grpc_service.proto', {
-  keepCase: true, longs: String, enums: String, defaults: true, oneofs: true, includeDirs: [GRPC_PROTO_DIR],
-});
-const inference = (grpc.loadPackageDefinition(pkgDef) as any).inference;
 
 let server: TestServer;
 let root: string;
+let grpcc: TestGrpcClient;
 let client: any;
 
 beforeAll(async () => {
@@ -30,7 +25,8 @@ beforeAll(async () => {
   fs.cpSync(REPEAT, path.join(root, 'repeat'), { recursive: true });
   server = await startTestServer({ modelRepository: root, grpcPort: 0 });
   expect([...server.failed]).toEqual([]);
-  client = new inference.GRPCInferenceService(`127.0.0.1:${server.ports.grpc}`, grpc.credentials.createInsecure());
+  grpcc = grpcClient(server.ports.grpc!);
+  client = grpcc.raw;
 });
 
 afterAll(async () => {
@@ -85,19 +81,11 @@ describe('repeat through BLS .stream()', () => {
 describe('repeat over gRPC ModelStreamInfer', () => {
   function streamRepeat(n: number, id: string): Promise<any[]> {
     const raw = Buffer.from(Int32Array.from(expected(n)).buffer);
-    return new Promise((resolve, reject) => {
-      const got: any[] = [];
-      const call = client.ModelStreamInfer();
-      call.on('data', (m: any) => got.push(m));
-      call.on('error', reject);
-      call.on('end', () => resolve(got));
-      call.write({
-        model_name: 'repeat', id,
-        inputs: [{ name: 'IN', datatype: 'INT32', shape: [n] }], raw_input_contents: [raw],
-        parameters: { triton_enable_empty_final_response: { bool_param: true } },
-      });
-      call.end();
-    });
+    return grpcc.streamAll([{
+      model_name: 'repeat', id,
+      inputs: [{ name: 'IN', datatype: 'INT32', shape: [n] }], raw_input_contents: [raw],
+      parameters: { triton_enable_empty_final_response: { bool_param: true } },
+    }]);
   }
   const i32 = (b: Buffer) => new Int32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength))[0];
 

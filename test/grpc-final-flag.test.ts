@@ -5,9 +5,7 @@
  * client asked for it with `triton_enable_empty_final_response`.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { GRPC_PROTO_DIR } from '../src/server/grpc/proto.js';
+import { grpcClient, type TestGrpcClient } from './helpers/grpc.js';
 import { shmLeftovers, startTestServer, tempRepository, waitFor, type TestServer } from './helpers/server.js';
 
 const MODEL = `
@@ -35,18 +33,14 @@ input [ { name: "TOGETHER" data_type: TYPE_INT32 dims: [ 1 ] } ]
 output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
 `;
 
-const pkgDef = protoLoader.loadSync('grpc_service.proto', {
-  keepCase: true, longs: String, enums: String, defaults: true, oneofs: true, includeDirs: [GRPC_PROTO_DIR],
-});
-const inference = (grpc.loadPackageDefinition(pkgDef) as any).inference;
 let repo: ReturnType<typeof tempRepository>;
 let server: TestServer;
-let client: any;
+let client: TestGrpcClient;
 
 beforeAll(async () => {
   repo = tempRepository({ twice: { 'config.pbtxt': CONFIG, '1/model.ts': MODEL } });
   server = await startTestServer({ modelRepository: repo.root, grpcPort: 0 });
-  client = new inference.GRPCInferenceService(`127.0.0.1:${server.ports.grpc}`, grpc.credentials.createInsecure());
+  client = grpcClient(server.ports.grpc!);
 }, 60_000);
 
 afterAll(async () => {
@@ -57,20 +51,12 @@ afterAll(async () => {
 });
 
 function stream(together: boolean, emptyFinal: boolean): Promise<any[]> {
-  return new Promise((resolve, reject) => {
-    const got: any[] = [];
-    const call = client.ModelStreamInfer();
-    call.on('data', (m: any) => got.push(m));
-    call.on('error', reject);
-    call.on('end', () => resolve(got));
-    call.write({
-      model_name: 'twice',
-      inputs: [{ name: 'TOGETHER', datatype: 'INT32', shape: [1] }],
-      raw_input_contents: [Buffer.from(Int32Array.of(together ? 1 : 0).buffer)],
-      parameters: emptyFinal ? { triton_enable_empty_final_response: { bool_param: true } } : {},
-    });
-    call.end();
-  });
+  return client.streamAll([{
+    model_name: 'twice',
+    inputs: [{ name: 'TOGETHER', datatype: 'INT32', shape: [1] }],
+    raw_input_contents: [Buffer.from(Int32Array.of(together ? 1 : 0).buffer)],
+    parameters: emptyFinal ? { triton_enable_empty_final_response: { bool_param: true } } : {},
+  }]);
 }
 const finals = (got: any[]) => got.map((m) => m.infer_response.parameters.triton_final_response.bool_param);
 const counts = (got: any[]) => got.map((m) => m.infer_response.outputs.length);

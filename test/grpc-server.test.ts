@@ -5,9 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { GrpcServer } from '../src/server/grpc/index.js';
-import { GRPC_PROTO_DIR } from '../src/server/grpc/proto.js';
+import { grpcClient, inference, type TestGrpcClient } from './helpers/grpc.js';
 import type { InferenceService, ModelIOContract, ModelStatistics } from '../src/core/service.js';
 import type { InferRequest, InferResult } from '../src/core/types.js';
 import { StubhostError } from '../src/errors.js';
@@ -158,30 +157,14 @@ class TestService implements InferenceService {
 
 // ---- client helpers ----
 
-const pkgDef = protoLoader.loadSync('grpc_service.proto', {
-  keepCase: true, longs: String, enums: String, defaults: true, oneofs: true, includeDirs: [GRPC_PROTO_DIR],
-});
-const inference = (grpc.loadPackageDefinition(pkgDef) as any).inference;
-
 let service: TestService;
 let server: GrpcServer;
+let grpcc: TestGrpcClient;
 let client: any;
 let port: number;
 
-function rpc<T = any>(method: string, req: object, options: grpc.CallOptions = {}): Promise<T> {
-  return new Promise((resolve, reject) => {
-    client[method](req, new grpc.Metadata(), options, (err: grpc.ServiceError | null, res: T) => (err ? reject(err) : resolve(res)));
-  });
-}
-
-async function rpcError(method: string, req: object): Promise<grpc.ServiceError> {
-  try {
-    await rpc(method, req);
-  } catch (err) {
-    return err as grpc.ServiceError;
-  }
-  throw new Error(`${method} unexpectedly succeeded`);
-}
+const rpc = <T = any>(method: string, req: object, options: grpc.CallOptions = {}): Promise<T> => grpcc.rpc<T>(method, req, options);
+const rpcError = (method: string, req: object): Promise<grpc.ServiceError> => grpcc.rpcError(method, req);
 
 const f32 = (...v: number[]) => Buffer.from(Float32Array.from(v).buffer);
 const i32 = (...v: number[]) => Buffer.from(Int32Array.from(v).buffer);
@@ -210,7 +193,8 @@ beforeAll(async () => {
   server = new GrpcServer(service, { port: 0, host: '127.0.0.1', shutdownGraceMs: 200 });
   port = await server.start();
   expect(port).toBeGreaterThan(0);
-  client = new inference.GRPCInferenceService(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  grpcc = grpcClient(port);
+  client = grpcc.raw;
 });
 
 afterAll(async () => {
@@ -471,15 +455,7 @@ const emptyFinal = { parameters: { triton_enable_empty_final_response: { bool_pa
 
 /** Opens a stream, writes `requests`, half-closes, and collects every response until the server ends. */
 function streamAll(requests: object[]): Promise<any[]> {
-  return new Promise((resolve, reject) => {
-    const got: any[] = [];
-    const call = client.ModelStreamInfer();
-    call.on('data', (m: any) => got.push(m));
-    call.on('error', reject);
-    call.on('end', () => resolve(got));
-    for (const r of requests) call.write(r);
-    call.end();
-  });
+  return grpcc.streamAll(requests);
 }
 
 describe('ModelStreamInfer', () => {

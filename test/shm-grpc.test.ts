@@ -9,23 +9,18 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { native } from '../src/ipc/native.js';
-import { GRPC_PROTO_DIR } from '../src/server/grpc/proto.js';
+import { grpcClient, type TestGrpcClient } from './helpers/grpc.js';
 import { http, shmLeftovers, startTestServer, tempRepository, type TestServer } from './helpers/server.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const KEY = `/stubhost-test-${process.pid}-grpc`;
 const SIZE = 4096;
 
-const pkgDef = protoLoader.loadSync('grpc_service.proto', {
-  keepCase: true, longs: String, enums: String, defaults: true, oneofs: true, includeDirs: [GRPC_PROTO_DIR],
-});
-const inference = (grpc.loadPackageDefinition(pkgDef) as any).inference;
 
 let repo: { root: string; cleanup(): void };
 let server: TestServer;
-let client: any;
+let client: TestGrpcClient;
 let region: SharedArrayBuffer;
 
 beforeAll(async () => {
@@ -33,7 +28,7 @@ beforeAll(async () => {
   repo = tempRepository({});
   fs.cpSync(path.join(ROOT, 'models', 'add_sub'), path.join(repo.root, 'add_sub'), { recursive: true });
   server = await startTestServer({ modelRepository: repo.root, grpcPort: 0 });
-  client = new inference.GRPCInferenceService(`127.0.0.1:${server.ports.grpc}`, grpc.credentials.createInsecure());
+  client = grpcClient(server.ports.grpc!);
 }, 60_000);
 
 afterAll(async () => {
@@ -45,20 +40,8 @@ afterAll(async () => {
   expect(fs.existsSync(`/dev/shm${KEY}`)).toBe(false);
 });
 
-function rpc<T = any>(method: string, req: object): Promise<T> {
-  return new Promise((resolve, reject) => {
-    client[method](req, (err: grpc.ServiceError | null, res: T) => (err ? reject(err) : resolve(res)));
-  });
-}
-
-async function rpcError(method: string, req: object): Promise<grpc.ServiceError> {
-  try {
-    await rpc(method, req);
-  } catch (err) {
-    return err as grpc.ServiceError;
-  }
-  throw new Error(`${method} unexpectedly succeeded`);
-}
+const rpc = <T = any>(method: string, req: object): Promise<T> => client.rpc<T>(method, req);
+const rpcError = (method: string, req: object): Promise<grpc.ServiceError> => client.rpcError(method, req);
 
 const str = (s: string) => ({ string_param: s });
 const int = (n: number) => ({ int64_param: n });
@@ -126,17 +109,7 @@ describe('system shared memory over gRPC', () => {
   it('ModelStreamInfer reads and writes shared memory too', async () => {
     new Float32Array(region, 2048, 8).set([1, 1, 1, 1, 2, 2, 2, 2]);
     await rpc('SystemSharedMemoryRegister', { name: 'st', key: KEY, offset: 2048, byte_size: 64 });
-    const call = client.ModelStreamInfer();
-    const got: any[] = [];
-    const done = new Promise<void>((resolve, reject) => {
-      call.on('data', (m: any) => got.push(m));
-      call.on('end', resolve);
-      call.on('error', reject);
-    });
-    call.write({ ...addSubShm('st'), id: 'ok' });
-    call.write({ ...addSubShm('nope'), id: 'bad' });
-    call.end();
-    await done;
+    const got = await client.streamAll([{ ...addSubShm('st'), id: 'ok' }, { ...addSubShm('nope'), id: 'bad' }]);
     const byId = Object.fromEntries(got.map((m) => [m.infer_response.id, m]));
     expect(byId.ok.error_message).toBe('');
     expect(byId.bad.error_message).toMatch(/input 'INPUT0': shared memory region 'nope' is not registered/);
