@@ -140,16 +140,36 @@ describe('add_sub over every numeric dtype', () => {
     }
   });
 
-  it('FP16 over HTTP JSON is the same raw words', async () => {
+  it('FP16 over HTTP: binary data in and out, the same raw words; JSON data is refused, as by Triton', async () => {
     const c = caseFor('FP16', 4);
-    const r = await http(`${server.url}/v2/models/add_sub_fp16/infer`, 'POST', {
+    const a = Buffer.from((c.a as Uint16Array).buffer.slice(0));
+    const b = Buffer.from((c.b as Uint16Array).buffer.slice(0));
+    const header = Buffer.from(JSON.stringify({
+      inputs: [
+        { name: 'INPUT0', datatype: 'FP16', shape: [4], parameters: { binary_data_size: a.length } },
+        { name: 'INPUT1', datatype: 'FP16', shape: [4], parameters: { binary_data_size: b.length } },
+      ],
+      outputs: [{ name: 'OUTPUT0' }],
+    }));
+    const res = await fetch(`${server.url}/v2/models/add_sub_fp16/infer`, {
+      method: 'POST', headers: { 'Inference-Header-Content-Length': String(header.length) }, body: Buffer.concat([header, a, b]),
+    });
+    expect(res.status).toBe(200);
+    const body = Buffer.from(await res.arrayBuffer());
+    const jsonLength = Number(res.headers.get('inference-header-content-length'));
+    // FP16 has no JSON form, so the output comes back as binary data even though JSON was asked for.
+    const head = JSON.parse(body.subarray(0, jsonLength).toString());
+    expect(head.outputs[0]).toMatchObject({ name: 'OUTPUT0', datatype: 'FP16', shape: [4], parameters: { binary_data_size: 8 } });
+    const words = body.subarray(jsonLength);
+    expect(Array.from(new Uint16Array(words.buffer.slice(words.byteOffset, words.byteOffset + 8)))).toEqual(Array.from(c.sum as Uint16Array));
+    const json = await http(`${server.url}/v2/models/add_sub_fp16/infer`, 'POST', {
       inputs: [
         { name: 'INPUT0', datatype: 'FP16', shape: [4], data: Array.from(c.a as Uint16Array) },
         { name: 'INPUT1', datatype: 'FP16', shape: [4], data: Array.from(c.b as Uint16Array) },
       ],
     });
-    expect(r.status).toBe(200);
-    expect(r.json.outputs.find((o: { name: string }) => o.name === 'OUTPUT0').data).toEqual(Array.from(c.sum as Uint16Array));
+    expect(json.status).toBe(400);
+    expect(json.json.error).toMatch(/receiving FP16 data via JSON is not supported/);
   });
 });
 

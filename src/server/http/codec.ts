@@ -27,7 +27,6 @@ const RESERVED_PARAMETERS = new Set([
 const INT_RANGE: Partial<Record<DataType, readonly [number, number]>> = {
   INT8: [-128, 127], INT16: [-32768, 32767], INT32: [-2147483648, 2147483647],
   UINT8: [0, 255], UINT16: [0, 65535], UINT32: [0, 4294967295],
-  FP16: [0, 65535], BF16: [0, 65535], // raw 16-bit words on the wire
 };
 
 const utf8Encoder = new TextEncoder();
@@ -237,6 +236,10 @@ function checkParameters(value: unknown, where: string): Parameters {
 }
 
 export function fromJson(name: string, datatype: DataType, shape: number[], count: number, data: unknown[]): TensorValue['data'] {
+  // As Triton: JSON numbers cannot say which 16-bit float they mean (1.0 and 1 are one number).
+  if (datatype === 'FP16' || datatype === 'BF16') {
+    throw invalid(`receiving ${datatype} data via JSON is not supported. Please use the binary data format for input '${name}' (parameters.binary_data_size and the bytes after the JSON)`);
+  }
   // Nested arrays (as Triton accepts) are flattened; a flat array is used as is.
   const leaves: unknown[] = data.length > 0 && Array.isArray(data[0]) ? (data.flat(Infinity as 1) as unknown[]) : data;
   if (leaves.length !== count) {
@@ -297,7 +300,7 @@ export function fromJson(name: string, datatype: DataType, shape: number[], coun
       for (let i = 0; i < count; i++) {
         const v = leaves[i];
         if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
-          throw bad(i, `integers in ${lo}..${hi}${datatype === 'FP16' || datatype === 'BF16' ? ' (raw 16-bit words)' : ''}`);
+          throw bad(i, `integers in ${lo}..${hi}`);
         }
         out[i] = v;
       }
@@ -391,6 +394,8 @@ function jsonData(t: TensorValue): string | undefined {
     }
     return JSON.stringify(strings);
   }
+  // FP16/BF16 have no JSON form (see fromJson): such outputs go as binary data.
+  if (t.datatype === 'FP16' || t.datatype === 'BF16') return undefined;
   const data = t.data as NumericTypedArray;
   if (t.datatype === 'BOOL') return JSON.stringify(Array.from(data as Uint8Array, (v) => v !== 0));
   // join() prints BigInts without the `n` and NaN/Infinity as Triton's RapidJSON writer does.
