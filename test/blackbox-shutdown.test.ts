@@ -72,7 +72,7 @@ describe('shutdown with requests in flight', () => {
     });
     const refused = await late;
     expect(refused).toEqual({ status: 503, body: { error: expect.stringMatching(/shutting down.*'slow'/) } });
-    expect(await ready).toBe(503);
+    expect(await ready).toBe(400);
 
     const [code] = await s.exited;
     expect(code).toBe(0);

@@ -1,6 +1,6 @@
 /**
  * The `stubhost` command as a user runs it: help, flag errors (exit 2), `serve` reporting which
- * models loaded and which failed and why, readiness turning 503 → 200 while a model initializes,
+ * models loaded and which failed and why, readiness turning 400 → 200 while a model initializes,
  * and a clean SIGTERM shutdown (finalize ran, no stub left, nothing left in /dev/shm).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -101,7 +101,7 @@ describe('serve', () => {
       statuses.add(s);
       return s === 200;
     }, 15_000, 50)).toBe(true);
-    expect(statuses.has(503)).toBe(true);
+    expect(statuses.has(400)).toBe(true);
     expect((await fetch(`${url}/v2/health/live`)).status).toBe(200);
     expect((await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).status).toBe(200);
 

@@ -32,8 +32,8 @@ describe('health and metadata', () => {
     service.ready = false;
     service.live = false;
     try {
-      expect((await request(port, 'GET', '/v2/health/ready')).status).toBe(503);
-      expect((await request(port, 'GET', '/v2/health/live')).status).toBe(503);
+      expect((await request(port, 'GET', '/v2/health/ready')).status).toBe(400);
+      expect((await request(port, 'GET', '/v2/health/live')).status).toBe(400);
     } finally {
       service.ready = true;
       service.live = true;
@@ -60,7 +60,7 @@ describe('health and metadata', () => {
   it('model ready, config and unknown models', async () => {
     expect((await request(port, 'GET', '/v2/models/add_sub/ready')).status).toBe(200);
     expect((await request(port, 'GET', '/v2/models/add_sub/versions/1/ready')).status).toBe(200);
-    expect((await request(port, 'GET', '/v2/models/failing/ready')).status).toBe(503);
+    expect((await request(port, 'GET', '/v2/models/failing/ready')).status).toBe(400);
     const cfg = await request(port, 'GET', '/v2/models/add_sub/config');
     expect(json(cfg)).toEqual({ name: 'add_sub', backend: 'typescript', max_batch_size: 8 });
     const nf = await request(port, 'GET', '/v2/models/nope/config');

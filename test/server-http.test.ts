@@ -54,9 +54,9 @@ async function expectHealthy(): Promise<void> {
 }
 
 describe('health, metadata, config', () => {
-  it('live is 200; ready is 503 while a model has failed to load (strict readiness, as Triton)', async () => {
+  it('live is 200; ready is 400 while a model has failed to load (strict readiness, as Triton)', async () => {
     expect((await http(`${server.url}/v2/health/live`)).status).toBe(200);
-    expect((await http(`${server.url}/v2/health/ready`)).status).toBe(503);
+    expect((await http(`${server.url}/v2/health/ready`)).status).toBe(400);
   });
 
   it('/v2 is the server metadata with its extensions', async () => {

@@ -146,7 +146,7 @@ describe('poll mode', () => {
     // UNLOADING while its instance finalizes, then gone from the index with its folder.
     expect(await waitFor(async () => !(await index()).some((e) => e.name === 'identity_fp32'), 5000)).toBe(true);
     // Strict readiness: the two configs still broken hold it down until their folders go.
-    expect(await status(`${server.url}/v2/health/ready`)).toBe(503);
+    expect(await status(`${server.url}/v2/health/ready`)).toBe(400);
     for (const m of ['bad_dtype', 'bad_syntax']) fs.rmSync(path.join(repo.root, m), { recursive: true });
     expect(await waitFor(async () => (await status(`${server.url}/v2/health/ready`)) === 200, 5000)).toBe(true);
     expect((await index()).map((e) => e.name)).toEqual(['add_sub', 'bad_field']);

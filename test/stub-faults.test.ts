@@ -131,7 +131,7 @@ describe('crash: the stub takes itself down', () => {
     // Its only instance is restarting: the model says it is not ready, and a request sent now
     // waits in the queue and is served by the new stub.
     expect(server.core.modelReady('crashy')).toBe(false);
-    expect((await http(`${server.url}/v2/models/crashy/ready`)).status).toBe(503);
+    expect((await http(`${server.url}/v2/models/crashy/ready`)).status).toBe(400);
     const during = http(inferUrl('crashy'), 'POST', { inputs: [int32('MODE', 0)] });
     expect(await waitFor(() => inst!.state === 'ready' && inst!.pid !== oldPid, 3000)).toBe(true);
     expect(server.core.modelReady('crashy')).toBe(true);
