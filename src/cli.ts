@@ -22,11 +22,12 @@ Options:
   --allow-http <bool>            Serve HTTP (default true).
   --allow-grpc <bool>            Serve gRPC (default true).
   --allow-metrics <bool>         Serve metrics (default true).
-  --model-control-mode <mode>    none: load every model at start, no changes after;
+  --model-control-mode <mode>    none: load every model at start;
                                  poll: also watch the repository and load, reload and unload
                                  models as their folders change;
-                                 explicit: load only --load-model models at start, then what the
-                                 load/unload API asks for (default none).
+                                 explicit: load only --load-model models at start
+                                 (default none). In every mode the repository API
+                                 (/v2/repository/models/{m}/load|unload) works too.
   --load-model <name>            With explicit mode: a model to load at start (repeatable;
                                  "*" loads all).
   --repository-poll-secs <n>     Poll interval in seconds for poll mode (default 15).
