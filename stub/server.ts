@@ -65,6 +65,14 @@ export class StubServer implements StubRuntime {
   private pendingRelease: Handle[] = [];
   private releaseScheduled = false;
   private readonly executeContext = new AsyncLocalStorage<ExecuteContext>();
+  /**
+   * Executes the host sent ahead (it may send the next batch while one runs, to hide the round
+   * trip): they run one after another, at most `maxConcurrent` (max_inflight_per_instance) at once.
+   */
+  private readonly execQueue: Execute[] = [];
+  private executing = 0;
+  private maxConcurrent = 1;
+  private readonly cancelledBeforeStart = new Set<number>();
 
   constructor(private readonly channel: Channel<StubMessage, HostMessage>) {}
 
@@ -77,7 +85,7 @@ export class StubServer implements StubRuntime {
       (msg) => this.dispatch(msg),
       (err) => this.crash('protocol error', err),
       // Idle (no request or BLS call open): sleep on the queue synchronously, in short slices.
-      { idleBlockMs: () => (this.live.size === 0 && this.blsCalls.size === 0 && this.model !== undefined ? 10 : 0) },
+      { idleBlockMs: () => (this.live.size === 0 && this.blsCalls.size === 0 && this.executing === 0 && this.model !== undefined ? 10 : 0) },
     );
     this.channel.send({ k: 'hello', pid: process.pid });
   }
@@ -157,12 +165,17 @@ export class StubServer implements StubRuntime {
         void this.initialize(msg.args);
         break;
       case 'exec':
-        void this.execute(msg);
+        this.execQueue.push(msg);
+        this.pumpExecutes();
         break;
       case 'cancel':
         for (const rid of msg.rids) {
           const live = this.live.get(rid);
-          if (!live) continue;
+          if (!live) {
+            // Still queued behind a running execute: it starts cancelled.
+            if (this.execQueue.some((e) => e.reqs.some((w) => w.rid === rid))) this.cancelledBeforeStart.add(rid);
+            continue;
+          }
           live.cancelled.value = true;
           if (live.batch && allCancelled(live.batch)) this.cancelBlsCalls(live.batch);
         }
@@ -201,6 +214,8 @@ export class StubServer implements StubRuntime {
         completed = config as Record<string, unknown>;
       }
       this.decoupled = Boolean((config.model_transaction_policy as { decoupled?: boolean } | undefined)?.decoupled);
+      const inflight = (config.parameters as Record<string, { string_value?: string }> | undefined)?.max_inflight_per_instance?.string_value;
+      this.maxConcurrent = Math.max(1, Math.floor(Number(inflight ?? 1) || 1));
       this.model = new ModelCtor();
       if (typeof this.model.execute !== 'function') throw new Error(`${args.modelFile}: the default-exported class has no execute() method`);
       await this.model.initialize?.({
@@ -217,6 +232,17 @@ export class StubServer implements StubRuntime {
       this.channel.send({ k: 'init-ok', config: completed });
     } catch (err) {
       this.channel.send({ k: 'init-err', err: { code: 'STUBHOST_LOAD_FAILED', message: describe(err) } });
+    }
+  }
+
+  private pumpExecutes(): void {
+    while (this.executing < this.maxConcurrent && this.execQueue.length > 0) {
+      const msg = this.execQueue.shift()!;
+      this.executing++;
+      void this.execute(msg).finally(() => {
+        this.executing--;
+        this.pumpExecutes();
+      });
     }
   }
 
@@ -354,7 +380,7 @@ export class StubServer implements StubRuntime {
   // ---- conversions --------------------------------------------------------------------------
 
   private toRequest(w: WireRequest, batch: ExecuteContext): InferenceRequest {
-    const live: LiveRequest = { cancelled: { value: false }, open: true, batch, outs: w.outs };
+    const live: LiveRequest = { cancelled: { value: this.cancelledBeforeStart.delete(w.rid) }, open: true, batch, outs: w.outs };
     batch.requests.push(live);
     this.live.set(w.rid, live);
     return new InferenceRequest({

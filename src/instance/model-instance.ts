@@ -12,6 +12,7 @@ export type InstanceState = 'starting' | 'ready' | 'restarting' | 'stopped';
 
 export interface ModelInstanceOptions extends StubProcessOptions {
   /** Batches one instance may have in flight at once (Triton: 1). */
+  /** Batches one instance may have in flight: running, plus those sent ahead and queued in its stub. */
   maxInflight?: number;
   decoupled: boolean;
   /** Called when a restarted stub is ready again, or when it died (for metrics). */

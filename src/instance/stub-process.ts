@@ -321,6 +321,11 @@ export class StubProcess extends EventEmitter {
     const batch = this.batches.get(b);
     if (!batch) return;
     this.batches.delete(b);
+    // A batch sent ahead waited in the stub until now: its execute (and execute timeout) starts now.
+    for (const next of this.batches.values()) {
+      next.startedAt = Math.max(next.startedAt, performance.now());
+      break;
+    }
     const channel = this.channel!;
     const outcomes: ExecOutcome[] = batch.rids.map((_rid, i) => {
       if (err) return { error: StubhostError.fromBody(err) };

@@ -283,7 +283,7 @@ export class ModelVersion {
   private targetOf(inst: ModelInstance): ExecutionTarget {
     return {
       name: inst.name,
-      depth: this.maxInflight(),
+      depth: this.maxInflight() + this.prefetch(),
       canAccept: () => inst.canAccept(),
       run: async (jobs: Job[]) => {
         const started = performance.now();
@@ -347,9 +347,23 @@ export class ModelVersion {
     return specs;
   }
 
-  /** Executions one instance may have in flight (parameter max_inflight_per_instance; Triton: 1). */
+  /** Executions one instance may run at once (parameter max_inflight_per_instance; Triton: 1). */
   private maxInflight(): number {
     return Math.max(1, Math.floor(Number(modelParameter(this.config, 'max_inflight_per_instance') ?? 1) || 1));
+  }
+
+  /**
+   * Batches sent ahead to a busy instance, queued in its stub until it is free (parameter
+   * instance_prefetch). It hides the host⇄stub round trip between executions. Default 1 for
+   * models that execute one request at a time; 0 with dynamic or sequence batching (waiting in
+   * the host queue builds bigger batches and keeps priorities exact), a rate limiter (resources
+   * are held only while executing) and decoupled models.
+   */
+  private prefetch(): number {
+    const v = modelParameter(this.config, 'instance_prefetch');
+    if (v !== undefined && v !== '') return Math.max(0, Math.floor(Number(v) || 0));
+    const limited = this.config.instance_group.some((g) => (g.rate_limiter?.resources.length ?? 0) > 0);
+    return this.config.dynamic_batching || this.config.sequence_batching || limited || this.decoupled ? 0 : 1;
   }
 
   private makeInstance(spec: { name: string; kind: string; device: number }): ModelInstance {
@@ -363,7 +377,7 @@ export class ModelVersion {
       modelVersion: this.version,
       instanceName: spec.name,
       decoupled: this.decoupled,
-      maxInflight: this.maxInflight(),
+      maxInflight: this.maxInflight() + this.prefetch(),
       healthTimeoutMs: seconds('stub_timeout_seconds') ?? this.opts.stubTimeoutMs,
       executeTimeoutMs: seconds('execute_timeout_seconds') ?? 0,
       arenaMaxBytes: Number(modelParameter(this.config, 'shm_max_bytes') ?? 0) || this.opts.arenaMaxBytes,
