@@ -90,9 +90,7 @@ export function elementCount(shape: readonly number[]): number {
  * followed by that many bytes (Triton's layout, so the same bytes serve HTTP binary data and IPC).
  */
 export function encodeBytesElements(items: readonly Uint8Array[]): Uint8Array {
-  let total = 0;
-  for (const it of items) total += 4 + it.byteLength;
-  const out = new Uint8Array(total);
+  const out = new Uint8Array(bytesElementsSize(items));
   writeBytesElements(items, out);
   return out;
 }
