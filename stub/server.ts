@@ -7,7 +7,7 @@ import { format } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import type { Channel } from '../src/ipc/channel.js';
 import type { Handle } from '../src/ipc/arena.js';
-import type { BlsResult, Execute, HostMessage, InitArgs, StubMessage, WireRequest, WireResponse } from '../src/ipc/protocol.js';
+import { correlationFromWire, correlationToWire, type BlsResult, type Execute, type HostMessage, type InitArgs, type StubMessage, type WireRequest, type WireResponse } from '../src/ipc/protocol.js';
 import { copyTensor, readTensor, writeTensor, type TensorDesc } from '../src/ipc/tensor-codec.js';
 import { MODEL_ERROR_CODES, type ErrorBody } from '../src/errors.js';
 import type { TensorValue } from '../src/core/types.js';
@@ -133,8 +133,7 @@ export class StubServer implements StubRuntime {
     const req: WireRequest = {
       rid: c, id: request.requestId, model: request.modelName, version: request.modelVersion ?? -1, ins,
       outs: request.requestedOutputNames, params: request.parameters, prio: request.priority,
-      corr: request.correlationId === undefined ? undefined : String(request.correlationId),
-      corrInt: typeof request.correlationId === 'bigint' ? true : undefined,
+      ...correlationToWire(request.correlationId),
       timeoutMs: request.timeoutMs,
     };
     if (request.timeoutMs && request.timeoutMs > 0) {
@@ -389,7 +388,7 @@ export class StubServer implements StubRuntime {
       inputs: w.ins.map((d) => toTensor(readTensor(this.channel.peer, d))),
       requestedOutputNames: w.outs,
       parameters: w.params,
-      correlationId: w.corr !== undefined && w.corrInt && /^\d+$/.test(w.corr) ? BigInt(w.corr) : w.corr,
+      correlationId: correlationFromWire(w),
       priority: w.prio,
       timeoutMs: w.timeoutMs,
       [INTERNAL]: { rid: w.rid, requestId: w.id, cancelled: live.cancelled, decoupled: this.decoupled },

@@ -16,7 +16,7 @@ import { Channel } from '../ipc/channel.js';
 import { Region, type RegionOptions } from '../ipc/region.js';
 import { sweepShm } from '../ipc/shm-sweep.js';
 import type { Handle } from '../ipc/arena.js';
-import type { HostMessage, InitArgs, StubMessage, WireRequest, WireResponse, BlsRequest } from '../ipc/protocol.js';
+import { correlationFromWire, correlationToWire, type HostMessage, type InitArgs, type StubMessage, type WireRequest, type WireResponse, type BlsRequest } from '../ipc/protocol.js';
 import { readTensor, writeTensor, copyTensor } from '../ipc/tensor-codec.js';
 import { StubhostError, type ErrorBody } from '../errors.js';
 import type { InferRequest, TensorValue, Parameters } from '../core/types.js';
@@ -538,8 +538,7 @@ function toWireRequest(r: InferRequest, rid: number, version: number, write: (t:
     ins: r.inputs.map(write),
     outs: r.outputs?.map((o) => o.name) ?? [],
     params: r.parameters,
-    corr: r.correlationId === undefined ? undefined : String(r.correlationId),
-    corrInt: typeof r.correlationId === 'bigint' ? true : undefined,
+    ...correlationToWire(r.correlationId),
     prio: r.priority,
     start: r.sequenceStart,
     end: r.sequenceEnd,
@@ -558,13 +557,6 @@ function fromWireRequest(w: WireRequest, read: (d: WireRequest['ins'][number]) =
     parameters: w.params ?? {},
     priority: w.prio ?? 0,
     timeoutUs: w.timeoutMs ? Math.round(w.timeoutMs * 1000) : 0,
-    correlationId: correlationIdOf(w),
+    correlationId: correlationFromWire(w),
   };
-}
-
-/** The correlation id as the client gave it: a bigint when it sent an integer, else the string. */
-function correlationIdOf(w: Pick<WireRequest, 'corr' | 'corrInt'>): string | bigint | undefined {
-  if (w.corr === undefined) return undefined;
-  if (w.corrInt && /^\d+$/.test(w.corr)) return BigInt(w.corr);
-  return w.corr;
 }

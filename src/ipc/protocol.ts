@@ -50,6 +50,18 @@ export interface WireRequest {
   timeoutMs?: number;
 }
 
+/** A correlation id on the wire: as text, with `corrInt` when the client sent an integer. */
+export function correlationToWire(id: string | bigint | undefined): Pick<WireRequest, 'corr' | 'corrInt'> {
+  return { corr: id === undefined ? undefined : String(id), corrInt: typeof id === 'bigint' ? true : undefined };
+}
+
+/** The correlation id as the client gave it: a bigint when it sent an integer, else the string. */
+export function correlationFromWire(w: Pick<WireRequest, 'corr' | 'corrInt'>): string | bigint | undefined {
+  if (w.corr === undefined) return undefined;
+  if (w.corrInt && /^\d+$/.test(w.corr)) return BigInt(w.corr);
+  return w.corr;
+}
+
 export interface WireResponse {
   outs: TensorDesc[];
   params?: Parameters;
