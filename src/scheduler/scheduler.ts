@@ -78,9 +78,15 @@ export class Scheduler {
   /** Abort listeners of queued jobs, removed when the job leaves the queue. */
   private readonly listeners = new Map<Job, () => void>();
   private idleWaiters: (() => void)[] = [];
+  /** Dynamic batching: the preferred batch sizes within max_batch_size, and the size a batch is gathered up to. */
+  private readonly preferred: number[];
+  private readonly cap: number;
 
   constructor(private readonly opts: SchedulerOptions) {
     this.queue = new PriorityQueue(opts.priorityLevels, opts.policyOf, (opts.priorityAgingUs ?? 0) / 1000);
+    const max = opts.maxBatchSize;
+    this.preferred = opts.dynamicBatching?.preferredBatchSizes.filter((p) => p > 0 && p <= max) ?? [];
+    this.cap = this.preferred.length > 0 ? Math.max(...this.preferred) : max;
   }
 
   /** Requests not yet executing: queued, or bound to an instance that waits for resources. */
@@ -202,9 +208,7 @@ export class Scheduler {
     const db = this.opts.dynamicBatching;
     const first = this.queue.peek()!;
     if (!db || this.opts.maxBatchSize === 0) return { jobs: [first], wait: 0 };
-    const max = this.opts.maxBatchSize;
-    const preferred = db.preferredBatchSizes.filter((p) => p > 0 && p <= max);
-    const cap = preferred.length > 0 ? Math.max(...preferred) : max;
+    const { preferred, cap } = this;
     const jobs: Job[] = [];
     let size = 0;
     let oldest = Infinity;
