@@ -103,12 +103,6 @@ export class Scheduler {
     this.schedule();
   }
 
-  removeTarget(target: ExecutionTarget): void {
-    const i = this.targets.indexOf(target);
-    if (i >= 0) this.targets.splice(i, 1);
-    if (!this.busy.get(target)) this.busy.delete(target);
-  }
-
   /** The priority level a request asks for (0 or out of range: the default level). */
   levelOf(priority: number): number {
     if (!Number.isInteger(priority) || priority <= 0 || priority > this.opts.priorityLevels) return this.opts.defaultPriorityLevel;
