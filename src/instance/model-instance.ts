@@ -11,7 +11,6 @@ import { StubhostError } from '../errors.js';
 export type InstanceState = 'starting' | 'ready' | 'restarting' | 'stopped';
 
 export interface ModelInstanceOptions extends StubProcessOptions {
-  /** Batches one instance may have in flight at once (Triton: 1). */
   /** Batches one instance may have in flight: running, plus those sent ahead and queued in its stub. */
   maxInflight?: number;
   decoupled: boolean;
