@@ -98,11 +98,9 @@ export class ModelVersion {
       const first = this.makeInstance(groups[0]!);
       this.instances.push(first);
       const completed = await first.start();
-      if (completed && this.opts.autoComplete) {
-        this.config = validateModelConfig(completed, `${this.opts.modelDir} (auto-completed by the ${this.config.backend} backend)`);
-        this.contractCache = undefined;
-      } else if (completed) {
-        this.config = validateModelConfig(completed, `${this.opts.modelDir} (completed by autoCompleteConfig)`);
+      if (completed) {
+        const by = this.opts.autoComplete ? `auto-completed by the ${this.config.backend} backend` : 'completed by autoCompleteConfig';
+        this.config = validateModelConfig(completed, `${this.opts.modelDir} (${by})`);
         this.contractCache = undefined;
       }
       const rest = this.instanceSpecs().slice(1).map((spec) => this.makeInstance(spec));
