@@ -11,6 +11,7 @@ import { SequenceBatcher } from '../scheduler/sequence-batcher.js';
 import type { Job } from '../scheduler/job.js';
 import type { QueuePolicy } from '../scheduler/priority-queue.js';
 import { AsyncQueue } from '../core/async-queue.js';
+import { fromConfigType, typedArrayFor } from '../core/dtypes.js';
 import type { InferRequest, InferResult, TensorValue } from '../core/types.js';
 import type { ModelIOContract } from '../core/service.js';
 import { configToJson, inputSpecs, isDecoupled, modelParameter, outputSpecs, validateModelConfig, type ModelConfig } from '../config/load.js';
@@ -414,7 +415,7 @@ export class ModelVersion {
       const batch = Math.max(1, sample.batch_size || 1);
       const inputs: TensorValue[] = [];
       for (const [name, spec] of Object.entries(sample.inputs)) {
-        const datatype = (spec.data_type ?? 'TYPE_FP32').replace('TYPE_', '').replace('STRING', 'BYTES') as TensorValue['datatype'];
+        const datatype = fromConfigType(spec.data_type ?? 'TYPE_FP32')!;
         const dims = spec.dims.map((d) => (d < 0 ? 1 : d));
         const shape = this.config.max_batch_size > 0 ? [batch, ...dims] : dims;
         const count = shape.reduce((a, b) => a * b, 1);
@@ -476,17 +477,9 @@ export class ModelVersion {
 }
 
 function warmupData(datatype: TensorValue['datatype'], count: number, random: boolean): TensorValue['data'] {
-  switch (datatype) {
-    case 'BYTES': return Array.from({ length: count }, () => new Uint8Array(random ? [65] : []));
-    case 'FP32': return Float32Array.from({ length: count }, () => (random ? Math.random() : 0));
-    case 'FP64': return Float64Array.from({ length: count }, () => (random ? Math.random() : 0));
-    case 'INT64': return new BigInt64Array(count);
-    case 'UINT64': return new BigUint64Array(count);
-    case 'INT32': return new Int32Array(count);
-    case 'INT16': return new Int16Array(count);
-    case 'INT8': return new Int8Array(count);
-    case 'UINT32': return new Uint32Array(count);
-    case 'UINT16': case 'FP16': case 'BF16': return new Uint16Array(count);
-    default: return new Uint8Array(count);
-  }
+  if (datatype === 'BYTES') return Array.from({ length: count }, () => new Uint8Array(random ? [65] : []));
+  const data = new (typedArrayFor(datatype))(count);
+  // random_data: floats get random values; every other type stays zero.
+  if (random && (datatype === 'FP32' || datatype === 'FP64')) for (let i = 0; i < count; i++) data[i] = Math.random();
+  return data;
 }
