@@ -62,8 +62,6 @@ export class StubServer implements StubRuntime {
   private readonly live = new Map<number, LiveRequest>();
   private readonly blsCalls = new Map<number, BlsCall>();
   private nextCall = 1;
-  private pendingRelease: Handle[] = [];
-  private releaseScheduled = false;
   private readonly executeContext = new AsyncLocalStorage<ExecuteContext>();
   /**
    * Executes the host sent ahead (it may send the next batch while one runs, to hide the round
@@ -293,7 +291,7 @@ export class StubServer implements StubRuntime {
 
   private returnLent(context: ExecuteContext): void {
     context.done = true;
-    this.releaseLater(context.lent);
+    this.channel.releaseLater(context.lent);
     context.lent = [];
   }
 
@@ -313,7 +311,7 @@ export class StubServer implements StubRuntime {
     const call = this.blsCalls.get(msg.c);
     if (!call) {
       // Cancelled or timed out already: still give back what the host lent us.
-      if (msg.r) this.releaseLater(handlesOf(msg.r.outs));
+      if (msg.r) this.channel.releaseLater(handlesOf(msg.r.outs));
       return;
     }
     let response: InferenceResponse | undefined;
@@ -336,7 +334,7 @@ export class StubServer implements StubRuntime {
         response = new InferenceResponse({ error: asModelError(err) });
       }
       if (lend) context.lent.push(...handlesOf(msg.r.outs));
-      else this.releaseLater(handlesOf(msg.r.outs));
+      else this.channel.releaseLater(handlesOf(msg.r.outs));
     }
     if (response) call.queue.push(response);
     if (msg.final) this.finishBls(msg.c);
@@ -363,18 +361,6 @@ export class StubServer implements StubRuntime {
     call.queue.end();
   }
 
-  private releaseLater(handles: Handle[]): void {
-    if (handles.length === 0) return;
-    this.pendingRelease.push(...handles);
-    if (this.releaseScheduled) return;
-    this.releaseScheduled = true;
-    setImmediate(() => {
-      this.releaseScheduled = false;
-      const hs = this.pendingRelease;
-      this.pendingRelease = [];
-      this.channel.send({ k: 'release', hs });
-    });
-  }
 
   // ---- conversions --------------------------------------------------------------------------
 

@@ -96,8 +96,6 @@ export class StubProcess extends EventEmitter {
   private nextRid = 1;
   private healthTimer?: NodeJS.Timeout;
   private lastHealthy = 0;
-  private pendingRelease: Handle[] = [];
-  private releaseScheduled = false;
   private exited = false;
   private initWaiter?: { resolve: (config?: Record<string, unknown>) => void; reject: (err: StubhostError) => void };
   private finWaiter?: () => void;
@@ -374,18 +372,13 @@ export class StubProcess extends EventEmitter {
     }
   }
 
+  /** Gives the stub back the arena blocks of a response we have read. */
   private releaseLater(r: WireResponse): void {
-    for (const d of r.outs) if (d.h) this.pendingRelease.push(d.h);
-    if (this.releaseScheduled || this.pendingRelease.length === 0) return;
-    this.releaseScheduled = true;
-    // One Release message per event-loop turn rather than one per response.
-    setImmediate(() => {
-      this.releaseScheduled = false;
-      const hs = this.pendingRelease;
-      this.pendingRelease = [];
-      if (!this.exited && this.channel && hs.length > 0) this.channel.send({ k: 'release', hs });
-    });
+    const hs: Handle[] = [];
+    for (const d of r.outs) if (d.h) hs.push(d.h);
+    if (!this.exited) this.channel?.releaseLater(hs);
   }
+
 
   private onBls(msg: BlsRequest): void {
     const channel = this.channel!;

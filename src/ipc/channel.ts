@@ -5,7 +5,7 @@
  * never resolves a handle into a segment the writer has already reused.
  */
 import { Packr, Unpackr } from 'msgpackr';
-import { Arena, PeerArena, type ArenaOptions } from './arena.js';
+import { Arena, PeerArena, type ArenaOptions, type Handle } from './arena.js';
 import type { MessageQueue } from './message-queue.js';
 import type { Region } from './region.js';
 import { StubhostError } from '../errors.js';
@@ -21,6 +21,7 @@ export function arenaPrefix(regionName: string, side: Side): string {
   return `${regionName}-${side === 'host' ? 'h' : 's'}`;
 }
 
+/** Both directions carry `Release` (see protocol.ts), which `releaseLater` sends. */
 export class Channel<Out extends { k: string }, In extends { k: string }> {
   readonly arena: Arena;
   readonly peer: PeerArena;
@@ -30,6 +31,8 @@ export class Channel<Out extends { k: string }, In extends { k: string }> {
   private readonly unpackr = new Unpackr({ useRecords: false, copyBuffers: true, mapsAsObjects: true });
   private closed = false;
   private scratch = new Uint8Array(4096);
+  private pendingRelease: Handle[] = [];
+  private releaseScheduled = false;
 
   constructor(readonly region: Region, readonly side: Side, options: ChannelOptions = {}) {
     this.out = side === 'host' ? region.hostToStub : region.stubToHost;
@@ -62,6 +65,23 @@ export class Channel<Out extends { k: string }, In extends { k: string }> {
       }
       handler(message);
     }, { ...options, onError });
+  }
+
+  /**
+   * Gives the peer back arena blocks it lent us (its `Release` message), batched: one message
+   * per event-loop turn rather than one per response.
+   */
+  releaseLater(handles: readonly Handle[]): void {
+    if (handles.length === 0 || this.closed) return;
+    this.pendingRelease.push(...handles);
+    if (this.releaseScheduled) return;
+    this.releaseScheduled = true;
+    setImmediate(() => {
+      this.releaseScheduled = false;
+      const hs = this.pendingRelease;
+      this.pendingRelease = [];
+      if (!this.closed && hs.length > 0) this.send({ k: 'release', hs } as unknown as Out);
+    });
   }
 
   /** An answer to what was just sent is expected within microseconds (see MessageQueue.expectSoon). */
