@@ -23,7 +23,9 @@ native.setParentDeathSignal(9);
 if (process.ppid !== hostPid) process.exit(70);
 
 const region = Region.attach(regionName, { spinMicros: Number(process.env.STUBHOST_SPIN_US ?? 50) });
-const channel = new Channel<StubMessage, HostMessage>(region, 'stub');
+// The arena cap (--shm-max-bytes, or the model parameter shm_max_bytes) applies to both sides.
+const arenaMaxBytes = Number(process.env.STUBHOST_SHM_MAX_BYTES ?? 0) || undefined;
+const channel = new Channel<StubMessage, HostMessage>(region, 'stub', { arena: { maxBytes: arenaMaxBytes } });
 channel.setRef(true);
 
 // execArgv []: the worker is plain JavaScript and must not load tsx (inherited --import), which

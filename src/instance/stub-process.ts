@@ -142,6 +142,7 @@ export class StubProcess extends EventEmitter {
         TSX_TSCONFIG_PATH: TSCONFIG_FOR_MODELS,
         STUBHOST_HOST_PID: String(process.pid),
         STUBHOST_HEALTH_INTERVAL_MS: String(healthIntervalMs),
+        ...(this.opts.arenaMaxBytes ? { STUBHOST_SHM_MAX_BYTES: String(this.opts.arenaMaxBytes) } : {}),
       },
     });
     this.child = child;

@@ -69,8 +69,9 @@ export class Arena {
 
   constructor(options: ArenaOptions) {
     this.prefix = options.prefix;
-    this.segmentBytes = alignUp(options.segmentBytes ?? 64 * 1024 * 1024, PAGE);
     this.maxBytes = options.maxBytes ?? 4 * 1024 * 1024 * 1024;
+    // A small cap still leaves room for a few segments (the default segment is 64 MiB).
+    this.segmentBytes = alignUp(options.segmentBytes ?? Math.min(64 * 1024 * 1024, Math.max(1024 * 1024, this.maxBytes / 4)), PAGE);
     this.spareLimit = options.spareLargeSegments ?? 2;
   }
 
