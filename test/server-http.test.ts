@@ -320,6 +320,8 @@ describe('statistics', () => {
     expect(value('nv_inference_count{model="add_sub",version="1"}')).toBeGreaterThanOrEqual(4);
     expect(value('nv_inference_exec_count{model="add_sub",version="1"}')).toBeGreaterThanOrEqual(4);
     expect(value('nv_inference_request_duration_us{model="add_sub",version="1"}')).toBeGreaterThan(0);
+    // Every instance reports its stub's health from the start, not only after a failure.
+    expect(text).toMatch(/^stubhost_stub_healthy\{model="add_sub",instance="add_sub_0(_0)?"\} 1$/m);
     for (const name of ['nv_inference_request_failure', 'nv_inference_queue_duration_us', 'nv_inference_compute_input_duration_us',
       'nv_inference_compute_infer_duration_us', 'nv_inference_compute_output_duration_us']) {
       expect(text).toMatch(new RegExp(`^${name}\\{model="add_sub",version="1"`, 'm'));

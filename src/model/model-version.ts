@@ -107,6 +107,7 @@ export class ModelVersion {
       const rest = this.instanceSpecs().slice(1).map((spec) => this.makeInstance(spec));
       this.instances.push(...rest);
       await Promise.all(rest.map((i) => i.start()));
+      for (const inst of this.instances) this.opts.metrics?.setStubHealthy(this.name, inst.name, true);
       this.scheduler = this.makeScheduler();
       for (const inst of this.instances) {
         this.scheduler.addTarget(this.targetOf(inst));
