@@ -104,6 +104,10 @@ export class ModelVersion {
         this.config = validateModelConfig(completed, `${this.opts.modelDir} (${by})`);
         this.contractCache = undefined;
       }
+      if (this.config.input.length === 0 && this.config.output.length === 0) {
+        // Every request would be refused as carrying unknown inputs: say so at load, as Triton does.
+        throw new StubhostError('STUBHOST_CONFIG', `${this.label} (${this.opts.modelDir}): the config declares no inputs and no outputs; list them in config.pbtxt (input [...] output [...]) or complete them in the model's static autoCompleteConfig(config)`);
+      }
       const rest = this.instanceSpecs().slice(1).map((spec) => this.makeInstance(spec));
       this.instances.push(...rest);
       await Promise.all(rest.map((i) => i.start()));
