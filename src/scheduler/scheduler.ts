@@ -26,7 +26,7 @@
  */
 import type { ExecOutcome } from '../instance/stub-process.js';
 import { StubhostError } from '../errors.js';
-import type { Job } from './job.js';
+import type { Job, JobTiming } from './job.js';
 import { PriorityQueue, type QueuePolicy } from './priority-queue.js';
 
 /** Something that executes batches: a model instance. */
@@ -114,8 +114,14 @@ export class Scheduler {
     const now = performance.now();
     const policy = this.queue.policy(job.level);
     const timeoutUs = policy.allowTimeoutOverride && job.timeoutUs > 0 ? job.timeoutUs : policy.defaultTimeoutUs;
+    // Fields listed, not spread: this runs once per request.
     const full: Job = {
-      ...job,
+      request: job.request,
+      batchSize: job.batchSize,
+      shapeKey: job.shapeKey,
+      level: job.level,
+      sink: job.sink,
+      finish: job.finish,
       seq: this.seq++,
       enqueuedAt: now,
       deadline: timeoutUs > 0 ? now + timeoutUs / 1000 : Infinity,
@@ -140,15 +146,23 @@ export class Scheduler {
       }, now);
       return;
     }
-    if (signal) {
+    // The abort listener is only added if the job is still queued after this schedule(): most
+    // jobs are dispatched by it at once, and adding and removing a listener costs more than the
+    // rest of submit. NOT_LISTENING marks "queued, no listener yet"; unlisten() clears it.
+    if (signal) this.listeners.set(full, NOT_LISTENING);
+    this.notePending();
+    this.schedule();
+    if (signal && this.listeners.get(full) === NOT_LISTENING) {
+      if (clientCancelled(signal)) {
+        this.cancelQueued(full, signal);
+        return;
+      }
       const onAbort = (): void => {
         if (clientCancelled(signal)) this.cancelQueued(full, signal);
       };
       signal.addEventListener('abort', onAbort, { once: true });
       this.listeners.set(full, () => signal.removeEventListener('abort', onAbort));
     }
-    this.notePending();
-    this.schedule();
   }
 
   /** Tries to dispatch: call when work arrives or an instance frees up. */
@@ -302,30 +316,24 @@ export class Scheduler {
 
   /** A job whose finish also records timing and honours preserve_ordering. */
   private wrap(job: Job, startedAt: number, batchSize: number): Job {
-    let done = false;
-    return {
-      ...job,
-      finish: (outcome, timing) => {
-        if (done) return;
-        done = true;
-        const t = { ...timing, queueMs: startedAt - job.enqueuedAt, batchSize };
-        this.release(job.seq, () => job.finish(outcome, t));
-      },
-    };
+    return new DispatchedJob(job, startedAt, batchSize, this.deliverDispatched);
   }
 
+  private readonly deliverDispatched = (job: Job, outcome: ExecOutcome, timing: JobTiming): void => this.release(job, outcome, timing);
+
   private settle(job: Job, outcome: ExecOutcome, now: number): void {
-    this.release(job.seq, () => job.finish(outcome, { queueMs: now - job.enqueuedAt, computeMs: 0, batchSize: 0 }));
+    this.release(job, outcome, { queueMs: now - job.enqueuedAt, computeMs: 0, batchSize: 0 });
   }
 
   /** Delivers a job's outcome once (a second settle of the same job is ignored), in order when preserve_ordering asks. */
-  private release(seq: number, deliver: () => void): void {
+  private release(job: Job, outcome: ExecOutcome, timing: JobTiming): void {
+    const seq = job.seq;
     if (!this.unsettled.delete(seq)) return;
     if (!this.opts.dynamicBatching?.preserveOrdering) {
-      deliver();
+      job.finish(outcome, timing);
       return;
     }
-    this.held.set(seq, deliver);
+    this.held.set(seq, () => job.finish(outcome, timing));
     while (this.held.has(this.nextToRelease)) {
       const d = this.held.get(this.nextToRelease)!;
       this.held.delete(this.nextToRelease);
@@ -356,4 +364,47 @@ function clientCancelled(signal: AbortSignal | undefined): boolean {
   if (!signal?.aborted) return false;
   const reason = signal.reason as { code?: unknown } | undefined;
   return reason?.code !== 'STUBHOST_TIMEOUT';
+}
+
+/** Marks a queued job whose abort listener is not added yet (see submit). */
+const NOT_LISTENING = (): void => {};
+
+/**
+ * A job as handed to its target: finish records the queue time and batch size, runs once, and
+ * goes through the scheduler's release (preserve_ordering). A class, not a closure per job.
+ */
+class DispatchedJob implements Job {
+  readonly request: Job['request'];
+  readonly batchSize: number;
+  readonly shapeKey: string;
+  readonly level: number;
+  readonly enqueuedAt: number;
+  deadline: number;
+  readonly timeoutAction: Job['timeoutAction'];
+  readonly seq: number;
+  readonly sink: Job['sink'];
+  private done = false;
+
+  constructor(
+    private readonly job: Job,
+    private readonly startedAt: number,
+    private readonly size: number,
+    private readonly deliver: (job: Job, outcome: ExecOutcome, timing: JobTiming) => void,
+  ) {
+    this.request = job.request;
+    this.batchSize = job.batchSize;
+    this.shapeKey = job.shapeKey;
+    this.level = job.level;
+    this.enqueuedAt = job.enqueuedAt;
+    this.deadline = job.deadline;
+    this.timeoutAction = job.timeoutAction;
+    this.seq = job.seq;
+    this.sink = job.sink;
+  }
+
+  finish(outcome: ExecOutcome, timing: JobTiming): void {
+    if (this.done) return;
+    this.done = true;
+    this.deliver(this.job, outcome, { queueMs: this.startedAt - this.job.enqueuedAt, computeMs: timing.computeMs, batchSize: this.size });
+  }
 }
