@@ -7,7 +7,7 @@ import { format } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import type { Channel } from '../src/ipc/channel.js';
 import type { Handle } from '../src/ipc/arena.js';
-import { correlationFromWire, correlationToWire, type BlsResult, type Execute, type HostMessage, type InitArgs, type StubMessage, type WireRequest, type WireResponse } from '../src/ipc/protocol.js';
+import { correlationFromWire, correlationToWire, type BlsResult, type Execute, type HostMessage, type InitArgs, type StubDebug, type StubMessage, type WireRequest, type WireResponse } from '../src/ipc/protocol.js';
 import { copyTensor, readTensor, writeTensor, type TensorDesc } from '../src/ipc/tensor-codec.js';
 import { MODEL_ERROR_CODES, type ErrorBody } from '../src/errors.js';
 import type { TensorValue } from '../src/core/types.js';
@@ -187,11 +187,27 @@ export class StubServer implements StubRuntime {
         void this.finalize();
         break;
       case 'ping':
-        this.channel.send({ k: 'pong', t: msg.t });
+        this.channel.send({ k: 'pong', t: msg.t, dbg: msg.dbg ? this.debugStats() : undefined });
         break;
       default:
         break;
     }
+  }
+
+  /** For leak checks (Ping with `dbg`): heap after a gc (if the stub runs with --expose-gc), arena, collections. */
+  private debugStats(): StubDebug {
+    (globalThis as { gc?: () => void }).gc?.();
+    let lent = 0;
+    for (const call of this.blsCalls.values()) lent += call.context?.lent.length ?? 0;
+    return {
+      heapUsed: process.memoryUsage().heapUsed,
+      arena: this.channel.arena.stats,
+      peerMapped: (this.channel.peer as unknown as { mapped: Map<number, unknown> }).mapped.size,
+      sizes: {
+        live: this.live.size, blsCalls: this.blsCalls.size, cancelledBeforeStart: this.cancelledBeforeStart.size,
+        execQueue: this.execQueue.length, executing: this.executing, lentOfOpenCalls: lent,
+      },
+    };
   }
 
   private async initialize(args: InitArgs): Promise<void> {

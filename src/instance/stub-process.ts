@@ -16,7 +16,7 @@ import { Channel } from '../ipc/channel.js';
 import { Region, type RegionOptions } from '../ipc/region.js';
 import { sweepShm } from '../ipc/shm-sweep.js';
 import type { Handle } from '../ipc/arena.js';
-import { correlationFromWire, correlationToWire, type HostMessage, type InitArgs, type StubMessage, type WireRequest, type WireResponse, type BlsRequest } from '../ipc/protocol.js';
+import { correlationFromWire, correlationToWire, type HostMessage, type InitArgs, type StubMessage, type WireRequest, type WireResponse, type BlsRequest, type StubDebug } from '../ipc/protocol.js';
 import { readTensor, writeTensor, copyTensor } from '../ipc/tensor-codec.js';
 import { StubhostError, type ErrorBody } from '../errors.js';
 import type { InferRequest, TensorValue, Parameters } from '../core/types.js';
@@ -99,6 +99,7 @@ export class StubProcess extends EventEmitter {
   private exited = false;
   private initWaiter?: { resolve: (config?: Record<string, unknown>) => void; reject: (err: StubhostError) => void };
   private finWaiter?: () => void;
+  private debugWaiters: ((d: StubDebug | undefined) => void)[] = [];
   /** Set once a fault is seen, so the exit reports the real cause. */
   private fault?: string;
   pid = 0;
@@ -219,6 +220,23 @@ export class StubProcess extends EventEmitter {
     });
   }
 
+  /** For leak checks: what the stub holds (undefined if it does not answer within `timeoutMs`). */
+  debugStats(timeoutMs = 2000): Promise<StubDebug | undefined> {
+    if (this.exited || !this.channel) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.debugWaiters = this.debugWaiters.filter((w) => w !== done);
+        resolve(undefined);
+      }, timeoutMs);
+      const done = (d: StubDebug | undefined): void => {
+        clearTimeout(timer);
+        resolve(d);
+      };
+      this.debugWaiters.push(done);
+      this.channel!.send({ k: 'ping', t: 0, dbg: true });
+    });
+  }
+
   /** Marks requests cancelled in the stub (request.isCancelled() turns true). */
   cancel(rids: number[]): void {
     if (!this.exited && this.channel) this.channel.send({ k: 'cancel', rids });
@@ -307,6 +325,9 @@ export class StubProcess extends EventEmitter {
         cancel?.();
         break;
       }
+      case 'pong':
+        if (msg.dbg) for (const w of this.debugWaiters.splice(0)) w(msg.dbg);
+        break;
       case 'fin-ok':
         if (msg.err) this.opts.logger.warn(msg.err.message, { model: this.modelName, instance: this.instanceName });
         this.finWaiter?.();
@@ -519,6 +540,7 @@ export class StubProcess extends EventEmitter {
     this.region?.unlink();
     if (this.region) sweepShm(this.region.name.slice(1));
     this.finWaiter?.();
+    for (const w of this.debugWaiters.splice(0)) w(undefined);
     this.emit('exit', { code, signal, cause, expected: this.fault === 'unloaded', error });
   }
 }

@@ -75,7 +75,8 @@ export interface Cancel { k: 'cancel'; rids: number[] }
 export interface Release { k: 'release'; hs: Handle[] }
 export interface BlsResult { k: 'bls-res'; c: number; r?: WireResponse; err?: ErrorBody; final: boolean }
 export interface Finalize { k: 'fin' }
-export interface Ping { k: 'ping'; t: number; outs?: TensorDesc[] }
+/** `dbg`: the stub answers with its StubDebug (leak checks, scripts/soak.ts). */
+export interface Ping { k: 'ping'; t: number; outs?: TensorDesc[]; dbg?: boolean }
 
 // ---- stub → host ------------------------------------------------------------------------
 export interface Hello { k: 'hello'; pid: number }
@@ -89,7 +90,14 @@ export interface Log { k: 'log'; level: 'error' | 'warn' | 'info' | 'verbose'; m
 export interface BlsRequest { k: 'bls'; c: number; req: WireRequest; stream: boolean }
 export interface BlsCancel { k: 'bls-cancel'; c: number }
 export interface FinalizeDone { k: 'fin-ok'; err?: ErrorBody }
-export interface Pong { k: 'pong'; t: number; outs?: TensorDesc[] }
+export interface Pong { k: 'pong'; t: number; outs?: TensorDesc[]; dbg?: StubDebug }
+/** What a stub holds, for leak checks: heap (after a gc when the stub runs with --expose-gc), arena, live collections. */
+export interface StubDebug {
+  heapUsed: number;
+  arena: { segments: number; totalBytes: number; usedBytes: number };
+  peerMapped: number;
+  sizes: Record<string, number>;
+}
 /** The stub is about to exit on its own (uncaught exception, unhandled rejection): why, for the error its requests get. */
 export interface Fatal { k: 'fatal'; cause: string }
 
