@@ -436,11 +436,16 @@ export class StubProcess extends EventEmitter {
         }
       },
       end: (error) => {
+        ended = true;
         this.blsCancels.delete(msg.c);
         reply(error ? { k: 'bls-res', c: msg.c, err: error.toBody(), final: true } : { k: 'bls-res', c: msg.c, final: true });
       },
     };
-    this.blsCancels.set(msg.c, handler(request, msg.stream, sink));
+    // The handler may end the call before it returns (unknown model, invalid inputs): then there
+    // is nothing left to cancel, and keeping its cancel function would leak one entry per call.
+    let ended = false;
+    const cancel = handler(request, msg.stream, sink);
+    if (!ended) this.blsCancels.set(msg.c, cancel);
   }
 
   // ---- health and exit ----------------------------------------------------------------------
