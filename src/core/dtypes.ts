@@ -31,8 +31,10 @@ const ARRAY_OF: Record<Exclude<DataType, 'BYTES'>, TypedArrayCtor> = {
   FP16: Uint16Array, BF16: Uint16Array, FP32: Float32Array, FP64: Float64Array,
 };
 
+const DATA_TYPE_SET: ReadonlySet<string> = new Set(DATA_TYPES);
+
 export function isDataType(value: unknown): value is DataType {
-  return typeof value === 'string' && (DATA_TYPES as readonly string[]).includes(value);
+  return typeof value === 'string' && DATA_TYPE_SET.has(value);
 }
 
 /** Bytes per element, or 0 for BYTES (variable length). */

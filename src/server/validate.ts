@@ -68,7 +68,13 @@ export class InputValidator {
   check(input: InputHeader): CheckedInput {
     const c = this.#contract;
     const { name, datatype, shape } = input;
-    const spec = c.inputs.find((s) => s.name === name);
+    let spec: TensorSpec | undefined;
+    for (const s of c.inputs) {
+      if (s.name === name) {
+        spec = s;
+        break;
+      }
+    }
     if (spec === undefined) {
       throw invalidInput(`unexpected input '${name}' for model '${c.name}'; the model's inputs are: ${c.inputs.map((s) => s.name).join(', ') || '(none)'}`);
     }
@@ -78,7 +84,7 @@ export class InputValidator {
     if (!isDataType(datatype)) throw invalidInput(`input '${name}': unknown datatype ${JSON.stringify(datatype)}; expected ${spec.datatype}`);
     if (datatype !== spec.datatype) throw invalidInput(`input '${name}': expected datatype ${spec.datatype}, got ${datatype}`);
 
-    if (!Array.isArray(shape) || !shape.every(isNonNegativeInt)) {
+    if (!Array.isArray(shape) || !allNonNegativeInts(shape)) {
       throw invalidInput(`input '${name}': 'shape' must be an array of non-negative integers, e.g. ${fmtShape(expectedShape(spec, c.maxBatchSize).map((d) => (d < 0 ? 1 : d)))}`);
     }
     checkShape(name, shape, spec, c.maxBatchSize);
@@ -106,9 +112,10 @@ export class InputValidator {
 function checkShape(name: string, shape: number[], spec: TensorSpec, maxBatchSize: number): void {
   const batched = maxBatchSize > 0;
   const rank = spec.dims.length + (batched ? 1 : 0);
-  const want = fmtShape(expectedShape(spec, maxBatchSize));
+  // Built only for a message: this runs for every input of every request.
+  const want = (): string => fmtShape(expectedShape(spec, maxBatchSize));
   if (shape.length !== rank) {
-    throw invalidInput(`input '${name}': expected shape ${want}${batched ? ' (first dimension is the batch size)' : ''}, got ${fmtShape(shape)} of rank ${shape.length} instead of ${rank}`);
+    throw invalidInput(`input '${name}': expected shape ${want()}${batched ? ' (first dimension is the batch size)' : ''}, got ${fmtShape(shape)} of rank ${shape.length} instead of ${rank}`);
   }
   if (batched && (shape[0]! < 1 || shape[0]! > maxBatchSize)) {
     throw invalidInput(`input '${name}': batch size ${shape[0]} (first dimension of ${fmtShape(shape)}) must be 1..${maxBatchSize}, the model's max_batch_size`);
@@ -117,9 +124,14 @@ function checkShape(name: string, shape: number[], spec: TensorSpec, maxBatchSiz
   for (let i = 0; i < spec.dims.length; i++) {
     const d = spec.dims[i]!;
     if (d !== -1 && d !== shape[i + off]) {
-      throw invalidInput(`input '${name}': expected shape ${want}, got ${fmtShape(shape)} (dimension ${i + off} is ${shape[i + off]}, must be ${d})`);
+      throw invalidInput(`input '${name}': expected shape ${want()}, got ${fmtShape(shape)} (dimension ${i + off} is ${shape[i + off]}, must be ${d})`);
     }
   }
+}
+
+function allNonNegativeInts(shape: unknown[]): boolean {
+  for (let i = 0; i < shape.length; i++) if (!isNonNegativeInt(shape[i])) return false;
+  return true;
 }
 
 /** Validates every input header of a request at once. Returns the batch size (0 when the model does not batch). */

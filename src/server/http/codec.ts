@@ -235,6 +235,10 @@ function checkParameters(value: unknown, where: string): Parameters {
   return value as Parameters;
 }
 
+function badElement(name: string, datatype: DataType, leaves: unknown[], i: number, what: string): StubhostError {
+  return invalid(`input '${name}': element ${i} of 'data' is ${JSON.stringify(leaves[i]) ?? String(leaves[i])}; ${datatype} data must be ${what}`);
+}
+
 export function fromJson(name: string, datatype: DataType, shape: number[], count: number, data: unknown[]): TensorValue['data'] {
   // As Triton: JSON numbers cannot say which 16-bit float they mean (1.0 and 1 are one number).
   if (datatype === 'FP16' || datatype === 'BF16') {
@@ -245,15 +249,13 @@ export function fromJson(name: string, datatype: DataType, shape: number[], coun
   if (leaves.length !== count) {
     throw invalid(`input '${name}': 'data' has ${leaves.length} elements but shape ${fmtShape(shape)} needs ${count}`);
   }
-  const bad = (i: number, what: string): StubhostError =>
-    invalid(`input '${name}': element ${i} of 'data' is ${JSON.stringify(leaves[i]) ?? String(leaves[i])}; ${datatype} data must be ${what}`);
 
   switch (datatype) {
     case 'BYTES': {
       const out: Uint8Array[] = new Array(count);
       for (let i = 0; i < count; i++) {
         const v = leaves[i];
-        if (typeof v !== 'string') throw bad(i, 'strings');
+        if (typeof v !== 'string') throw badElement(name, datatype, leaves, i, 'strings');
         out[i] = utf8Encoder.encode(v);
       }
       return out;
@@ -262,7 +264,7 @@ export function fromJson(name: string, datatype: DataType, shape: number[], coun
       const out = new Uint8Array(count);
       for (let i = 0; i < count; i++) {
         const v = leaves[i];
-        if (typeof v !== 'boolean') throw bad(i, 'true or false');
+        if (typeof v !== 'boolean') throw badElement(name, datatype, leaves, i, 'true or false');
         out[i] = v ? 1 : 0;
       }
       return out;
@@ -277,9 +279,9 @@ export function fromJson(name: string, datatype: DataType, shape: number[], coun
         // Strings are accepted too: JSON numbers lose precision past 2^53.
         if (typeof v === 'number' && Number.isSafeInteger(v)) b = BigInt(v);
         else if (typeof v === 'string' && /^-?\d+$/.test(v)) b = BigInt(v);
-        else throw bad(i, 'integers');
+        else throw badElement(name, datatype, leaves, i, 'integers');
         const fits = datatype === 'INT64' ? BigInt.asIntN(bits, b) === b : BigInt.asUintN(bits, b) === b;
-        if (!fits) throw bad(i, `integers in the ${datatype} range`);
+        if (!fits) throw badElement(name, datatype, leaves, i, `integers in the ${datatype} range`);
         out[i] = b;
       }
       return out;
@@ -289,7 +291,7 @@ export function fromJson(name: string, datatype: DataType, shape: number[], coun
       const out = new (typedArrayFor(datatype))(count) as Float32Array | Float64Array;
       for (let i = 0; i < count; i++) {
         const v = leaves[i];
-        if (typeof v !== 'number') throw bad(i, 'numbers');
+        if (typeof v !== 'number') throw badElement(name, datatype, leaves, i, 'numbers');
         out[i] = v;
       }
       return out;
@@ -300,7 +302,7 @@ export function fromJson(name: string, datatype: DataType, shape: number[], coun
       for (let i = 0; i < count; i++) {
         const v = leaves[i];
         if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
-          throw bad(i, `integers in ${lo}..${hi}`);
+          throw badElement(name, datatype, leaves, i, `integers in ${lo}..${hi}`);
         }
         out[i] = v;
       }
@@ -343,7 +345,13 @@ export function encodeInferResponse(result: InferResult, opts: EncodeOptions): E
   for (const output of result.outputs) {
     let want: RequestedOutput | undefined;
     if (requested !== undefined) {
-      want = requested.find((r) => r.name === output.name);
+      want = undefined;
+      for (const r of requested) {
+        if (r.name === output.name) {
+          want = r;
+          break;
+        }
+      }
       if (want === undefined) continue; // the core may return more than was asked; the client gets what it named
     }
     let tensor = output;
