@@ -41,6 +41,12 @@ export interface HttpServerOptions {
   shm?: SharedMemoryRegistry;
 }
 
+/** An infer in flight on a response: aborted if the client leaves or the server closes. */
+interface ActiveInfer {
+  ac: AbortController;
+  model: string;
+}
+
 type RouteKind =
   | 'server' | 'live' | 'ready' | 'allStats' | 'modelMeta' | 'modelReady' | 'modelConfig' | 'infer'
   | 'modelStats' | 'repoIndex' | 'load' | 'unload' | 'logging'
@@ -270,13 +276,26 @@ export class HttpServer {
   readonly #maxBody: number;
   #server: http.Server | undefined;
   #closing: Promise<void> | undefined;
-  /** Responses not yet finished, with the abort controller of the infer they belong to. */
-  readonly #active = new Map<ServerResponse, AbortController | undefined>();
+  /** Responses not yet finished, with the abort controller (and model) of the infer they belong to. */
+  readonly #active = new Map<ServerResponse, ActiveInfer | undefined>();
+  /**
+   * The one 'close' listener of every response (`this` is the response): forgets it and, if it
+   * was not finished, aborts its infer. Shared, so no closure is made per request.
+   */
+  readonly #onResponseClose: (this: ServerResponse) => void;
 
   constructor(service: InferenceService, opts: HttpServerOptions) {
     this.#service = service;
     this.#opts = opts;
     this.#maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    const active = this.#active;
+    this.#onResponseClose = function (this: ServerResponse): void {
+      const inflight = active.get(this);
+      active.delete(this);
+      if (inflight !== undefined && !this.writableFinished) {
+        inflight.ac.abort(new StubhostError('STUBHOST_CANCELLED', `client disconnected before the response of model '${inflight.model}'`));
+      }
+    };
   }
 
   /** Listens; resolves with the bound port (useful with port 0). */
@@ -315,8 +334,8 @@ export class HttpServer {
     this.#closing = new Promise<void>((resolve) => {
       server.close(() => resolve());
       const err = new StubhostError('STUBHOST_CLOSED', 'the HTTP server is shutting down');
-      for (const [res, ac] of this.#active) {
-        ac?.abort(err);
+      for (const [res, inflight] of this.#active) {
+        inflight?.ac.abort(err);
         this.#sendError(res, err);
       }
       server.closeIdleConnections();
@@ -329,7 +348,7 @@ export class HttpServer {
 
   readonly #onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     this.#active.set(res, undefined);
-    res.once('close', () => this.#active.delete(res));
+    res.on('close', this.#onResponseClose); // 'close' comes once
     this.#dispatch(req, res).catch((err: unknown) => this.#sendError(res, err));
   };
 
@@ -437,10 +456,7 @@ export class HttpServer {
 
     const ac = new AbortController();
     if (res.destroyed) return; // the client left while the body was parsed
-    this.#active.set(res, ac);
-    res.once('close', () => {
-      if (!res.writableFinished) ac.abort(new StubhostError('STUBHOST_CANCELLED', `client disconnected before the response of model '${model}'`));
-    });
+    this.#active.set(res, { ac, model }); // aborted by #onResponseClose if the client leaves
     request.signal = ac.signal;
 
     const result = contract.decoupled ? await this.#inferDecoupled(request, ac) : await this.#service.infer(request);
@@ -475,10 +491,7 @@ export class HttpServer {
     const request = decodeGenerateRequest(body, contract, { modelName: model, modelVersion });
     const ac = new AbortController();
     if (res.destroyed) return;
-    this.#active.set(res, ac);
-    res.once('close', () => {
-      if (!res.writableFinished) ac.abort(new StubhostError('STUBHOST_CANCELLED', `client disconnected before the response of model '${model}'`));
-    });
+    this.#active.set(res, { ac, model }); // aborted by #onResponseClose if the client leaves
     request.signal = ac.signal;
     if (!stream) {
       const result = contract.decoupled ? await this.#inferDecoupled(request, ac) : await this.#service.infer(request);
