@@ -220,7 +220,9 @@ export class ModelVersion {
       timeoutUs: request.timeoutUs,
       sink,
       finish: (outcome, timing) => {
-        if (!sink) timeout.clear?.();
+        // Decoupled: the stream's end clears it, but a job failed before it ran (queue full,
+        // cancelled or timed out in the queue) has no stream to end: clear it here.
+        if (!sink || outcome.error) timeout.clear?.();
         // Whole nanoseconds: Triton's statistics carry uint64 ns, and clients parse them as integers.
         const requestNs = Math.round((performance.now() - arrived) * 1e6);
         if (outcome.error) this.stats.recordFailure({ requestNs, reason: failureReasonOf(outcome.error) });
