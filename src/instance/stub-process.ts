@@ -347,12 +347,12 @@ export class StubProcess extends EventEmitter {
       break;
     }
     const channel = this.channel!;
-    const outcomes: ExecOutcome[] = batch.rids.map((_rid, i) => {
-      if (err) return { error: StubhostError.fromBody(err) };
-      const r = rs?.[i];
-      if (!r) return {};
-      return this.readResponse(r);
-    });
+    const n = batch.rids.length;
+    const outcomes: ExecOutcome[] = new Array(n);
+    for (let i = 0; i < n; i++) {
+      const r = err ? undefined : rs?.[i];
+      outcomes[i] = err ? { error: StubhostError.fromBody(err) } : r ? this.readResponse(r) : {};
+    }
     for (const h of batch.blocks) channel.arena.free(h);
     if (err && batch.streams) {
       // Execute threw: the decoupled streams of its requests end with that error.
@@ -385,7 +385,15 @@ export class StubProcess extends EventEmitter {
       return { error: StubhostError.fromBody(r.err) };
     }
     try {
-      const outputs = r.outs.map((d) => copyTensor(readTensor(this.channel!.peer, d)));
+      const peer = this.channel!.peer;
+      const outputs: TensorValue[] = new Array(r.outs.length);
+      for (let i = 0; i < r.outs.length; i++) {
+        const d = r.outs[i]!;
+        const t = readTensor(peer, d);
+        // Only arena views need copying: inline bytes are already private (the message decoder
+        // copies them out of shared memory), and so is their message's shape array.
+        outputs[i] = d.d || !d.h ? t : copyTensor(t);
+      }
       return { outputs, parameters: r.params };
     } catch (err) {
       return { error: new StubhostError('STUBHOST_PROTOCOL', `${this.label}: ${(err as Error).message}`) };

@@ -62,7 +62,7 @@ function fill(out: Uint8Array, t: Pick<TensorValue, 'datatype' | 'data'>): void 
  * frees the block). Checks dtype, shape and byte size so a corrupt header is refused here.
  */
 export function readTensor(peer: PeerArena, desc: TensorDesc): TensorValue {
-  if (typeof desc.n !== 'string' || !isDataType(desc.t) || !Array.isArray(desc.s) || desc.s.some((d) => !Number.isInteger(d) || d < 0)) {
+  if (typeof desc.n !== 'string' || !isDataType(desc.t) || !Array.isArray(desc.s) || !isShape(desc.s)) {
     throw new StubhostError('STUBHOST_PROTOCOL', `corrupt tensor header ${JSON.stringify({ n: desc.n, t: desc.t, s: desc.s })}`);
   }
   let bytes: Uint8Array;
@@ -82,6 +82,14 @@ export function readTensor(peer: PeerArena, desc: TensorDesc): TensorValue {
   // Inline bytes come from the decoder at any offset; typed arrays need element alignment.
   if (bytes.byteOffset % size !== 0) bytes = bytes.slice();
   return { name: desc.n, datatype: desc.t, shape: desc.s, data: viewAs(desc.t, bytes.buffer, bytes.byteOffset, bytes.byteLength) };
+}
+
+function isShape(s: unknown[]): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const d = s[i];
+    if (!Number.isInteger(d) || (d as number) < 0) return false;
+  }
+  return true;
 }
 
 /** A copy of a tensor into process-private memory (for data that must outlive its block). */
