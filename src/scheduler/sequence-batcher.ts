@@ -37,6 +37,11 @@ interface Sequence {
 
 export class SequenceBatcher {
   private readonly sequences = new Map<string, Sequence>();
+  /**
+   * Sequences replaced by a new START for the same id while requests of theirs still ran or
+   * waited: those requests still run, in order, before the new sequence's; then they are released.
+   */
+  private readonly retired = new Set<Sequence>();
   private readonly targets: ExecutionTarget[] = [];
   private readonly bound = new Map<ExecutionTarget, number>();
   /** direct: START requests waiting for a free slot. */
@@ -57,6 +62,7 @@ export class SequenceBatcher {
   get pending(): number {
     let n = 0;
     for (const s of this.sequences.values()) n += s.queue.length;
+    for (const s of this.retired) n += s.queue.length;
     return n;
   }
 
@@ -84,8 +90,10 @@ export class SequenceBatcher {
     let seq = this.sequences.get(key);
     if (r.sequenceStart) {
       if (seq && (seq.running || seq.queue.length > 0)) {
-        // Triton releases the old sequence when a new START arrives for the same id.
+        // Triton releases the old sequence when a new START arrives for the same id; the
+        // requests it already accepted still run (see `retired`).
         seq.ended = true;
+        this.retired.add(seq);
       }
       if (!seq || seq.ended) {
         seq = { key, corrId: corr, queue: [], running: false, state: new Map(), ended: false };
@@ -116,12 +124,13 @@ export class SequenceBatcher {
 
   close(reason: string): void {
     this.closed = true;
-    for (const seq of this.sequences.values()) {
+    for (const seq of [...this.sequences.values(), ...this.retired]) {
       if (seq.idleTimer) clearTimeout(seq.idleTimer);
       for (const job of seq.queue) job.finish({ error: new StubhostError('STUBHOST_UNAVAILABLE', `${this.opts.modelLabel}: ${reason}`) }, { queueMs: 0, computeMs: 0, batchSize: 0 });
       seq.queue = [];
     }
     this.sequences.clear();
+    this.retired.clear();
   }
 
   idle(): Promise<void> {
@@ -143,7 +152,7 @@ export class SequenceBatcher {
   }
 
   private pickFor(target: ExecutionTarget): Sequence[] {
-    const ready = [...this.sequences.values()].filter((s) => !s.running && s.queue.length > 0 && (this.oldest || s.target === target));
+    const ready = [...this.sequences.values(), ...this.retired].filter((s) => !s.running && s.queue.length > 0 && (this.oldest || s.target === target) && !this.waitsForRetired(s));
     ready.sort((a, b) => a.queue[0]!.enqueuedAt - b.queue[0]!.enqueuedAt);
     return ready.slice(0, this.slotsPerInstance);
   }
@@ -169,6 +178,13 @@ export class SequenceBatcher {
         for (const f of w) f();
       }
     });
+  }
+
+  /** A new sequence whose id still has a retired one with work: that work goes first. */
+  private waitsForRetired(seq: Sequence): boolean {
+    if (this.retired.size === 0 || this.retired.has(seq)) return false;
+    for (const old of this.retired) if (old.key === seq.key) return true;
+    return false;
   }
 
   /** Adds control and state inputs; the finish hook keeps the state output and releases the slot. */
@@ -199,7 +215,7 @@ export class SequenceBatcher {
           outcome = { ...outcome, outputs: (outcome.outputs ?? []).filter((t) => !stateOutputs.has(t.name)) };
         }
         seq.running = false;
-        if (r.sequenceEnd) this.release(seq);
+        if (r.sequenceEnd || (seq.ended && seq.queue.length === 0)) this.release(seq);
         else this.touch(seq);
         job.finish(outcome, { ...timing, queueMs: timing.queueMs || performance.now() - enqueuedAt - timing.computeMs });
       },
@@ -219,6 +235,7 @@ export class SequenceBatcher {
     if (seq.idleTimer) clearTimeout(seq.idleTimer);
     if (seq.queue.length > 0) return; // a new START for the same id queued behind: keep going
     seq.ended = true;
+    this.retired.delete(seq);
     if (this.sequences.get(seq.key) === seq) this.sequences.delete(seq.key);
     if (seq.target) {
       this.bound.set(seq.target, Math.max(0, (this.bound.get(seq.target) ?? 1) - 1));
