@@ -86,15 +86,13 @@ export class PriorityQueue {
   expire(now: number): { rejected: Job[]; nextDeadline: number } {
     const rejected: Job[] = [];
     let nextDeadline = Infinity;
-    const reject = (job: Job): void => {
-      rejected.push(job);
-      this.count--;
-    };
     if (this.aged.length > 0) {
       const keep: Job[] = [];
       for (const job of this.aged) {
-        if (job.deadline <= now && job.timeoutAction === 'REJECT') reject(job);
-        else {
+        if (job.deadline <= now && job.timeoutAction === 'REJECT') {
+          rejected.push(job);
+          this.count--;
+        } else {
           keep.push(job);
           if (job.deadline < nextDeadline) nextDeadline = job.deadline;
         }
@@ -108,8 +106,10 @@ export class PriorityQueue {
       const keep: Job[] = [];
       for (const job of level.main) {
         if (job.deadline <= now) {
-          if (job.timeoutAction === 'REJECT') reject(job);
-          else {
+          if (job.timeoutAction === 'REJECT') {
+            rejected.push(job);
+            this.count--;
+          } else {
             job.deadline = Infinity;
             level.delayed.push(job);
           }
@@ -151,18 +151,23 @@ export class PriorityQueue {
   remove(jobs: ReadonlySet<Job>): number {
     if (jobs.size === 0) return 0;
     const before = this.count;
-    const drop = (list: Job[]): Job[] => {
-      if (!list.some((j) => jobs.has(j))) return list;
-      const kept = list.filter((j) => !jobs.has(j));
-      this.count -= list.length - kept.length;
-      return kept;
-    };
-    this.aged = drop(this.aged);
+    this.aged = this.drop(this.aged, jobs);
     for (const level of this.levels) {
-      level.main = drop(level.main);
-      level.delayed = drop(level.delayed);
+      level.main = this.drop(level.main, jobs);
+      level.delayed = this.drop(level.delayed, jobs);
     }
     return before - this.count;
+  }
+
+  /** `list` without `jobs` (the same array when it holds none of them). */
+  private drop(list: Job[], jobs: ReadonlySet<Job>): Job[] {
+    let i = 0;
+    while (i < list.length && !jobs.has(list[i]!)) i++;
+    if (i === list.length) return list;
+    const kept = list.slice(0, i);
+    for (i++; i < list.length; i++) if (!jobs.has(list[i]!)) kept.push(list[i]!);
+    this.count -= list.length - kept.length;
+    return kept;
   }
 
   shift(): Job | undefined {

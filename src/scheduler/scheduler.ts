@@ -251,41 +251,43 @@ export class Scheduler {
     for (const job of jobs) this.unlisten(job);
     this.inflightJobs += jobs.length;
     this.busy.set(target, (this.busy.get(target) ?? 0) + 1);
-    const run = async (): Promise<void> => {
-      let release: (() => void) | undefined;
-      let waiting = 0;
-      try {
-        if (this.opts.acquire) {
-          const acquired = this.opts.acquire(target);
-          if (acquired instanceof Promise) {
-            waiting = jobs.length;
-            this.waitingJobs += waiting;
-            this.notePending();
-            release = await acquired;
-            this.waitingJobs -= waiting;
-            waiting = 0;
-          } else release = acquired;
-        }
-        this.notePending();
-        // Requests whose clients left while the instance waited for resources are not run.
-        const live = jobs.filter((job) => !clientCancelled(job.request.signal));
-        const startedAt = performance.now();
-        for (const job of jobs) if (clientCancelled(job.request.signal)) this.settle(job, { error: this.cancelledError(job.request.signal!) }, startedAt);
-        if (live.length > 0) await target.run(live.map((job) => this.wrap(job, startedAt, live.length)));
-      } catch (err) {
-        const error = err instanceof StubhostError ? err : new StubhostError('STUBHOST_INTERNAL', (err as Error).message);
-        for (const job of jobs) this.settle(job, { error }, performance.now());
-      } finally {
-        if (waiting > 0) this.waitingJobs -= waiting;
-        this.inflightJobs -= jobs.length;
-        this.busy.set(target, (this.busy.get(target) ?? 1) - 1);
-        // Dispatch this instance's next batch (its acquire queues) before giving the resources
-        // back, so the rate limiter sees every contender and its priority share holds.
-        this.schedule();
-        release?.();
+    void this.runBatch(target, jobs);
+  }
+
+  /** Waits for the target's resources (rate limiter), runs the batch, then schedules again. */
+  private async runBatch(target: ExecutionTarget, jobs: Job[]): Promise<void> {
+    let release: (() => void) | undefined;
+    let waiting = 0;
+    try {
+      if (this.opts.acquire) {
+        const acquired = this.opts.acquire(target);
+        if (acquired instanceof Promise) {
+          waiting = jobs.length;
+          this.waitingJobs += waiting;
+          this.notePending();
+          release = await acquired;
+          this.waitingJobs -= waiting;
+          waiting = 0;
+        } else release = acquired;
       }
-    };
-    void run();
+      this.notePending();
+      // Requests whose clients left while the instance waited for resources are not run.
+      const live = jobs.filter((job) => !clientCancelled(job.request.signal));
+      const startedAt = performance.now();
+      for (const job of jobs) if (clientCancelled(job.request.signal)) this.settle(job, { error: this.cancelledError(job.request.signal!) }, startedAt);
+      if (live.length > 0) await target.run(live.map((job) => this.wrap(job, startedAt, live.length)));
+    } catch (err) {
+      const error = err instanceof StubhostError ? err : new StubhostError('STUBHOST_INTERNAL', (err as Error).message);
+      for (const job of jobs) this.settle(job, { error }, performance.now());
+    } finally {
+      if (waiting > 0) this.waitingJobs -= waiting;
+      this.inflightJobs -= jobs.length;
+      this.busy.set(target, (this.busy.get(target) ?? 1) - 1);
+      // Dispatch this instance's next batch (its acquire queues) before giving the resources
+      // back, so the rate limiter sees every contender and its priority share holds.
+      this.schedule();
+      release?.();
+    }
   }
 
   private cancelQueued(job: Job, signal: AbortSignal): void {
