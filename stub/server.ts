@@ -262,6 +262,7 @@ export class StubServer implements StubRuntime {
   private async execute(msg: Execute): Promise<void> {
     const model = this.model;
     if (!model) {
+      for (const w of msg.reqs) this.cancelledBeforeStart.delete(w.rid);
       this.channel.send({ k: 'exec-done', b: msg.b, err: { code: 'STUBHOST_MODEL_NOT_READY', message: 'execute before initialize finished' } });
       return;
     }
@@ -270,7 +271,10 @@ export class StubServer implements StubRuntime {
     try {
       requests = msg.reqs.map((w) => this.toRequest(w, context));
     } catch (err) {
-      for (const w of msg.reqs) this.live.delete(w.rid);
+      for (const w of msg.reqs) {
+        this.live.delete(w.rid);
+        this.cancelledBeforeStart.delete(w.rid);
+      }
       this.channel.send({ k: 'exec-done', b: msg.b, err: { code: 'STUBHOST_PROTOCOL', message: describe(err) } });
       return;
     }
@@ -413,7 +417,8 @@ export class StubServer implements StubRuntime {
         if (requested && requested.length > 0 && !requested.includes(value.name)) continue;
         outs.push(writeTensor(this.channel.arena, value, blocks));
       }
-      return { outs, params: r.parameters && Object.keys(r.parameters).length > 0 ? r.parameters : undefined };
+      // No `params` key when there are none: an undefined one would be packed and unpacked too.
+      return r.parameters && Object.keys(r.parameters).length > 0 ? { outs, params: r.parameters } : { outs };
     } catch (err) {
       for (const h of blocks) this.channel.arena.free(h);
       return { outs: [], err: errorBody(err, `${this.label()}: bad output`) };
