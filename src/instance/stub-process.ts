@@ -559,20 +559,29 @@ export class StubProcess extends EventEmitter {
 }
 
 function toWireRequest(r: InferRequest, rid: number, version: number, write: (t: TensorValue) => WireRequest['ins'][number]): WireRequest {
-  return {
+  const ins: WireRequest['ins'] = new Array(r.inputs.length);
+  for (let i = 0; i < r.inputs.length; i++) ins[i] = write(r.inputs[i]!);
+  const w: WireRequest = {
     rid,
     id: r.id,
     model: r.modelName,
     version,
-    ins: r.inputs.map(write),
+    ins,
     outs: r.outputs?.map((o) => o.name) ?? [],
     params: r.parameters,
-    ...correlationToWire(r.correlationId),
     prio: r.priority,
-    start: r.sequenceStart,
-    end: r.sequenceEnd,
-    timeoutMs: r.timeoutUs ? r.timeoutUs / 1000 : undefined,
   };
+  // Optional fields only when set: msgpack would carry each undefined as a key and a value,
+  // to be packed here and unpacked in the stub for every request.
+  if (r.correlationId !== undefined) {
+    const c = correlationToWire(r.correlationId);
+    w.corr = c.corr;
+    if (c.corrInt) w.corrInt = true;
+  }
+  if (r.sequenceStart !== undefined) w.start = r.sequenceStart;
+  if (r.sequenceEnd !== undefined) w.end = r.sequenceEnd;
+  if (r.timeoutUs) w.timeoutMs = r.timeoutUs / 1000;
+  return w;
 }
 
 function fromWireRequest(w: WireRequest, read: (d: WireRequest['ins'][number]) => TensorValue): InferRequest {
