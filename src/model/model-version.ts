@@ -50,6 +50,7 @@ export class ModelVersion {
   private instances: ModelInstance[] = [];
   private scheduler?: Pick<Scheduler, 'submit' | 'schedule' | 'addTarget' | 'close' | 'idle' | 'levelOf'>;
   private contractCache?: ModelIOContract;
+  private reshapeCache?: { contract: ModelIOContract; inputs: boolean; outputs: boolean };
   readonly stats: ModelStatsRecorder;
 
   constructor(private readonly opts: ModelVersionOptions) {
@@ -86,6 +87,19 @@ export class ModelVersion {
       decoupled: this.decoupled,
     };
     return this.contractCache;
+  }
+
+  /** Whether any input / output is reshaped, for the contract it was computed from (checked per request). */
+  private reshapes(): { inputs: boolean; outputs: boolean } {
+    const contract = this.contract();
+    if (this.reshapeCache?.contract !== contract) {
+      this.reshapeCache = {
+        contract,
+        inputs: contract.inputs.some((s) => s.reshape),
+        outputs: contract.outputs.some((s) => s.reshape),
+      };
+    }
+    return this.reshapeCache;
   }
 
   configJson(): Record<string, unknown> {
@@ -212,6 +226,7 @@ export class ModelVersion {
       sink = { response: sink.response.bind(sink), end: (err) => { timeout.clear!(); end(err); } };
     }
     const reshaped = this.reshapeInputs(timeout.request);
+    const self = this;
     scheduler.submit({
       request: reshaped,
       batchSize,
@@ -219,15 +234,17 @@ export class ModelVersion {
       level: scheduler.levelOf(request.priority),
       timeoutUs: request.timeoutUs,
       sink,
-      finish: (outcome, timing) => {
+      // A method, not an arrow property: tsx's keepNames would wrap an arrow in __name
+      // (a defineProperty) for every request.
+      finish(outcome, timing) {
         // Decoupled: the stream's end clears it, but a job failed before it ran (queue full,
         // cancelled or timed out in the queue) has no stream to end: clear it here.
         if (!sink || outcome.error) timeout.clear?.();
         // Whole nanoseconds: Triton's statistics carry uint64 ns, and clients parse them as integers.
         const requestNs = Math.round((performance.now() - arrived) * 1e6);
-        if (outcome.error) this.stats.recordFailure({ requestNs, reason: failureReasonOf(outcome.error) });
+        if (outcome.error) self.stats.recordFailure({ requestNs, reason: failureReasonOf(outcome.error) });
         else {
-          this.stats.recordSuccess({
+          self.stats.recordSuccess({
             queueNs: Math.round(timing.queueMs * 1e6), computeInputNs: 0, computeInferNs: Math.round(timing.computeMs * 1e6), computeOutputNs: 0, requestNs,
           });
         }
@@ -263,14 +280,14 @@ export class ModelVersion {
   private toResult(request: InferRequest, outcome: ExecOutcome): InferResult {
     let outputs = outcome.outputs ?? [];
     const specs = this.contract().outputs;
-    if (specs.some((s) => s.reshape)) outputs = outputs.map((t) => this.unreshape(t, specs.find((s) => s.name === t.name)));
+    if (this.reshapes().outputs) outputs = outputs.map((t) => this.unreshape(t, specs.find((s) => s.name === t.name)));
     return { modelName: this.name, modelVersion: String(this.version), id: request.id, outputs, parameters: outcome.parameters };
   }
 
   /** config `reshape`: the model sees the reshaped shape (batch dimension kept). */
   private reshapeInputs(request: InferRequest): InferRequest {
+    if (!this.reshapes().inputs) return request;
     const specs = this.contract().inputs;
-    if (!specs.some((s) => s.reshape)) return request;
     const batched = this.config.max_batch_size > 0;
     const inputs = request.inputs.map((t): TensorValue => {
       const spec = specs.find((s) => s.name === t.name);
