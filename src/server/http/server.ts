@@ -153,59 +153,93 @@ function readBody(req: IncomingMessage, limit: number, alignAt: number): Promise
       reject(bodyTooLarge(limit));
       return;
     }
-    const shift = (8 - (alignAt % 8)) % 8;
-    let buf: Buffer | undefined = declared !== undefined ? Buffer.allocUnsafeSlow(declared + shift).subarray(shift) : undefined;
-    const chunks: Buffer[] = [];
-    let received = 0;
-    let done = false;
-    const finish = (err?: unknown): void => {
-      if (done) return;
-      done = true;
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', finish);
-      req.off('close', onClose);
-      if (err !== undefined) {
-        req.pause();
-        reject(err);
-        return;
-      }
-      if (buf === undefined) {
-        // Chunked upload: one copy into an aligned buffer, now that the size is known.
-        buf = Buffer.allocUnsafeSlow(received + shift).subarray(shift);
-        let pos = 0;
-        for (const c of chunks) {
-          c.copy(buf, pos);
-          pos += c.length;
-        }
-      } else if (received !== buf.length) {
-        buf = buf.subarray(0, received);
-      }
-      resolve(buf);
-    };
-    const onData = (chunk: Buffer): void => {
-      if (received + chunk.length > limit) {
-        finish(bodyTooLarge(limit));
-        return;
-      }
-      if (buf !== undefined) {
-        if (received + chunk.length > buf.length) {
-          finish(new StubhostError('STUBHOST_INVALID_ARG', 'request body is longer than its Content-Length'));
-          return;
-        }
-        chunk.copy(buf, received);
-      } else {
-        chunks.push(chunk);
-      }
-      received += chunk.length;
-    };
-    const onEnd = (): void => finish();
-    const onClose = (): void => finish(new StubhostError('STUBHOST_CANCELLED', 'client closed the connection before sending the whole body'));
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', finish);
-    req.on('close', onClose);
+    new BodyReader(req, limit, (8 - (alignAt % 8)) % 8, declared, resolve, reject);
   });
+}
+
+/**
+ * readBody's listeners. A class whose four listeners are assigned in the constructor rather than
+ * closures declared per request: tsx's keepNames wraps each of those in __name (a
+ * defineProperty), and this runs for every request.
+ */
+class BodyReader {
+  readonly #req: IncomingMessage;
+  readonly #limit: number;
+  readonly #shift: number;
+  readonly #resolve: (body: Buffer) => void;
+  readonly #reject: (err: unknown) => void;
+  #buf: Buffer | undefined;
+  readonly #chunks: Buffer[] = [];
+  #received = 0;
+  #done = false;
+  readonly #onData: (chunk: Buffer) => void;
+  readonly #onEnd: () => void;
+  readonly #onError: (err: unknown) => void;
+  readonly #onClose: () => void;
+
+  constructor(req: IncomingMessage, limit: number, shift: number, declared: number | undefined, resolve: (body: Buffer) => void, reject: (err: unknown) => void) {
+    this.#req = req;
+    this.#limit = limit;
+    this.#shift = shift;
+    this.#resolve = resolve;
+    this.#reject = reject;
+    this.#buf = declared !== undefined ? Buffer.allocUnsafeSlow(declared + shift).subarray(shift) : undefined;
+    this.#onData = (chunk) => this.#data(chunk);
+    this.#onEnd = () => this.#finish();
+    this.#onError = (err) => this.#finish(err);
+    this.#onClose = () => this.#finish(new StubhostError('STUBHOST_CANCELLED', 'client closed the connection before sending the whole body'));
+    req.on('data', this.#onData);
+    req.on('end', this.#onEnd);
+    req.on('error', this.#onError);
+    req.on('close', this.#onClose);
+  }
+
+  #finish(err?: unknown): void {
+    if (this.#done) return;
+    this.#done = true;
+    const req = this.#req;
+    req.off('data', this.#onData);
+    req.off('end', this.#onEnd);
+    req.off('error', this.#onError);
+    req.off('close', this.#onClose);
+    if (err !== undefined) {
+      req.pause();
+      this.#reject(err);
+      return;
+    }
+    let buf = this.#buf;
+    if (buf === undefined) {
+      // Chunked upload: one copy into an aligned buffer, now that the size is known.
+      buf = Buffer.allocUnsafeSlow(this.#received + this.#shift).subarray(this.#shift);
+      let pos = 0;
+      for (const c of this.#chunks) {
+        c.copy(buf, pos);
+        pos += c.length;
+      }
+    } else if (this.#received !== buf.length) {
+      buf = buf.subarray(0, this.#received);
+    }
+    this.#resolve(buf);
+  }
+
+  #data(chunk: Buffer): void {
+    const received = this.#received;
+    if (received + chunk.length > this.#limit) {
+      this.#finish(bodyTooLarge(this.#limit));
+      return;
+    }
+    const buf = this.#buf;
+    if (buf !== undefined) {
+      if (received + chunk.length > buf.length) {
+        this.#finish(new StubhostError('STUBHOST_INVALID_ARG', 'request body is longer than its Content-Length'));
+        return;
+      }
+      chunk.copy(buf, received);
+    } else {
+      this.#chunks.push(chunk);
+    }
+    this.#received = received + chunk.length;
+  }
 }
 
 const gunzip = promisify(zlib.gunzip);
