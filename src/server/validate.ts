@@ -112,10 +112,9 @@ export class InputValidator {
 function checkShape(name: string, shape: number[], spec: TensorSpec, maxBatchSize: number): void {
   const batched = maxBatchSize > 0;
   const rank = spec.dims.length + (batched ? 1 : 0);
-  // Built only for a message: this runs for every input of every request.
-  const want = (): string => fmtShape(expectedShape(spec, maxBatchSize));
+  // The expected shape is formatted only for a message (no closure: tsx would __name it per call).
   if (shape.length !== rank) {
-    throw invalidInput(`input '${name}': expected shape ${want()}${batched ? ' (first dimension is the batch size)' : ''}, got ${fmtShape(shape)} of rank ${shape.length} instead of ${rank}`);
+    throw invalidInput(`input '${name}': expected shape ${fmtShape(expectedShape(spec, maxBatchSize))}${batched ? ' (first dimension is the batch size)' : ''}, got ${fmtShape(shape)} of rank ${shape.length} instead of ${rank}`);
   }
   if (batched && (shape[0]! < 1 || shape[0]! > maxBatchSize)) {
     throw invalidInput(`input '${name}': batch size ${shape[0]} (first dimension of ${fmtShape(shape)}) must be 1..${maxBatchSize}, the model's max_batch_size`);
@@ -124,7 +123,7 @@ function checkShape(name: string, shape: number[], spec: TensorSpec, maxBatchSiz
   for (let i = 0; i < spec.dims.length; i++) {
     const d = spec.dims[i]!;
     if (d !== -1 && d !== shape[i + off]) {
-      throw invalidInput(`input '${name}': expected shape ${want()}, got ${fmtShape(shape)} (dimension ${i + off} is ${shape[i + off]}, must be ${d})`);
+      throw invalidInput(`input '${name}': expected shape ${fmtShape(expectedShape(spec, maxBatchSize))}, got ${fmtShape(shape)} (dimension ${i + off} is ${shape[i + off]}, must be ${d})`);
     }
   }
 }
