@@ -132,6 +132,25 @@ function route(path: string): Route | undefined {
   }
 }
 
+/**
+ * route() memoised per path: clients send the same few paths over and over, and splitting and
+ * percent-decoding them costs more than a Map lookup. Routes are never mutated; paths with no
+ * route (or bad encoding) are not kept, and the cache is emptied when it reaches its bound.
+ */
+const routeCache = new Map<string, Route>();
+const ROUTE_CACHE_MAX = 256;
+
+function cachedRoute(path: string): Route | undefined {
+  let r = routeCache.get(path);
+  if (r !== undefined) return r;
+  r = route(path);
+  if (r !== undefined) {
+    if (routeCache.size >= ROUTE_CACHE_MAX) routeCache.clear();
+    routeCache.set(path, r);
+  }
+  return r;
+}
+
 function bodyTooLarge(limit: number): StubhostError {
   return new StubhostError('STUBHOST_BODY_TOO_LARGE', `request body exceeds the limit of ${limit} bytes (maxBodyBytes); send a smaller request or raise the limit`);
 }
@@ -391,7 +410,7 @@ export class HttpServer {
     const q = url.indexOf('?');
     let r: Route | undefined;
     try {
-      r = route(q < 0 ? url : url.slice(0, q));
+      r = cachedRoute(q < 0 ? url : url.slice(0, q));
     } catch {
       throw new StubhostError('STUBHOST_INVALID_ARG', `malformed percent-encoding in the path '${url}'`);
     }
