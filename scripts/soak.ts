@@ -6,8 +6,7 @@
  * usage, the stub's heap, open file descriptors, child processes, /dev/shm files and timers.
  * Anything that grows round after round is a leak.
  *
- *   npx tsx --expose-gc scripts/soak.ts [--seconds 180] [--round 20] [--seed 1]
- *   (or: node --expose-gc --import tsx scripts/soak.ts ...)
+ *   npx tsx scripts/soak.ts [--seconds 180] [--round 20] [--seed 1] [--kill-ms 9000 | --no-kill] [--snapshots DIR]
  *
  * The mix: HTTP JSON and binary, gRPC ModelInfer and ModelStreamInfer, BLS fan-outs (and BLS to a
  * missing model, BLS timeouts, an early-stopped BLS stream), decoupled streams, sequences
@@ -18,7 +17,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import http from 'node:http';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { fileURLToPath } from 'node:url';
+import { createHook } from 'node:async_hooks';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 
@@ -28,6 +30,17 @@ process.env.STUBHOST_STUB_NODE_ARGS = `${process.env.STUBHOST_STUB_NODE_ARGS ?? 
 const { startServer } = await import('../src/server/start.js');
 const { createLogger, logSettings } = await import('../src/log/logger.js');
 const { GRPC_PROTO_DIR } = await import('../src/server/grpc/proto.js');
+
+// Every live timer, unref'd ones included (getActiveResourcesInfo lists only ref'd ones).
+const liveTimers = new Set<number>();
+createHook({
+  init(id, type) {
+    if (type === 'Timeout') liveTimers.add(id);
+  },
+  destroy(id) {
+    liveTimers.delete(id);
+  },
+}).enable();
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(here, '..');
@@ -39,14 +52,22 @@ function arg(name: string, dflt: number): number {
 const TOTAL_S = arg('seconds', 180);
 const ROUND_S = arg('round', 20);
 let seed = arg('seed', 1);
+const NO_KILL = process.argv.includes('--no-kill');
+/** Mean time between stub SIGKILLs. */
+const KILL_MS = arg('kill-ms', 9000);
+/** --snapshots DIR: heap snapshots of the host after the first and the last round, to diff. */
+const SNAP_DIR = process.argv.includes('--snapshots') ? process.argv[process.argv.indexOf('--snapshots') + 1]! : undefined;
 const rand = (): number => {
   seed = (seed * 1103515245 + 12345) & 0x7fffffff;
   return seed / 0x7fffffff;
 };
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const gc = (globalThis as { gc?: () => void }).gc;
-if (!gc) console.warn('soak: run with --expose-gc for meaningful heap figures');
+// global.gc, also when node was started without --expose-gc (`npx tsx scripts/soak.ts`).
+const gc = (globalThis as { gc?: () => void }).gc ?? ((): (() => void) | undefined => {
+  v8.setFlagsFromString('--expose-gc');
+  return vm.runInNewContext('gc') as () => void;
+})();
 
 // ---- the repository -----------------------------------------------------------------------------
 
@@ -141,7 +162,7 @@ logSettings.sink = (line) => {
     /* not JSON */
   }
 };
-const server = await startServer({ modelRepository: repo, httpPort: 0, httpAddress: '127.0.0.1', grpcPort: 0, logger: createLogger() });
+const server = await startServer({ modelRepository: repo, arenaMaxBytes: 16 * 1024 * 1024, httpPort: 0, httpAddress: '127.0.0.1', grpcPort: 0, logger: createLogger() });
 if (server.failed.size > 0) {
   console.error('soak: models failed to load:', Object.fromEntries(server.failed));
   await server.close();
@@ -205,7 +226,7 @@ function grpcStream(): Promise<boolean> {
       const len = Math.floor(rand() * 5);
       const delays = rand() < 0.3 ? [{ name: 'DELAY', datatype: 'UINT32', shape: [len], contents: { uint_contents: Array(len).fill(20) } }] : [];
       call.write({ model_name: 'repeat', id: `s${i}`, inputs: [{ name: 'IN', datatype: 'INT32', shape: [len], contents: { int_contents: Array.from({ length: len }, (_, k) => k) } }, ...delays],
-        parameters: { triton_enable_empty_final_response: { bool_param: true } } });
+        parameters: { triton_enable_empty_final_response: { bool_param: true }, ...(rand() < 0.5 ? { timeout: { int64_param: 60_000_000 } } : {}) } });
     }
     call.write({ model_name: 'add_sub', inputs: [
       { name: 'INPUT0', datatype: 'FP32', shape: [4], contents: { fp32_contents: [1, 2, 3, 4] } },
@@ -227,44 +248,60 @@ async function sequence(abandon: boolean): Promise<boolean> {
 }
 
 const actions: [string, number, () => Promise<boolean>][] = [
-  ['http-json add_sub', 10, async () => (await json('add_sub', { inputs: [
+  ['http-json add_sub', 10, async () => (await json('add_sub', { parameters: rand() < 0.3 ? { timeout: 60_000_000 } : {}, inputs: [
     { name: 'INPUT0', shape: [4], datatype: 'FP32', data: [1, 2, 3, 4] }, { name: 'INPUT1', shape: [4], datatype: 'FP32', data: [1, 1, 1, 1] }] })).status === 200],
   ['http-binary identity_fp32', 10, async () => {
-    const n = 1 + Math.floor(rand() * 64);
+    // Tensors over 512 bytes go through the arenas; under the 16 MiB cap, one over 2 MiB gets a dedicated segment.
+    const n = rand() < 0.02 ? 700_000 : 1 + Math.floor(rand() * 8192);
     const data = new Float32Array(f32(n));
     const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'INPUT0', shape: [1, n], datatype: 'FP32', parameters: { binary_data_size: n * 4 } }],
       outputs: [{ name: 'OUTPUT0', parameters: { binary_data: true } }] }));
     const r = await post('/v2/models/identity_fp32/infer', Buffer.concat([header, raw(data)]), { 'content-type': 'application/octet-stream', 'inference-header-content-length': header.length });
     return r.status === 200;
   }],
-  ['http string_upper', 4, async () => (await json('string_upper', { inputs: [{ name: 'INPUT0', shape: [2], datatype: 'BYTES', data: ['abc', 'déf'] }] })).status === 200],
-  ['http batch_concat', 4, async () => (await json('batch_concat', { inputs: [{ name: 'INPUT0', shape: [2, 16], datatype: 'FP32', data: f32(32) }] })).status === 200],
+  ['http string_upper', 4, async () => (await json('string_upper', { inputs: [{ name: 'INPUT0', shape: [3], datatype: 'BYTES', data: ['abc', 'déf', 'x'.repeat(rand() < 0.5 ? 10 : 2000)] }] })).status === 200],
+  ['http batch_concat', 4, async () => {
+    const rows = 1 + Math.floor(rand() * 32);
+    return (await json('batch_concat', { inputs: [{ name: 'INPUT0', shape: [rows, 16], datatype: 'FP32', data: f32(rows * 16) }] })).status === 200;
+  }],
   ['http ensemble', 4, async () => (await json('ens', { inputs: [
     { name: 'A', shape: [4], datatype: 'FP32', data: [1, 2, 3, 4] }, { name: 'B', shape: [4], datatype: 'FP32', data: [1, 1, 1, 1] }] })).status === 200],
   ['grpc ModelInfer', 8, () => grpcUnary('ModelInfer', { model_name: 'add_sub', inputs: [
     { name: 'INPUT0', datatype: 'FP32', shape: [4] }, { name: 'INPUT1', datatype: 'FP32', shape: [4] }],
     raw_input_contents: [raw(Float32Array.of(1, 2, 3, 4)), raw(Float32Array.of(4, 3, 2, 1))] })],
   ['grpc ModelStreamInfer', 5, grpcStream],
-  ['bls fan-out', 5, async () => (await json('bls_caller', { parameters: { target: 'identity', calls: 1 + Math.floor(rand() * 6) },
-    inputs: [{ name: 'X', shape: [3], datatype: 'FP32', data: [1, 2, 3] }] })).status === 200],
+  ['bls fan-out', 5, async () => {
+    const n = rand() < 0.5 ? 3 : 300;
+    return (await json('bls_caller', { parameters: { target: 'identity', calls: 1 + Math.floor(rand() * 6) },
+      inputs: [{ name: 'X', shape: [n], datatype: 'FP32', data: f32(n) }] })).status === 200;
+  }],
   ['bls missing model', 2, async () => (await json('bls_caller', { parameters: { target: 'nope', calls: 2 },
     inputs: [{ name: 'X', shape: [3], datatype: 'FP32', data: [1, 2, 3] }] })).status === 200],
   ['bls bad input', 1, async () => (await json('bls_caller', { parameters: { target: 'identity', calls: 2, input_name: 'WRONG' },
     inputs: [{ name: 'X', shape: [3], datatype: 'FP32', data: [1, 2, 3] }] })).status === 200],
   ['bls timeout', 1, async () => (await json('bls_caller', { parameters: { target: 'identity', calls: 2, timeout_ms: 20, delay_ms: 200 },
-    inputs: [{ name: 'X', shape: [1], datatype: 'FP32', data: [1] }] })).status === 200],
+    inputs: [{ name: 'X', shape: [300], datatype: 'FP32', data: f32(300) }] })).status === 200],
   ['bls stream', 2, async () => (await json('bls_stream', { parameters: rand() < 0.5 ? { stop_after: 2 } : {},
     inputs: [{ name: 'N', shape: [1], datatype: 'INT32', data: [1 + Math.floor(rand() * 5)] }] })).status === 200],
   ['bls caller disconnect', 1, async () => (await json('bls_caller', { parameters: { target: 'identity', calls: 3, delay_ms: 300 },
     inputs: [{ name: 'X', shape: [1], datatype: 'FP32', data: [1] }] }, 40)).status === -1],
   ['sequence', 4, () => sequence(false)],
   ['sequence abandoned', 1, () => sequence(true)],
+  ['sequence restarted', 1, async () => {
+    // A new START for an id whose earlier requests still wait: those run first, then the new one.
+    const id = seqId++;
+    const send = (p: Record<string, unknown>) => json('accumulate', { parameters: { sequence_id: id, ...p }, inputs: [{ name: 'INPUT', shape: [1], datatype: 'INT32', data: [1] }] });
+    const rs = await Promise.all([send({ sequence_start: true }), send({}), send({}), send({ sequence_start: true }), send({ sequence_end: true })]);
+    return rs.every((r) => r.status === 200);
+  }],
   ['bad input', 3, async () => (await json(pick(['add_sub', 'identity_fp32', 'nope']), { inputs: [{ name: 'INPUT0', shape: [3], datatype: 'INT32', data: [1, 2, 3] }] })).status === 400],
   ['model error', 2, async () => (await json('flaky', { parameters: { mode: pick(['error', 'throw']) },
     inputs: [{ name: 'X', shape: [1, 2], datatype: 'FP32', data: [1, 2] }] })).status >= 400],
   ['http disconnect', 2, async () => (await json('flaky', { parameters: { delay_ms: 500 }, inputs: [{ name: 'X', shape: [1, 2], datatype: 'FP32', data: [1, 2] }] }, 20 + rand() * 60)).status === -1],
   ['grpc deadline', 1, () => grpcUnary('ModelInfer', { model_name: 'flaky', parameters: { delay_ms: { int64_param: 500 } },
     inputs: [{ name: 'X', datatype: 'FP32', shape: [1, 1], contents: { fp32_contents: [1] } }] }, 30).then((ok) => !ok)],
+  ['http decoupled repeat', 2, async () => (await json('repeat', { parameters: rand() < 0.5 ? { timeout: 60_000_000 } : {},
+    inputs: [{ name: 'IN', shape: [1], datatype: 'INT32', data: [7] }] })).status === 200],
   ['request timeout', 2, async () => (await json('flaky', { parameters: { delay_ms: 200, timeout: 30_000 }, inputs: [{ name: 'X', shape: [1, 2], datatype: 'FP32', data: [1, 2] }] })).status !== -1],
   ['queue full burst', 1, async () => {
     const rs = await Promise.all(Array.from({ length: 10 }, () => json('flaky', { parameters: { delay_ms: 30 }, inputs: [{ name: 'X', shape: [1, 1], datatype: 'FP32', data: [1] }] })));
@@ -328,6 +365,7 @@ async function sample(): Promise<Sample> {
   s['host.shmFiles'] = fs.readdirSync('/dev/shm').filter((n) => n.startsWith(`stubhost-${process.pid}-`)).length;
   const res = process.getActiveResourcesInfo();
   s['host.timers'] = res.filter((r) => r === 'Timeout').length;
+  s['host.timersAll'] = liveTimers.size;
   s['host.handles'] = res.length;
   s['shm.regions'] = (server.shm as any).regions?.size ?? 0;
   const add = (k: string, v: number): void => {
@@ -397,8 +435,8 @@ const run = async (seconds: number): Promise<void> => {
   stopLoad = false;
   const workers = Array.from({ length: 12 }, () => worker());
   const killer = (async () => {
-    while (!stopLoad) {
-      await sleep(6000 + rand() * 6000);
+    while (!stopLoad && !NO_KILL) {
+      await sleep(KILL_MS * (0.5 + rand()));
       if (stopLoad) break;
       const insts = versions().flatMap((mv) => [...(mv.instanceList ?? [])]).filter((i: any) => i.state === 'ready');
       if (insts.length === 0) continue;
@@ -422,6 +460,7 @@ const run = async (seconds: number): Promise<void> => {
 
 await run(Math.min(ROUND_S, 10));
 samples.push(await sample());
+if (SNAP_DIR) console.log(`heap snapshot: ${v8.writeHeapSnapshot(path.join(SNAP_DIR, 'soak-first.heapsnapshot'))}`);
 let round = 0;
 while (Date.now() + ROUND_S * 1000 <= deadline) {
   round++;
@@ -433,6 +472,11 @@ while (Date.now() + ROUND_S * 1000 <= deadline) {
 }
 
 // ---- report -------------------------------------------------------------------------------------
+
+if (SNAP_DIR) {
+  gc?.();
+  console.log(`heap snapshot: ${v8.writeHeapSnapshot(path.join(SNAP_DIR, 'soak-last.heapsnapshot'))}`);
+}
 
 const first = samples[0]!;
 const last = samples[samples.length - 1]!;
