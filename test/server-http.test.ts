@@ -63,7 +63,7 @@ describe('health, metadata, config', () => {
     const r = await http(`${server.url}/v2`);
     expect(r.status).toBe(200);
     expect(r.json).toMatchObject({ name: 'stubhost', version: expect.any(String) });
-    expect(r.json.extensions).toEqual(expect.arrayContaining(['binary_tensor_data', 'model_repository', 'statistics', 'logging']));
+    expect(r.json.extensions).toEqual(expect.arrayContaining(['binary_tensor_data', 'model_repository', 'statistics', 'logging', 'sequence', 'generate']));
   });
 
   it('model metadata, with and without a version; the batch dimension shows as -1', async () => {

@@ -16,8 +16,8 @@ import { validateInferInputs, validateRequestedOutputs } from './validate.js';
 export const SERVER_NAME = 'stubhost';
 export const SERVER_VERSION = '0.1.0';
 export const EXTENSIONS = [
-  'classification', 'model_repository', 'model_repository(unload_dependents)', 'schedule_policy', 'model_configuration',
-  'system_shared_memory', 'binary_tensor_data', 'parameters', 'statistics', 'logging',
+  'classification', 'sequence', 'model_repository', 'model_repository(unload_dependents)', 'schedule_policy',
+  'model_configuration', 'system_shared_memory', 'binary_tensor_data', 'parameters', 'statistics', 'logging', 'generate',
 ];
 
 export class ServerCore implements InferenceService {
