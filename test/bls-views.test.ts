@@ -4,7 +4,7 @@
  * an execute (initialize) they are private copies the model may keep.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { http, shmLeftovers, startTestServer, tempRepository, waitFor, type TestServer } from './helpers/server.js';
+import { http, startRepositoryServer, type RepositoryServer } from './helpers/server.js';
 
 const IDENTITY = `
 import { InferenceRequest, InferenceResponse, Tensor } from 'stubhost';
@@ -44,11 +44,10 @@ input [ ${inputs} ]
 output [ ${outputs} ]
 `;
 
-let repo: ReturnType<typeof tempRepository>;
-let server: TestServer;
+let server: RepositoryServer;
 
 beforeAll(async () => {
-  repo = tempRepository({
+  server = await startRepositoryServer({
     identity: {
       'config.pbtxt': config('identity', '{ name: "IN" data_type: TYPE_FP32 dims: [ -1 ] }', '{ name: "OUT" data_type: TYPE_FP32 dims: [ -1 ] }'),
       '1/model.ts': IDENTITY,
@@ -57,16 +56,13 @@ beforeAll(async () => {
       'config.pbtxt': config('caller', '{ name: "X" data_type: TYPE_FP32 dims: [ -1 ] }', '{ name: "Y" data_type: TYPE_FP32 dims: [ -1 ] }, { name: "SHARED" data_type: TYPE_INT32 dims: [ 2 ] }'),
       '1/model.ts': CALLER,
     },
-  });
-  server = await startTestServer({ modelRepository: repo.root, modelControlMode: 'explicit', loadModels: ['identity'] });
+  }, { modelControlMode: 'explicit', loadModels: ['identity'] });
   // The caller's initialize calls identity, so it loads once identity is ready.
   expect((await http(`${server.url}/v2/repository/models/caller/load`, 'POST', {})).status).toBe(200);
 }, 60_000);
 
 afterAll(async () => {
-  await server?.close();
-  repo?.cleanup();
-  expect(await waitFor(() => shmLeftovers().length === 0, 3000)).toBe(true);
+  expect(await server?.stop(3000)).toEqual([]);
 });
 
 describe('BLS outputs', () => {

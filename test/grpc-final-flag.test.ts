@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { grpcClient, type TestGrpcClient } from './helpers/grpc.js';
-import { shmLeftovers, startTestServer, tempRepository, waitFor, type TestServer } from './helpers/server.js';
+import { startRepositoryServer, type RepositoryServer } from './helpers/server.js';
 
 const MODEL = `
 import { InferenceRequest, InferenceResponse, Tensor } from 'stubhost';
@@ -33,21 +33,17 @@ input [ { name: "TOGETHER" data_type: TYPE_INT32 dims: [ 1 ] } ]
 output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
 `;
 
-let repo: ReturnType<typeof tempRepository>;
-let server: TestServer;
+let server: RepositoryServer;
 let client: TestGrpcClient;
 
 beforeAll(async () => {
-  repo = tempRepository({ twice: { 'config.pbtxt': CONFIG, '1/model.ts': MODEL } });
-  server = await startTestServer({ modelRepository: repo.root, grpcPort: 0 });
+  server = await startRepositoryServer({ twice: { 'config.pbtxt': CONFIG, '1/model.ts': MODEL } }, { grpcPort: 0 });
   client = grpcClient(server.ports.grpc!);
 }, 60_000);
 
 afterAll(async () => {
   client?.close();
-  await server?.close();
-  repo?.cleanup();
-  expect(await waitFor(() => shmLeftovers().length === 0, 3000)).toBe(true);
+  expect(await server?.stop(3000)).toEqual([]);
 });
 
 function stream(together: boolean, emptyFinal: boolean): Promise<any[]> {

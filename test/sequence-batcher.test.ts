@@ -3,7 +3,7 @@
  * sequence, interleaved sequences, and the errors a client gets for bad sequence requests.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { http, shmLeftovers, startTestServer, tempRepository, type TestServer } from './helpers/server.js';
+import { http, startRepositoryServer, type RepositoryServer } from './helpers/server.js';
 
 const MODEL = `
 import { InferenceRequest, InferenceResponse, Tensor } from 'stubhost';
@@ -42,18 +42,14 @@ instance_group [ { count: 2, kind: KIND_CPU } ]
 `;
 
 describe('sequence batcher', () => {
-  let repo: ReturnType<typeof tempRepository>;
-  let server: TestServer;
+  let server: RepositoryServer;
 
   beforeAll(async () => {
-    repo = tempRepository({ accumulate: { 'config.pbtxt': CONFIG, '1/model.ts': MODEL } });
-    server = await startTestServer({ modelRepository: repo.root });
+    server = await startRepositoryServer({ accumulate: { 'config.pbtxt': CONFIG, '1/model.ts': MODEL } });
   }, 60_000);
 
   afterAll(async () => {
-    await server?.close();
-    repo?.cleanup();
-    expect(shmLeftovers()).toEqual([]);
+    expect(await server?.stop()).toEqual([]);
   });
 
   const send = (value: number, params: Record<string, unknown>) =>

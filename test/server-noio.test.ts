@@ -4,13 +4,12 @@
  * and the other models serve.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { http, shmLeftovers, startTestServer, tempRepository, type TestServer } from './helpers/server.js';
+import { http, startRepositoryServer, type RepositoryServer } from './helpers/server.js';
 
-let repo: ReturnType<typeof tempRepository>;
-let server: TestServer;
+let server: RepositoryServer;
 
 beforeAll(async () => {
-  repo = tempRepository({
+  server = await startRepositoryServer({
     bare: { '1/model.ts': 'export default class M { execute(r: unknown[]) { return r.map(() => ({ outputs: [] })); } }' },
     echo: {
       'config.pbtxt': 'backend: "typescript"\ninput [{ name: "X" data_type: TYPE_INT32 dims: [ 1 ] }]\noutput [{ name: "Y" data_type: TYPE_INT32 dims: [ 1 ] }]\n',
@@ -18,13 +17,10 @@ beforeAll(async () => {
 export default class Echo { execute(rs: InferenceRequest[]) { return rs.map((r) => new InferenceResponse({ outputs: [new Tensor('Y', (r.input('X')!.data as Int32Array).slice())] })); } }`,
     },
   });
-  server = await startTestServer({ modelRepository: repo.root });
 }, 60_000);
 
 afterAll(async () => {
-  await server?.close();
-  repo?.cleanup();
-  expect(shmLeftovers()).toEqual([]);
+  expect(await server?.stop()).toEqual([]);
 });
 
 describe('a model with no inputs and no outputs', () => {

@@ -3,7 +3,7 @@
  * shape (batch dimension kept when the model batches).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { http, shmLeftovers, startTestServer, tempRepository, type TestServer } from './helpers/server.js';
+import { http, startRepositoryServer, type RepositoryServer } from './helpers/server.js';
 
 const MODEL = `
 import { InferenceRequest, InferenceResponse, Tensor } from 'stubhost';
@@ -29,21 +29,17 @@ output [
 ]
 `;
 
-let repo: ReturnType<typeof tempRepository>;
-let server: TestServer;
+let server: RepositoryServer;
 
 beforeAll(async () => {
-  repo = tempRepository({
+  server = await startRepositoryServer({
     flat: { 'config.pbtxt': config(0), '1/model.ts': MODEL },
     batched: { 'config.pbtxt': config(4), '1/model.ts': MODEL },
   });
-  server = await startTestServer({ modelRepository: repo.root });
 }, 60_000);
 
 afterAll(async () => {
-  await server?.close();
-  repo?.cleanup();
-  expect(shmLeftovers()).toEqual([]);
+  expect(await server?.stop()).toEqual([]);
 });
 
 const out = (json: any, name: string) => json.outputs.find((o: any) => o.name === name);

@@ -5,7 +5,7 @@
  * within a few requests. Past the cap, only the request that does not fit fails, clearly.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { shmLeftovers, startTestServer, tempRepository, type TestServer } from './helpers/server.js';
+import { startRepositoryServer, type RepositoryServer } from './helpers/server.js';
 
 const MODEL = `
 import { InferenceRequest, InferenceResponse, Tensor } from 'stubhost';
@@ -27,18 +27,14 @@ output [ { name: "OUT" data_type: TYPE_FP32 dims: [ -1 ] } ]
 parameters { key: "shm_max_bytes" value { string_value: "8388608" } }
 `;
 
-let repo: ReturnType<typeof tempRepository>;
-let server: TestServer;
+let server: RepositoryServer;
 
 beforeAll(async () => {
-  repo = tempRepository({ double: { 'config.pbtxt': CONFIG, '1/model.ts': MODEL } });
-  server = await startTestServer({ modelRepository: repo.root });
+  server = await startRepositoryServer({ double: { 'config.pbtxt': CONFIG, '1/model.ts': MODEL } });
 }, 60_000);
 
 afterAll(async () => {
-  await server?.close();
-  repo?.cleanup();
-  expect(shmLeftovers()).toEqual([]);
+  expect(await server?.stop()).toEqual([]);
 });
 
 const request = (n: number) => ({

@@ -96,3 +96,41 @@ export function tempRepository(models: Record<string, Record<string, string | Ui
   }
   return { root, cleanup: () => fs.rmSync(root, { recursive: true, force: true }) };
 }
+
+export interface RepositoryServer extends TestServer {
+  /** The temporary repository's folder. */
+  root: string;
+  /**
+   * Closes the server, removes the repository, and resolves with this process's shm files still
+   * in /dev/shm (after waiting up to `waitMs` for them to go): a suite expects `[]`.
+   */
+  stop(waitMs?: number): Promise<string[]>;
+}
+
+/**
+ * A real server over a temporary repository of `models` (folder name → files). `stop()` is the
+ * teardown every suite needs: close, remove the folder, report the stubs' shm files left.
+ */
+export async function startRepositoryServer(
+  models: Record<string, Record<string, string | Uint8Array>>,
+  opts: Partial<ServerOptions> = {},
+): Promise<RepositoryServer> {
+  const repo = tempRepository(models);
+  let server: TestServer;
+  try {
+    server = await startTestServer({ ...opts, modelRepository: repo.root });
+  } catch (err) {
+    repo.cleanup();
+    throw err;
+  }
+  return {
+    ...server,
+    root: repo.root,
+    async stop(waitMs = 0) {
+      await server.close();
+      repo.cleanup();
+      if (waitMs > 0) await waitFor(() => shmLeftovers().length === 0, waitMs);
+      return shmLeftovers();
+    },
+  };
+}
