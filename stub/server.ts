@@ -19,6 +19,7 @@ import { ModelError, asModelError } from './api/errors.js';
 import { INTERNAL, setRuntime, type LogLevel, type StubRuntime } from './api/runtime.js';
 import type { Model, ModelClass, ModelConfig } from './api/model.js';
 import { AsyncQueue } from '../src/core/async-queue.js';
+import { maxInflightPerInstance, type ParameterMap } from '../src/core/model-parameters.js';
 
 interface LiveRequest {
   cancelled: { value: boolean };
@@ -227,8 +228,7 @@ export class StubServer implements StubRuntime {
         completed = config as Record<string, unknown>;
       }
       this.decoupled = Boolean((config.model_transaction_policy as { decoupled?: boolean } | undefined)?.decoupled);
-      const inflight = (config.parameters as Record<string, { string_value?: string }> | undefined)?.max_inflight_per_instance?.string_value;
-      this.maxConcurrent = Math.max(1, Math.floor(Number(inflight ?? 1) || 1));
+      this.maxConcurrent = maxInflightPerInstance(config.parameters as ParameterMap);
       this.model = new ModelCtor();
       if (typeof this.model.execute !== 'function') throw new Error(`${args.modelFile}: the default-exported class has no execute() method`);
       await this.model.initialize?.({

@@ -16,6 +16,7 @@ import type { InferRequest, InferResult, TensorValue } from '../core/types.js';
 import type { ModelIOContract } from '../core/service.js';
 import { configToJson, inputSpecs, isDecoupled, modelParameter, outputSpecs, validateModelConfig, type ModelConfig } from '../config/load.js';
 import { StubhostError } from '../errors.js';
+import { maxInflightPerInstance } from '../core/model-parameters.js';
 import { tensorFromBytes, validateInferInputs } from '../server/validate.js';
 import type { Logger } from '../log/logger.js';
 import { ModelStatsRecorder, failureReasonOf, type Metrics } from '../metrics/index.js';
@@ -372,7 +373,7 @@ export class ModelVersion {
 
   /** Executions one instance may run at once (parameter max_inflight_per_instance; Triton: 1). */
   private maxInflight(): number {
-    return Math.max(1, Math.floor(Number(modelParameter(this.config, 'max_inflight_per_instance') ?? 1) || 1));
+    return maxInflightPerInstance(this.config.parameters);
   }
 
   /**
