@@ -20,7 +20,15 @@ import { maxInflightPerInstance } from '../core/model-parameters.js';
 import { tensorFromBytes, validateInferInputs } from '../server/validate.js';
 import type { Logger } from '../log/logger.js';
 import { ModelStatsRecorder, failureReasonOf, type Metrics } from '../metrics/index.js';
-import type { RateLimiter } from '../scheduler/rate-limiter.js';
+import type { InstanceRateSpec, RateLimiter } from '../scheduler/rate-limiter.js';
+
+/** One instance the instance groups ask for. */
+interface InstanceSpec {
+  name: string;
+  kind: string;
+  device: number;
+  rate: InstanceRateSpec;
+}
 
 export type VersionState = 'LOADING' | 'READY' | 'UNLOADING' | 'UNAVAILABLE';
 
@@ -123,7 +131,9 @@ export class ModelVersion {
         // Every request would be refused as carrying unknown inputs: say so at load, as Triton does.
         throw new StubhostError('STUBHOST_CONFIG', `${this.label} (${this.opts.modelDir}): the config declares no inputs and no outputs; list them in config.pbtxt (input [...] output [...]) or complete them in the model's static autoCompleteConfig(config)`);
       }
-      const rest = this.instanceSpecs().slice(1).map((spec) => this.makeInstance(spec));
+      // Again: a completed config may have changed the instance groups.
+      const specs = this.instanceSpecs();
+      const rest = specs.slice(1).map((spec) => this.makeInstance(spec));
       this.instances.push(...rest);
       await Promise.all(rest.map((i) => i.start()));
       for (const inst of this.instances) this.opts.metrics?.setStubHealthy(this.name, inst.name, true);
@@ -132,7 +142,8 @@ export class ModelVersion {
         this.scheduler.addTarget(this.targetOf(inst));
         inst.on('ready', () => this.scheduler?.schedule());
       }
-      this.opts.rateLimiter?.register(this.name, this.instances.map((i) => ({ name: i.name, spec: this.rateSpecOf(i.name) })));
+      const rateOf = new Map(specs.map((s) => [s.name, s.rate]));
+      this.opts.rateLimiter?.register(this.name, this.instances.map((i) => ({ name: i.name, spec: rateOf.get(i.name) ?? { resources: [], priority: 0, device: 0 } })));
       await this.warmup();
       this.state = 'READY';
     } catch (err) {
@@ -307,7 +318,7 @@ export class ModelVersion {
   private targetOf(inst: ModelInstance): ExecutionTarget {
     return {
       name: inst.name,
-      depth: this.maxInflight() + this.prefetch(),
+      depth: this.instanceDepth(),
       canAccept: () => inst.canAccept(),
       run: async (jobs: Job[]) => {
         const started = performance.now();
@@ -348,15 +359,8 @@ export class ModelVersion {
     });
   }
 
-  private rateSpecOf(instanceName: string): { resources: { name: string; count: number; global: boolean }[]; priority: number; device: number } {
-    for (const spec of this.instanceSpecs()) {
-      if (spec.name === instanceName) return spec.rate;
-    }
-    return { resources: [], priority: 0, device: 0 };
-  }
-
-  private instanceSpecs(): { name: string; kind: string; device: number; rate: { resources: { name: string; count: number; global: boolean }[]; priority: number; device: number } }[] {
-    const specs: { name: string; kind: string; device: number; rate: { resources: { name: string; count: number; global: boolean }[]; priority: number; device: number } }[] = [];
+  private instanceSpecs(): InstanceSpec[] {
+    const specs: InstanceSpec[] = [];
     for (const g of this.config.instance_group) {
       const devices = g.kind === 'KIND_GPU' ? (g.gpus.length > 0 ? g.gpus : [0]) : [0];
       const rate = { resources: g.rate_limiter?.resources ?? [], priority: g.rate_limiter?.priority ?? 0 };
@@ -390,7 +394,12 @@ export class ModelVersion {
     return this.config.dynamic_batching || this.config.sequence_batching || limited || this.decoupled ? 0 : 1;
   }
 
-  private makeInstance(spec: { name: string; kind: string; device: number }): ModelInstance {
+  /** Batches one instance may hold: running plus sent ahead. */
+  private instanceDepth(): number {
+    return this.maxInflight() + this.prefetch();
+  }
+
+  private makeInstance(spec: InstanceSpec): ModelInstance {
     const seconds = (key: string): number | undefined => {
       const v = modelParameter(this.config, key);
       return v === undefined || v === '' || Number.isNaN(Number(v)) ? undefined : Number(v) * 1000;
@@ -401,7 +410,7 @@ export class ModelVersion {
       modelVersion: this.version,
       instanceName: spec.name,
       decoupled: this.decoupled,
-      maxInflight: this.maxInflight() + this.prefetch(),
+      maxInflight: this.instanceDepth(),
       healthTimeoutMs: seconds('stub_timeout_seconds') ?? this.opts.stubTimeoutMs,
       executeTimeoutMs: seconds('execute_timeout_seconds') ?? 0,
       arenaMaxBytes: Number(modelParameter(this.config, 'shm_max_bytes') ?? 0) || this.opts.arenaMaxBytes,
