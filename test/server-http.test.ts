@@ -368,10 +368,12 @@ describe('repository', () => {
     const tooBig = await infer('identity_fp32', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [3, 3], data: new Array(9).fill(1) }] });
     expect(tooBig.status).toBe(400);
 
-    // A bad override fails the load with the field named, and the loaded version keeps serving.
+    // A bad override fails the load as in Triton (500, "failed to poll"), the field is named in
+    // the server log, and the loaded version keeps serving.
     const bad = await http(`${model}/load`, 'POST', { parameters: { config: JSON.stringify({ ...override, max_batch_size: 'lots' }) } });
-    expect(bad.status).toBe(400);
-    expect(bad.json.error).toMatch(/max_batch_size/);
+    expect(bad.status).toBe(500);
+    expect(bad.json.error).toBe("failed to load 'identity_fp32', failed to poll from model repository");
+    expect(server.logs.some((l) => l.includes("Poll failed for model directory 'identity_fp32'") && l.includes('max_batch_size'))).toBe(true);
     expect((await http(`${server.url}/v2/models/identity_fp32/ready`)).status).toBe(200);
 
     // Back to the file's config.
@@ -386,13 +388,15 @@ describe('repository', () => {
     expect(text).toMatch(/^nv_inference_request_success\{model="identity_fp32",version="1"\} [1-9]/m);
   });
 
-  it('loading an unknown model or a broken one fails with a message', async () => {
+  it('loading an unknown model or a broken one fails as in Triton, the cause in the log', async () => {
     const r = await http(`${server.url}/v2/repository/models/nope/load`, 'POST');
-    expect(r.status).toBe(404);
-    expect(r.json.error).toMatch(/nope/);
+    expect(r.status).toBe(500);
+    expect(r.json.error).toBe("failed to load 'nope', failed to poll from model repository");
+    expect(server.logs.some((l) => l.includes("failed to poll model 'nope': model not found in any model repository."))).toBe(true);
     const b = await http(`${server.url}/v2/repository/models/bad_field/load`, 'POST');
-    expect(b.status).toBe(400);
-    expect(b.json.error).toMatch(/config\.pbtxt.*max_batch_size/);
+    expect(b.status).toBe(500);
+    expect(b.json.error).toBe("failed to load 'bad_field', failed to poll from model repository");
+    expect(server.logs.some((l) => /Poll failed for model directory 'bad_field': .*config\.pbtxt.*max_batch_size/.test(l))).toBe(true);
   });
 
   it('model names with path traversal are refused', async () => {

@@ -44,6 +44,8 @@ export interface InferRequest {
   sequenceEnd?: boolean;
   /** Aborted when the client goes away or the request is cancelled. */
   signal?: AbortSignal;
+  /** The ensembles this request is a step of, outermost first (a cycle guard). */
+  ensemblePath?: string[];
 }
 
 export interface InferResult {

@@ -10,6 +10,7 @@ import type { InferRequest, InferResult, TensorValue } from '../core/types.js';
 import { StubhostError, toStubhostError } from '../errors.js';
 import { ModelStatsRecorder, failureReasonOf, type Metrics } from '../metrics/index.js';
 import type { VersionState } from './model-version.js';
+import { cycleMessage, findEnsembleCycle } from './ensemble-graph.js';
 
 export interface EnsembleStepTarget {
   infer(request: InferRequest): Promise<InferResult>;
@@ -24,6 +25,8 @@ export interface EnsembleOptions {
   resolve: (model: string, version: number) => EnsembleStepTarget;
   /** Checked at load: the step's model exists in the repository. */
   exists: (model: string) => boolean;
+  /** The step models of another ensemble (undefined: not an ensemble), for the cycle check at load. */
+  stepModelsOf: (model: string) => readonly string[] | undefined;
 }
 
 export class EnsembleModel {
@@ -68,9 +71,21 @@ export class EnsembleModel {
     return configToJson(this.config);
   }
 
-  /** Checks the graph: every step model exists, every step input is produced by someone, every output is produced. */
+  /**
+   * Checks the graph: every step model exists, no ensemble step leads back to this one, every
+   * step input is produced by someone, every output is produced.
+   */
   async load(): Promise<void> {
     const steps = this.config.ensemble_scheduling?.step ?? [];
+    const missing = [...new Set(steps.map((s) => s.model_name).filter((m) => !this.opts.exists(m)))];
+    if (missing.length === 0) {
+      const cycle = findEnsembleCycle(this.name, steps.map((s) => s.model_name), this.opts.stepModelsOf);
+      if (cycle) {
+        this.state = 'UNAVAILABLE';
+        this.reason = cycleMessage(cycle);
+        throw new StubhostError('STUBHOST_CONFIG', `${this.label}: ${this.reason}`);
+      }
+    }
     const available = new Set(this.config.input.map((t) => t.name));
     const produced = new Set<string>();
     for (const s of steps) for (const t of Object.values(s.output_map)) produced.add(t);
@@ -98,6 +113,13 @@ export class EnsembleModel {
 
   async infer(request: InferRequest): Promise<InferResult> {
     if (this.state !== 'READY') throw new StubhostError('STUBHOST_MODEL_NOT_READY', `${this.label} is not ready`);
+    // The load-time check sees the configs of that moment; two ensembles reloaded at the same
+    // time could still close a cycle, which then fails the request instead of recursing.
+    const path = [...(request.ensemblePath ?? []), this.name];
+    if (request.ensemblePath?.includes(this.name)) {
+      throw new StubhostError('STUBHOST_CONFIG', `${this.label}: ${cycleMessage(path.slice(path.indexOf(this.name)))}`);
+    }
+    request = { ...request, ensemblePath: path };
     const started = performance.now();
     try {
       const result = await this.run(request);

@@ -17,6 +17,7 @@ import type { ModelIOContract } from '../core/service.js';
 import { configToJson, inputSpecs, isDecoupled, modelParameter, outputSpecs, validateModelConfig, type ModelConfig } from '../config/load.js';
 import { StubhostError } from '../errors.js';
 import { maxInflightPerInstance } from '../core/model-parameters.js';
+import { confinedPath, modelFileOf } from '../repository/model-paths.js';
 import { tensorFromBytes, validateInferInputs } from '../server/validate.js';
 import type { Logger } from '../log/logger.js';
 import { ModelStatsRecorder, failureReasonOf, type Metrics } from '../metrics/index.js';
@@ -436,10 +437,7 @@ export class ModelVersion {
   }
 
   private modelFile(): string {
-    const dir = path.join(this.opts.modelDir, String(this.version));
-    const explicit = this.config.default_model_filename;
-    if (explicit) return path.join(dir, explicit);
-    return path.join(dir, this.config.backend === 'onnxruntime' ? 'model.onnx' : 'model.ts');
+    return modelFileOf(this.opts.modelDir, this.version, this.config);
   }
 
   private async warmup(): Promise<void> {
@@ -485,10 +483,7 @@ export class ModelVersion {
   private warmupFileData(where: string, input: string, file: string, datatype: TensorValue['datatype'], dims: number[], batch: number): TensorValue['data'] {
     const field = `${where}.inputs['${input}'].input_data_file`;
     const base = path.join(this.opts.modelDir, 'warmup');
-    const full = path.resolve(base, file);
-    if (path.relative(base, full).startsWith('..') || path.isAbsolute(path.relative(base, full))) {
-      throw new StubhostError('STUBHOST_CONFIG', `${field}: "${file}" leaves the model's warmup/ folder; name a file inside ${base}`);
-    }
+    const full = confinedPath(base, base, file, field, "the model's warmup/ folder");
     let bytes: Uint8Array;
     try {
       bytes = new Uint8Array(fs.readFileSync(full));

@@ -8,7 +8,6 @@
  * before they are finalized. A reload that fails leaves the old versions serving.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { readModelConfig } from '../config/load.js';
 import { StubhostError } from '../errors.js';
@@ -21,6 +20,25 @@ import { ModelVersion } from '../model/model-version.js';
 import { EnsembleModel } from '../model/ensemble.js';
 import type { ServableModel } from '../model/servable.js';
 import { resolveModelDir, scanRepository, scanModelDir, versionsToServe } from './scan.js';
+import { checkModelPaths } from './model-paths.js';
+import { removeUpload, writeUpload, type UploadedModel } from './upload.js';
+
+/**
+ * A load whose model could not be read — not in the repository, or a config (override) that does
+ * not parse or validate. Triton answers these INTERNAL "failed to load '<name>', failed to poll
+ * from model repository" and logs the cause (core src/model_repository_manager/
+ * model_repository_manager.cc, LoadUnloadModel and Poll); `detail` is the cause.
+ */
+export class RepositoryPollError extends StubhostError {
+  constructor(name: string, readonly detail: string, options?: { cause?: unknown }) {
+    super('STUBHOST_INTERNAL', `failed to load '${name}', failed to poll from model repository`, options);
+  }
+}
+
+/** The cause of a failed load, as operators and the repository index want it. */
+export function loadFailureDetail(err: unknown): string {
+  return err instanceof RepositoryPollError ? err.detail : (err as Error).message;
+}
 
 export interface RepositoryOptions {
   root: string;
@@ -40,13 +58,15 @@ interface ModelEntry {
   fingerprint?: string;
   /** Serialises load/unload of this model. */
   op: Promise<void>;
-  /** Temporary folder made for a load request that carried files. */
+  /** Temporary folder of the files a load request uploaded, while versions loaded from it serve. */
   tempDir?: string;
 }
 
 export class ModelRepository {
   readonly root: string;
   private readonly models = new Map<string, ModelEntry>();
+  /** Versions replaced by a reload, still draining; close() waits for them. */
+  private readonly draining = new Set<Promise<void>>();
 
   constructor(private readonly opts: RepositoryOptions) {
     this.root = path.resolve(opts.root);
@@ -68,36 +88,54 @@ export class ModelRepository {
           await this.loadModel(e.name, { fingerprint: e.fingerprint });
           onProgress?.(e.name);
         } catch (err) {
-          onProgress?.(e.name, err as Error);
+          onProgress?.(e.name, err instanceof RepositoryPollError ? new StubhostError('STUBHOST_CONFIG', err.detail) : err as Error);
         }
       }),
     );
   }
 
-  /** Loads or reloads `name`; `config` is a JSON override (Triton's load API); `files` a model given inline. */
+  /**
+   * Loads or reloads `name`; `config` is a JSON override (Triton's load API); `files` a model given
+   * inline, written to a temporary folder that lives as long as the versions loaded from it.
+   */
   loadModel(name: string, options: { config?: string; files?: Record<string, Uint8Array>; fingerprint?: string } = {}): Promise<void> {
     return this.serial(name, async (entry) => {
       let dir = resolveModelDir(this.root, name);
+      let upload: UploadedModel | undefined;
       if (options.files && Object.keys(options.files).length > 0) {
         if (options.config === undefined) throw new StubhostError('STUBHOST_INVALID_ARG', `load '${name}': file: parameters need a config parameter too (as in Triton)`);
-        dir = this.writeTempModel(entry, name, options.files);
+        try {
+          upload = writeUpload(name, options.files);
+        } catch (err) {
+          if ((err as Error).cause) this.opts.logger.error(`${(err as Error).message}: ${((err as Error).cause as Error).message}`, { model: name });
+          throw err;
+        }
+        dir = upload.dir;
       } else if (!fs.existsSync(dir)) {
-        throw new StubhostError('STUBHOST_MODEL_NOT_FOUND', `model '${name}' is not in the repository ${this.root}`);
+        // Triton's log line for a name in no repository (model_repository_manager.cc Poll).
+        this.opts.logger.error(`failed to poll model '${name}': model not found in any model repository.`, { model: name });
+        throw new RepositoryPollError(name, `model '${name}' is not in the repository ${this.root}`);
       }
       entry.state = entry.versions.size > 0 ? entry.state : 'LOADING';
       let loaded: ServableModel[] = [];
       try {
-        const { config, autoComplete } = readModelConfig(dir, {
-          override: options.config,
-          onWarning: (m) => this.opts.logger.warn(m, { model: name }),
-        });
+        let read: ReturnType<typeof readModelConfig>;
+        try {
+          read = readModelConfig(dir, { override: options.config, onWarning: (m) => this.opts.logger.warn(m, { model: name }) });
+        } catch (err) {
+          this.opts.logger.error(`Poll failed for model directory '${name}': ${(err as Error).message}`, { model: name });
+          throw new RepositoryPollError(name, (err as Error).message, { cause: err });
+        }
+        const { config, autoComplete } = read;
         const available = (await scanModelDir(name, dir))?.versions ?? [];
         const versions = versionsToServe(config, config.platform === 'ensemble' && available.length === 0 ? [1] : available);
+        checkModelPaths({ modelDir: dir, config, versions, uploaded: upload !== undefined });
         loaded = versions.map((v): ServableModel => config.platform === 'ensemble'
           ? new EnsembleModel({
             name, version: v, config: structuredClone(config), metrics: this.opts.metrics,
             resolve: (model, version) => this.get(model, version > 0 ? version : undefined),
-            exists: (model) => this.models.has(model) || modelFoldersSync(this.root).includes(model),
+            exists: (model) => this.hasModel(model),
+            stepModelsOf: (model) => this.ensembleStepsOf(model),
           })
           : new ModelVersion({
             name, version: v, modelDir: dir, repository: this.root, config: structuredClone(config), autoComplete,
@@ -111,40 +149,46 @@ export class ModelRepository {
           throw failed.reason;
         }
       } catch (err) {
+        // The upload served nothing: it goes now. Versions already serving keep their own folder.
+        removeUpload(upload?.base);
         if (entry.versions.size === 0) {
           entry.state = 'UNAVAILABLE';
-          entry.reason = (err as Error).message;
+          entry.reason = loadFailureDetail(err);
         }
         throw err;
       }
       const old = [...entry.versions.values()];
+      const oldUpload = entry.tempDir;
       entry.versions = new Map(loaded.map((mv) => [mv.version, mv]));
+      entry.tempDir = upload?.base;
       entry.state = 'READY';
       entry.reason = '';
       if (options.fingerprint) entry.fingerprint = options.fingerprint;
       else entry.fingerprint = (await scanModelDir(name, dir))?.fingerprint;
-      // The old versions drain in the background; requests already go to the new ones.
+      // The old versions drain in the background; requests already go to the new ones. Their
+      // uploaded folder (if any) goes once they have finished with it.
       const replacedBy = loaded.map((mv) => mv.version);
-      for (const mv of old) void (mv instanceof ModelVersion ? mv.unload({ replacedBy }) : mv.unload()).catch((e: Error) => this.opts.logger.warn(`unload of old version failed: ${e.message}`, { model: name }));
+      const drained = Promise.all(old.map((mv) => (mv instanceof ModelVersion ? mv.unload({ replacedBy }) : mv.unload())
+        .catch((e: Error) => this.opts.logger.warn(`unload of old version failed: ${e.message}`, { model: name }))))
+        .then(() => removeUpload(oldUpload));
+      this.draining.add(drained);
+      void drained.finally(() => this.draining.delete(drained));
     });
   }
 
   unloadModel(name: string): Promise<void> {
     return this.serial(name, async (entry) => {
-      if (entry.versions.size === 0 && entry.state !== 'READY') {
-        if (!this.models.has(name) || entry.state === 'UNAVAILABLE') {
-          entry.state = 'UNAVAILABLE';
-          entry.reason = 'unloaded';
-          return;
-        }
-      }
       entry.state = 'UNLOADING';
       const versions = [...entry.versions.values()];
       entry.versions = new Map();
-      await Promise.all(versions.map((mv) => mv.unload()));
-      entry.state = 'UNAVAILABLE';
-      entry.reason = 'unloaded';
-      this.removeTemp(entry);
+      try {
+        await Promise.all(versions.map((mv) => mv.unload()));
+      } finally {
+        entry.state = 'UNAVAILABLE';
+        entry.reason = 'unloaded';
+        removeUpload(entry.tempDir);
+        entry.tempDir = undefined;
+      }
     });
   }
 
@@ -162,7 +206,7 @@ export class ModelRepository {
       work.push(this.loadModel(e.name, { fingerprint: e.fingerprint }).catch((err: Error) => {
         const entry = this.entry(e.name);
         entry.fingerprint = e.fingerprint; // do not retry until it changes again
-        this.opts.logger.error(`load failed: ${err.message}`, { model: e.name });
+        this.opts.logger.error(`load failed: ${loadFailureDetail(err)}`, { model: e.name });
       }));
     }
     for (const [name, entry] of this.models) {
@@ -233,9 +277,32 @@ export class ModelRepository {
     return [...this.models.values()].flatMap((e) => [...e.versions.values()]);
   }
 
-  /** Unloads everything (server shutdown). */
+  /** Unloads everything (server shutdown), old versions still draining included. */
   async close(): Promise<void> {
     await Promise.all([...this.models.keys()].map((n) => this.unloadModel(n).catch(() => {})));
+    await Promise.all([...this.draining]);
+  }
+
+  /** A model an ensemble step may name: loaded (an upload included) or a model folder on disk. */
+  private hasModel(name: string): boolean {
+    return (this.models.get(name)?.versions.size ?? 0) > 0 || isModelFolderSync(this.root, name);
+  }
+
+  /**
+   * The step models of ensemble `name` for the cycle check: from its loaded config, else from its
+   * config on disk (it may be loading at the same time). Undefined when it is not an ensemble.
+   */
+  private ensembleStepsOf(name: string): readonly string[] | undefined {
+    const loaded = [...(this.models.get(name)?.versions.values() ?? [])][0];
+    let config = loaded?.config;
+    if (!config) {
+      try {
+        config = readModelConfig(resolveModelDir(this.root, name), { onWarning: () => {} }).config;
+      } catch {
+        return undefined; // unreadable: its own load reports why
+      }
+    }
+    return config.platform === 'ensemble' ? (config.ensemble_scheduling?.step ?? []).map((s) => s.model_name) : undefined;
   }
 
   private entry(name: string): ModelEntry {
@@ -251,29 +318,33 @@ export class ModelRepository {
     resolveModelDir(this.root, name); // refuses bad names before anything else
     const entry = this.entry(name);
     const run = entry.op.then(() => fn(entry));
-    entry.op = run.catch(() => {});
+    const settled: Promise<void> = run.catch(() => {}).then(() => this.forgetIfNothing(entry, settled));
+    entry.op = settled;
     return run;
   }
 
-  private writeTempModel(entry: ModelEntry, name: string, files: Record<string, Uint8Array>): string {
-    this.removeTemp(entry);
-    const base = fs.mkdtempSync(path.join(os.tmpdir(), 'stubhost-model-'));
-    const dir = path.join(base, name);
-    fs.mkdirSync(dir);
-    for (const [rel, bytes] of Object.entries(files)) {
-      const target = path.resolve(dir, rel);
-      if (!target.startsWith(dir + path.sep)) throw new StubhostError('STUBHOST_INVALID_ARG', `load '${name}': file path ${JSON.stringify(rel)} leaves the model folder`);
-      fs.mkdirSync(path.dirname(target), { recursive: true });
-      fs.writeFileSync(target, bytes);
-    }
-    entry.tempDir = base;
-    return dir;
+  /**
+   * After the last queued operation on a name: a name with nothing loaded and no folder in the
+   * repository (a load of an unknown name, a failed upload, an unloaded upload) leaves the index,
+   * so clients cannot grow it, or hold readiness down, with names that never served.
+   */
+  private forgetIfNothing(entry: ModelEntry, op: Promise<void>): void {
+    if (entry.op !== op || this.models.get(entry.name) !== entry) return;
+    if (entry.versions.size > 0 || entry.tempDir || entry.state === 'LOADING' || entry.state === 'UNLOADING') return;
+    if (isModelFolderSync(this.root, entry.name)) return;
+    this.models.delete(entry.name);
   }
+}
 
-  private removeTemp(entry: ModelEntry): void {
-    if (entry.tempDir) fs.rmSync(entry.tempDir, { recursive: true, force: true });
-    entry.tempDir = undefined;
+/** Whether `<root>/<name>` is a model folder (a config file or a numeric version folder). */
+function isModelFolderSync(root: string, name: string): boolean {
+  let inner: string[];
+  try {
+    inner = fs.readdirSync(path.join(root, name));
+  } catch {
+    return false;
   }
+  return inner.some((f) => f === 'config.pbtxt' || f === 'config.json' || /^\d+$/.test(f));
 }
 
 /** Model folder names on disk, synchronously (the index endpoint is synchronous and cheap). */
@@ -287,13 +358,7 @@ function modelFoldersSync(root: string): string[] {
   const names: string[] = [];
   for (const d of dirents) {
     if (d.name.startsWith('.') || !(d.isDirectory() || d.isSymbolicLink())) continue;
-    let inner: string[];
-    try {
-      inner = fs.readdirSync(path.join(root, d.name));
-    } catch {
-      continue;
-    }
-    if (inner.some((f) => f === 'config.pbtxt' || f === 'config.json' || /^\d+$/.test(f))) names.push(d.name);
+    if (isModelFolderSync(root, d.name)) names.push(d.name);
   }
   return names;
 }

@@ -13,6 +13,8 @@ import { StubhostError, toStubhostError } from '../errors.js';
 import { logSettings, type Level } from '../log/logger.js';
 import { validateInferInputs, validateRequestedOutputs } from './validate.js';
 
+export type ModelControlMode = 'none' | 'poll' | 'explicit';
+
 export const SERVER_NAME = 'stubhost';
 export const SERVER_VERSION = '0.1.0';
 export const EXTENSIONS = [
@@ -30,11 +32,16 @@ export class ServerCore implements InferenceService {
   private inflight = 0;
   private drained: (() => void)[] = [];
   private readonly strictReadiness: boolean;
+  private readonly modelControlMode: ModelControlMode;
 
-  /** strictReadiness (default true, as Triton's --strict-readiness): ready only when every model is. */
-  constructor(options: Omit<RepositoryOptions, 'onBls'> & { strictReadiness?: boolean }) {
-    const { strictReadiness, ...repository } = options;
+  /**
+   * strictReadiness (default true, as Triton's --strict-readiness): ready only when every model is.
+   * modelControlMode (default none): the repository API loads and unloads only in explicit mode.
+   */
+  constructor(options: Omit<RepositoryOptions, 'onBls'> & { strictReadiness?: boolean; modelControlMode?: ModelControlMode }) {
+    const { strictReadiness, modelControlMode, ...repository } = options;
     this.strictReadiness = strictReadiness ?? true;
+    this.modelControlMode = modelControlMode ?? 'none';
     this.repository = new ModelRepository({ ...repository, onBls: this.blsHandler });
   }
 
@@ -132,12 +139,27 @@ export class ServerCore implements InferenceService {
     return this.repository.index(readyOnly);
   }
 
-  loadModel(name: string, options?: { config?: string; files?: Record<string, Uint8Array> }): Promise<void> {
+  /** The repository API's load (uploads included): explicit mode only, as in Triton. */
+  async loadModel(name: string, options?: { config?: string; files?: Record<string, Uint8Array> }): Promise<void> {
+    this.refuseUnlessExplicit();
     return this.repository.loadModel(name, options);
   }
 
-  unloadModel(name: string): Promise<void> {
+  async unloadModel(name: string): Promise<void> {
+    this.refuseUnlessExplicit();
     return this.repository.unloadModel(name);
+  }
+
+  /**
+   * Triton's model control rule (core src/model_repository_manager/model_repository_manager.cc,
+   * LoadUnloadModel): outside explicit mode, load and unload requests are refused with
+   * UNAVAILABLE (HTTP 503) and these words, in mode none as in poll. Otherwise any client that
+   * reaches a port could replace models, or upload code that the host runs.
+   */
+  private refuseUnlessExplicit(): void {
+    if (this.modelControlMode !== 'explicit') {
+      throw new StubhostError('STUBHOST_UNAVAILABLE', 'explicit model load / unload is not allowed if polling is enabled');
+    }
   }
 
   logSettings(update?: Record<string, unknown>): Record<string, unknown> {

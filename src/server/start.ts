@@ -12,6 +12,7 @@ import { SharedMemoryRegistry } from './shm-registry.js';
 import { Metrics, MetricsServer } from '../metrics/index.js';
 import { RateLimiter } from '../scheduler/rate-limiter.js';
 import { sweepOrphans } from '../ipc/shm-sweep.js';
+import { sweepOrphanUploads } from '../repository/upload.js';
 import { createLogger, type Logger } from '../log/logger.js';
 
 export interface ServerOptions {
@@ -61,9 +62,15 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const root = path.resolve(opts.modelRepository);
   const swept = sweepOrphans();
   if (swept > 0) logger.info(`removed ${swept} shared-memory files left by stubhost processes that no longer run`);
+  const sweptUploads = sweepOrphanUploads();
+  if (sweptUploads > 0) logger.info(`removed ${sweptUploads} uploaded-model folders left by stubhost processes that no longer run`);
+  const mode = opts.modelControlMode ?? 'none';
   const metrics = new Metrics();
   const rateLimiter = new RateLimiter(opts.rateLimit ?? 'off', opts.rateLimitResources ?? []);
-  const core = new ServerCore({ root, logger, metrics, rateLimiter, stubTimeoutMs: opts.stubTimeoutMs ?? 1000, arenaMaxBytes: opts.arenaMaxBytes, strictReadiness: opts.strictReadiness });
+  const core = new ServerCore({
+    root, logger, metrics, rateLimiter, stubTimeoutMs: opts.stubTimeoutMs ?? 1000, arenaMaxBytes: opts.arenaMaxBytes,
+    strictReadiness: opts.strictReadiness, modelControlMode: mode,
+  });
 
   const shm = new SharedMemoryRegistry();
   const endpoints: { close(): Promise<void> }[] = [];
@@ -77,7 +84,6 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     throw new StubhostError('STUBHOST_NOT_FOUND', `model repository ${root} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give an existing folder to --model-repository`);
   }
   if (!isDir) throw new StubhostError('STUBHOST_INVALID_ARG', `model repository ${root} is not a folder; give the folder that holds the model folders to --model-repository`);
-  const mode = opts.modelControlMode ?? 'none';
   const failed = new Map<string, string>();
   try {
     // Endpoints come up first (live, not ready) so health checks answer while models load.
