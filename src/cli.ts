@@ -25,9 +25,11 @@ Options:
   --model-control-mode <mode>    none: load every model at start;
                                  poll: also watch the repository and load, reload and unload
                                  models as their folders change;
-                                 explicit: load only --load-model models at start
-                                 (default none). In every mode the repository API
-                                 (/v2/repository/models/{m}/load|unload) works too.
+                                 explicit: load only --load-model models at start, and
+                                 let clients load, unload and upload models through the
+                                 repository API (/v2/repository/models/{m}/load|unload);
+                                 in none and poll modes that API answers 503, as Triton's
+                                 (default none).
   --load-model <name>            With explicit mode: a model to load at start (repeatable;
                                  "*" loads all).
   --repository-poll-secs <n>     Poll interval in seconds for poll mode (default 15).
