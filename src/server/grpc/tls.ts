@@ -5,6 +5,7 @@
  * the root certificate that client certificates must chain to (a client without one is refused,
  * GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY).
  */
+import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
@@ -54,7 +55,8 @@ export function loadGrpcTls(files: GrpcTlsFiles): GrpcTls {
   }
   if (rootCerts !== undefined) {
     try {
-      tls.createSecureContext({ ca: rootCerts });
+      // createSecureContext skips text that holds no certificate; X509Certificate does not.
+      new X509Certificate(rootCerts);
     } catch (err) {
       throw new StubhostError('STUBHOST_INVALID_ARG', `--grpc-root-cert ${files.rootCert} is not a PEM certificate (${(err as Error).message})`);
     }
