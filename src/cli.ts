@@ -103,7 +103,8 @@ function restricted(values: string[] | undefined, kind: typeof HTTP_RESTRICTED_A
 }
 
 /**
- * --grpc-use-ssl[-mutual] and the certificate flags, as Triton's: mutual implies TLS. A
+ * --grpc-use-ssl[-mutual] and the certificate flags, as Triton's: mutual implies TLS. (Triton
+ * turns TLS on for any --grpc-use-ssl-mutual, even "false"; here false means false.) A
  * certificate flag that would have no effect is refused rather than ignored.
  */
 function grpcTlsFlags(o: Record<string, string | string[] | boolean | undefined>): { serverCert: string; serverKey: string; rootCert?: string; mutual: boolean } | undefined {

@@ -455,6 +455,15 @@ function serve(args: string[]): Promise<{ code: number | null; stderr: string }>
 }
 
 describe('CLI', () => {
+  it('--help lists every new flag', async () => {
+    const out = await new Promise<string>((resolve) => execFile(process.execPath, [BIN, '--help'], { encoding: 'utf8' }, (_e, stdout) => resolve(stdout)));
+    for (const flag of ['--http-restricted-api', '--grpc-restricted-protocol', '--grpc-address', '--metrics-address', '--http-address',
+      '--grpc-use-ssl ', '--grpc-use-ssl-mutual', '--grpc-server-cert', '--grpc-server-key', '--grpc-root-cert']) {
+      expect(out).toContain(flag);
+    }
+    for (const c of RESTRICTED_CATEGORIES) expect(out).toContain(c);
+  }, 30_000);
+
   it('bad values of the flags exit 2 with a message naming the flag', async () => {
     const cases: [string[], RegExp][] = [
       [['--http-restricted-api', 'inference'], /--http-restricted-api option format is '<config name>:<setting>=<value>'\. Got inference/],
