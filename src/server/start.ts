@@ -188,10 +188,11 @@ async function bind(what: string, flagPrefix: string, address: string, port: num
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const text = (err as Error).message;
+    // grpc-js reports the listen error inside its own text, so codes are looked for in both.
     const has = (c: string): boolean => code === c || text.includes(c);
-    if (has('EADDRNOTAVAIL') || has('ENOTFOUND') || has('EAI_AGAIN') || /No address added/.test(text)) {
-      const why = has('EADDRNOTAVAIL') ? 'no network interface of this machine has that address' : has('ENOTFOUND') || has('EAI_AGAIN') ? 'the name does not resolve' : text;
-      throw new StubhostError('STUBHOST_UNAVAILABLE', `${what} endpoint cannot listen on address ${address} (port ${port}): ${why}; choose another with ${flagPrefix}-address (0.0.0.0 = every interface, 127.0.0.1 = this machine only)`, { cause: err });
+    const addressWhy = has('EADDRNOTAVAIL') ? 'no network interface of this machine has that address' : has('ENOTFOUND') || has('EAI_AGAIN') ? 'the name does not resolve' : undefined;
+    if (addressWhy !== undefined && !has('EADDRINUSE')) {
+      throw new StubhostError('STUBHOST_UNAVAILABLE', `${what} endpoint cannot listen on address ${address} (port ${port}): ${addressWhy}; choose another with ${flagPrefix}-address (0.0.0.0 = every interface, 127.0.0.1 = this machine only)`, { cause: err });
     }
     const why = has('EADDRINUSE') ? 'the port is in use' : has('EACCES') ? 'permission denied' : text;
     throw new StubhostError('STUBHOST_UNAVAILABLE', `${what} endpoint cannot listen on port ${port}: ${why}; free it or choose another with ${flagPrefix}-port (0 picks a free port)`, { cause: err });
