@@ -514,6 +514,10 @@ describe('CLI', () => {
       const canary = await httpCall(cli.http, 'POST', '/v2/models/canary/infer', INFER_BODY);
       expect(canary.status).toBe(200);
       expect((await grpcCall(raw, 'ModelInfer', GRPC_INFER('canary'))).code).toBe(grpc.status.OK);
+      // The log says what is restricted, never the value.
+      expect(cli.output()).toContain("HTTP: model-repository, logging restricted to requests with header 'admin-key'");
+      expect(cli.output()).toContain("gRPC: model-repository, logging restricted to requests with header 'triton-grpc-protocol-admin-key'");
+      expect(cli.output()).not.toContain('s3cret');
     } finally {
       raw.close();
       const [code] = await cli.stop();

@@ -104,6 +104,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       ports.http = await bind('HTTP', '--http', httpAddress, opts.httpPort, () => http.start());
       endpoints.push(http);
       logger.info(`HTTP service listening on ${httpAddress}:${ports.http}`, { port: ports.http, address: httpAddress, service: 'http' });
+      logRestrictions(logger, 'HTTP', opts.httpRestrictedApis);
     }
     if (opts.grpcPort !== undefined) {
       const grpc = new GrpcServer(core, { port: opts.grpcPort, host: grpcAddress, logger: log, shm, restrictedProtocols: opts.grpcRestrictedProtocols, tls: grpcTls });
@@ -111,6 +112,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       endpoints.push(grpc);
       const security = grpcTls === undefined ? 'plaintext' : grpcTls.mutual ? 'mutual TLS' : 'TLS';
       logger.info(`gRPC service listening on ${grpcAddress}:${ports.grpc} (${security})`, { port: ports.grpc, address: grpcAddress, service: 'grpc', security });
+      logRestrictions(logger, 'gRPC', opts.grpcRestrictedProtocols);
     }
     if (opts.metricsPort !== undefined) {
       const ms = new MetricsServer(metrics, { port: opts.metricsPort, host: metricsAddress });
@@ -176,6 +178,16 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       shm.unregister();
     },
   };
+}
+
+/** Which categories need which header (never the value), so an operator can see what is open. */
+function logRestrictions(logger: Logger, what: string, restrictions: RestrictedFeatures | undefined): void {
+  if (restrictions === undefined || restrictions.size === 0) return;
+  const byHeader = new Map<string, string[]>();
+  for (const [category, r] of restrictions.entries()) byHeader.set(r.header, [...(byHeader.get(r.header) ?? []), category]);
+  for (const [header, categories] of byHeader) {
+    logger.info(`${what}: ${categories.join(', ')} restricted to requests with header '${header}'`, { service: what.toLowerCase(), restricted: categories, header });
+  }
 }
 
 /**
