@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import { startServer } from './server/start.js';
 import { createLogger, logSettings } from './log/logger.js';
+import { GRPC_RESTRICTED_PROTOCOL, HTTP_RESTRICTED_API, RestrictedOptionError, parseRestrictedFeatures } from './server/restricted-features.js';
 
 export const HELP = `stubhost: a Triton-style inference server for TypeScript models
 
@@ -18,7 +19,26 @@ Options:
   --http-port <n>                KServe v2 HTTP port (default 8000; 0 picks a free port).
   --http-address <addr>          Address the HTTP server binds (default 0.0.0.0).
   --grpc-port <n>                KServe v2 gRPC port (default 8001; 0 picks a free port).
+  --grpc-address <addr>          Address the gRPC server binds (default 0.0.0.0).
   --metrics-port <n>             Prometheus metrics port (default 8002; 0 picks a free port).
+  --metrics-address <addr>       Address the metrics server binds (default: --http-address).
+  --http-restricted-api <a>:<key>=<value>
+                                 Only HTTP requests with header <key>: <value> may use the APIs
+                                 <a>, a comma-separated list of: health, metadata, inference,
+                                 shared-memory, model-config, model-repository, statistics,
+                                 trace, logging (repeatable; an API in one group only). Others
+                                 get 403.
+  --grpc-restricted-protocol <p>:<key>=<value>
+                                 Only gRPC calls with metadata triton-grpc-protocol-<key>: <value>
+                                 may use the protocols <p> (same names as above; repeatable).
+                                 Others get UNAVAILABLE.
+  --grpc-use-ssl <bool>          Serve gRPC over TLS (default false); needs --grpc-server-cert
+                                 and --grpc-server-key.
+  --grpc-use-ssl-mutual <bool>   Mutual TLS: clients must present a certificate signed by
+                                 --grpc-root-cert (default false; implies --grpc-use-ssl).
+  --grpc-server-cert <file>      PEM certificate of the gRPC server.
+  --grpc-server-key <file>       PEM private key of the gRPC server.
+  --grpc-root-cert <file>        PEM CA certificate that client certificates must chain to.
   --allow-http <bool>            Serve HTTP (default true).
   --allow-grpc <bool>            Serve gRPC (default true).
   --allow-metrics <bool>         Serve metrics (default true).
@@ -58,6 +78,54 @@ function port(name: string, v: string | undefined, dflt: number): number {
 
 class CliError extends Error {}
 
+/** A bool flag as Triton's ParseOption<bool>: true/on/1 or false/off/0, any case; else an error naming the flag. */
+function strictBool(name: string, v: string | undefined, dflt: boolean): boolean {
+  if (v === undefined) return dflt;
+  const l = v.toLowerCase();
+  if (l === 'true' || l === 'on' || l === '1') return true;
+  if (l === 'false' || l === 'off' || l === '0') return false;
+  throw new CliError(`--${name} ${JSON.stringify(v)}: expected true or false`);
+}
+
+/** An address flag: a host name or IP literal, not empty. */
+function address(name: string, v: string | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  if (v.trim() === '' || /\s/.test(v)) throw new CliError(`--${name} ${JSON.stringify(v)}: expected an address such as 0.0.0.0 (every interface) or 127.0.0.1 (this machine only)`);
+  return v;
+}
+
+function restricted(values: string[] | undefined, kind: typeof HTTP_RESTRICTED_API): ReturnType<typeof parseRestrictedFeatures> | undefined {
+  if (values === undefined) return undefined;
+  try {
+    return parseRestrictedFeatures(values, kind);
+  } catch (err) {
+    if (err instanceof RestrictedOptionError) throw new CliError(err.message);
+    throw err;
+  }
+}
+
+/**
+ * --grpc-use-ssl[-mutual] and the certificate flags, as Triton's: mutual implies TLS. (Triton
+ * turns TLS on for any --grpc-use-ssl-mutual, even "false"; here false means false.) A
+ * certificate flag that would have no effect is refused rather than ignored.
+ */
+function grpcTlsFlags(o: Record<string, string | string[] | boolean | undefined>): { serverCert: string; serverKey: string; rootCert?: string; mutual: boolean } | undefined {
+  const mutual = strictBool('grpc-use-ssl-mutual', o['grpc-use-ssl-mutual'] as string | undefined, false);
+  const useSsl = mutual || strictBool('grpc-use-ssl', o['grpc-use-ssl'] as string | undefined, false);
+  const cert = o['grpc-server-cert'] as string | undefined;
+  const key = o['grpc-server-key'] as string | undefined;
+  const root = o['grpc-root-cert'] as string | undefined;
+  if (!useSsl) {
+    const given = [cert && '--grpc-server-cert', key && '--grpc-server-key', root && '--grpc-root-cert'].filter(Boolean);
+    if (given.length > 0) throw new CliError(`${given.join(', ')} given without --grpc-use-ssl true (or --grpc-use-ssl-mutual true): gRPC would stay plaintext`);
+    return undefined;
+  }
+  if (cert === undefined || key === undefined) throw new CliError(`--grpc-use-ssl${mutual ? '-mutual' : ''} needs --grpc-server-cert <file> and --grpc-server-key <file>`);
+  if (mutual && root === undefined) throw new CliError('--grpc-use-ssl-mutual needs --grpc-root-cert <file>: the CA that client certificates must be signed by');
+  if (!mutual && root !== undefined) throw new CliError('--grpc-root-cert is used to verify client certificates, which only --grpc-use-ssl-mutual true asks for');
+  return { serverCert: cert, serverKey: key, rootCert: root, mutual };
+}
+
 export async function main(argv: string[]): Promise<number> {
   let args;
   try {
@@ -70,7 +138,16 @@ export async function main(argv: string[]): Promise<number> {
         'http-port': { type: 'string' },
         'http-address': { type: 'string' },
         'grpc-port': { type: 'string' },
+        'grpc-address': { type: 'string' },
         'metrics-port': { type: 'string' },
+        'metrics-address': { type: 'string' },
+        'http-restricted-api': { type: 'string', multiple: true },
+        'grpc-restricted-protocol': { type: 'string', multiple: true },
+        'grpc-use-ssl': { type: 'string' },
+        'grpc-use-ssl-mutual': { type: 'string' },
+        'grpc-server-cert': { type: 'string' },
+        'grpc-server-key': { type: 'string' },
+        'grpc-root-cert': { type: 'string' },
         'allow-http': { type: 'string' },
         'allow-grpc': { type: 'string' },
         'allow-metrics': { type: 'string' },
@@ -128,6 +205,9 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
   if (fmt === 'json' || fmt === 'text') logSettings.format = fmt;
   else if (fmt !== undefined) throw new CliError(`--log-format ${JSON.stringify(fmt)}: expected json or text`);
 
+  const httpRestrictedApis = restricted(o['http-restricted-api'] as string[] | undefined, HTTP_RESTRICTED_API);
+  const grpcRestrictedProtocols = restricted(o['grpc-restricted-protocol'] as string[] | undefined, GRPC_RESTRICTED_PROTOCOL);
+  const grpcTls = grpcTlsFlags(o);
   const logger = createLogger();
   const loadList = (o['load-model'] as string[] | undefined) ?? [];
   if (loadList.length > 0 && mode !== 'explicit') {
@@ -139,9 +219,14 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
     modelControlMode: mode as 'none' | 'poll' | 'explicit',
     loadModels: loadList,
     httpPort: bool(o['allow-http'] as string | undefined, true) ? port('http-port', o['http-port'] as string | undefined, 8000) : undefined,
-    httpAddress: o['http-address'] as string | undefined,
+    httpAddress: address('http-address', o['http-address'] as string | undefined),
     grpcPort: bool(o['allow-grpc'] as string | undefined, true) ? port('grpc-port', o['grpc-port'] as string | undefined, 8001) : undefined,
+    grpcAddress: address('grpc-address', o['grpc-address'] as string | undefined),
+    grpcTls,
+    grpcRestrictedProtocols,
     metricsPort: bool(o['allow-metrics'] as string | undefined, true) ? port('metrics-port', o['metrics-port'] as string | undefined, 8002) : undefined,
+    metricsAddress: address('metrics-address', o['metrics-address'] as string | undefined),
+    httpRestrictedApis,
     stubTimeoutMs: num('stub-timeout-seconds', 1) * 1000,
     arenaMaxBytes: o['shm-max-bytes'] === undefined ? undefined : num('shm-max-bytes', 0),
     rateLimit: rateMode as 'off' | 'execution_count',

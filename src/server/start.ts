@@ -13,6 +13,8 @@ import { Metrics, MetricsServer } from '../metrics/index.js';
 import { RateLimiter } from '../scheduler/rate-limiter.js';
 import { sweepOrphans } from '../ipc/shm-sweep.js';
 import { sweepOrphanUploads } from '../repository/upload.js';
+import { loadGrpcTls, type GrpcTlsFiles } from './grpc/tls.js';
+import type { RestrictedFeatures } from './restricted-features.js';
 import { createLogger, type Logger } from '../log/logger.js';
 
 export interface ServerOptions {
@@ -22,11 +24,22 @@ export interface ServerOptions {
   loadModels?: string[];
   /** Undefined: that endpoint is off. 0: any free port. */
   httpPort?: number;
+  /** Address HTTP binds. Default 0.0.0.0, as Triton's --http-address. */
   httpAddress?: string;
   /** Largest HTTP request body accepted (413 beyond it). Default: the HTTP server's 64 MiB. */
   maxBodyBytes?: number;
   grpcPort?: number;
+  /** Address gRPC binds. Default 0.0.0.0, as Triton's --grpc-address. */
+  grpcAddress?: string;
+  /** gRPC over TLS (mutual TLS with `mutual`); the files are read and checked before any port opens. */
+  grpcTls?: GrpcTlsFiles;
   metricsPort?: number;
+  /** Address metrics binds. Default: httpAddress, as Triton's --metrics-address. */
+  metricsAddress?: string;
+  /** HTTP API categories that need a header (Triton's --http-restricted-api). */
+  httpRestrictedApis?: RestrictedFeatures;
+  /** gRPC protocol categories that need a metadata key (Triton's --grpc-restricted-protocol). */
+  grpcRestrictedProtocols?: RestrictedFeatures;
   stubTimeoutMs?: number;
   arenaMaxBytes?: number;
   rateLimit?: 'off' | 'execution_count';
@@ -85,25 +98,33 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   }
   if (!isDir) throw new StubhostError('STUBHOST_INVALID_ARG', `model repository ${root} is not a folder; give the folder that holds the model folders to --model-repository`);
   const failed = new Map<string, string>();
+  // Triton's defaults (src/command_line_parser.cc): every endpoint on 0.0.0.0, metrics on the HTTP address.
+  const httpAddress = opts.httpAddress ?? '0.0.0.0';
+  const grpcAddress = opts.grpcAddress ?? '0.0.0.0';
+  const metricsAddress = opts.metricsAddress ?? httpAddress;
+  const grpcTls = opts.grpcPort !== undefined && opts.grpcTls !== undefined ? loadGrpcTls(opts.grpcTls) : undefined;
   try {
     // Endpoints come up first (live, not ready) so health checks answer while models load.
     if (opts.httpPort !== undefined) {
-      const http = new HttpServer(core, { port: opts.httpPort, host: opts.httpAddress, maxBodyBytes: opts.maxBodyBytes, logger: log, shm });
-      ports.http = await bind('HTTP', '--http-port', opts.httpPort, () => http.start());
+      const http = new HttpServer(core, { port: opts.httpPort, host: httpAddress, maxBodyBytes: opts.maxBodyBytes, logger: log, shm, restrictedApis: opts.httpRestrictedApis });
+      ports.http = await bind('HTTP', '--http', httpAddress, opts.httpPort, () => http.start());
       endpoints.push(http);
-      logger.info(`HTTP service listening on port ${ports.http}`, { port: ports.http, service: 'http' });
+      logger.info(`HTTP service listening on ${httpAddress}:${ports.http}`, { port: ports.http, address: httpAddress, service: 'http' });
+      logRestrictions(logger, 'HTTP', opts.httpRestrictedApis);
     }
     if (opts.grpcPort !== undefined) {
-      const grpc = new GrpcServer(core, { port: opts.grpcPort, logger: log, shm });
-      ports.grpc = await bind('gRPC', '--grpc-port', opts.grpcPort, () => grpc.start());
+      const grpc = new GrpcServer(core, { port: opts.grpcPort, host: grpcAddress, logger: log, shm, restrictedProtocols: opts.grpcRestrictedProtocols, tls: grpcTls });
+      ports.grpc = await bind('gRPC', '--grpc', grpcAddress, opts.grpcPort, () => grpc.start());
       endpoints.push(grpc);
-      logger.info(`gRPC service listening on port ${ports.grpc}`, { port: ports.grpc, service: 'grpc' });
+      const security = grpcTls === undefined ? 'plaintext' : grpcTls.mutual ? 'mutual TLS' : 'TLS';
+      logger.info(`gRPC service listening on ${grpcAddress}:${ports.grpc} (${security})`, { port: ports.grpc, address: grpcAddress, service: 'grpc', security });
+      logRestrictions(logger, 'gRPC', opts.grpcRestrictedProtocols);
     }
     if (opts.metricsPort !== undefined) {
-      const ms = new MetricsServer(metrics, { port: opts.metricsPort });
-      ports.metrics = await bind('metrics', '--metrics-port', opts.metricsPort, () => ms.start());
+      const ms = new MetricsServer(metrics, { port: opts.metricsPort, host: metricsAddress });
+      ports.metrics = await bind('metrics', '--metrics', metricsAddress, opts.metricsPort, () => ms.start());
       endpoints.push(ms);
-      logger.info(`metrics service listening on port ${ports.metrics}`, { port: ports.metrics, service: 'metrics' });
+      logger.info(`metrics service listening on ${metricsAddress}:${ports.metrics}`, { port: ports.metrics, address: metricsAddress, service: 'metrics' });
     }
 
     const list = opts.loadModels ?? [];
@@ -165,14 +186,33 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   };
 }
 
-/** Starts an endpoint; a port that cannot be bound is named with its flag. */
-async function bind(what: string, flag: string, port: number, start: () => Promise<number>): Promise<number> {
+/** Which categories need which header (never the value), so an operator can see what is open. */
+function logRestrictions(logger: Logger, what: string, restrictions: RestrictedFeatures | undefined): void {
+  if (restrictions === undefined || restrictions.size === 0) return;
+  const byHeader = new Map<string, string[]>();
+  for (const [category, r] of restrictions.entries()) byHeader.set(r.header, [...(byHeader.get(r.header) ?? []), category]);
+  for (const [header, categories] of byHeader) {
+    logger.info(`${what}: ${categories.join(', ')} restricted to requests with header '${header}'`, { service: what.toLowerCase(), restricted: categories, header });
+  }
+}
+
+/**
+ * Starts an endpoint; a port or an address that cannot be bound is named with its flag
+ * (`<flagPrefix>-port`, `<flagPrefix>-address`).
+ */
+async function bind(what: string, flagPrefix: string, address: string, port: number, start: () => Promise<number>): Promise<number> {
   try {
     return await start();
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const text = (err as Error).message;
-    const why = code === 'EADDRINUSE' || /EADDRINUSE/.test(text) ? 'the port is in use' : code === 'EACCES' || /EACCES/.test(text) ? 'permission denied' : text;
-    throw new StubhostError('STUBHOST_UNAVAILABLE', `${what} endpoint cannot listen on port ${port}: ${why}; free it or choose another with ${flag} (0 picks a free port)`, { cause: err });
+    // grpc-js reports the listen error inside its own text, so codes are looked for in both.
+    const has = (c: string): boolean => code === c || text.includes(c);
+    const addressWhy = has('EADDRNOTAVAIL') ? 'no network interface of this machine has that address' : has('ENOTFOUND') || has('EAI_AGAIN') ? 'the name does not resolve' : undefined;
+    if (addressWhy !== undefined && !has('EADDRINUSE')) {
+      throw new StubhostError('STUBHOST_UNAVAILABLE', `${what} endpoint cannot listen on address ${address} (port ${port}): ${addressWhy}; choose another with ${flagPrefix}-address (0.0.0.0 = every interface, 127.0.0.1 = this machine only)`, { cause: err });
+    }
+    const why = has('EADDRINUSE') ? 'the port is in use' : has('EACCES') ? 'permission denied' : text;
+    throw new StubhostError('STUBHOST_UNAVAILABLE', `${what} endpoint cannot listen on port ${port}: ${why}; free it or choose another with ${flagPrefix}-port (0 picks a free port)`, { cause: err });
   }
 }

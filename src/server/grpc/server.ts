@@ -12,6 +12,8 @@ import {
 } from './codec.js';
 import { inferenceServiceDefinition } from './proto.js';
 import { CUDA_SHM_UNSUPPORTED, type SharedMemoryRegistry } from '../shm-registry.js';
+import { grpcRestrictedMessage, headerMatches, type RestrictedCategory, type RestrictedFeatures, type Restriction } from '../restricted-features.js';
+import { grpcServerCredentials, type GrpcTls } from './tls.js';
 
 export interface GrpcLogger {
   info(message: string): void;
@@ -33,7 +35,32 @@ export interface GrpcServerOptions {
    * SystemSharedMemory* RPCs and tensors that name a region answer UNIMPLEMENTED.
    */
   shm?: SharedMemoryRegistry;
+  /** Protocol categories open only to calls with a given metadata key (Triton's --grpc-restricted-protocol). */
+  restrictedProtocols?: RestrictedFeatures;
+  /** TLS (and with `mutual`, client certificates); plaintext without. */
+  tls?: GrpcTls;
 }
+
+/**
+ * The restriction category of every RPC, as Triton's src/grpc/grpc_server.cc registers them
+ * (each CommonHandler::Register* with restricted_keys_.Get(...)) and src/grpc/infer_handler.cc /
+ * stream_infer_handler.cc for the two inference RPCs. A Record, so a new RPC cannot go unmapped.
+ */
+export const GRPC_METHOD_CATEGORY = {
+  ServerLive: 'health', ServerReady: 'health', ModelReady: 'health',
+  ServerMetadata: 'metadata', ModelMetadata: 'metadata',
+  ModelInfer: 'inference', ModelStreamInfer: 'inference',
+  ModelConfig: 'model-config',
+  ModelStatistics: 'statistics',
+  RepositoryIndex: 'model-repository', RepositoryModelLoad: 'model-repository', RepositoryModelUnload: 'model-repository',
+  SystemSharedMemoryStatus: 'shared-memory', SystemSharedMemoryRegister: 'shared-memory', SystemSharedMemoryUnregister: 'shared-memory',
+  CudaSharedMemoryStatus: 'shared-memory', CudaSharedMemoryRegister: 'shared-memory', CudaSharedMemoryUnregister: 'shared-memory',
+  TraceSetting: 'trace',
+  LogSettings: 'logging',
+} as const satisfies Record<string, RestrictedCategory>;
+
+type GrpcMethod = keyof typeof GRPC_METHOD_CATEGORY;
+type Handler = grpc.handleUnaryCall<any, any> | grpc.handleBidiStreamingCall<any, any>;
 
 type Unary = (call: grpc.ServerUnaryCall<any, any>) => unknown;
 
@@ -82,16 +109,19 @@ export class GrpcServer {
       'grpc.max_receive_message_length': max,
       'grpc.max_send_message_length': max,
     });
-    server.addService(inferenceServiceDefinition(), this.#handlers());
+    server.addService(inferenceServiceDefinition(), this.#restricted(this.#handlers()));
     this.#server = server;
-    const address = `${this.#opts.host ?? '0.0.0.0'}:${this.#opts.port}`;
+    const host = this.#opts.host ?? '0.0.0.0';
+    // An IPv6 literal is bracketed in a gRPC address.
+    const address = `${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${this.#opts.port}`;
+    const credentials = grpcServerCredentials(this.#opts.tls);
     return new Promise<number>((resolve, reject) => {
-      server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
+      server.bindAsync(address, credentials, (err, port) => {
         if (err) {
           reject(new StubhostError('STUBHOST_UNAVAILABLE', `gRPC server could not bind ${address}: ${err.message}`, { cause: err }));
           return;
         }
-        this.#opts.logger?.info(`gRPC server listening on ${this.#opts.host ?? '0.0.0.0'}:${port}`);
+        this.#opts.logger?.info(`gRPC server listening on ${host}:${port}${this.#opts.tls ? (this.#opts.tls.mutual ? ' (mutual TLS)' : ' (TLS)') : ''}`);
         resolve(port);
       });
     });
@@ -134,7 +164,38 @@ export class GrpcServer {
     };
   }
 
-  #handlers(): grpc.UntypedServiceImplementation {
+  /**
+   * Wraps the handler of every restricted RPC in the header check, once at start. A call without
+   * the header (or with another value) gets Triton's UNAVAILABLE "This protocol is restricted,
+   * expecting header '...'" before its request is looked at; a stream is ended with it at once.
+   */
+  #restricted(handlers: Record<GrpcMethod, Handler>): grpc.UntypedServiceImplementation {
+    const restrictions = this.#opts.restrictedProtocols;
+    if (restrictions === undefined || restrictions.size === 0) return handlers;
+    const out: grpc.UntypedServiceImplementation = {};
+    for (const method of Object.keys(handlers) as GrpcMethod[]) {
+      const handler = handlers[method];
+      const restriction = restrictions.get(GRPC_METHOD_CATEGORY[method]);
+      if (restriction === undefined) {
+        out[method] = handler;
+      } else if (method === 'ModelStreamInfer') {
+        const stream = handler as grpc.handleBidiStreamingCall<any, any>;
+        out[method] = (call: grpc.ServerDuplexStream<any, any>) => {
+          if (allowed(restriction, call.metadata)) stream(call);
+          else call.emit('error', refusal(restriction));
+        };
+      } else {
+        const unary = handler as grpc.handleUnaryCall<any, any>;
+        out[method] = (call: grpc.ServerUnaryCall<any, any>, callback: grpc.sendUnaryData<any>) => {
+          if (allowed(restriction, call.metadata)) unary(call, callback);
+          else callback(refusal(restriction));
+        };
+      }
+    }
+    return out;
+  }
+
+  #handlers(): Record<GrpcMethod, Handler> {
     const svc = this.#service;
     const unimplemented = (what: string): grpc.handleUnaryCall<any, any> =>
       this.#unary(() => { throw new StubhostError('STUBHOST_UNSUPPORTED', `${what} is not supported by stubhost's gRPC front-end`); });
@@ -283,6 +344,15 @@ export class GrpcServer {
       inflight.delete(ac);
     }
   }
+}
+
+function allowed(restriction: Restriction, metadata: grpc.Metadata): boolean {
+  const sent = metadata.get(restriction.header)[0];
+  return headerMatches(restriction, typeof sent === 'string' ? sent : undefined);
+}
+
+function refusal(restriction: Restriction): Partial<grpc.StatusObject> {
+  return { code: grpc.status.UNAVAILABLE, details: grpcRestrictedMessage(restriction) };
 }
 
 /** Writes one message, waiting for 'drain' when grpc-js's buffer is full (or the call goes away). */

@@ -16,6 +16,7 @@ import type { InferRequest, InferResult } from '../../core/types.js';
 import { decodeInferRequest, encodeInferResponse, parseHeaderLength } from './codec.js';
 import { decodeGenerateRequest, encodeGenerateResponse } from './generate.js';
 import { CUDA_SHM_UNSUPPORTED, type SharedMemoryRegistry } from '../shm-registry.js';
+import { headerMatches, httpRestrictedMessage, type RestrictedCategory, type RestrictedFeatures } from '../restricted-features.js';
 
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
 
@@ -39,6 +40,8 @@ export interface HttpServerOptions {
    * /v2/systemsharedmemory routes and tensors that name a region answer "not supported".
    */
   shm?: SharedMemoryRegistry;
+  /** API categories open only to requests with a given header (Triton's --http-restricted-api). */
+  restrictedApis?: RestrictedFeatures;
 }
 
 /** An infer in flight on a response: aborted if the client leaves or the server closes. */
@@ -51,7 +54,26 @@ type RouteKind =
   | 'server' | 'live' | 'ready' | 'allStats' | 'modelMeta' | 'modelReady' | 'modelConfig' | 'infer'
   | 'modelStats' | 'repoIndex' | 'load' | 'unload' | 'logging'
   | 'shmStatus' | 'shmRegister' | 'shmUnregister' | 'cudaShmStatus' | 'cudaShmChange'
-  | 'generate' | 'generateStream';
+  | 'generate' | 'generateStream' | 'trace';
+
+/**
+ * The restriction category of every route, as Triton's src/http_server.cc checks them
+ * (RETURN_AND_RESPOND_IF_RESTRICTED in each Handle* function): model ready is 'health', server
+ * and model metadata 'metadata', infer and generate 'inference', CUDA and system shared memory
+ * 'shared-memory', the index and load/unload 'model-repository', /v2/logging 'logging'.
+ */
+const ROUTE_CATEGORY: Record<RouteKind, RestrictedCategory> = {
+  live: 'health', ready: 'health', modelReady: 'health',
+  server: 'metadata', modelMeta: 'metadata',
+  infer: 'inference', generate: 'inference', generateStream: 'inference',
+  shmStatus: 'shared-memory', shmRegister: 'shared-memory', shmUnregister: 'shared-memory',
+  cudaShmStatus: 'shared-memory', cudaShmChange: 'shared-memory',
+  modelConfig: 'model-config',
+  repoIndex: 'model-repository', load: 'model-repository', unload: 'model-repository',
+  allStats: 'statistics', modelStats: 'statistics',
+  trace: 'trace',
+  logging: 'logging',
+};
 
 interface Route {
   kind: RouteKind;
@@ -79,6 +101,8 @@ function route(path: string): Route | undefined {
       return undefined;
     case 'logging':
       return n === 3 ? { kind: 'logging', methods: GET_POST } : undefined;
+    case 'trace':
+      return n === 4 && p[3] === 'setting' ? { kind: 'trace', methods: GET_POST } : undefined;
     case 'systemsharedmemory':
     case 'cudasharedmemory': {
       // [/region/{name}]/status | /region/{name}/register | [/region/{name}]/unregister
@@ -116,6 +140,8 @@ function route(path: string): Route | undefined {
         i = 6;
       }
       if (n === i) return { kind: 'modelMeta', methods: GET, model, version };
+      // Triton's model trace route takes no version.
+      if (n === i + 2 && p[i] === 'trace' && p[i + 1] === 'setting' && version === undefined) return { kind: 'trace', methods: GET_POST, model };
       if (n !== i + 1) return undefined;
       switch (p[i]) {
         case 'ready': return { kind: 'modelReady', methods: GET, model, version };
@@ -415,6 +441,12 @@ export class HttpServer {
       throw new StubhostError('STUBHOST_INVALID_ARG', `malformed percent-encoding in the path '${url}'`);
     }
     if (r === undefined) throw new StubhostError('STUBHOST_NOT_FOUND', `no route for ${req.method} ${url}; see the KServe v2 protocol for the /v2 endpoints`);
+    // As Triton, the restriction is checked before the method and before anything is read.
+    const restriction = this.#opts.restrictedApis?.get(ROUTE_CATEGORY[r.kind]);
+    if (restriction !== undefined && !headerMatches(restriction, headerValue(req, restriction.header))) {
+      sendJson(res, 403, JSON.stringify({ error: httpRestrictedMessage(restriction) }));
+      return;
+    }
     const method = req.method ?? 'GET';
     if (!r.methods.includes(method)) {
       res.setHeader('Allow', r.methods.join(', '));
@@ -489,6 +521,9 @@ export class HttpServer {
         return sendJson(res, 200, '[]');
       case 'cudaShmChange':
         throw new StubhostError('STUBHOST_UNSUPPORTED', CUDA_SHM_UNSUPPORTED);
+      case 'trace':
+        // Triton's answer when it is built without tracing (src/http_server.cc HandleTrace).
+        throw new StubhostError('STUBHOST_UNAVAILABLE', 'the server does not support tracing');
     }
   }
 
@@ -597,6 +632,12 @@ export class HttpServer {
     res.writeHead(status, headers);
     res.end(json);
   }
+}
+
+/** A request header by name, case-insensitively (Node keeps header names lowercased). */
+function headerValue(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name.toLowerCase()];
+  return Array.isArray(v) ? v[0] : v;
 }
 
 function parametersOf(body: Record<string, unknown> | undefined): Record<string, unknown> {
