@@ -3,6 +3,7 @@
  */
 import { parseArgs } from 'node:util';
 import { startServer } from './server/start.js';
+import { DEFAULT_CLIENT_SHM_MAX_REGIONS } from './server/shm-registry.js';
 import { createLogger, logSettings } from './log/logger.js';
 
 export const HELP = `stubhost: a Triton-style inference server for TypeScript models
@@ -38,6 +39,11 @@ Options:
   --rate-limit-resource <r>      <name>:<count>[:<device>] resources for the rate limiter
                                  (repeatable).
   --shm-max-bytes <n>            Cap on one stub's shared-memory arena in bytes (default 4 GiB).
+  --allow-client-shm <bool>      Let clients register system shared-memory regions for inputs and
+                                 outputs (default false, as Triton; while off, register and
+                                 unregister are refused).
+  --client-shm-max-regions <n>   Most client shared-memory regions registered at once
+                                 (default 1024).
   --strict-readiness <bool>      Ready only when every model is ready (default true).
   --log-verbose <n>              Verbose logging when > 0 (default 0).
   --log-format <fmt>             json | text (default: text on a terminal, else json).
@@ -79,6 +85,8 @@ export async function main(argv: string[]): Promise<number> {
         'rate-limit': { type: 'string' },
         'rate-limit-resource': { type: 'string', multiple: true },
         'shm-max-bytes': { type: 'string' },
+        'allow-client-shm': { type: 'string' },
+        'client-shm-max-regions': { type: 'string' },
         'strict-readiness': { type: 'string' },
         'log-verbose': { type: 'string' },
         'log-format': { type: 'string' },
@@ -120,6 +128,11 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
     if (!Number.isFinite(n) || n < 0) throw new CliError(`--${name} ${JSON.stringify(v)}: expected a non-negative number`);
     return n;
   };
+  const count = (name: string, dflt: number): number => {
+    const n = num(name, dflt);
+    if (!Number.isInteger(n)) throw new CliError(`--${name} ${JSON.stringify(o[name])}: expected a whole number`);
+    return n;
+  };
   const verbose = num('log-verbose', 0);
   if (verbose > 0) logSettings.level = 'verbose';
   const fmt = o['log-format'] as string | undefined;
@@ -142,6 +155,8 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
     metricsPort: bool(o['allow-metrics'] as string | undefined, true) ? port('metrics-port', o['metrics-port'] as string | undefined, 8002) : undefined,
     stubTimeoutMs: num('stub-timeout-seconds', 1) * 1000,
     arenaMaxBytes: o['shm-max-bytes'] === undefined ? undefined : num('shm-max-bytes', 0),
+    allowClientShm: bool(o['allow-client-shm'] as string | undefined, false),
+    clientShmMaxRegions: count('client-shm-max-regions', DEFAULT_CLIENT_SHM_MAX_REGIONS),
     rateLimit: rateMode as 'off' | 'execution_count',
     rateLimitResources: (o['rate-limit-resource'] as string[] | undefined) ?? [],
     pollIntervalMs: num('repository-poll-secs', 15) * 1000,

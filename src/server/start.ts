@@ -28,6 +28,10 @@ export interface ServerOptions {
   metricsPort?: number;
   stubTimeoutMs?: number;
   arenaMaxBytes?: number;
+  /** Clients may register system shared memory (Triton's --allow-client-shm). Default false, as Triton's. */
+  allowClientShm?: boolean;
+  /** Most client shared-memory regions registered at once (--client-shm-max-regions). Default 1024. */
+  clientShmMaxRegions?: number;
   rateLimit?: 'off' | 'execution_count';
   rateLimitResources?: string[];
   /** Ready only when every model is ready, a failed load included (Triton's --strict-readiness). Default true. */
@@ -65,7 +69,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const rateLimiter = new RateLimiter(opts.rateLimit ?? 'off', opts.rateLimitResources ?? []);
   const core = new ServerCore({ root, logger, metrics, rateLimiter, stubTimeoutMs: opts.stubTimeoutMs ?? 1000, arenaMaxBytes: opts.arenaMaxBytes, strictReadiness: opts.strictReadiness });
 
-  const shm = new SharedMemoryRegistry();
+  const shm = new SharedMemoryRegistry({ allowClientShm: opts.allowClientShm, maxRegions: opts.clientShmMaxRegions });
   const endpoints: { close(): Promise<void> }[] = [];
   const ports: RunningServer['ports'] = {};
   const log = { info: (m: string) => logger.info(m), warn: (m: string) => logger.warn(m), error: (m: string) => logger.error(m) };
@@ -154,7 +158,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       // are refused because every model is unloading. Only then do the endpoints close.
       await core.close();
       await closeEndpoints();
-      shm.unregister();
+      shm.closeAll();
     },
   };
 }

@@ -187,8 +187,9 @@ export class GrpcServer {
         return {};
       }),
       CudaSharedMemoryStatus: this.#unary(() => ({ regions: {} })),
-      CudaSharedMemoryRegister: this.#unary(() => { throw new StubhostError('STUBHOST_UNSUPPORTED', CUDA_SHM_UNSUPPORTED); }),
-      CudaSharedMemoryUnregister: this.#unary(() => { throw new StubhostError('STUBHOST_UNSUPPORTED', CUDA_SHM_UNSUPPORTED); }),
+      // As Triton's grpc_server.cc: "disabled" first while client shared memory is off.
+      CudaSharedMemoryRegister: this.#unary(() => { this.#opts.shm?.assertAllowed(); throw new StubhostError('STUBHOST_UNSUPPORTED', CUDA_SHM_UNSUPPORTED); }),
+      CudaSharedMemoryUnregister: this.#unary(() => { this.#opts.shm?.assertAllowed(); throw new StubhostError('STUBHOST_UNSUPPORTED', CUDA_SHM_UNSUPPORTED); }),
       TraceSetting: unimplemented('tracing'),
     };
   }

@@ -476,6 +476,11 @@ export class HttpServer {
       case 'shmStatus':
         return sendJson(res, 200, JSON.stringify(this.#shm().status(r.region)));
       case 'shmRegister': {
+        if (!this.#shm().allowed) {
+          // As Triton's HandleSystemSharedMemory (src/http_server.cc): refused before the body is looked at.
+          await readDecodedBody(req, this.#maxBody, 0);
+          this.#shm().assertAllowed();
+        }
         const body = await readJsonObject(req, this.#maxBody);
         if (body === undefined) throw new StubhostError('STUBHOST_INVALID_ARG', `register '${r.region}': the body must be {"key": ..., "offset": ..., "byte_size": ...}`);
         this.#shm().register(r.region!, body.key, body.offset ?? 0, body.byte_size);
@@ -488,6 +493,8 @@ export class HttpServer {
       case 'cudaShmStatus':
         return sendJson(res, 200, '[]');
       case 'cudaShmChange':
+        await readDecodedBody(req, this.#maxBody, 0);
+        this.#opts.shm?.assertAllowed(); // Triton answers "disabled" first, for CUDA regions too
         throw new StubhostError('STUBHOST_UNSUPPORTED', CUDA_SHM_UNSUPPORTED);
     }
   }
