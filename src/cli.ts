@@ -53,6 +53,15 @@ Options:
 
 const bool = (v: string | undefined, dflt: boolean): boolean => (v === undefined ? dflt : !['false', '0', 'no', 'off'].includes(v.toLowerCase()));
 
+/** A bool flag taking true/on/1 or false/off/0 only (as Triton's ParseOption<bool>, src/command_line_parser.cc): a typo must not flip a protection. */
+function strictBool(name: string, v: string | undefined, dflt: boolean): boolean {
+  if (v === undefined) return dflt;
+  const l = v.toLowerCase();
+  if (['true', 'on', '1'].includes(l)) return true;
+  if (['false', 'off', '0'].includes(l)) return false;
+  throw new CliError(`--${name} ${JSON.stringify(v)}: expected true or false`);
+}
+
 function port(name: string, v: string | undefined, dflt: number): number {
   if (v === undefined) return dflt;
   const n = Number(v);
@@ -155,7 +164,7 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
     metricsPort: bool(o['allow-metrics'] as string | undefined, true) ? port('metrics-port', o['metrics-port'] as string | undefined, 8002) : undefined,
     stubTimeoutMs: num('stub-timeout-seconds', 1) * 1000,
     arenaMaxBytes: o['shm-max-bytes'] === undefined ? undefined : num('shm-max-bytes', 0),
-    allowClientShm: bool(o['allow-client-shm'] as string | undefined, false),
+    allowClientShm: strictBool('allow-client-shm', o['allow-client-shm'] as string | undefined, false),
     clientShmMaxRegions: count('client-shm-max-regions', DEFAULT_CLIENT_SHM_MAX_REGIONS),
     rateLimit: rateMode as 'off' | 'execution_count',
     rateLimitResources: (o['rate-limit-resource'] as string[] | undefined) ?? [],
