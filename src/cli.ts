@@ -3,7 +3,7 @@
  */
 import { parseArgs } from 'node:util';
 import { startServer } from './server/start.js';
-import { DEFAULT_CLIENT_SHM_MAX_REGIONS } from './server/shm-registry.js';
+import { DEFAULT_CLIENT_SHM_MAX_INFLIGHT_BYTES, DEFAULT_CLIENT_SHM_MAX_REGIONS } from './server/shm-registry.js';
 import { createLogger, logSettings } from './log/logger.js';
 
 export const HELP = `stubhost: a Triton-style inference server for TypeScript models
@@ -44,6 +44,10 @@ Options:
                                  unregister are refused).
   --client-shm-max-regions <n>   Most client shared-memory regions registered at once
                                  (default 1024).
+  --client-shm-max-inflight-bytes <n>
+                                 Most bytes copied out of client shared-memory regions for
+                                 requests in flight at once; beyond, requests get 503
+                                 (default 1 GiB).
   --strict-readiness <bool>      Ready only when every model is ready (default true).
   --log-verbose <n>              Verbose logging when > 0 (default 0).
   --log-format <fmt>             json | text (default: text on a terminal, else json).
@@ -96,6 +100,7 @@ export async function main(argv: string[]): Promise<number> {
         'shm-max-bytes': { type: 'string' },
         'allow-client-shm': { type: 'string' },
         'client-shm-max-regions': { type: 'string' },
+        'client-shm-max-inflight-bytes': { type: 'string' },
         'strict-readiness': { type: 'string' },
         'log-verbose': { type: 'string' },
         'log-format': { type: 'string' },
@@ -166,6 +171,7 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
     arenaMaxBytes: o['shm-max-bytes'] === undefined ? undefined : num('shm-max-bytes', 0),
     allowClientShm: strictBool('allow-client-shm', o['allow-client-shm'] as string | undefined, false),
     clientShmMaxRegions: count('client-shm-max-regions', DEFAULT_CLIENT_SHM_MAX_REGIONS),
+    clientShmMaxInflightBytes: count('client-shm-max-inflight-bytes', DEFAULT_CLIENT_SHM_MAX_INFLIGHT_BYTES),
     rateLimit: rateMode as 'off' | 'execution_count',
     rateLimitResources: (o['rate-limit-resource'] as string[] | undefined) ?? [],
     pollIntervalMs: num('repository-poll-secs', 15) * 1000,

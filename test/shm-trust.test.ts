@@ -3,7 +3,8 @@
  * - a region truncated after registration fails the requests that reach past its end (400 /
  *   INVALID_ARGUMENT naming the truncation), never SIGBUS; a removed region keeps serving
  *   through the descriptor the server holds; one removed and created again asks for a new
- *   registration; registrations are capped; unregister closes the descriptor at once;
+ *   registration; registrations and the bytes copied for requests in flight are capped;
+ *   unregister closes the descriptor at once;
  * - the server's own files (a stub's live arena segment, by name, hard link or symbolic link)
  *   cannot be registered, nor keys that leave /dev/shm or name a FIFO;
  * - with the default flags, register and unregister are refused with Triton's message (HTTP 501,
@@ -138,7 +139,7 @@ describe('client shared memory allowed: what a client does to its files fails on
       ...MODELS,
       // instance_prefetch 1: a second request is handed to the stub while it still runs the first.
       slow: { 'config.pbtxt': echoCfg(1, 'parameters { key: "instance_prefetch" value: { string_value: "1" } }'), '1/model.ts': ECHO_TS },
-    }, { allowClientShm: true, clientShmMaxRegions: 4, grpcPort: 0 });
+    }, { allowClientShm: true, clientShmMaxRegions: 4, clientShmMaxInflightBytes: 64, grpcPort: 0 });
     expect([...server.failed]).toEqual([]);
     client = grpcClient(server.ports.grpc!);
   }, 120_000);
@@ -146,6 +147,8 @@ describe('client shared memory allowed: what a client does to its files fails on
   afterEach(async () => {
     await unregister();
     expect(server.shm.size).toBe(0);
+    // Every request's copies were released (HTTP on the response's close, gRPC when the call ends).
+    expect(await waitFor(() => server.shm.inflightBytes === 0, 5000)).toBe(true);
     await canaryAnswers(server.url);
     expect((await http(url('/v2/health/ready'))).status).toBe(200);
   });
@@ -238,6 +241,31 @@ describe('client shared memory allowed: what a client does to its files fails on
     expect(server.shm.size).toBe(4);
     expect((await unregister('c0')).status).toBe(200);
     expect((await register('c4', key, 64)).status).toBe(200);
+  });
+
+  it('bytes copied out for requests in flight are capped (--client-shm-max-inflight-bytes): 503, released when answered', async () => {
+    const key = makeClientFile('budget', 256);
+    const fd = fs.openSync(pathOf('budget'), 'r+');
+    fs.writeSync(fd, Uint8Array.of(20), 0, 1, 0); // the slow model blocks 2 s on this 8-byte input
+    fs.closeSync(fd);
+    expect((await register('b', key, 256)).status).toBe(200);
+    const shmIn = (offset: number, size: number) => ({ inputs: [{ name: 'IN', datatype: 'UINT8', shape: [size], parameters: { shared_memory_region: 'b', shared_memory_offset: offset, shared_memory_byte_size: size } }] });
+    const slow = (body: unknown) => http(url('/v2/models/slow/infer'), 'POST', body);
+
+    let r = await slow(shmIn(0, 100)); // more than the whole budget
+    expect(r.status).toBe(503);
+    expect(r.json.error).toBe("input 'IN': cannot copy 100 bytes out of shared memory region 'b': it alone is more than the server's limit (--client-shm-max-inflight-bytes 64); send smaller tensors");
+
+    const held = slow(shmIn(0, 8));
+    expect(await waitFor(() => server.shm.inflightBytes === 8, 5000)).toBe(true);
+    r = await slow(shmIn(64, 60));
+    expect(r.status).toBe(503);
+    expect(r.json.error).toMatch(/cannot copy 60 bytes .*: 8 bytes are held for requests in flight, and the server's limit is 64 .*retry later/);
+    expect((await held).status).toBe(200);
+    expect(await waitFor(() => server.shm.inflightBytes === 0, 5000)).toBe(true);
+    r = await slow(shmIn(64, 60));
+    expect(r.status, r.text).toBe(200);
+    expect(server.shm.inflightBytes).toBe(0);
   });
 
   it('each registration holds one descriptor and no mapping; unregister closes it at once', async () => {

@@ -11,7 +11,10 @@
  * copies inputs out with pread when a request is decoded (the host copies them into the stub's
  * arena anyway) and writes outputs with pwrite. A client that truncates or replaces its file
  * fails its own requests, never the host. Unregister closes the descriptor at once. The client
- * owns the file; the server never unlinks it. Registrations are capped (--client-shm-max-regions).
+ * owns the file; the server never unlinks it. Registrations are capped (--client-shm-max-regions),
+ * and so are the bytes copied out for requests in flight (--client-shm-max-inflight-bytes): a
+ * mapping cost nothing per queued request, a copy does, and one gRPC stream can queue thousands.
+ * Front-ends take a `ShmSession` per request and release it when the request is answered.
  *
  * One registry per server, shared by the HTTP and gRPC front-ends (created in start.ts).
  */
@@ -37,9 +40,22 @@ export interface SharedMemoryOptions {
   allowClientShm?: boolean;
   /** Most regions registered at once (--client-shm-max-regions). */
   maxRegions?: number;
+  /** Most bytes copied out of regions for requests in flight at once (--client-shm-max-inflight-bytes). */
+  maxInflightBytes?: number;
 }
 
 export const DEFAULT_CLIENT_SHM_MAX_REGIONS = 1024;
+export const DEFAULT_CLIENT_SHM_MAX_INFLIGHT_BYTES = 1024 * 1024 * 1024;
+
+/** What the codecs use: one request's access to the registry (a `ShmSession`). */
+export interface ShmAccess {
+  /** A copy of an input's bytes, counted against the in-flight budget until the session is released. */
+  read(ref: ShmRef, what: string): Uint8Array;
+  /** The region is registered and the range lies inside it. */
+  check(ref: ShmRef, what: string): void;
+  /** Writes an output into its region; returns the parameters the response carries instead of data. */
+  writeOutput(t: TensorValue, ref: ShmRef): Parameters;
+}
 
 /** Triton's message when client shared memory is off, word for word (its src/common.h kClientShmDisabledErrorStr). */
 export const CLIENT_SHM_DISABLED = "Client shared memory is disabled. Start the server with '--allow-client-shm=true' to enable.";
@@ -97,10 +113,38 @@ export class SharedMemoryRegistry {
   private readonly regions = new Map<string, Registered>();
   readonly allowed: boolean;
   readonly maxRegions: number;
+  readonly maxInflightBytes: number;
+  private inflight = 0;
 
   constructor(options: SharedMemoryOptions = {}) {
     this.allowed = options.allowClientShm ?? false;
     this.maxRegions = options.maxRegions ?? DEFAULT_CLIENT_SHM_MAX_REGIONS;
+    this.maxInflightBytes = options.maxInflightBytes ?? DEFAULT_CLIENT_SHM_MAX_INFLIGHT_BYTES;
+  }
+
+  /** One request's access; release it once the request is answered (or failed). */
+  session(): ShmSession {
+    return new ShmSession(this);
+  }
+
+  /** Bytes copied out of regions for requests in flight. */
+  get inflightBytes(): number {
+    return this.inflight;
+  }
+
+  /** Counts `n` bytes against the in-flight budget, or refuses the request (503) past it. */
+  reserve(n: number, what: string, region: string): void {
+    if (this.inflight + n > this.maxInflightBytes) {
+      const why = n > this.maxInflightBytes
+        ? `it alone is more than the server's limit (--client-shm-max-inflight-bytes ${this.maxInflightBytes}); send smaller tensors`
+        : `${this.inflight} bytes are held for requests in flight, and the server's limit is ${this.maxInflightBytes} (--client-shm-max-inflight-bytes); retry later`;
+      throw new StubhostError('STUBHOST_RESOURCE_EXHAUSTED', `${what}: cannot copy ${n} bytes out of shared memory region '${region}': ${why}`);
+    }
+    this.inflight += n;
+  }
+
+  unreserve(n: number): void {
+    this.inflight = Math.max(0, this.inflight - n);
   }
 
   /** Throws Triton's "disabled" error unless clients may use shared memory. */
@@ -169,7 +213,7 @@ export class SharedMemoryRegistry {
    * Checks that `ref` names a registered region and lies inside its registered part; returns it.
    * `what` names the tensor in messages ("input 'X'").
    */
-  check(ref: ShmRef, what: string): Registered {
+  lookup(ref: ShmRef, what: string): Registered {
     const r = this.regions.get(ref.region);
     if (!r) {
       const fix = this.allowed ? `register it first (/v2/systemsharedmemory/region/${ref.region}/register)` : `client shared memory is disabled on this server (it starts with '--allow-client-shm=true' to enable it)`;
@@ -181,9 +225,9 @@ export class SharedMemoryRegistry {
     return r;
   }
 
-  /** A copy of the `ref.byteSize` bytes at `ref.offset` in the region (bounds-checked; the file's size too). */
-  read(ref: ShmRef, what: string): Uint8Array {
-    const r = this.check(ref, what);
+  /** A copy of the `ref.byteSize` bytes at `ref.offset` in the region (bounds-checked; the file's size too). Not counted: sessions count. */
+  readUncounted(ref: ShmRef, what: string): Uint8Array {
+    const r = this.lookup(ref, what);
     return r.file.read(r.offset + ref.offset, ref.byteSize, { what, region: ref.region });
   }
 
@@ -193,7 +237,7 @@ export class SharedMemoryRegistry {
    */
   writeOutput(t: TensorValue, ref: ShmRef): Parameters {
     const what = `output '${t.name}'`;
-    const r = this.check(ref, what);
+    const r = this.lookup(ref, what);
     let bytes: Uint8Array;
     if (t.datatype === 'BYTES' || Array.isArray(t.data)) {
       const items = t.data as Uint8Array[];
@@ -218,20 +262,54 @@ export class SharedMemoryRegistry {
   }
 }
 
+/** One request's use of the registry: the bytes it copied out count against the budget until `release()`. */
+export class ShmSession implements ShmAccess {
+  private held = 0;
+
+  constructor(private readonly registry: SharedMemoryRegistry) {}
+
+  read(ref: ShmRef, what: string): Uint8Array {
+    this.registry.lookup(ref, what); // refusals about the region come before the budget's
+    this.registry.reserve(ref.byteSize, what, ref.region);
+    try {
+      const bytes = this.registry.readUncounted(ref, what);
+      this.held += ref.byteSize;
+      return bytes;
+    } catch (err) {
+      this.registry.unreserve(ref.byteSize);
+      throw err;
+    }
+  }
+
+  check(ref: ShmRef, what: string): void {
+    this.registry.lookup(ref, what);
+  }
+
+  writeOutput(t: TensorValue, ref: ShmRef): Parameters {
+    return this.registry.writeOutput(t, ref);
+  }
+
+  /** The request is answered: its copies no longer count. Safe to call twice. */
+  release(): void {
+    this.registry.unreserve(this.held);
+    this.held = 0;
+  }
+}
+
 /** A copy of an input's bytes from its region, for a front-end whose registry may be absent (then: unsupported). */
-export function shmInputBytes(shm: SharedMemoryRegistry | undefined, ref: ShmRef, name: string): Uint8Array {
+export function shmInputBytes(shm: ShmAccess | undefined, ref: ShmRef, name: string): Uint8Array {
   if (shm === undefined) throw shmUnsupported('input', name);
   return shm.read(ref, `input '${name}'`);
 }
 
 /** Before execution: an output's region is registered and its range lies inside it. */
-export function checkShmOutput(shm: SharedMemoryRegistry | undefined, ref: ShmRef, name: string): void {
+export function checkShmOutput(shm: ShmAccess | undefined, ref: ShmRef, name: string): void {
   if (shm === undefined) throw shmUnsupported('output', name);
   shm.check(ref, `output '${name}'`);
 }
 
 /** Writes an output into its region; returns the output's parameters for the response (its own, then the region's). */
-export function writeShmOutput(shm: SharedMemoryRegistry | undefined, t: TensorValue, ref: ShmRef): Parameters {
+export function writeShmOutput(shm: ShmAccess | undefined, t: TensorValue, ref: ShmRef): Parameters {
   if (shm === undefined) throw shmUnsupported('output', t.name);
   return { ...withoutShmParameters(t.parameters), ...shm.writeOutput(t, ref) };
 }

@@ -32,6 +32,8 @@ export interface ServerOptions {
   allowClientShm?: boolean;
   /** Most client shared-memory regions registered at once (--client-shm-max-regions). Default 1024. */
   clientShmMaxRegions?: number;
+  /** Most bytes copied out of client regions for requests in flight (--client-shm-max-inflight-bytes). Default 1 GiB. */
+  clientShmMaxInflightBytes?: number;
   rateLimit?: 'off' | 'execution_count';
   rateLimitResources?: string[];
   /** Ready only when every model is ready, a failed load included (Triton's --strict-readiness). Default true. */
@@ -69,7 +71,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const rateLimiter = new RateLimiter(opts.rateLimit ?? 'off', opts.rateLimitResources ?? []);
   const core = new ServerCore({ root, logger, metrics, rateLimiter, stubTimeoutMs: opts.stubTimeoutMs ?? 1000, arenaMaxBytes: opts.arenaMaxBytes, strictReadiness: opts.strictReadiness });
 
-  const shm = new SharedMemoryRegistry({ allowClientShm: opts.allowClientShm, maxRegions: opts.clientShmMaxRegions });
+  const shm = new SharedMemoryRegistry({ allowClientShm: opts.allowClientShm, maxRegions: opts.clientShmMaxRegions, maxInflightBytes: opts.clientShmMaxInflightBytes });
   const endpoints: { close(): Promise<void> }[] = [];
   const ports: RunningServer['ports'] = {};
   const log = { info: (m: string) => logger.info(m), warn: (m: string) => logger.warn(m), error: (m: string) => logger.error(m) };

@@ -16,7 +16,7 @@ import type { ModelIOContract } from '../../core/service.js';
 import {
   InputValidator, checkRequestedOutput, fmtShape, invalidInput as invalid, isNonNegativeInt, tensorBytes, tensorFromBytes,
 } from '../validate.js';
-import { SHM_PARAMETERS, type SharedMemoryRegistry, checkShmOutput, shmInputBytes, shmRefOf, writeShmOutput } from '../shm-registry.js';
+import { SHM_PARAMETERS, type ShmAccess, checkShmOutput, shmInputBytes, shmRefOf, writeShmOutput } from '../shm-registry.js';
 
 /** Request parameters the protocol itself consumes; the rest are passed to the model as given. */
 const RESERVED_PARAMETERS = new Set([
@@ -71,7 +71,7 @@ export function decodeInferRequest(
   headerLength: number | undefined,
   contract: ModelIOContract,
   target: { modelName: string; modelVersion?: number },
-  shm?: SharedMemoryRegistry,
+  shm?: ShmAccess,
 ): DecodedInferRequest {
   if (headerLength !== undefined && headerLength > body.byteLength) {
     throw invalid(`Inference-Header-Content-Length is ${headerLength} but the body has only ${body.byteLength} bytes`);
@@ -328,7 +328,7 @@ export interface EncodeOptions {
   /** The model's max_batch_size: classification ranks each batch row on its own when > 0. */
   maxBatchSize: number;
   /** Where outputs requested in shared memory are written (decodeInferRequest checked their regions). */
-  shm?: SharedMemoryRegistry;
+  shm?: ShmAccess;
 }
 
 /**

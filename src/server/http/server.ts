@@ -511,7 +511,10 @@ export class HttpServer {
     const body = await readDecodedBody(req, this.#maxBody, headerLength ?? 0);
     const modelVersion = version === undefined ? undefined : parseVersion(version);
     const contract = this.#service.modelContract(model, version);
-    const shm = this.#opts.shm;
+    if (res.destroyed) return; // the client left while the body was read
+    const shm = this.#opts.shm?.session();
+    // Copies out of client shared memory count until the answer is sent or the client is gone.
+    if (shm) res.once('close', () => shm.release());
     const { request, binaryOutputDefault } = decodeInferRequest(body, headerLength, contract, { modelName: model, modelVersion }, shm);
 
     const ac = new AbortController();
