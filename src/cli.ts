@@ -3,6 +3,7 @@
  */
 import { parseArgs } from 'node:util';
 import { startServer } from './server/start.js';
+import { DEFAULT_CLIENT_SHM_MAX_INFLIGHT_BYTES, DEFAULT_CLIENT_SHM_MAX_REGIONS } from './server/shm-registry.js';
 import { createLogger, logSettings } from './log/logger.js';
 import { GRPC_RESTRICTED_PROTOCOL, HTTP_RESTRICTED_API, RestrictedOptionError, parseRestrictedFeatures } from './server/restricted-features.js';
 
@@ -60,6 +61,15 @@ Options:
   --rate-limit-resource <r>      <name>:<count>[:<device>] resources for the rate limiter
                                  (repeatable).
   --shm-max-bytes <n>            Cap on one stub's shared-memory arena in bytes (default 4 GiB).
+  --allow-client-shm <bool>      Let clients register system shared-memory regions for inputs and
+                                 outputs (default false, as Triton; while off, register and
+                                 unregister are refused).
+  --client-shm-max-regions <n>   Most client shared-memory regions registered at once
+                                 (default 1024).
+  --client-shm-max-inflight-bytes <n>
+                                 Most bytes copied out of client shared-memory regions for
+                                 requests in flight at once; beyond, requests get 503
+                                 (default 1 GiB).
   --strict-readiness <bool>      Ready only when every model is ready (default true).
   --log-verbose <n>              Verbose logging when > 0 (default 0).
   --log-format <fmt>             json | text (default: text on a terminal, else json).
@@ -68,6 +78,15 @@ Options:
 `;
 
 const bool = (v: string | undefined, dflt: boolean): boolean => (v === undefined ? dflt : !['false', '0', 'no', 'off'].includes(v.toLowerCase()));
+
+/** A bool flag taking true/on/1 or false/off/0 only (as Triton's ParseOption<bool>, src/command_line_parser.cc): a typo must not flip a protection. */
+function strictBool(name: string, v: string | undefined, dflt: boolean): boolean {
+  if (v === undefined) return dflt;
+  const l = v.toLowerCase();
+  if (['true', 'on', '1'].includes(l)) return true;
+  if (['false', 'off', '0'].includes(l)) return false;
+  throw new CliError(`--${name} ${JSON.stringify(v)}: expected true or false`);
+}
 
 function port(name: string, v: string | undefined, dflt: number): number {
   if (v === undefined) return dflt;
@@ -158,6 +177,9 @@ export async function main(argv: string[]): Promise<number> {
         'rate-limit': { type: 'string' },
         'rate-limit-resource': { type: 'string', multiple: true },
         'shm-max-bytes': { type: 'string' },
+        'allow-client-shm': { type: 'string' },
+        'client-shm-max-regions': { type: 'string' },
+        'client-shm-max-inflight-bytes': { type: 'string' },
         'strict-readiness': { type: 'string' },
         'log-verbose': { type: 'string' },
         'log-format': { type: 'string' },
@@ -199,6 +221,11 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
     if (!Number.isFinite(n) || n < 0) throw new CliError(`--${name} ${JSON.stringify(v)}: expected a non-negative number`);
     return n;
   };
+  const count = (name: string, dflt: number): number => {
+    const n = num(name, dflt);
+    if (!Number.isInteger(n)) throw new CliError(`--${name} ${JSON.stringify(o[name])}: expected a whole number`);
+    return n;
+  };
   const verbose = num('log-verbose', 0);
   if (verbose > 0) logSettings.level = 'verbose';
   const fmt = o['log-format'] as string | undefined;
@@ -229,6 +256,9 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
     httpRestrictedApis,
     stubTimeoutMs: num('stub-timeout-seconds', 1) * 1000,
     arenaMaxBytes: o['shm-max-bytes'] === undefined ? undefined : num('shm-max-bytes', 0),
+    allowClientShm: strictBool('allow-client-shm', o['allow-client-shm'] as string | undefined, false),
+    clientShmMaxRegions: count('client-shm-max-regions', DEFAULT_CLIENT_SHM_MAX_REGIONS),
+    clientShmMaxInflightBytes: count('client-shm-max-inflight-bytes', DEFAULT_CLIENT_SHM_MAX_INFLIGHT_BYTES),
     rateLimit: rateMode as 'off' | 'execution_count',
     rateLimitResources: (o['rate-limit-resource'] as string[] | undefined) ?? [],
     pollIntervalMs: num('repository-poll-secs', 15) * 1000,

@@ -19,6 +19,10 @@ export const ERROR_CODES = {
   STUBHOST_UNSUPPORTED: { http: 400, grpc: 12 /* UNIMPLEMENTED */ },
   /** A model's ModelError 'UNSUPPORTED': 501 Not Implemented, as Triton maps TRITONSERVER_ERROR_UNSUPPORTED. */
   STUBHOST_MODEL_UNSUPPORTED: { http: 501, grpc: 12 },
+  /** Client shared memory off (--allow-client-shm false): Triton's TRITONSERVER_ERROR_UNSUPPORTED, 501 / UNIMPLEMENTED. */
+  STUBHOST_CLIENT_SHM_DISABLED: { http: 501, grpc: 12 },
+  /** A server-wide bound reached (e.g. --client-shm-max-regions): retry after releasing something. */
+  STUBHOST_RESOURCE_EXHAUSTED: { http: 503, grpc: 8 /* RESOURCE_EXHAUSTED */ },
   STUBHOST_STUB_DIED: { http: 500, grpc: 13 /* INTERNAL */ },
   STUBHOST_STUB_UNHEALTHY: { http: 500, grpc: 13 },
   STUBHOST_MODEL_ERROR: { http: 500, grpc: 13 },

@@ -4,7 +4,11 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import fs from 'node:fs';
 
-const { buffer, healthIndex, hostPid, intervalMs, shmPrefix } = workerData;
+const { buffer, healthIndex, hostPid, intervalMs, regionFile } = workerData;
+// This region's files only: the region itself and its segments `<region>-h<n>` / `<region>-s<n>`
+// (whole names, as src/ipc/shm-names.ts belongsToRegion; this worker is plain JavaScript).
+const segmentSuffix = /^-[hs]\d+$/;
+const ours = (name) => name === regionFile || (name.startsWith(regionFile) && segmentSuffix.test(name.slice(regionFile.length)));
 const words = new Int32Array(buffer);
 
 function hostAlive() {
@@ -19,7 +23,7 @@ function hostAlive() {
 function die() {
   try {
     for (const name of fs.readdirSync('/dev/shm')) {
-      if (name.startsWith(shmPrefix)) fs.rmSync(`/dev/shm/${name}`, { force: true });
+      if (ours(name)) fs.rmSync(`/dev/shm/${name}`, { force: true });
     }
   } finally {
     process.kill(process.pid, 'SIGKILL');

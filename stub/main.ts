@@ -1,6 +1,8 @@
 /**
  * The stub: one child process per model instance. Usage (the host spawns it):
- *   node --import tsx stub/main.ts <regionName>
+ *   STUBHOST_REGION=<regionName> node --import tsx stub/main.ts
+ * (the name comes by environment: argv is readable by every user in /proc, and the name is
+ * meant to be known to the host and this stub only).
  * It attaches to the region, starts the health thread, says hello, and serves the host's
  * messages until `fin` or until the host disappears.
  */
@@ -12,9 +14,9 @@ import { kHealth } from '../src/ipc/layout.js';
 import type { HostMessage, StubMessage } from '../src/ipc/protocol.js';
 import { StubServer } from './server.js';
 
-const regionName = process.argv[2];
+const regionName = process.env.STUBHOST_REGION;
 if (!regionName) {
-  console.error('usage: stub/main.ts <regionName>');
+  console.error('usage: STUBHOST_REGION=<regionName> stub/main.ts');
   process.exit(2);
 }
 const hostPid = Number(process.env.STUBHOST_HOST_PID ?? process.ppid);
@@ -37,7 +39,7 @@ const health = new Worker(new URL('./health-worker.mjs', import.meta.url), {
     healthIndex: kHealth >> 2,
     hostPid,
     intervalMs: Number(process.env.STUBHOST_HEALTH_INTERVAL_MS ?? 300),
-    shmPrefix: regionName.slice(1),
+    regionFile: regionName.slice(1),
   },
 });
 health.on('error', (err) => {

@@ -10,7 +10,7 @@ import { Channel } from '../src/ipc/channel.js';
 import type { Handle } from '../src/ipc/arena.js';
 import type { HostMessage, StubMessage } from '../src/ipc/protocol.js';
 import { writeTensor } from '../src/ipc/tensor-codec.js';
-import { sweepShm } from '../src/ipc/shm-sweep.js';
+import { sweepHost, sweepRegion } from '../src/ipc/shm-sweep.js';
 import { StubhostError } from '../src/errors.js';
 import { exited, isRunning, killAll, shmFiles, spawnFixture, spawnPeer, uniqueRegionName, waitFor } from './fixtures/ipc-helpers.js';
 
@@ -95,7 +95,7 @@ describe('faults', () => {
     channel.close();
     await within(1000, 'drained() after close', drained);
 
-    sweepShm(region.name.slice(1));
+    sweepRegion(region.name);
     expect(shmFiles(region.name.slice(1))).toEqual([]);
   });
 
@@ -119,7 +119,7 @@ describe('faults', () => {
     console.log(`peer gone ${ms.toFixed(0)} ms after the host's SIGKILL; left before sweep: ${shmFiles(`stubhost-${host.pid}-`).join(', ') || 'nothing'}`);
     expect(ms).toBeLessThan(1000);
 
-    sweepShm(`stubhost-${host.pid}-`);
+    sweepHost(host.pid!);
     expect(region.startsWith(`/stubhost-${host.pid}-`)).toBe(true);
     expect(shmFiles(`stubhost-${host.pid}`)).toEqual([]);
   });

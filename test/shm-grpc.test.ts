@@ -14,7 +14,7 @@ import { grpcClient, type TestGrpcClient } from './helpers/grpc.js';
 import { http, shmLeftovers, startTestServer, tempRepository, type TestServer } from './helpers/server.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
-const KEY = `/stubhost-test-${process.pid}-grpc`;
+const KEY = `/shmtest-${process.pid}-grpc`;
 const SIZE = 4096;
 
 
@@ -27,7 +27,7 @@ beforeAll(async () => {
   region = native.shmCreate(KEY, SIZE);
   repo = tempRepository({});
   fs.cpSync(path.join(ROOT, 'models', 'add_sub'), path.join(repo.root, 'add_sub'), { recursive: true });
-  server = await startTestServer({ modelRepository: repo.root, grpcPort: 0 });
+  server = await startTestServer({ modelRepository: repo.root, grpcPort: 0, allowClientShm: true });
   client = grpcClient(server.ports.grpc!);
 }, 60_000);
 
@@ -147,7 +147,7 @@ describe('system shared memory over gRPC', () => {
       }), /input 'INPUT0': data in shared memory region 'e' has 8 bytes but shape \[4\] of FP32 needs 16/],
       ['double register', 'SystemSharedMemoryRegister', () => ({ name: 'e', key: KEY, offset: 0, byte_size: 64 }), /shared memory region 'e' is already registered/],
       ['register out of the file', 'SystemSharedMemoryRegister', () => ({ name: 'big', key: KEY, offset: 0, byte_size: SIZE + 1 }), /exceeds the 4096-byte shared memory/],
-      ['register an unknown key', 'SystemSharedMemoryRegister', () => ({ name: 'ghost', key: `/stubhost-test-${process.pid}-none`, offset: 0, byte_size: 8 }), /unable to open shared memory key/],
+      ['register an unknown key', 'SystemSharedMemoryRegister', () => ({ name: 'ghost', key: `/shmtest-${process.pid}-none`, offset: 0, byte_size: 8 }), /unable to open shared memory key/],
     ];
     it.each(cases)('%s', async (_label, method, req, message) => {
       const err = await rpcError(method, req());

@@ -13,7 +13,7 @@ import { encodeBytesElements } from '../src/core/dtypes.js';
 import { http, shmLeftovers, startTestServer, tempRepository, type TestServer } from './helpers/server.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
-const KEY = `/stubhost-test-${process.pid}-http`;
+const KEY = `/shmtest-${process.pid}-http`;
 const SIZE = 4096;
 
 let repo: { root: string; cleanup(): void };
@@ -24,7 +24,7 @@ beforeAll(async () => {
   region = native.shmCreate(KEY, SIZE);
   repo = tempRepository({});
   for (const m of ['add_sub', 'string_upper']) fs.cpSync(path.join(ROOT, 'models', m), path.join(repo.root, m), { recursive: true });
-  server = await startTestServer({ modelRepository: repo.root });
+  server = await startTestServer({ modelRepository: repo.root, allowClientShm: true });
 }, 60_000);
 
 afterAll(async () => {
@@ -148,7 +148,7 @@ describe('system shared memory over HTTP', () => {
       }), /needs 'shared_memory_byte_size'/],
       ['double register', () => register('e', { key: KEY, offset: 0, byte_size: 64 }), /shared memory region 'e' is already registered; unregister it first/],
       ['register past the end of the file', () => register('big', { key: KEY, offset: SIZE - 8, byte_size: 16 }), /offset 4088 \+ byte_size 16 exceeds the 4096-byte shared memory/],
-      ['register a key that does not exist', () => register('ghost', { key: `/stubhost-test-${process.pid}-none`, offset: 0, byte_size: 16 }), /unable to open shared memory key/],
+      ['register a key that does not exist', () => register('ghost', { key: `/shmtest-${process.pid}-none`, offset: 0, byte_size: 16 }), /unable to open shared memory key/],
       ['register without a byte size', () => register('nosize', { key: KEY }), /'byte_size' a positive one/],
       ['register without a body', () => http(url('/v2/systemsharedmemory/region/x/register'), 'POST'), /the body must be \{"key"/],
     ];

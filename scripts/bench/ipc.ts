@@ -31,7 +31,7 @@ import { Channel } from '../../src/ipc/channel.js';
 import type { Handle } from '../../src/ipc/arena.js';
 import type { HostMessage, StubMessage } from '../../src/ipc/protocol.js';
 import { readTensor, writeTensor } from '../../src/ipc/tensor-codec.js';
-import { sweepShm } from '../../src/ipc/shm-sweep.js';
+import { sweepRegion } from '../../src/ipc/shm-sweep.js';
 import { fmt, formatTable, median, nowMs, parseArgs, progress, report } from './common.js';
 
 const thisFile = fileURLToPath(import.meta.url);
@@ -323,8 +323,8 @@ export default async function run(argv: string[]): Promise<void> {
     for (const region of regions) {
       region.close();
       region.unlink();
+      sweepRegion(region.name);
     }
-    sweepShm(`stubhost-${process.pid}-bench-`);
   }
 }
 

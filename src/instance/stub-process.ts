@@ -14,7 +14,8 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Channel } from '../ipc/channel.js';
 import { Region, type RegionOptions } from '../ipc/region.js';
-import { sweepShm } from '../ipc/shm-sweep.js';
+import { sweepRegion } from '../ipc/shm-sweep.js';
+import { newRegionName } from '../ipc/shm-names.js';
 import type { Handle } from '../ipc/arena.js';
 import { correlationFromWire, correlationToWire, type HostMessage, type InitArgs, type StubMessage, type WireRequest, type WireResponse, type BlsRequest, type StubDebug } from '../ipc/protocol.js';
 import { readTensor, writeTensor, copyTensor } from '../ipc/tensor-codec.js';
@@ -29,8 +30,6 @@ const TSCONFIG_FOR_MODELS = path.join(ROOT, 'stub', 'tsconfig.models.json');
 const TSX_LOADER = import.meta.resolve('tsx');
 // Extra node flags for every stub (debugging aid, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
 const STUB_EXTRA_NODE_ARGS = (process.env.STUBHOST_STUB_NODE_ARGS ?? '').split(' ').filter(Boolean);
-
-let regionCounter = 0;
 
 /** One request's outcome: outputs (copied out of shared memory) or an error. */
 export interface ExecOutcome {
@@ -131,16 +130,18 @@ export class StubProcess extends EventEmitter {
    * has autoCompleteConfig); rejects with the model's error (its stack) if loading fails.
    */
   async start(): Promise<Record<string, unknown> | undefined> {
-    const name = `/stubhost-${process.pid}-${regionCounter++}`;
+    const name = newRegionName();
     this.region = Region.create(name, this.opts.region);
     this.channel = new Channel<HostMessage, StubMessage>(this.region, 'host', { arena: { maxBytes: this.opts.arenaMaxBytes } });
     const healthIntervalMs = this.opts.healthIntervalMs ?? 300;
-    const child = spawn(process.execPath, [...STUB_EXTRA_NODE_ARGS, '--import', TSX_LOADER, '--enable-source-maps', STUB_MAIN, name], {
+    const child = spawn(process.execPath, [...STUB_EXTRA_NODE_ARGS, '--import', TSX_LOADER, '--enable-source-maps', STUB_MAIN], {
       cwd: this.opts.init.modelDir,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
         ...process.env,
         TSX_TSCONFIG_PATH: TSCONFIG_FOR_MODELS,
+        // The region name goes by environment, not argv: argv is world-readable in /proc.
+        STUBHOST_REGION: name,
         STUBHOST_HOST_PID: String(process.pid),
         STUBHOST_HEALTH_INTERVAL_MS: String(healthIntervalMs),
         ...(this.opts.arenaMaxBytes ? { STUBHOST_SHM_MAX_BYTES: String(this.opts.arenaMaxBytes) } : {}),
@@ -551,7 +552,7 @@ export class StubProcess extends EventEmitter {
     for (const s of streams) s.end(error);
     this.channel?.close();
     this.region?.unlink();
-    if (this.region) sweepShm(this.region.name.slice(1));
+    if (this.region) sweepRegion(this.region.name);
     this.finWaiter?.();
     for (const w of this.debugWaiters.splice(0)) w(undefined);
     this.emit('exit', { code, signal, cause, expected: this.fault === 'unloaded', error });

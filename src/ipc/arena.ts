@@ -16,6 +16,7 @@
  * has mapped it; the writer unlinks whatever is left when a segment is dropped or on close.
  */
 import { native } from './native.js';
+import { trackOwnShm, untrackOwnShm } from './own-shm.js';
 import { StubhostError } from '../errors.js';
 
 export const ALIGNMENT = 64;
@@ -139,7 +140,10 @@ export class Arena {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const seg of this.segments.values()) unlinkQuietly(this.segmentName(seg.id));
+    for (const seg of this.segments.values()) {
+      unlinkQuietly(this.segmentName(seg.id));
+      untrackOwnShm(this.segmentName(seg.id));
+    }
     this.segments.clear();
     this.spares.length = 0;
     this.totalBytes = 0;
@@ -174,6 +178,7 @@ export class Arena {
     }
     const id = this.nextId++;
     const buffer = native.shmCreate(this.segmentName(id), size);
+    trackOwnShm(this.segmentName(id));
     const seg: Segment = { id, buffer, size, dedicated, free: dedicated ? [] : [0, size], used: 0 };
     this.segments.set(id, seg);
     this.totalBytes += size;
@@ -189,6 +194,7 @@ export class Arena {
     this.segments.delete(seg.id);
     this.totalBytes -= seg.size;
     unlinkQuietly(this.segmentName(seg.id));
+    untrackOwnShm(this.segmentName(seg.id));
     this.dropped.push(seg.id);
   }
 
@@ -270,10 +276,12 @@ export class PeerArena {
     for (const id of ids) {
       this.mapped.delete(id);
       unlinkQuietly(`${this.prefix}${id}`);
+      untrackOwnShm(`${this.prefix}${id}`);
     }
   }
 
   close(): void {
+    for (const id of this.mapped.keys()) untrackOwnShm(`${this.prefix}${id}`);
     this.mapped.clear();
   }
 
@@ -286,6 +294,8 @@ export class PeerArena {
       } catch (err) {
         throw new StubhostError('STUBHOST_PROTOCOL', `cannot map the peer's shared-memory segment ${name}: ${(err as Error).message}`);
       }
+      // Recorded before the unlink: a hard link made meanwhile still names this inode.
+      trackOwnShm(name);
       // We are the last to need the name: unlink now so nothing is left after any kill.
       unlinkQuietly(name);
       this.mapped.set(id, buffer);

@@ -4,6 +4,7 @@
  * nothing of it is left in /dev/shm whatever happens to either process).
  */
 import { native } from './native.js';
+import { trackOwnShm, untrackOwnShm } from './own-shm.js';
 import {
   CONTROL_BLOCK_SIZE, DEFAULT_SLOT_COUNT, DEFAULT_SLOT_SIZE, H2S_QUEUE_OFFSET, LAYOUT_VERSION, REGION_MAGIC, RegionState,
   S2H_QUEUE_OFFSET, SLOT_HEADER_SIZE, kHealth, kHostPid, kLayoutVersion, kMagic, kRegionSize, kSlotCount, kSlotSize,
@@ -39,6 +40,7 @@ export class Region {
     if (slotSize <= SLOT_HEADER_SIZE || slotSize % 8 !== 0) throw new Error(`Region: slot size ${slotSize} must be a multiple of 8 above ${SLOT_HEADER_SIZE}`);
     const size = regionSize(slotCount, slotSize);
     const buffer = native.shmCreate(name, size);
+    trackOwnShm(name);
     const region = new Region(name, buffer, slotCount, slotSize, options.spinMicros);
     const w = region.words;
     Atomics.store(w, kRegionSize >> 2, size);
@@ -133,5 +135,6 @@ export class Region {
   close(): void {
     this.hostToStub.close();
     this.stubToHost.close();
+    untrackOwnShm(this.name);
   }
 }

@@ -1,18 +1,29 @@
 /**
- * Removes shared-memory files that a dead process left behind. Names are
- * `/stubhost-<hostPid>-<stub>...`, so a file whose host pid no longer runs belongs to nobody.
+ * Removes shared-memory files that a dead process left behind. Matching is by whole name (see
+ * shm-names.ts): a region's sweep takes that region and its segments only, a host's sweep the
+ * files whose host-pid field is that pid.
  */
 import fs from 'node:fs';
 import { native } from './native.js';
+import { belongsToRegion, hostPidOf } from './shm-names.js';
 
 const SHM_DIR = '/dev/shm';
-export const SHM_PREFIX = 'stubhost-';
 
-/** Unlinks every /dev/shm file whose name starts with `prefix` (no leading slash). */
-export function sweepShm(prefix: string): number {
+/** Unlinks region `region` (name with or without the leading slash) and its arena segments. */
+export function sweepRegion(region: string): number {
+  const base = region.startsWith('/') ? region.slice(1) : region;
+  return unlinkWhere((name) => belongsToRegion(name, base));
+}
+
+/** Unlinks every stubhost file of host `pid`. */
+export function sweepHost(pid: number): number {
+  return unlinkWhere((name) => hostPidOf(name) === pid);
+}
+
+function unlinkWhere(match: (name: string) => boolean): number {
   let removed = 0;
   for (const name of shmNames()) {
-    if (!name.startsWith(prefix)) continue;
+    if (!match(name)) continue;
     try {
       if (native.shmUnlink(`/${name}`)) removed++;
     } catch {
@@ -41,13 +52,13 @@ function isAlive(pid: number): boolean {
 
 /** Unlinks files of stubhost hosts that are no longer running (called at server start). */
 export function sweepOrphans(): number {
-  let removed = 0;
-  const dead = new Set<string>();
+  const dead = new Set<number>();
   for (const name of shmNames()) {
-    const m = /^stubhost-(\d+)-/.exec(name);
-    if (!m || m[1] === String(process.pid)) continue;
-    if (!isAlive(Number(m[1]))) dead.add(m[1]!);
+    const pid = hostPidOf(name);
+    if (pid === undefined || pid === process.pid) continue;
+    if (!isAlive(pid)) dead.add(pid);
   }
-  for (const pid of dead) removed += sweepShm(`${SHM_PREFIX}${pid}-`);
+  let removed = 0;
+  for (const pid of dead) removed += sweepHost(pid);
   return removed;
 }

@@ -4,20 +4,25 @@
  * name it in inputs (`shared_memory_region`, `shared_memory_offset`, `shared_memory_byte_size`)
  * instead of sending the bytes, and in outputs to receive results there.
  *
- * Regions are mapped through the native addon (the same `shm_open` + `mmap` as stub regions), so
- * input tensors are views of the client's memory and are copied only into a stub's arena.
- * The mapping lives as long as a view of it does: a region unregistered while a request still
- * reads it stays mapped until that request is done (the SharedArrayBuffer's deleter unmaps it),
- * so unregistering never pulls memory from under a running model. The client owns the file; the
- * server never unlinks it.
+ * Off unless the server runs with `--allow-client-shm true` (Triton's flag and default, from its
+ * src/command_line_parser.cc): then register and unregister are refused with Triton's message.
+ *
+ * Regions are never mapped (client-shm-file.ts): the registry holds one descriptor per region,
+ * copies inputs out with pread when a request is decoded (the host copies them into the stub's
+ * arena anyway) and writes outputs with pwrite. A client that truncates or replaces its file
+ * fails its own requests, never the host. Unregister closes the descriptor at once. The client
+ * owns the file; the server never unlinks it. Registrations are capped (--client-shm-max-regions),
+ * and so are the bytes copied out for requests in flight (--client-shm-max-inflight-bytes): a
+ * mapping cost nothing per queued request, a copy does, and one gRPC stream can queue thousands.
+ * Front-ends take a `ShmSession` per request and release it when the request is answered.
  *
  * One registry per server, shared by the HTTP and gRPC front-ends (created in start.ts).
  */
-import { native } from '../ipc/native.js';
 import { StubhostError } from '../errors.js';
 import { bytesElementsSize, writeBytesElements, type NumericTypedArray } from '../core/dtypes.js';
 import type { Parameters, TensorValue } from '../core/types.js';
 import { invalidInput, isNonNegativeInt } from './validate.js';
+import { ClientShmFile } from './client-shm-file.js';
 
 export interface RegionStatus {
   name: string;
@@ -27,8 +32,33 @@ export interface RegionStatus {
 }
 
 interface Registered extends RegionStatus {
-  buffer: SharedArrayBuffer;
+  file: ClientShmFile;
 }
+
+export interface SharedMemoryOptions {
+  /** Clients may register regions (Triton's --allow-client-shm; its default is false). */
+  allowClientShm?: boolean;
+  /** Most regions registered at once (--client-shm-max-regions). */
+  maxRegions?: number;
+  /** Most bytes copied out of regions for requests in flight at once (--client-shm-max-inflight-bytes). */
+  maxInflightBytes?: number;
+}
+
+export const DEFAULT_CLIENT_SHM_MAX_REGIONS = 1024;
+export const DEFAULT_CLIENT_SHM_MAX_INFLIGHT_BYTES = 1024 * 1024 * 1024;
+
+/** What the codecs use: one request's access to the registry (a `ShmSession`). */
+export interface ShmAccess {
+  /** A copy of an input's bytes, counted against the in-flight budget until the session is released. */
+  read(ref: ShmRef, what: string): Uint8Array;
+  /** The region is registered and the range lies inside it. */
+  check(ref: ShmRef, what: string): void;
+  /** Writes an output into its region; returns the parameters the response carries instead of data. */
+  writeOutput(t: TensorValue, ref: ShmRef): Parameters;
+}
+
+/** Triton's message when client shared memory is off, word for word (its src/common.h kClientShmDisabledErrorStr). */
+export const CLIENT_SHM_DISABLED = "Client shared memory is disabled. Start the server with '--allow-client-shm=true' to enable.";
 
 /** Where a tensor's bytes live, from its `shared_memory_*` parameters. */
 export interface ShmRef {
@@ -81,34 +111,93 @@ export function withoutShmParameters(params: Parameters | undefined): Parameters
 
 export class SharedMemoryRegistry {
   private readonly regions = new Map<string, Registered>();
+  readonly allowed: boolean;
+  readonly maxRegions: number;
+  readonly maxInflightBytes: number;
+  private inflight = 0;
+
+  constructor(options: SharedMemoryOptions = {}) {
+    this.allowed = options.allowClientShm ?? false;
+    this.maxRegions = options.maxRegions ?? DEFAULT_CLIENT_SHM_MAX_REGIONS;
+    this.maxInflightBytes = options.maxInflightBytes ?? DEFAULT_CLIENT_SHM_MAX_INFLIGHT_BYTES;
+  }
+
+  /** One request's access; release it once the request is answered (or failed). */
+  session(): ShmSession {
+    return new ShmSession(this);
+  }
+
+  /** Bytes copied out of regions for requests in flight. */
+  get inflightBytes(): number {
+    return this.inflight;
+  }
+
+  /** Counts `n` bytes against the in-flight budget, or refuses the request (503) past it. */
+  reserve(n: number, what: string, region: string): void {
+    if (this.inflight + n > this.maxInflightBytes) {
+      const why = n > this.maxInflightBytes
+        ? `it alone is more than the server's limit (--client-shm-max-inflight-bytes ${this.maxInflightBytes}); send smaller tensors`
+        : `${this.inflight} bytes are held for requests in flight, and the server's limit is ${this.maxInflightBytes} (--client-shm-max-inflight-bytes); retry later`;
+      throw new StubhostError('STUBHOST_RESOURCE_EXHAUSTED', `${what}: cannot copy ${n} bytes out of shared memory region '${region}': ${why}`);
+    }
+    this.inflight += n;
+  }
+
+  unreserve(n: number): void {
+    this.inflight = Math.max(0, this.inflight - n);
+  }
+
+  /** Throws Triton's "disabled" error unless clients may use shared memory. */
+  assertAllowed(): void {
+    if (!this.allowed) throw new StubhostError('STUBHOST_CLIENT_SHM_DISABLED', CLIENT_SHM_DISABLED);
+  }
+
+  /** Regions registered now (each holds one open descriptor). */
+  get size(): number {
+    return this.regions.size;
+  }
 
   register(name: string, key: unknown, offset: unknown, byteSize: unknown): void {
+    this.assertAllowed();
     if (typeof name !== 'string' || name === '') throw new StubhostError('STUBHOST_INVALID_ARG', 'shared memory region name is empty; name the region');
-    if (this.regions.has(name)) {
-      throw new StubhostError('STUBHOST_INVALID_ARG', `shared memory region '${name}' is already registered; unregister it first or use another name`);
-    }
     if (typeof key !== 'string' || key === '') {
       throw new StubhostError('STUBHOST_INVALID_ARG', `register '${name}': 'key' (the shm_open name, e.g. "/my_region") is required`);
+    }
+    if (this.regions.has(name)) {
+      throw new StubhostError('STUBHOST_INVALID_ARG', `shared memory region '${name}' is already registered; unregister it first or use another name`);
     }
     if (!isNonNegativeInt(offset) || !isNonNegativeInt(byteSize) || byteSize === 0) {
       throw new StubhostError('STUBHOST_INVALID_ARG', `register '${name}': 'offset' must be a non-negative integer and 'byte_size' a positive one, got offset ${JSON.stringify(offset)}, byte_size ${JSON.stringify(byteSize)}`);
     }
-    let buffer: SharedArrayBuffer;
+    if (this.regions.size >= this.maxRegions) {
+      throw new StubhostError('STUBHOST_RESOURCE_EXHAUSTED', `register '${name}': ${this.regions.size} shared memory regions are registered, the server's limit (--client-shm-max-regions ${this.maxRegions}); unregister regions no longer used`);
+    }
+    const file = ClientShmFile.open(name, key);
     try {
-      buffer = native.shmOpen(key.startsWith('/') ? key : `/${key}`);
+      const size = file.size();
+      if (offset + byteSize > size) {
+        throw new StubhostError('STUBHOST_INVALID_ARG', `register '${name}': offset ${offset} + byte_size ${byteSize} exceeds the ${size}-byte shared memory '${key}'`);
+      }
     } catch (err) {
-      throw new StubhostError('STUBHOST_INVALID_ARG', `register '${name}': unable to open shared memory key '${key}' (${(err as Error).message}); create it (shm_open) before registering`);
+      file.close();
+      throw err;
     }
-    if (offset + byteSize > buffer.byteLength) {
-      throw new StubhostError('STUBHOST_INVALID_ARG', `register '${name}': offset ${offset} + byte_size ${byteSize} exceeds the ${buffer.byteLength}-byte shared memory '${key}'`);
-    }
-    this.regions.set(name, { name, key, offset, byte_size: byteSize, buffer });
+    this.regions.set(name, { name, key, offset, byte_size: byteSize, file });
   }
 
-  /** Unregisters one region, or every region when `name` is undefined. An unknown name is not an error (as in Triton). */
+  /**
+   * Unregisters one region, or every region when `name` is undefined, closing their descriptors.
+   * An unknown name is not an error (as in Triton). Refused while client shared memory is off.
+   */
   unregister(name?: string): void {
-    if (name === undefined) this.regions.clear();
-    else this.regions.delete(name);
+    this.assertAllowed();
+    if (name === undefined) this.closeAll();
+    else this.drop(name);
+  }
+
+  /** Server shutdown: closes every region whatever the flag. */
+  closeAll(): void {
+    for (const name of [...this.regions.keys()]) this.drop(name);
   }
 
   status(name?: string): RegionStatus[] {
@@ -121,16 +210,25 @@ export class SharedMemoryRegistry {
   }
 
   /**
-   * `byteSize` bytes at `offset` within region `name`, as a view (bounds-checked against the
-   * registered part of the region). `what` names the tensor in messages.
+   * Checks that `ref` names a registered region and lies inside its registered part; returns it.
+   * `what` names the tensor in messages ("input 'X'").
    */
-  view(name: string, offset: number, byteSize: number, what: string): Uint8Array {
-    const r = this.regions.get(name);
-    if (!r) throw invalidInput(`${what}: shared memory region '${name}' is not registered; register it first (/v2/systemsharedmemory/region/${name}/register)`);
-    if (!isNonNegativeInt(offset) || !isNonNegativeInt(byteSize) || offset + byteSize > r.byte_size) {
-      throw invalidInput(`${what}: offset ${offset} + byte size ${byteSize} is outside shared memory region '${name}' (${r.byte_size} bytes)`);
+  lookup(ref: ShmRef, what: string): Registered {
+    const r = this.regions.get(ref.region);
+    if (!r) {
+      const fix = this.allowed ? `register it first (/v2/systemsharedmemory/region/${ref.region}/register)` : `client shared memory is disabled on this server (it starts with '--allow-client-shm=true' to enable it)`;
+      throw invalidInput(`${what}: shared memory region '${ref.region}' is not registered; ${fix}`);
     }
-    return new Uint8Array(r.buffer, r.offset + offset, byteSize);
+    if (!isNonNegativeInt(ref.offset) || !isNonNegativeInt(ref.byteSize) || ref.offset + ref.byteSize > r.byte_size) {
+      throw invalidInput(`${what}: offset ${ref.offset} + byte size ${ref.byteSize} is outside shared memory region '${ref.region}' (${r.byte_size} bytes)`);
+    }
+    return r;
+  }
+
+  /** A copy of the `ref.byteSize` bytes at `ref.offset` in the region (bounds-checked; the file's size too). Not counted: sessions count. */
+  readUncounted(ref: ShmRef, what: string): Uint8Array {
+    const r = this.lookup(ref, what);
+    return r.file.read(r.offset + ref.offset, ref.byteSize, { what, region: ref.region });
   }
 
   /**
@@ -139,34 +237,79 @@ export class SharedMemoryRegistry {
    */
   writeOutput(t: TensorValue, ref: ShmRef): Parameters {
     const what = `output '${t.name}'`;
-    const dest = this.view(ref.region, ref.offset, ref.byteSize, what);
-    let size: number;
+    const r = this.lookup(ref, what);
+    let bytes: Uint8Array;
     if (t.datatype === 'BYTES' || Array.isArray(t.data)) {
       const items = t.data as Uint8Array[];
-      size = bytesElementsSize(items);
+      const size = bytesElementsSize(items);
       if (size > ref.byteSize) throw tooSmall(what, ref, size);
-      writeBytesElements(items, dest.subarray(0, size));
+      bytes = new Uint8Array(size);
+      writeBytesElements(items, bytes);
     } else {
       const d = t.data as NumericTypedArray;
-      size = d.byteLength;
-      if (size > ref.byteSize) throw tooSmall(what, ref, size);
-      dest.set(new Uint8Array(d.buffer, d.byteOffset, size));
+      if (d.byteLength > ref.byteSize) throw tooSmall(what, ref, d.byteLength);
+      bytes = new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
     }
-    return { shared_memory_region: ref.region, shared_memory_byte_size: size };
+    r.file.write(r.offset + ref.offset, bytes, { what, region: ref.region });
+    return { shared_memory_region: ref.region, shared_memory_byte_size: bytes.byteLength };
+  }
+
+  private drop(name: string): void {
+    const r = this.regions.get(name);
+    if (!r) return;
+    this.regions.delete(name);
+    r.file.close();
   }
 }
 
-/**
- * The bytes a tensor's shared-memory reference names, for a front-end whose registry may be
- * absent (then: unsupported). Used for inputs, and for outputs to check the range before execution.
- */
-export function shmBytes(shm: SharedMemoryRegistry | undefined, ref: ShmRef, dir: 'input' | 'output', name: string): Uint8Array {
-  if (shm === undefined) throw shmUnsupported(dir, name);
-  return shm.view(ref.region, ref.offset, ref.byteSize, `${dir} '${name}'`);
+/** One request's use of the registry: the bytes it copied out count against the budget until `release()`. */
+export class ShmSession implements ShmAccess {
+  private held = 0;
+
+  constructor(private readonly registry: SharedMemoryRegistry) {}
+
+  read(ref: ShmRef, what: string): Uint8Array {
+    this.registry.lookup(ref, what); // refusals about the region come before the budget's
+    this.registry.reserve(ref.byteSize, what, ref.region);
+    try {
+      const bytes = this.registry.readUncounted(ref, what);
+      this.held += ref.byteSize;
+      return bytes;
+    } catch (err) {
+      this.registry.unreserve(ref.byteSize);
+      throw err;
+    }
+  }
+
+  check(ref: ShmRef, what: string): void {
+    this.registry.lookup(ref, what);
+  }
+
+  writeOutput(t: TensorValue, ref: ShmRef): Parameters {
+    return this.registry.writeOutput(t, ref);
+  }
+
+  /** The request is answered: its copies no longer count. Safe to call twice. */
+  release(): void {
+    this.registry.unreserve(this.held);
+    this.held = 0;
+  }
+}
+
+/** A copy of an input's bytes from its region, for a front-end whose registry may be absent (then: unsupported). */
+export function shmInputBytes(shm: ShmAccess | undefined, ref: ShmRef, name: string): Uint8Array {
+  if (shm === undefined) throw shmUnsupported('input', name);
+  return shm.read(ref, `input '${name}'`);
+}
+
+/** Before execution: an output's region is registered and its range lies inside it. */
+export function checkShmOutput(shm: ShmAccess | undefined, ref: ShmRef, name: string): void {
+  if (shm === undefined) throw shmUnsupported('output', name);
+  shm.check(ref, `output '${name}'`);
 }
 
 /** Writes an output into its region; returns the output's parameters for the response (its own, then the region's). */
-export function writeShmOutput(shm: SharedMemoryRegistry | undefined, t: TensorValue, ref: ShmRef): Parameters {
+export function writeShmOutput(shm: ShmAccess | undefined, t: TensorValue, ref: ShmRef): Parameters {
   if (shm === undefined) throw shmUnsupported('output', t.name);
   return { ...withoutShmParameters(t.parameters), ...shm.writeOutput(t, ref) };
 }

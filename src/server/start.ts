@@ -42,6 +42,12 @@ export interface ServerOptions {
   grpcRestrictedProtocols?: RestrictedFeatures;
   stubTimeoutMs?: number;
   arenaMaxBytes?: number;
+  /** Clients may register system shared memory (Triton's --allow-client-shm). Default false, as Triton's. */
+  allowClientShm?: boolean;
+  /** Most client shared-memory regions registered at once (--client-shm-max-regions). Default 1024. */
+  clientShmMaxRegions?: number;
+  /** Most bytes copied out of client regions for requests in flight (--client-shm-max-inflight-bytes). Default 1 GiB. */
+  clientShmMaxInflightBytes?: number;
   rateLimit?: 'off' | 'execution_count';
   rateLimitResources?: string[];
   /** Ready only when every model is ready, a failed load included (Triton's --strict-readiness). Default true. */
@@ -85,7 +91,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     strictReadiness: opts.strictReadiness, modelControlMode: mode,
   });
 
-  const shm = new SharedMemoryRegistry();
+  const shm = new SharedMemoryRegistry({ allowClientShm: opts.allowClientShm, maxRegions: opts.clientShmMaxRegions, maxInflightBytes: opts.clientShmMaxInflightBytes });
   const endpoints: { close(): Promise<void> }[] = [];
   const ports: RunningServer['ports'] = {};
   const log = { info: (m: string) => logger.info(m), warn: (m: string) => logger.warn(m), error: (m: string) => logger.error(m) };
@@ -181,7 +187,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       // are refused because every model is unloading. Only then do the endpoints close.
       await core.close();
       await closeEndpoints();
-      shm.unregister();
+      shm.closeAll();
     },
   };
 }

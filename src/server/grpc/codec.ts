@@ -11,7 +11,7 @@ import type { InferRequest, InferResult, ParamValue, Parameters, RequestedOutput
 import { StubhostError } from '../../errors.js';
 import type { NumericTypedArray } from '../../core/dtypes.js';
 import { type CheckedInput, InputValidator, fmtShape, invalidInput, tensorBytes, tensorFromBytes, validateRequestedOutputs } from '../validate.js';
-import { type SharedMemoryRegistry, shmBytes, shmRefOf, withoutShmParameters, writeShmOutput } from '../shm-registry.js';
+import { type ShmAccess, checkShmOutput, shmInputBytes, shmRefOf, withoutShmParameters, writeShmOutput } from '../shm-registry.js';
 
 // ---- wire shapes (the subset the front-end reads or writes) ----
 
@@ -178,7 +178,7 @@ export interface DecodedInferRequest {
  * The returned request has no signal; the caller attaches the call's. `shm`: the server's system
  * shared-memory regions; without it, tensors that name a region are refused as unsupported.
  */
-export function decodeInferRequest(msg: ModelInferRequestMsg, contract: ModelIOContract, shm?: SharedMemoryRegistry): DecodedInferRequest {
+export function decodeInferRequest(msg: ModelInferRequestMsg, contract: ModelIOContract, shm?: ShmAccess): DecodedInferRequest {
   const model = contract.name;
   let modelVersion: number | undefined;
   if (msg.model_version) {
@@ -207,7 +207,7 @@ export function decodeInferRequest(msg: ModelInferRequestMsg, contract: ModelIOC
     let tensor: TensorValue;
     if (ref !== undefined) {
       if (t.contents) throw invalidInput(`input '${t.name}': has shared_memory_region and also contents; send the data one way`);
-      tensor = tensorFromBytes(input, shmBytes(shm, ref, 'input', t.name), `data in shared memory region '${ref.region}'`);
+      tensor = tensorFromBytes(input, shmInputBytes(shm, ref, t.name), `data in shared memory region '${ref.region}'`);
     } else if (raw.length > 0) {
       if (t.contents) {
         throw invalidInput(`input '${t.name}': contents field must not be specified when using raw_input_contents; send the data one way`);
@@ -226,7 +226,7 @@ export function decodeInferRequest(msg: ModelInferRequestMsg, contract: ModelIOC
   const outputs: RequestedOutput[] = (msg.outputs ?? []).map((o) => {
     const params = decodeParameters(o.parameters);
     const ref = shmRefOf(params, `output '${o.name}'`);
-    if (ref !== undefined) shmBytes(shm, ref, 'output', o.name); // region registered, range inside it
+    if (ref !== undefined) checkShmOutput(shm, ref, o.name);
     return Object.keys(params).length > 0 ? { name: o.name, parameters: params } : { name: o.name };
   });
   validateRequestedOutputs(contract, outputs.map((o) => o.name));
@@ -274,7 +274,7 @@ function rawBytesOf(t: TensorValue): Buffer {
  * empty raw_output_contents entry, so entries still line up with outputs (as Triton does).
  */
 export function encodeInferResponse(
-  result: InferResult, request?: Pick<InferRequest, 'outputs'>, shm?: SharedMemoryRegistry,
+  result: InferResult, request?: Pick<InferRequest, 'outputs'>, shm?: ShmAccess,
 ): ModelInferResponseMsg {
   let tensors = result.outputs;
   const wanted = new Map((request?.outputs ?? []).map((o) => [o.name, o]));

@@ -248,8 +248,9 @@ export class GrpcServer {
         return {};
       }),
       CudaSharedMemoryStatus: this.#unary(() => ({ regions: {} })),
-      CudaSharedMemoryRegister: this.#unary(() => { throw new StubhostError('STUBHOST_UNSUPPORTED', CUDA_SHM_UNSUPPORTED); }),
-      CudaSharedMemoryUnregister: this.#unary(() => { throw new StubhostError('STUBHOST_UNSUPPORTED', CUDA_SHM_UNSUPPORTED); }),
+      // As Triton's grpc_server.cc: "disabled" first while client shared memory is off.
+      CudaSharedMemoryRegister: this.#unary(() => { this.#opts.shm?.assertAllowed(); throw new StubhostError('STUBHOST_UNSUPPORTED', CUDA_SHM_UNSUPPORTED); }),
+      CudaSharedMemoryUnregister: this.#unary(() => { this.#opts.shm?.assertAllowed(); throw new StubhostError('STUBHOST_UNSUPPORTED', CUDA_SHM_UNSUPPORTED); }),
       TraceSetting: unimplemented('tracing'),
     };
   }
@@ -262,17 +263,19 @@ export class GrpcServer {
   async #modelInfer(call: grpc.ServerUnaryCall<ModelInferRequestMsg, ModelInferResponseMsg>): Promise<ModelInferResponseMsg> {
     const msg = call.request;
     const contract = this.#service.modelContract(msg.model_name, opt(msg.model_version));
-    const { request } = decodeInferRequest(msg, contract, this.#opts.shm);
+    const shm = this.#opts.shm?.session();
     const ac = new AbortController();
     const onCancel = (): void => ac.abort(cancelledError());
-    // 'cancelled' also fires when the client's deadline passes.
-    call.once('cancelled', onCancel);
-    if (call.cancelled) onCancel();
-    request.signal = ac.signal;
     try {
-      return encodeInferResponse(await this.#service.infer(request), request, this.#opts.shm);
+      const { request } = decodeInferRequest(msg, contract, shm);
+      // 'cancelled' also fires when the client's deadline passes.
+      call.once('cancelled', onCancel);
+      if (call.cancelled) onCancel();
+      request.signal = ac.signal;
+      return encodeInferResponse(await this.#service.infer(request), request, shm);
     } finally {
       call.removeListener('cancelled', onCancel);
+      shm?.release();
     }
   }
 
@@ -315,14 +318,15 @@ export class GrpcServer {
     });
     const ac = new AbortController();
     inflight.add(ac);
+    const shm = this.#opts.shm?.session();
     try {
       const contract = this.#service.modelContract(msg.model_name, opt(msg.model_version));
-      const { request, enableEmptyFinalResponse } = decodeInferRequest(msg, contract, this.#opts.shm);
+      const { request, enableEmptyFinalResponse } = decodeInferRequest(msg, contract, shm);
       request.signal = ac.signal;
       let sentFinal = false;
       for await (const result of this.#service.inferStream(request)) {
         if (call.cancelled) break;
-        const resp = encodeInferResponse(result, request, this.#opts.shm);
+        const resp = encodeInferResponse(result, request, shm);
         // A non-decoupled model's one response is its last; a decoupled model's response is final
         // when the model sent its final flag with it. A flag sent alone is reported by the empty
         // final response, if the client asked for it (as Triton does).
@@ -342,6 +346,7 @@ export class GrpcServer {
       await writeStream(call, { error_message: e.message, infer_response: header() });
     } finally {
       inflight.delete(ac);
+      shm?.release();
     }
   }
 }

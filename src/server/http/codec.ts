@@ -16,7 +16,7 @@ import type { ModelIOContract } from '../../core/service.js';
 import {
   InputValidator, checkRequestedOutput, fmtShape, invalidInput as invalid, isNonNegativeInt, tensorBytes, tensorFromBytes,
 } from '../validate.js';
-import { SHM_PARAMETERS, type SharedMemoryRegistry, shmBytes, shmRefOf, writeShmOutput } from '../shm-registry.js';
+import { SHM_PARAMETERS, type ShmAccess, checkShmOutput, shmInputBytes, shmRefOf, writeShmOutput } from '../shm-registry.js';
 
 /** Request parameters the protocol itself consumes; the rest are passed to the model as given. */
 const RESERVED_PARAMETERS = new Set([
@@ -71,7 +71,7 @@ export function decodeInferRequest(
   headerLength: number | undefined,
   contract: ModelIOContract,
   target: { modelName: string; modelVersion?: number },
-  shm?: SharedMemoryRegistry,
+  shm?: ShmAccess,
 ): DecodedInferRequest {
   if (headerLength !== undefined && headerLength > body.byteLength) {
     throw invalid(`Inference-Header-Content-Length is ${headerLength} but the body has only ${body.byteLength} bytes`);
@@ -162,7 +162,7 @@ export function decodeInferRequest(
       if (raw.data !== undefined || binarySize !== undefined) {
         throw invalid(`input '${name}': has shared_memory_region and also ${raw.data !== undefined ? "'data'" : "'binary_data_size'"}; send the data one way`);
       }
-      const bytes = shmBytes(shm, shmRef, 'input', name);
+      const bytes = shmInputBytes(shm, shmRef, name);
       tensor = { ...tensorFromBytes(input, bytes, `data in shared memory region '${shmRef.region}'`), parameters: tensor.parameters };
     } else if (binarySize !== undefined) {
       if (raw.data !== undefined) throw invalid(`input '${name}': has both 'data' and 'binary_data_size'; send one of them`);
@@ -200,7 +200,7 @@ export function decodeInferRequest(
       if (raw.parameters !== undefined) {
         const params = checkParameters(raw.parameters, `output '${name}'`);
         const ref = shmRefOf(params, `output '${name}'`);
-        if (ref !== undefined) shmBytes(shm, ref, 'output', name); // region registered, range inside it
+        if (ref !== undefined) checkShmOutput(shm, ref, name);
         for (const key in params) {
           const value = params[key]!;
           if (key === 'binary_data') {
@@ -328,7 +328,7 @@ export interface EncodeOptions {
   /** The model's max_batch_size: classification ranks each batch row on its own when > 0. */
   maxBatchSize: number;
   /** Where outputs requested in shared memory are written (decodeInferRequest checked their regions). */
-  shm?: SharedMemoryRegistry;
+  shm?: ShmAccess;
 }
 
 /**

@@ -508,6 +508,11 @@ export class HttpServer {
       case 'shmStatus':
         return sendJson(res, 200, JSON.stringify(this.#shm().status(r.region)));
       case 'shmRegister': {
+        if (!this.#shm().allowed) {
+          // As Triton's HandleSystemSharedMemory (src/http_server.cc): refused before the body is looked at.
+          await readDecodedBody(req, this.#maxBody, 0);
+          this.#shm().assertAllowed();
+        }
         const body = await readJsonObject(req, this.#maxBody);
         if (body === undefined) throw new StubhostError('STUBHOST_INVALID_ARG', `register '${r.region}': the body must be {"key": ..., "offset": ..., "byte_size": ...}`);
         this.#shm().register(r.region!, body.key, body.offset ?? 0, body.byte_size);
@@ -520,6 +525,8 @@ export class HttpServer {
       case 'cudaShmStatus':
         return sendJson(res, 200, '[]');
       case 'cudaShmChange':
+        await readDecodedBody(req, this.#maxBody, 0);
+        this.#opts.shm?.assertAllowed(); // Triton answers "disabled" first, for CUDA regions too
         throw new StubhostError('STUBHOST_UNSUPPORTED', CUDA_SHM_UNSUPPORTED);
       case 'trace':
         // Triton's answer when it is built without tracing (src/http_server.cc HandleTrace).
@@ -539,7 +546,10 @@ export class HttpServer {
     const body = await readDecodedBody(req, this.#maxBody, headerLength ?? 0);
     const modelVersion = version === undefined ? undefined : parseVersion(version);
     const contract = this.#service.modelContract(model, version);
-    const shm = this.#opts.shm;
+    if (res.destroyed) return; // the client left while the body was read
+    const shm = this.#opts.shm?.session();
+    // Copies out of client shared memory count until the answer is sent or the client is gone.
+    if (shm) res.once('close', () => shm.release());
     const { request, binaryOutputDefault } = decodeInferRequest(body, headerLength, contract, { modelName: model, modelVersion }, shm);
 
     const ac = new AbortController();
