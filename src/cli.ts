@@ -97,15 +97,6 @@ function port(name: string, v: string | undefined, dflt: number): number {
 
 class CliError extends Error {}
 
-/** A bool flag as Triton's ParseOption<bool>: true/on/1 or false/off/0, any case; else an error naming the flag. */
-function strictBool(name: string, v: string | undefined, dflt: boolean): boolean {
-  if (v === undefined) return dflt;
-  const l = v.toLowerCase();
-  if (l === 'true' || l === 'on' || l === '1') return true;
-  if (l === 'false' || l === 'off' || l === '0') return false;
-  throw new CliError(`--${name} ${JSON.stringify(v)}: expected true or false`);
-}
-
 /** An address flag: a host name or IP literal, not empty. */
 function address(name: string, v: string | undefined): string | undefined {
   if (v === undefined) return undefined;
