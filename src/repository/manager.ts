@@ -28,6 +28,10 @@ export interface RepositoryOptions {
   metrics?: Metrics;
   stubTimeoutMs: number;
   arenaMaxBytes?: number;
+  /** Server defaults of model parameters (see ModelVersionOptions). */
+  stubMemoryLimitBytes?: number;
+  unloadGraceMs?: number;
+  executeWarnMs?: number;
   rateLimiter?: RateLimiter;
   onBls?: BlsHandler;
 }
@@ -103,6 +107,7 @@ export class ModelRepository {
             name, version: v, modelDir: dir, repository: this.root, config: structuredClone(config), autoComplete,
             logger: this.opts.logger, metrics: this.opts.metrics, stubTimeoutMs: this.opts.stubTimeoutMs,
             arenaMaxBytes: this.opts.arenaMaxBytes, onBls: this.opts.onBls, rateLimiter: this.opts.rateLimiter,
+            stubMemoryLimitBytes: this.opts.stubMemoryLimitBytes, unloadGraceMs: this.opts.unloadGraceMs, executeWarnMs: this.opts.executeWarnMs,
           }));
         const results = await Promise.allSettled(loaded.map((mv) => mv.load()));
         const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -129,7 +134,8 @@ export class ModelRepository {
     });
   }
 
-  unloadModel(name: string): Promise<void> {
+  /** `graceMs` bounds how long running executes get (shutdown); each model's own grace applies too. */
+  unloadModel(name: string, opts: { graceMs?: number } = {}): Promise<void> {
     return this.serial(name, async (entry) => {
       if (entry.versions.size === 0 && entry.state !== 'READY') {
         if (!this.models.has(name) || entry.state === 'UNAVAILABLE') {
@@ -141,7 +147,7 @@ export class ModelRepository {
       entry.state = 'UNLOADING';
       const versions = [...entry.versions.values()];
       entry.versions = new Map();
-      await Promise.all(versions.map((mv) => mv.unload()));
+      await Promise.all(versions.map((mv) => mv.unload(opts)));
       entry.state = 'UNAVAILABLE';
       entry.reason = 'unloaded';
       this.removeTemp(entry);
@@ -234,8 +240,8 @@ export class ModelRepository {
   }
 
   /** Unloads everything (server shutdown). */
-  async close(): Promise<void> {
-    await Promise.all([...this.models.keys()].map((n) => this.unloadModel(n).catch(() => {})));
+  async close(opts: { graceMs?: number } = {}): Promise<void> {
+    await Promise.all([...this.models.keys()].map((n) => this.unloadModel(n, opts).catch(() => {})));
   }
 
   private entry(name: string): ModelEntry {

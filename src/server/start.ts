@@ -12,6 +12,7 @@ import { SharedMemoryRegistry } from './shm-registry.js';
 import { Metrics, MetricsServer } from '../metrics/index.js';
 import { RateLimiter } from '../scheduler/rate-limiter.js';
 import { sweepOrphans } from '../ipc/shm-sweep.js';
+import { defaultStubMemoryLimitBytes } from '../instance/process-memory.js';
 import { createLogger, type Logger } from '../log/logger.js';
 
 export interface ServerOptions {
@@ -28,6 +29,12 @@ export interface ServerOptions {
   metricsPort?: number;
   stubTimeoutMs?: number;
   arenaMaxBytes?: number;
+  /** Cap on one stub's resident memory (model parameter memory_limit_bytes overrides; 0 = none). Default: half the machine's memory. */
+  stubMemoryLimitBytes?: number;
+  /** How long unload, reload and close let running executes finish before killing their stubs (default 30 s). */
+  unloadGraceMs?: number;
+  /** Executes running longer are reported in the log, metrics and statistics (0 = off; default 60 s). */
+  executeWarnMs?: number;
   rateLimit?: 'off' | 'execution_count';
   rateLimitResources?: string[];
   /** Ready only when every model is ready, a failed load included (Triton's --strict-readiness). Default true. */
@@ -56,6 +63,9 @@ export interface RunningServer {
   closeEndpoints(): Promise<void>;
 }
 
+/** Default of ServerOptions.executeWarnMs (--execute-warn-secs 60). */
+export const DEFAULT_EXECUTE_WARN_MS = 60_000;
+
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const logger = opts.logger ?? createLogger();
   const root = path.resolve(opts.modelRepository);
@@ -63,7 +73,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   if (swept > 0) logger.info(`removed ${swept} shared-memory files left by stubhost processes that no longer run`);
   const metrics = new Metrics();
   const rateLimiter = new RateLimiter(opts.rateLimit ?? 'off', opts.rateLimitResources ?? []);
-  const core = new ServerCore({ root, logger, metrics, rateLimiter, stubTimeoutMs: opts.stubTimeoutMs ?? 1000, arenaMaxBytes: opts.arenaMaxBytes, strictReadiness: opts.strictReadiness });
+  const core = new ServerCore({
+    root, logger, metrics, rateLimiter, stubTimeoutMs: opts.stubTimeoutMs ?? 1000, arenaMaxBytes: opts.arenaMaxBytes, strictReadiness: opts.strictReadiness,
+    stubMemoryLimitBytes: opts.stubMemoryLimitBytes ?? defaultStubMemoryLimitBytes(),
+    unloadGraceMs: opts.unloadGraceMs,
+    executeWarnMs: opts.executeWarnMs ?? DEFAULT_EXECUTE_WARN_MS,
+  });
 
   const shm = new SharedMemoryRegistry();
   const endpoints: { close(): Promise<void> }[] = [];
