@@ -10,6 +10,9 @@ import type { Readable } from 'node:stream';
 /** A log line's size cap, in bytes. */
 export const MAX_LOG_LINE_BYTES = 16 * 1024;
 
+/** The longest line as logged: a cut line's head plus its marker. */
+export const MAX_CUT_LINE_BYTES = MAX_LOG_LINE_BYTES + 64;
+
 /** The cut line as logged: its head, then how much of it is not shown. */
 export function cutMarker(omittedBytes: number): string {
   return `… [line cut: ${omittedBytes} bytes]`;

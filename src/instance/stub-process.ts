@@ -15,7 +15,7 @@ import v8 from 'node:v8';
 import { Channel } from '../ipc/channel.js';
 import { Region, type RegionOptions } from '../ipc/region.js';
 import { sweepShm } from '../ipc/shm-sweep.js';
-import { boundLine, readBoundedLines } from './bounded-lines.js';
+import { MAX_CUT_LINE_BYTES, boundLine, readBoundedLines } from './bounded-lines.js';
 import { residentBytes } from './process-memory.js';
 import type { Handle } from '../ipc/arena.js';
 import { correlationFromWire, correlationToWire, type HostMessage, type InitArgs, type StubMessage, type WireRequest, type WireResponse, type BlsRequest, type StubDebug } from '../ipc/protocol.js';
@@ -370,8 +370,9 @@ export class StubProcess extends EventEmitter {
         this.fault ??= msg.cause;
         break;
       case 'log':
-        // Bounded here too: the stub cuts its messages, but model code shares its process.
-        this.opts.logger[msg.level === 'verbose' ? 'verbose' : msg.level](boundLine(String(msg.msg)), { model: this.modelName, instance: this.instanceName });
+        // Bounded here too: the stub cuts its messages (a line it cut passes as it is), but model
+        // code shares its process.
+        this.opts.logger[msg.level === 'verbose' ? 'verbose' : msg.level](boundLine(String(msg.msg), MAX_CUT_LINE_BYTES), { model: this.modelName, instance: this.instanceName });
         break;
       case 'release':
         for (const h of msg.hs) this.channel?.arena.free(h);
