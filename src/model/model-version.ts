@@ -319,8 +319,9 @@ export class ModelVersion {
         // Decoupled: the stream's end clears it, but a job failed before it ran (queue full,
         // cancelled or timed out in the queue) has no stream to end: clear it here.
         if (!sink || outcome.error) timeout.clear?.();
-        if (answered) return;
         record(outcome, timing);
+        // Decoupled: the stream may have ended already (its final response, or the deadline).
+        if (answered) return;
         if (!sink) answered = true;
         done(outcome);
       },
