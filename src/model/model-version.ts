@@ -262,35 +262,28 @@ export class ModelVersion {
     const shapeKey = maxBatch > 0
       ? request.inputs.map((t) => `${t.name}:${t.shape.slice(1).join('x')}`).sort().join('|')
       : '';
-    // The client has its answer (non-decoupled: the outcome; decoupled: the stream's end): a
-    // later one, after the request's deadline answered for it, is dropped.
+    // With a deadline (a request timeout): whether the client has its answer (non-decoupled: the
+    // outcome; decoupled: the stream's end) — a later one, after the deadline answered, is dropped —
+    // and whether the statistics have this request. Plain flags, no closures per request: this
+    // runs for every request.
     let answered = false;
     let recorded = false;
-    const record = (outcome: ExecOutcome, timing?: { queueMs: number; computeMs: number }): void => {
-      if (recorded) return;
-      recorded = true;
-      // Whole nanoseconds: Triton's statistics carry uint64 ns, and clients parse them as integers.
-      const requestNs = Math.round((performance.now() - arrived) * 1e6);
-      if (outcome.error || !timing) this.stats.recordFailure({ requestNs, reason: failureReasonOf(outcome.error) });
-      else {
-        this.stats.recordSuccess({
-          queueNs: Math.round(timing.queueMs * 1e6), computeInputNs: 0, computeInferNs: Math.round(timing.computeMs * 1e6), computeOutputNs: 0, requestNs,
-        });
-      }
-    };
     const timeout = this.cancelOnTimeout(request, (error) => {
       // The deadline: the model had the grace to answer its cancellation and did not (it is
       // hung, or still queued behind one that is). The client's wait ends here.
       if (answered) return;
       markAnswered(timeout.request.signal!);
-      record({ error });
+      if (!recorded) {
+        recorded = true;
+        this.recordOutcome(arrived, { error });
+      }
       if (sink) sink.end(error);
       else {
         answered = true;
         done({ error });
       }
     });
-    if (sink) {
+    if (sink && timeout.clear) {
       const inner = sink;
       sink = {
         response: (o, final) => {
@@ -319,13 +312,28 @@ export class ModelVersion {
         // Decoupled: the stream's end clears it, but a job failed before it ran (queue full,
         // cancelled or timed out in the queue) has no stream to end: clear it here.
         if (!sink || outcome.error) timeout.clear?.();
-        record(outcome, timing);
+        if (!recorded) {
+          recorded = true;
+          self.recordOutcome(arrived, outcome, timing);
+        }
         // Decoupled: the stream may have ended already (its final response, or the deadline).
         if (answered) return;
         if (!sink) answered = true;
         done(outcome);
       },
     });
+  }
+
+  /** The statistics of one request that ended: `timing` when it ran, none when the deadline answered for it. */
+  private recordOutcome(arrived: number, outcome: ExecOutcome, timing?: { queueMs: number; computeMs: number }): void {
+    // Whole nanoseconds: Triton's statistics carry uint64 ns, and clients parse them as integers.
+    const requestNs = Math.round((performance.now() - arrived) * 1e6);
+    if (outcome.error || !timing) this.stats.recordFailure({ requestNs, reason: failureReasonOf(outcome.error) });
+    else {
+      this.stats.recordSuccess({
+        queueNs: Math.round(timing.queueMs * 1e6), computeInputNs: 0, computeInferNs: Math.round(timing.computeMs * 1e6), computeOutputNs: 0, requestNs,
+      });
+    }
   }
 
   /**
