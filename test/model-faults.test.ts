@@ -210,7 +210,7 @@ describe('an execute that never returns', () => {
 describe('shutdown', () => {
   it('SIGTERM with an execute that never returns: the server exits within --exit-timeout-secs, its stubs and /dev/shm files gone', async () => {
     const repo = makeRepository(Object.fromEntries(['canary', 'spin'].flatMap((m) => Object.entries(fixture(m)).map(([rel, text]) => [`${m}/${rel}`, text]))));
-    const s = await startCli(repo.root, ['--exit-timeout-secs', '2', '--execute-warn-secs', '0.2']);
+    const s = await startCli(repo.root, ['--exit-timeout-secs', '2', '--execute-warn-secs', '0.2'], { timeoutMs: 60_000 });
     try {
       const base = `${s.http}/v2/models`;
       const post = (model: string, v: number) => fetch(`${base}/${model}/infer`, { method: 'POST', body: JSON.stringify(x(v)) }).then(async (r) => ({ status: r.status, json: await r.json() as any }));
@@ -232,5 +232,5 @@ describe('shutdown', () => {
       await s.stop('SIGKILL');
       repo.cleanup();
     }
-  }, 60_000);
+  }, 90_000);
 });
