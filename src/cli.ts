@@ -70,6 +70,16 @@ Options:
                                  Most bytes copied out of client shared-memory regions for
                                  requests in flight at once; beyond, requests get 503
                                  (default 1 GiB).
+  --stub-memory-limit-bytes <n>  Cap on one stub's resident memory (shared memory not counted);
+                                 over it the stub is killed, its requests fail naming the cap,
+                                 and it restarts. 0 = no cap (default: half the machine's memory;
+                                 a model can override it with the parameter memory_limit_bytes).
+  --execute-warn-secs <n>        An execute running longer is reported in the log, the metric
+                                 stubhost_stalled_executes and /v2/models/{m}/stats, not stopped
+                                 (default 60; 0 = off).
+  --unload-grace-secs <n>        How long unload and reload let running executes finish before
+                                 their stubs are killed (default: --exit-timeout-secs; a model
+                                 can override it with the parameter unload_grace_seconds).
   --strict-readiness <bool>      Ready only when every model is ready (default true).
   --log-verbose <n>              Verbose logging when > 0 (default 0).
   --log-format <fmt>             json | text (default: text on a terminal, else json).
@@ -136,6 +146,12 @@ function grpcTlsFlags(o: Record<string, string | string[] | boolean | undefined>
   return { serverCert: cert, serverKey: key, rootCert: root, mutual };
 }
 
+function wholeBytes(name: string, v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isSafeInteger(n) || n < 0) throw new CliError(`--${name} ${JSON.stringify(v)}: expected a whole number of bytes (0 = no cap)`);
+  return n;
+}
+
 export async function main(argv: string[]): Promise<number> {
   let args;
   try {
@@ -175,6 +191,9 @@ export async function main(argv: string[]): Promise<number> {
         'log-verbose': { type: 'string' },
         'log-format': { type: 'string' },
         'exit-timeout-secs': { type: 'string' },
+        'stub-memory-limit-bytes': { type: 'string' },
+        'execute-warn-secs': { type: 'string' },
+        'unload-grace-secs': { type: 'string' },
       },
     });
   } catch (err) {
@@ -254,6 +273,9 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
     rateLimitResources: (o['rate-limit-resource'] as string[] | undefined) ?? [],
     pollIntervalMs: num('repository-poll-secs', 15) * 1000,
     strictReadiness: bool(o['strict-readiness'] as string | undefined, true),
+    stubMemoryLimitBytes: o['stub-memory-limit-bytes'] === undefined ? undefined : wholeBytes('stub-memory-limit-bytes', o['stub-memory-limit-bytes'] as string),
+    executeWarnMs: num('execute-warn-secs', 60) * 1000,
+    unloadGraceMs: num('unload-grace-secs', num('exit-timeout-secs', 30)) * 1000,
     logger,
   });
   const exitTimeoutMs = num('exit-timeout-secs', 30) * 1000;
@@ -265,13 +287,16 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
+  // The process is gone within --exit-timeout-secs: the last part of it (up to 1 s) is kept for
+  // answering what is still in flight and closing the endpoints.
+  const marginMs = Math.min(1000, exitTimeoutMs / 4);
   const forced = setTimeout(() => {
     logger.error(`requests in flight did not finish within --exit-timeout-secs ${exitTimeoutMs / 1000}: failing them and exiting`);
     // Requests still in flight get a 503 "shutting down" answer rather than a connection reset.
     const exit = (): never => process.exit(1);
-    setTimeout(exit, 1000).unref();
+    setTimeout(exit, marginMs * 0.9).unref();
     void server.closeEndpoints().then(exit, exit);
-  }, exitTimeoutMs);
+  }, exitTimeoutMs - marginMs);
   forced.unref();
   await server.close();
   clearTimeout(forced);

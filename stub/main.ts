@@ -6,6 +6,7 @@
  * It attaches to the region, starts the health thread, says hello, and serves the host's
  * messages until `fin` or until the host disappears.
  */
+import fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { native } from '../src/ipc/native.js';
 import { Region } from '../src/ipc/region.js';
@@ -23,6 +24,14 @@ const hostPid = Number(process.env.STUBHOST_HOST_PID ?? process.ppid);
 // Die with the host even when it is SIGKILLed; then make sure it did not die before the prctl.
 native.setParentDeathSignal(9);
 if (process.ppid !== hostPid) process.exit(70);
+
+// Under memory pressure the kernel's OOM killer should pick a stub (which restarts), not the
+// host that serves every model. Raising one's own score needs no privilege.
+try {
+  fs.writeFileSync('/proc/self/oom_score_adj', '500');
+} catch {
+  // not Linux, or /proc is read-only: nothing to adjust
+}
 
 const region = Region.attach(regionName, { spinMicros: Number(process.env.STUBHOST_SPIN_US ?? 50) });
 // The arena cap (--shm-max-bytes, or the model parameter shm_max_bytes) applies to both sides.

@@ -19,6 +19,8 @@ import { ModelError, asModelError } from './api/errors.js';
 import { INTERNAL, setRuntime, type LogLevel, type StubRuntime } from './api/runtime.js';
 import type { Model, ModelClass, ModelConfig } from './api/model.js';
 import { AsyncQueue } from '../src/core/async-queue.js';
+import { boundLine } from '../src/instance/bounded-lines.js';
+import { ErrorLocator } from './error-location.js';
 import { maxInflightPerInstance, type ParameterMap } from '../src/core/model-parameters.js';
 
 interface LiveRequest {
@@ -72,6 +74,7 @@ export class StubServer implements StubRuntime {
   private executing = 0;
   private maxConcurrent = 1;
   private readonly cancelledBeforeStart = new Set<number>();
+  private errorLocator?: ErrorLocator;
 
   constructor(private readonly channel: Channel<StubMessage, HostMessage>) {}
 
@@ -92,6 +95,8 @@ export class StubServer implements StubRuntime {
   // ---- StubRuntime (what the model API calls) -----------------------------------------------
 
   log(level: LogLevel, message: string): void {
+    // One log line is cut at the host's line cap here, before it costs arena space.
+    message = boundLine(message);
     try {
       this.channel.send({ k: 'log', level, msg: message });
     } catch {
@@ -244,7 +249,8 @@ export class StubServer implements StubRuntime {
       });
       this.channel.send({ k: 'init-ok', config: completed });
     } catch (err) {
-      this.channel.send({ k: 'init-err', err: { code: 'STUBHOST_LOAD_FAILED', message: describe(err) } });
+      this.log('error', `${this.label()}: initialize failed: ${describe(err)}`);
+      this.channel.send({ k: 'init-err', err: { code: 'STUBHOST_LOAD_FAILED', message: this.clientDescription(err) } });
     }
   }
 
@@ -275,7 +281,7 @@ export class StubServer implements StubRuntime {
         this.live.delete(w.rid);
         this.cancelledBeforeStart.delete(w.rid);
       }
-      this.channel.send({ k: 'exec-done', b: msg.b, err: { code: 'STUBHOST_PROTOCOL', message: describe(err) } });
+      this.channel.send({ k: 'exec-done', b: msg.b, err: { code: 'STUBHOST_PROTOCOL', message: this.clientDescription(err) } });
       return;
     }
     let result: unknown;
@@ -285,7 +291,7 @@ export class StubServer implements StubRuntime {
       this.returnLent(context);
       // Decoupled too: the host ends these requests' streams with this error.
       for (const w of msg.reqs) this.live.delete(w.rid);
-      this.channel.send({ k: 'exec-done', b: msg.b, err: errorBody(err, `${this.label()}: execute threw`) });
+      this.channel.send({ k: 'exec-done', b: msg.b, err: this.errorBody(err, `${this.label()}: execute threw`) });
       return;
     }
     if (this.decoupled) {
@@ -320,7 +326,7 @@ export class StubServer implements StubRuntime {
     try {
       await this.model?.finalize?.();
     } catch (e) {
-      err = errorBody(e, `${this.label()}: finalize threw`);
+      err = this.errorBody(e, `${this.label()}: finalize threw`);
     }
     this.channel.send({ k: 'fin-ok', err });
     // Let the queue deliver fin-ok before we go.
@@ -407,7 +413,7 @@ export class StubServer implements StubRuntime {
       return { outs: [], err: { code: 'STUBHOST_MODEL_ERROR', message: `${this.label()}: execute returned ${String(resp)} where an InferenceResponse belongs` } };
     }
     const r = resp as { outputs?: unknown; error?: unknown; parameters?: Record<string, string | number | boolean> };
-    if (r.error) return { outs: [], err: errorBody(r.error, '') };
+    if (r.error) return { outs: [], err: this.errorBody(r.error, '') };
     const outputs = Array.isArray(r.outputs) ? r.outputs : [];
     const blocks: Handle[] = [];
     try {
@@ -421,8 +427,42 @@ export class StubServer implements StubRuntime {
       return r.parameters && Object.keys(r.parameters).length > 0 ? { outs, params: r.parameters } : { outs };
     } catch (err) {
       for (const h of blocks) this.channel.arena.free(h);
-      return { outs: [], err: errorBody(err, `${this.label()}: bad output`) };
+      return { outs: [], err: this.errorBody(err, `${this.label()}: bad output`) };
     }
+  }
+
+  private locator(): ErrorLocator {
+    // Before initialize the stub's working directory is already the model folder.
+    this.errorLocator ??= new ErrorLocator(this.args?.modelDir ?? process.cwd());
+    return this.errorLocator;
+  }
+
+  /**
+   * An error as a client sees it: `Name: message` and the frames in the model folder, paths
+   * relative to it (see error-location.ts). The full stack is logged by the caller.
+   */
+  private clientDescription(err: unknown): string {
+    const locator = this.locator();
+    if (!(err instanceof Error)) return locator.message(String(err));
+    const head = `${err.name}: ${locator.message(err.message)}`;
+    const frames = err.stack ? locator.frames(err.stack) : '';
+    return frames ? `${head}\n${frames}` : head;
+  }
+
+  /**
+   * A model error on the wire: its code, and `context: message`. An unexpected error (code
+   * INTERNAL) also carries its model frames; its full stack goes to the server log.
+   */
+  private errorBody(err: unknown, context: string): ErrorBody {
+    const e = asModelError(err);
+    const code = MODEL_ERROR_CODES[e.code] ?? 'STUBHOST_MODEL_ERROR';
+    const text = this.locator().message(e.message);
+    if (!context) return { code, message: text };
+    if (e.code !== 'INTERNAL' || !(err instanceof Error) || !err.stack) return { code, message: `${context}: ${text}` };
+    this.log('error', `${context}: ${err.stack}`);
+    const name = err.name === 'Error' || err.name === 'ModelError' ? '' : `${err.name}: `;
+    const frames = this.locator().frames(err.stack);
+    return { code, message: `${context}: ${name}${text}${frames ? `\n${frames}` : ''}` };
   }
 
   private label(): string {
@@ -442,7 +482,8 @@ export class StubServer implements StubRuntime {
     const message = `${this.label()}: ${what}: ${describe(err)}`;
     try {
       // The cause goes first so the requests failed by the exit say why (not just "exit code 1").
-      const first = (err instanceof Error ? `${err.name}: ${err.message}` : String(err)).split('\n')[0]!;
+      // It reaches clients (their requests fail with it): without absolute paths.
+      const first = this.locator().message(err instanceof Error ? `${err.name}: ${err.message}` : String(err)).split('\n')[0]!;
       this.channel.send({ k: 'fatal', cause: `${what}: ${first}` });
       this.channel.send({ k: 'log', level: 'error', msg: message });
     } catch {
@@ -486,13 +527,6 @@ function handlesOf(descs: TensorDesc[]): Handle[] {
   const hs: Handle[] = [];
   for (const d of descs) if (d.h) hs.push(d.h);
   return hs;
-}
-
-function errorBody(err: unknown, context: string): ErrorBody {
-  const e = asModelError(err);
-  const stack = err instanceof Error && err.stack ? `\n${err.stack}` : '';
-  const message = context ? `${context}: ${e.message}${e.code === 'INTERNAL' ? stack : ''}` : e.message;
-  return { code: MODEL_ERROR_CODES[e.code] ?? 'STUBHOST_MODEL_ERROR', message };
 }
 
 /** Host codes a BLS caller sees as ModelError codes (the message keeps the detail). */

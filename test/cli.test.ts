@@ -44,6 +44,9 @@ describe('flags', () => {
     [['serve', '--model-repository', 'models', '--repository-poll-secs=-1'], /--repository-poll-secs "-1"/],
     [['serve', '--model-repository', 'models', '--stub-timeout-seconds', 'soon'], /--stub-timeout-seconds "soon"/],
     [['serve', '--model-repository', 'models', '--log-verbose', 'x'], /--log-verbose "x"/],
+    [['serve', '--model-repository', 'models', '--stub-memory-limit-bytes', '1.5e9x'], /--stub-memory-limit-bytes "1.5e9x": expected a whole number of bytes/],
+    [['serve', '--model-repository', 'models', '--execute-warn-secs', 'soon'], /--execute-warn-secs "soon"/],
+    [['serve', '--model-repository', 'models', '--unload-grace-secs=-2'], /--unload-grace-secs "-2"/],
     [['launch'], /unknown command "launch"/],
     ];
     const results = await Promise.all(cases.map(([args]) => run(args)));

@@ -97,7 +97,7 @@ async function direct(file: string, input: string, data: Float32Array, shape: nu
 describe('loading and config', () => {
   it('a corrupt model.onnx fails its own load with a clear error; the others serve', async () => {
     expect([...server.failed.keys()]).toEqual(['broken']);
-    expect(server.failed.get('broken')).toMatch(/model 'broken'.*broken\/1\/model\.onnx is not a valid ONNX model/);
+    expect(server.failed.get('broken')).toMatch(/model 'broken'.*: 1\/model\.onnx is not a valid ONNX model/);
     expect((await http(`${server.url}/v2/models/broken/ready`)).status).not.toBe(200);
     for (const m of ['mlp', 'mlp_cfg', ...Object.keys(OCR)]) expect((await http(`${server.url}/v2/models/${m}/ready`)).status).toBe(200);
   });

@@ -47,6 +47,8 @@ export interface ModelStatistics {
   inference_stats: Record<'success' | 'fail' | 'queue' | 'compute_input' | 'compute_infer' | 'compute_output' | 'cache_hit' | 'cache_miss', { count: number; ns: number }>;
   batch_stats: { batch_size: number; compute_input: { count: number; ns: number }; compute_infer: { count: number; ns: number }; compute_output: { count: number; ns: number } }[];
   memory_usage: unknown[];
+  /** stubhost: executes running longer than --execute-warn-secs, per instance (not in Triton's proto: HTTP only). */
+  stalled_executes?: { instance: string; pid: number; running_ms: number; requests: number }[];
 }
 
 export interface InferenceService {

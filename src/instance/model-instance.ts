@@ -3,7 +3,7 @@
  * crash or hang (initialize runs again), and the ExecutionTarget face the scheduler sees.
  */
 import { EventEmitter } from 'node:events';
-import { StubProcess, type ExecOutcome, type StubProcessOptions, type StreamSink } from './stub-process.js';
+import { StubProcess, type ExecOutcome, type StalledExecute, type StubProcessOptions, type StreamSink } from './stub-process.js';
 import type { ExecutionTarget } from '../scheduler/scheduler.js';
 import type { Job } from '../scheduler/job.js';
 import { StubhostError } from '../errors.js';
@@ -82,6 +82,23 @@ export class ModelInstance extends EventEmitter implements ExecutionTarget {
 
   isHealthy(): boolean {
     return this.state === 'ready' && (this.stub?.isHealthy() ?? false);
+  }
+
+  /** Requests in flight on the stub (running, sent ahead, or decoupled streams still open). */
+  get inflight(): number {
+    return this.stub?.inflight ?? 0;
+  }
+
+  /** Executes running past the execute warning limit. */
+  stalledExecutes(): StalledExecute[] {
+    return this.stub?.stalledExecutes() ?? [];
+  }
+
+  /** Kills the stub without finalize (an unload whose grace ran out); `cause` fails its requests. */
+  async terminate(cause: string): Promise<void> {
+    this.state = 'stopped';
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    await this.stub?.terminate(cause);
   }
 
   /** Finalizes and stops the stub; no restart follows. Safe to call twice. */

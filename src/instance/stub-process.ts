@@ -10,12 +10,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
-import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import v8 from 'node:v8';
 import { Channel } from '../ipc/channel.js';
 import { Region, type RegionOptions } from '../ipc/region.js';
 import { sweepRegion } from '../ipc/shm-sweep.js';
 import { newRegionName } from '../ipc/shm-names.js';
+import { MAX_CUT_LINE_BYTES, boundLine, readBoundedLines } from './bounded-lines.js';
+import { residentBytes } from './process-memory.js';
 import type { Handle } from '../ipc/arena.js';
 import { correlationFromWire, correlationToWire, type HostMessage, type InitArgs, type StubMessage, type WireRequest, type WireResponse, type BlsRequest, type StubDebug } from '../ipc/protocol.js';
 import { readTensor, writeTensor, copyTensor } from '../ipc/tensor-codec.js';
@@ -30,6 +32,8 @@ const TSCONFIG_FOR_MODELS = path.join(ROOT, 'stub', 'tsconfig.models.json');
 const TSX_LOADER = import.meta.resolve('tsx');
 // Extra node flags for every stub (debugging aid, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
 const STUB_EXTRA_NODE_ARGS = (process.env.STUBHOST_STUB_NODE_ARGS ?? '').split(' ').filter(Boolean);
+/** V8's default heap limit for a node like this one: a memory cap below it lowers the stub's. */
+const DEFAULT_HEAP_LIMIT = v8.getHeapStatistics().heap_size_limit;
 
 /** One request's outcome: outputs (copied out of shared memory) or an error. */
 export interface ExecOutcome {
@@ -61,6 +65,14 @@ export interface StubProcessOptions {
   healthIntervalMs?: number;
   /** A batch running longer than this counts as a hang (0: off). */
   executeTimeoutMs?: number;
+  /** A batch running longer than this is reported (log, metric, statistics) but not stopped (0: off). */
+  executeWarnMs?: number;
+  /** Batches the stub runs at once (max_inflight_per_instance): later ones wait in the stub and are not "running". */
+  concurrentExecutes?: number;
+  /** Called when the number of executes running past `executeWarnMs` changes. */
+  onStalled?: (count: number) => void;
+  /** Cap on the stub's resident memory outside shared memory (0: off): over it the stub is killed. */
+  memoryLimitBytes?: number;
   /** How long start() waits for hello + initialize. */
   startTimeoutMs?: number;
   logger: Logger;
@@ -78,6 +90,16 @@ interface PendingBatch {
   rids: number[];
   startedAt: number;
   streams?: StreamSink[];
+  /** Reported as running past the execute warning limit. */
+  stalled?: boolean;
+}
+
+/** An execute running past the warning limit, as `/v2/models/{m}/stats` lists it. */
+export interface StalledExecute {
+  instance: string;
+  pid: number;
+  running_ms: number;
+  requests: number;
 }
 
 export class StubProcess extends EventEmitter {
@@ -101,6 +123,9 @@ export class StubProcess extends EventEmitter {
   private debugWaiters: ((d: StubDebug | undefined) => void)[] = [];
   /** Set once a fault is seen, so the exit reports the real cause. */
   private fault?: string;
+  /** The host stopped the stub on purpose (unload): its exit is not a crash to restart from. */
+  private stopping = false;
+  private stalledCount = 0;
   pid = 0;
 
   constructor(opts: StubProcessOptions) {
@@ -134,7 +159,7 @@ export class StubProcess extends EventEmitter {
     this.region = Region.create(name, this.opts.region);
     this.channel = new Channel<HostMessage, StubMessage>(this.region, 'host', { arena: { maxBytes: this.opts.arenaMaxBytes } });
     const healthIntervalMs = this.opts.healthIntervalMs ?? 300;
-    const child = spawn(process.execPath, [...STUB_EXTRA_NODE_ARGS, '--import', TSX_LOADER, '--enable-source-maps', STUB_MAIN], {
+    const child = spawn(process.execPath, [...STUB_EXTRA_NODE_ARGS, ...this.heapLimitArgs(), '--import', TSX_LOADER, '--enable-source-maps', STUB_MAIN], {
       cwd: this.opts.init.modelDir,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
@@ -170,6 +195,26 @@ export class StubProcess extends EventEmitter {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * A memory cap below V8's own heap limit lowers that limit too, so a heap that outgrows the cap
+   * between two RSS polls ends in V8's out-of-memory report rather than in the machine's swap.
+   */
+  private heapLimitArgs(): string[] {
+    const cap = this.opts.memoryLimitBytes ?? 0;
+    if (!(cap > 0) || cap >= DEFAULT_HEAP_LIMIT) return [];
+    return [`--max-old-space-size=${Math.max(16, Math.floor(cap / (1024 * 1024)))}`];
+  }
+
+  /** Executes running longer than the warning limit now. */
+  stalledExecutes(): StalledExecute[] {
+    const now = performance.now();
+    const out: StalledExecute[] = [];
+    for (const b of this.batches.values()) {
+      if (b.stalled) out.push({ instance: this.instanceName, pid: this.pid, running_ms: Math.round(now - b.startedAt), requests: b.rids.length });
+    }
+    return out;
   }
 
   /** Sends one batch; resolves with one outcome per request (never rejects). */
@@ -247,17 +292,31 @@ export class StubProcess extends EventEmitter {
   async close(timeoutMs = 5000): Promise<void> {
     if (this.exited) return;
     if (!this.channel || this.initWaiter) {
+      this.stopping = true;
       this.kill('SIGKILL');
       await this.waitExit(timeoutMs);
       return;
     }
     const finished = new Promise<void>((resolve) => (this.finWaiter = resolve));
+    this.stopping = true;
     this.fault ??= 'unloaded';
     this.channel.send({ k: 'fin' });
     const timer = setTimeout(() => this.kill('SIGKILL'), timeoutMs);
     await Promise.race([finished, this.waitExit(timeoutMs + 1000)]);
     clearTimeout(timer);
     await this.waitExit(timeoutMs);
+  }
+
+  /**
+   * Stops the stub now, without finalize, because the host gave up waiting for it (`cause` is
+   * what its requests in flight fail with); no restart follows. Resolves once it exited.
+   */
+  async terminate(cause: string): Promise<void> {
+    if (this.exited) return;
+    this.stopping = true;
+    this.fault = cause;
+    this.kill('SIGKILL');
+    await this.waitExit(5000);
   }
 
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
@@ -312,7 +371,9 @@ export class StubProcess extends EventEmitter {
         this.fault ??= msg.cause;
         break;
       case 'log':
-        this.opts.logger[msg.level === 'verbose' ? 'verbose' : msg.level](msg.msg, { model: this.modelName, instance: this.instanceName });
+        // Bounded here too: the stub cuts its messages (a line it cut passes as it is), but model
+        // code shares its process.
+        this.opts.logger[msg.level === 'verbose' ? 'verbose' : msg.level](boundLine(String(msg.msg), MAX_CUT_LINE_BYTES), { model: this.modelName, instance: this.instanceName });
         break;
       case 'release':
         for (const h of msg.hs) this.channel?.arena.free(h);
@@ -342,6 +403,10 @@ export class StubProcess extends EventEmitter {
     const batch = this.batches.get(b);
     if (!batch) return;
     this.batches.delete(b);
+    if (batch.stalled) {
+      this.opts.logger.info(`a stalled execute finished after ${Math.round((performance.now() - batch.startedAt) / 1000)} s`, { model: this.modelName, instance: this.instanceName, pid: this.pid });
+      this.setStalled(this.stalledCount - 1);
+    }
     // A batch sent ahead waited in the stub until now: its execute (and execute timeout) starts now.
     for (const next of this.batches.values()) {
       next.startedAt = Math.max(next.startedAt, performance.now());
@@ -463,6 +528,7 @@ export class StubProcess extends EventEmitter {
     if (this.healthTimer || this.exited) return;
     const timeoutMs = this.opts.healthTimeoutMs ?? 1000;
     const executeTimeoutMs = this.opts.executeTimeoutMs ?? 0;
+    const memoryLimit = this.opts.memoryLimitBytes ?? 0;
     this.lastHealthy = performance.now();
     const tick = Math.max(50, Math.min(250, timeoutMs / 4));
     this.healthTimer = setInterval(() => {
@@ -472,6 +538,14 @@ export class StubProcess extends EventEmitter {
         this.fail(`stub is unhealthy: no health signal for ${Math.round(now - this.lastHealthy)} ms (stub timeout ${timeoutMs} ms)`, 'STUBHOST_STUB_UNHEALTHY');
         return;
       }
+      if (memoryLimit > 0 && this.pid) {
+        // Polled from here, not reported by the stub: a busy or wedged stub cannot under-report.
+        const rss = residentBytes(this.pid);
+        if (rss !== undefined && rss > memoryLimit) {
+          this.fail(`exceeded its memory limit of ${memoryLimit} bytes (RSS ${rss} bytes, not counting shared memory)`);
+          return;
+        }
+      }
       if (executeTimeoutMs > 0) {
         for (const batch of this.batches.values()) {
           if (now - batch.startedAt > executeTimeoutMs) {
@@ -480,20 +554,52 @@ export class StubProcess extends EventEmitter {
           }
         }
       }
+      this.noteStalled(now);
     }, tick);
     this.healthTimer.unref();
+  }
+
+  /** Reports, once per execute, the running executes past the warning limit. */
+  private noteStalled(now: number): void {
+    const warnMs = this.opts.executeWarnMs ?? 0;
+    if (!(warnMs > 0)) return;
+    let running = this.opts.concurrentExecutes ?? 1;
+    let count = this.stalledCount;
+    // In send order: the first `concurrentExecutes` batches run, the others wait in the stub.
+    for (const batch of this.batches.values()) {
+      if (running-- <= 0) break;
+      if (batch.stalled || now - batch.startedAt <= warnMs) continue;
+      batch.stalled = true;
+      count++;
+      this.opts.logger.warn(
+        `execute of ${batch.rids.length} request(s) has been running for ${Math.round((now - batch.startedAt) / 1000)} s, longer than the execute warning limit of ${warnMs / 1000} s (--execute-warn-secs); it is not stopped (the model parameter execute_timeout_seconds restarts a stub whose execute hangs)`,
+        { model: this.modelName, instance: this.instanceName, pid: this.pid },
+      );
+    }
+    this.setStalled(count);
+  }
+
+  private setStalled(count: number): void {
+    if (count === this.stalledCount) return;
+    this.stalledCount = count;
+    this.opts.onStalled?.(count);
   }
 
   private forwardOutput(child: ChildProcess): void {
     const tag = { model: this.modelName, instance: this.instanceName };
     for (const [stream, level] of [[child.stdout, 'info'], [child.stderr, 'warn']] as const) {
       if (!stream) continue;
-      readline.createInterface({ input: stream }).on('line', (line) => {
+      readBoundedLines(stream, (line) => {
         if (!line.trim()) return;
         this.opts.logger[level](line, tag);
         // V8's last words before it aborts (heap out of memory): the cause, rather than "SIGABRT".
         const fatal = stream === child.stderr && /^FATAL ERROR: (.*)$/.exec(line);
-        if (fatal) this.fault ??= /out of memory/i.test(fatal[1]!) ? `out of memory (${fatal[1]})` : `fatal error: ${fatal[1]}`;
+        if (fatal) {
+          const oom = /out of memory/i.test(fatal[1]!);
+          const cap = this.opts.memoryLimitBytes ?? 0;
+          // With a cap, the heap limit is the cap's (see heapLimitArgs): name the cap.
+          this.fault ??= oom && this.heapLimitArgs().length > 0 ? `exceeded its memory limit of ${cap} bytes (V8: ${fatal[1]})` : oom ? `out of memory (${fatal[1]})` : `fatal error: ${fatal[1]}`;
+        }
       });
     }
   }
@@ -536,6 +642,7 @@ export class StubProcess extends EventEmitter {
     if (this.exited) return;
     this.exited = true;
     if (this.healthTimer) clearInterval(this.healthTimer);
+    this.setStalled(0);
     const how = signal ? `killed by ${signal}` : `exited with code ${code}`;
     const cause = this.fault ? `${this.fault} (${how})` : `stub ${how}`;
     const error = new StubhostError(this.faultCode, `${this.label}: ${cause}`);
@@ -555,7 +662,7 @@ export class StubProcess extends EventEmitter {
     if (this.region) sweepRegion(this.region.name);
     this.finWaiter?.();
     for (const w of this.debugWaiters.splice(0)) w(undefined);
-    this.emit('exit', { code, signal, cause, expected: this.fault === 'unloaded', error });
+    this.emit('exit', { code, signal, cause, expected: this.stopping, error });
   }
 }
 

@@ -56,6 +56,7 @@ export class Metrics {
   private readonly requestSummary?: Summary<'model' | 'version'>;
   private readonly stubHealthy: Gauge<'model' | 'instance'>;
   private readonly stubRestarts: Counter<'model' | 'instance'>;
+  private readonly stalledExecutes: Gauge<'model' | 'instance'>;
 
   /** Series by "model\0version", so two recorders of one version share them. */
   private readonly models = new Map<string, ModelSeries>();
@@ -153,6 +154,12 @@ export class Metrics {
       labelNames: STUB_LABELS,
       registers,
     });
+    this.stalledExecutes = new Gauge({
+      name: 'stubhost_stalled_executes',
+      help: 'Number of executes of a model instance running longer than --execute-warn-secs',
+      labelNames: STUB_LABELS,
+      registers,
+    });
   }
 
   /**
@@ -205,6 +212,11 @@ export class Metrics {
     this.stubRestarts.inc({ model, instance });
   }
 
+  setStalledExecutes(model: string, instance: string, count: number): void {
+    this.trackStub(model, instance);
+    this.stalledExecutes.set({ model, instance }, count);
+  }
+
   /** Drops the stub series of one instance, or of every instance of the model. */
   removeStubs(model: string, instance?: string): void {
     const instances = this.stubs.get(model);
@@ -212,6 +224,7 @@ export class Metrics {
     for (const i of instance === undefined ? [...instances] : [instance]) {
       this.stubHealthy.remove({ model, instance: i });
       this.stubRestarts.remove({ model, instance: i });
+      this.stalledExecutes.remove({ model, instance: i });
       instances.delete(i);
     }
     if (instances.size === 0) this.stubs.delete(model);

@@ -5,8 +5,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ModelInstance } from '../instance/model-instance.js';
-import type { ExecOutcome, BlsHandler, StreamSink } from '../instance/stub-process.js';
-import { Scheduler, type ExecutionTarget } from '../scheduler/scheduler.js';
+import type { ExecOutcome, BlsHandler, StalledExecute, StreamSink } from '../instance/stub-process.js';
+import { Scheduler, markAnswered, type ExecutionTarget } from '../scheduler/scheduler.js';
 import { SequenceBatcher } from '../scheduler/sequence-batcher.js';
 import type { Job } from '../scheduler/job.js';
 import type { QueuePolicy } from '../scheduler/priority-queue.js';
@@ -16,8 +16,8 @@ import type { InferRequest, InferResult, TensorValue } from '../core/types.js';
 import type { ModelIOContract } from '../core/service.js';
 import { configToJson, inputSpecs, isDecoupled, modelParameter, outputSpecs, validateModelConfig, type ModelConfig } from '../config/load.js';
 import { StubhostError } from '../errors.js';
-import { maxInflightPerInstance } from '../core/model-parameters.js';
 import { confinedPath, modelFileOf } from '../repository/model-paths.js';
+import { maxInflightPerInstance, memoryLimitBytes, unloadGraceMs } from '../core/model-parameters.js';
 import { tensorFromBytes, validateInferInputs } from '../server/validate.js';
 import type { Logger } from '../log/logger.js';
 import { ModelStatsRecorder, failureReasonOf, type Metrics } from '../metrics/index.js';
@@ -45,9 +45,27 @@ export interface ModelVersionOptions {
   metrics?: Metrics;
   stubTimeoutMs: number;
   arenaMaxBytes?: number;
+  /** Server default of the per-stub memory cap (--stub-memory-limit-bytes; 0 = none). */
+  stubMemoryLimitBytes?: number;
+  /** Server default of how long unload and reload wait for running executes (--unload-grace-secs). */
+  unloadGraceMs?: number;
+  /** Executes running longer are reported (--execute-warn-secs; 0 = off). */
+  executeWarnMs?: number;
   onBls?: BlsHandler;
   rateLimiter?: RateLimiter;
 }
+
+/** Default of ModelVersionOptions.unloadGraceMs: --exit-timeout-secs' default. */
+export const DEFAULT_UNLOAD_GRACE_MS = 30_000;
+
+/**
+ * After a request's own timeout runs out, how long a running model gets to answer (it sees
+ * isCancelled() from the timeout on) before the client gets the timeout error without it.
+ */
+export const TIMEOUT_ANSWER_GRACE_MS = 1000;
+
+/** setTimeout's longest delay; a longer one would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export class ModelVersion {
   readonly name: string;
@@ -120,6 +138,7 @@ export class ModelVersion {
   async load(): Promise<void> {
     const groups = this.instanceSpecs();
     try {
+      this.unloadGraceMs(); // refuses a bad unload_grace_seconds at load, not at unload
       const first = this.makeInstance(groups[0]!);
       this.instances.push(first);
       const completed = await first.start();
@@ -137,7 +156,10 @@ export class ModelVersion {
       const rest = specs.slice(1).map((spec) => this.makeInstance(spec));
       this.instances.push(...rest);
       await Promise.all(rest.map((i) => i.start()));
-      for (const inst of this.instances) this.opts.metrics?.setStubHealthy(this.name, inst.name, true);
+      for (const inst of this.instances) {
+        this.opts.metrics?.setStubHealthy(this.name, inst.name, true);
+        this.opts.metrics?.setStalledExecutes(this.name, inst.name, 0);
+      }
       this.scheduler = this.makeScheduler();
       for (const inst of this.instances) {
         this.scheduler.addTarget(this.targetOf(inst));
@@ -162,12 +184,20 @@ export class ModelVersion {
    * registrations are keyed by model name (and version), so the new versions already share them:
    * removing them here would leave a reloaded model without metrics or rate-limiter entries.
    */
-  async unload(opts: { replacedBy?: readonly number[] } = {}): Promise<void> {
+  async unload(opts: { replacedBy?: readonly number[]; graceMs?: number } = {}): Promise<void> {
     if (this.state === 'UNAVAILABLE') return;
     this.state = 'UNLOADING';
-    await this.scheduler?.idle();
+    // Running executes get a bounded grace: a hung one would otherwise hold the unload (and the
+    // reload or load queued behind it) forever.
+    const graceMs = Math.min(this.unloadGraceMs(), opts.graceMs ?? Infinity);
+    const drained = await settlesWithin(this.scheduler?.idle() ?? Promise.resolve(), graceMs);
     this.scheduler?.close('model is unloaded');
-    await Promise.all(this.instances.map((i) => i.close()));
+    if (drained) await Promise.all(this.instances.map((i) => i.close()));
+    else {
+      const cause = `execute did not finish within the unload grace of ${graceMs / 1000} s (model parameter unload_grace_seconds, --unload-grace-secs); the stub was killed`;
+      this.opts.logger.warn(`${this.label}: ${cause}`, { model: this.name });
+      await Promise.all(this.instances.map((i) => (i.inflight > 0 ? i.terminate(cause) : i.close())));
+    }
     const replaced = opts.replacedBy !== undefined && opts.replacedBy.length > 0;
     if (!replaced) this.opts.rateLimiter?.unregister(this.name);
     this.state = 'UNAVAILABLE';
@@ -233,10 +263,40 @@ export class ModelVersion {
     const shapeKey = maxBatch > 0
       ? request.inputs.map((t) => `${t.name}:${t.shape.slice(1).join('x')}`).sort().join('|')
       : '';
-    const timeout = this.cancelOnTimeout(request);
+    // With a deadline (a request timeout): whether the client has its answer (non-decoupled: the
+    // outcome; decoupled: the stream's end) — a later one, after the deadline answered, is dropped —
+    // and whether the statistics have this request. Plain flags, no closures per request: this
+    // runs for every request.
+    let answered = false;
+    let recorded = false;
+    const timeout = this.cancelOnTimeout(request, (error) => {
+      // The deadline: the model had the grace to answer its cancellation and did not (it is
+      // hung, or still queued behind one that is). The client's wait ends here.
+      if (answered) return;
+      markAnswered(timeout.request.signal!);
+      if (!recorded) {
+        recorded = true;
+        this.recordOutcome(arrived, { error });
+      }
+      if (sink) sink.end(error);
+      else {
+        answered = true;
+        done({ error });
+      }
+    });
     if (sink && timeout.clear) {
-      const end = sink.end.bind(sink);
-      sink = { response: sink.response.bind(sink), end: (err) => { timeout.clear!(); end(err); } };
+      const inner = sink;
+      sink = {
+        response: (o, final) => {
+          if (!answered) inner.response(o, final);
+        },
+        end: (err) => {
+          if (answered) return;
+          answered = true;
+          timeout.clear?.();
+          inner.end(err);
+        },
+      };
     }
     const reshaped = this.reshapeInputs(timeout.request);
     const self = this;
@@ -253,25 +313,38 @@ export class ModelVersion {
         // Decoupled: the stream's end clears it, but a job failed before it ran (queue full,
         // cancelled or timed out in the queue) has no stream to end: clear it here.
         if (!sink || outcome.error) timeout.clear?.();
-        // Whole nanoseconds: Triton's statistics carry uint64 ns, and clients parse them as integers.
-        const requestNs = Math.round((performance.now() - arrived) * 1e6);
-        if (outcome.error) self.stats.recordFailure({ requestNs, reason: failureReasonOf(outcome.error) });
-        else {
-          self.stats.recordSuccess({
-            queueNs: Math.round(timing.queueMs * 1e6), computeInputNs: 0, computeInferNs: Math.round(timing.computeMs * 1e6), computeOutputNs: 0, requestNs,
-          });
+        if (!recorded) {
+          recorded = true;
+          self.recordOutcome(arrived, outcome, timing);
         }
+        // Decoupled: the stream may have ended already (its final response, or the deadline).
+        if (answered) return;
+        if (!sink) answered = true;
         done(outcome);
       },
     });
   }
 
+  /** The statistics of one request that ended: `timing` when it ran, none when the deadline answered for it. */
+  private recordOutcome(arrived: number, outcome: ExecOutcome, timing?: { queueMs: number; computeMs: number }): void {
+    // Whole nanoseconds: Triton's statistics carry uint64 ns, and clients parse them as integers.
+    const requestNs = Math.round((performance.now() - arrived) * 1e6);
+    if (outcome.error || !timing) this.stats.recordFailure({ requestNs, reason: failureReasonOf(outcome.error) });
+    else {
+      this.stats.recordSuccess({
+        queueNs: Math.round(timing.queueMs * 1e6), computeInputNs: 0, computeInferNs: Math.round(timing.computeMs * 1e6), computeOutputNs: 0, requestNs,
+      });
+    }
+  }
+
   /**
    * A request with a timeout is cancelled when it runs out: its signal aborts at arrival +
    * timeout, so a model that polls `request.isCancelled()` stops (queue policies still decide
-   * what happens to it while queued). The model's answer, if it gives one anyway, is delivered.
+   * what happens to it while queued). The model's answer, if it gives one within
+   * TIMEOUT_ANSWER_GRACE_MS, is delivered; after that `onDeadline` answers the client with the
+   * timeout error, even when the execute never returns.
    */
-  private cancelOnTimeout(request: InferRequest): { request: InferRequest; clear?: () => void } {
+  private cancelOnTimeout(request: InferRequest, onDeadline: (error: StubhostError) => void): { request: InferRequest; clear?: () => void } {
     if (!(request.timeoutUs > 0)) return { request };
     const ac = new AbortController();
     const parent = request.signal;
@@ -281,10 +354,16 @@ export class ModelVersion {
     const ms = request.timeoutUs / 1000;
     const timer = setTimeout(() => ac.abort(new StubhostError('STUBHOST_TIMEOUT', `${this.label}: request timed out after ${ms} ms`)), ms);
     timer.unref();
+    const graceMs = TIMEOUT_ANSWER_GRACE_MS;
+    const deadline = ms + graceMs <= MAX_TIMER_MS
+      ? setTimeout(() => onDeadline(new StubhostError('STUBHOST_TIMEOUT', `${this.label}: request timed out after ${ms} ms (the model did not answer within ${graceMs} ms of its cancellation)`)), ms + graceMs)
+      : undefined;
+    deadline?.unref();
     return {
       request: { ...request, signal: ac.signal },
       clear: () => {
         clearTimeout(timer);
+        clearTimeout(deadline);
         parent?.removeEventListener('abort', onParent);
       },
     };
@@ -376,6 +455,30 @@ export class ModelVersion {
     return specs;
   }
 
+  /** Executes running past the execute warning limit, on every instance. */
+  stalledExecutes(): StalledExecute[] {
+    return this.instances.flatMap((i) => i.stalledExecutes());
+  }
+
+  /** The per-stub memory cap: parameter memory_limit_bytes, else the server's. */
+  private memoryLimitBytes(): number {
+    return this.parameter(() => memoryLimitBytes(this.config.parameters, this.opts.stubMemoryLimitBytes ?? 0));
+  }
+
+  private unloadGraceMs(): number {
+    return this.parameter(() => unloadGraceMs(this.config.parameters, this.opts.unloadGraceMs ?? DEFAULT_UNLOAD_GRACE_MS), DEFAULT_UNLOAD_GRACE_MS);
+  }
+
+  /** A checked parameter; a bad value is a config error naming the model's folder (or `fallback` once loaded, where it was checked). */
+  private parameter(read: () => number, fallback?: number): number {
+    try {
+      return read();
+    } catch (err) {
+      if (fallback !== undefined && this.state !== 'LOADING') return fallback;
+      throw new StubhostError('STUBHOST_CONFIG', `${this.label} (${this.opts.modelDir}): ${(err as Error).message}`);
+    }
+  }
+
   /** Executions one instance may run at once (parameter max_inflight_per_instance; Triton: 1). */
   private maxInflight(): number {
     return maxInflightPerInstance(this.config.parameters);
@@ -414,6 +517,10 @@ export class ModelVersion {
       maxInflight: this.instanceDepth(),
       healthTimeoutMs: seconds('stub_timeout_seconds') ?? this.opts.stubTimeoutMs,
       executeTimeoutMs: seconds('execute_timeout_seconds') ?? 0,
+      executeWarnMs: this.opts.executeWarnMs ?? 0,
+      concurrentExecutes: this.maxInflight(),
+      onStalled: (count) => this.opts.metrics?.setStalledExecutes(this.name, spec.name, count),
+      memoryLimitBytes: this.memoryLimitBytes(),
       arenaMaxBytes: Number(modelParameter(this.config, 'shm_max_bytes') ?? 0) || this.opts.arenaMaxBytes,
       logger: this.opts.logger,
       onBls: this.opts.onBls,
@@ -511,4 +618,19 @@ function warmupData(datatype: TensorValue['datatype'], count: number, random: bo
   // random_data: floats get random values; every other type stays zero.
   if (random && (datatype === 'FP32' || datatype === 'FP64')) for (let i = 0; i < count; i++) data[i] = Math.random();
   return data;
+}
+
+/** Whether `promise` settles within `ms` (it is not cancelled when it does not). */
+function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  if (!(ms < MAX_TIMER_MS)) return promise.then(() => true, () => true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    promise.then(() => {
+      clearTimeout(timer);
+      resolve(true);
+    }, () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
 }

@@ -4,6 +4,7 @@ import type { ModelIOContract } from '../core/service.js';
 import type { InferRequest, InferResult } from '../core/types.js';
 import type { ModelStatsRecorder } from '../metrics/index.js';
 import type { ModelInstance } from '../instance/model-instance.js';
+import type { StalledExecute } from '../instance/stub-process.js';
 import type { VersionState } from './model-version.js';
 
 export interface ServableModel {
@@ -20,7 +21,10 @@ export interface ServableModel {
   contract(): ModelIOContract;
   configJson(): Record<string, unknown>;
   load(): Promise<void>;
-  unload(): Promise<void>;
+  /** `graceMs`: the longest running executes get before their stubs are killed (shutdown passes what is left of its own). */
+  unload(opts?: { graceMs?: number }): Promise<void>;
+  /** Executes running past the execute warning limit (stub-backed models). */
+  stalledExecutes?(): StalledExecute[];
   infer(request: InferRequest): Promise<InferResult>;
   inferStream(request: InferRequest): AsyncIterable<InferResult>;
 }

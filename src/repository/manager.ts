@@ -46,6 +46,10 @@ export interface RepositoryOptions {
   metrics?: Metrics;
   stubTimeoutMs: number;
   arenaMaxBytes?: number;
+  /** Server defaults of model parameters (see ModelVersionOptions). */
+  stubMemoryLimitBytes?: number;
+  unloadGraceMs?: number;
+  executeWarnMs?: number;
   rateLimiter?: RateLimiter;
   onBls?: BlsHandler;
 }
@@ -141,6 +145,7 @@ export class ModelRepository {
             name, version: v, modelDir: dir, repository: this.root, config: structuredClone(config), autoComplete,
             logger: this.opts.logger, metrics: this.opts.metrics, stubTimeoutMs: this.opts.stubTimeoutMs,
             arenaMaxBytes: this.opts.arenaMaxBytes, onBls: this.opts.onBls, rateLimiter: this.opts.rateLimiter,
+            stubMemoryLimitBytes: this.opts.stubMemoryLimitBytes, unloadGraceMs: this.opts.unloadGraceMs, executeWarnMs: this.opts.executeWarnMs,
           }));
         const results = await Promise.allSettled(loaded.map((mv) => mv.load()));
         const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -176,13 +181,14 @@ export class ModelRepository {
     });
   }
 
-  unloadModel(name: string): Promise<void> {
+  /** `graceMs` bounds how long running executes get (shutdown); each model's own grace applies too. */
+  unloadModel(name: string, opts: { graceMs?: number } = {}): Promise<void> {
     return this.serial(name, async (entry) => {
       entry.state = 'UNLOADING';
       const versions = [...entry.versions.values()];
       entry.versions = new Map();
       try {
-        await Promise.all(versions.map((mv) => mv.unload()));
+        await Promise.all(versions.map((mv) => mv.unload(opts)));
       } finally {
         entry.state = 'UNAVAILABLE';
         entry.reason = 'unloaded';
@@ -277,9 +283,9 @@ export class ModelRepository {
     return [...this.models.values()].flatMap((e) => [...e.versions.values()]);
   }
 
-  /** Unloads everything (server shutdown), old versions still draining included. */
-  async close(): Promise<void> {
-    await Promise.all([...this.models.keys()].map((n) => this.unloadModel(n).catch(() => {})));
+  /** Unloads everything (server shutdown), old versions still draining included; `graceMs` bounds running executes. */
+  async close(opts: { graceMs?: number } = {}): Promise<void> {
+    await Promise.all([...this.models.keys()].map((n) => this.unloadModel(n, opts).catch(() => {})));
     await Promise.all([...this.draining]);
   }
 

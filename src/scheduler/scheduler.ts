@@ -364,8 +364,20 @@ export class Scheduler {
  */
 function clientCancelled(signal: AbortSignal | undefined): boolean {
   if (!signal?.aborted) return false;
+  if (answeredSignals.has(signal)) return true;
   const reason = signal.reason as { code?: unknown } | undefined;
   return reason?.code !== 'STUBHOST_TIMEOUT';
+}
+
+/** Signals of requests whose client already has an answer (their deadline answered for them). */
+const answeredSignals = new WeakSet<AbortSignal>();
+
+/**
+ * The request of this signal was answered without the model (its timeout's deadline passed):
+ * if it is still queued it is dropped when it would be dispatched, instead of being run.
+ */
+export function markAnswered(signal: AbortSignal): void {
+  answeredSignals.add(signal);
 }
 
 /** Marks a queued job whose abort listener is not added yet (see submit). */

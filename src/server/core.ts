@@ -12,6 +12,8 @@ import type { BlsHandler } from '../instance/stub-process.js';
 import { StubhostError, toStubhostError } from '../errors.js';
 import { logSettings, type Level } from '../log/logger.js';
 import { validateInferInputs, validateRequestedOutputs } from './validate.js';
+import { DEFAULT_UNLOAD_GRACE_MS } from '../model/model-version.js';
+import type { ServableModel } from '../model/servable.js';
 
 export type ModelControlMode = 'none' | 'poll' | 'explicit';
 
@@ -33,6 +35,7 @@ export class ServerCore implements InferenceService {
   private drained: (() => void)[] = [];
   private readonly strictReadiness: boolean;
   private readonly modelControlMode: ModelControlMode;
+  private readonly unloadGraceMs: number;
 
   /**
    * strictReadiness (default true, as Triton's --strict-readiness): ready only when every model is.
@@ -42,6 +45,7 @@ export class ServerCore implements InferenceService {
     const { strictReadiness, modelControlMode, ...repository } = options;
     this.strictReadiness = strictReadiness ?? true;
     this.modelControlMode = modelControlMode ?? 'none';
+    this.unloadGraceMs = options.unloadGraceMs ?? DEFAULT_UNLOAD_GRACE_MS;
     this.repository = new ModelRepository({ ...repository, onBls: this.blsHandler });
   }
 
@@ -97,9 +101,9 @@ export class ServerCore implements InferenceService {
     if (name) {
       const versions = version ? [this.repository.get(name, version)] : this.repository.loadedVersions().filter((v) => v.name === name);
       if (versions.length === 0) this.repository.get(name); // throws the not-found error
-      return versions.map((v) => v.stats.snapshot());
+      return versions.map(statisticsOf);
     }
-    return this.repository.loadedVersions().map((v) => v.stats.snapshot());
+    return this.repository.loadedVersions().map(statisticsOf);
   }
 
   async infer(request: InferRequest): Promise<InferResult> {
@@ -192,13 +196,25 @@ export class ServerCore implements InferenceService {
   /**
    * Stops serving as Triton does on SIGTERM: new client requests are refused (503 / UNAVAILABLE)
    * and readiness turns false, the requests in flight finish (their BLS calls still run), then
-   * every model is unloaded (finalize runs). The CLI bounds the wait with --exit-timeout-secs.
+   * every model is unloaded (finalize runs). The CLI bounds the wait with --exit-timeout-secs;
+   * here it is bounded by the unload grace: requests still running then are failed as their
+   * stubs are killed, so a hung execute cannot hold the close forever.
    */
   async close(): Promise<void> {
     this.closing = true;
-    if (this.inflight > 0) await new Promise<void>((resolve) => this.drained.push(resolve));
+    const started = performance.now();
+    if (this.inflight > 0) {
+      const drained = new Promise<void>((resolve) => this.drained.push(resolve));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.unloadGraceMs);
+        void drained.then(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
     this.live = false;
-    await this.repository.close();
+    await this.repository.close({ graceMs: Math.max(0, this.unloadGraceMs - (performance.now() - started)) });
   }
 
   /** BLS from a stub: validated like a client request, then scheduled like one. */
@@ -227,4 +243,9 @@ function levelRank(level: Level): number {
 
 function lowerOf(level: Level): Level {
   return level === 'info' ? 'warn' : 'error';
+}
+
+/** Triton's statistics of one version, plus the executes running past --execute-warn-secs (a stubhost field; empty when none). */
+function statisticsOf(v: ServableModel): ModelStatistics {
+  return { ...v.stats.snapshot(), stalled_executes: v.stalledExecutes?.() ?? [] };
 }

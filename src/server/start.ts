@@ -15,6 +15,7 @@ import { sweepOrphans } from '../ipc/shm-sweep.js';
 import { sweepOrphanUploads } from '../repository/upload.js';
 import { loadGrpcTls, type GrpcTlsFiles } from './grpc/tls.js';
 import type { RestrictedFeatures } from './restricted-features.js';
+import { defaultStubMemoryLimitBytes } from '../instance/process-memory.js';
 import { createLogger, type Logger } from '../log/logger.js';
 
 export interface ServerOptions {
@@ -48,6 +49,12 @@ export interface ServerOptions {
   clientShmMaxRegions?: number;
   /** Most bytes copied out of client regions for requests in flight (--client-shm-max-inflight-bytes). Default 1 GiB. */
   clientShmMaxInflightBytes?: number;
+  /** Cap on one stub's resident memory (model parameter memory_limit_bytes overrides; 0 = none). Default: half the machine's memory. */
+  stubMemoryLimitBytes?: number;
+  /** How long unload, reload and close let running executes finish before killing their stubs (default 30 s). */
+  unloadGraceMs?: number;
+  /** Executes running longer are reported in the log, metrics and statistics (0 = off; default 60 s). */
+  executeWarnMs?: number;
   rateLimit?: 'off' | 'execution_count';
   rateLimitResources?: string[];
   /** Ready only when every model is ready, a failed load included (Triton's --strict-readiness). Default true. */
@@ -76,6 +83,9 @@ export interface RunningServer {
   closeEndpoints(): Promise<void>;
 }
 
+/** Default of ServerOptions.executeWarnMs (--execute-warn-secs 60). */
+export const DEFAULT_EXECUTE_WARN_MS = 60_000;
+
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const logger = opts.logger ?? createLogger();
   const root = path.resolve(opts.modelRepository);
@@ -89,6 +99,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const core = new ServerCore({
     root, logger, metrics, rateLimiter, stubTimeoutMs: opts.stubTimeoutMs ?? 1000, arenaMaxBytes: opts.arenaMaxBytes,
     strictReadiness: opts.strictReadiness, modelControlMode: mode,
+    stubMemoryLimitBytes: opts.stubMemoryLimitBytes ?? defaultStubMemoryLimitBytes(),
+    unloadGraceMs: opts.unloadGraceMs,
+    executeWarnMs: opts.executeWarnMs ?? DEFAULT_EXECUTE_WARN_MS,
   });
 
   const shm = new SharedMemoryRegistry({ allowClientShm: opts.allowClientShm, maxRegions: opts.clientShmMaxRegions, maxInflightBytes: opts.clientShmMaxInflightBytes });
