@@ -414,9 +414,13 @@ describe('the CLI flags', () => {
     removeClientFiles();
   });
 
-  it('default: refused; --allow-client-shm true --client-shm-max-regions 1: one registration, then 503', { timeout: 90_000 }, async () => {
+  it('default: refused; --allow-client-shm true --client-shm-max-regions 1: one registration, then 503', { timeout: 150_000 }, async () => {
     const key = makeClientFile('cli', 64);
-    const [off, on] = await Promise.all([startCli(repo.root), startCli(repo.root, ['--allow-client-shm', 'true', '--client-shm-max-regions', '1'])]);
+    const slowMachine = { timeoutMs: 60_000 };
+    const [off, on] = await Promise.all([
+      startCli(repo.root, [], slowMachine),
+      startCli(repo.root, ['--allow-client-shm', 'true', '--client-shm-max-regions', '1'], slowMachine),
+    ]);
     try {
       const reg = (base: string, name: string) => http(`${base}/v2/systemsharedmemory/region/${name}/register`, 'POST', { key, offset: 0, byte_size: 64 });
       let r = await reg(off.http, 'a');
@@ -433,13 +437,13 @@ describe('the CLI flags', () => {
     expect([...shmFilesOf(off.pid), ...shmFilesOf(on.pid)]).toEqual([]);
   });
 
-  it('a bool that is not one refuses to start (exit 2)', async () => {
+  it('a bool that is not one refuses to start (exit 2)', { timeout: 90_000 }, async () => {
     for (const [args, message] of [
       [['--allow-client-shm', 'ture'], /--allow-client-shm "ture": expected true or false/],
       [['--client-shm-max-regions', '1.5'], /--client-shm-max-regions "1.5": expected a whole number/],
     ] as const) {
       const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-        execFile(process.execPath, [BIN, 'serve', '--model-repository', repo.root, ...args], { timeout: 20_000 }, (err, _out, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr }));
+        execFile(process.execPath, [BIN, 'serve', '--model-repository', repo.root, ...args], { timeout: 40_000 }, (err, _out, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr }));
       });
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(message);
