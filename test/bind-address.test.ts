@@ -9,18 +9,15 @@
  */
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { inference } from './helpers/grpc.js';
 import { childPids, http, startRepositoryServer, waitFor, type RepositoryServer } from './helpers/server.js';
 import { ADD_SUB_TS, freePort, makeRepository, startCli } from './helpers/blackbox.js';
 import type { ServerOptions } from '../src/server/start.js';
+import { usePrivateTmpdir } from './helpers/private-tmp.js';
 
-// A private TMPDIR for this file and what it starts, so leftovers are checked precisely.
-const PRIVATE_TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'bind-address-test-'));
-process.env.TMPDIR = PRIVATE_TMP;
+const tmp = usePrivateTmpdir('bind-address-test-');
 
 const CONFIG = `name: "canary"
 backend: "typescript"
@@ -142,7 +139,10 @@ describe('bind addresses', () => {
 describe('the flags of `stubhost serve`', () => {
   it('--http-address, --grpc-address and --metrics-address 127.0.0.1', async () => {
     const repo = makeRepository({ 'canary/config.pbtxt': CONFIG, 'canary/1/model.ts': ADD_SUB_TS });
-    const cli = await startCli(repo.root, ['--http-address', '127.0.0.1', '--grpc-address', '127.0.0.1', '--metrics-address=127.0.0.1']);
+    const cli = await startCli(repo.root, ['--http-address', '127.0.0.1', '--grpc-address', '127.0.0.1', '--metrics-address=127.0.0.1'], { timeoutMs: 90_000 }).catch((err) => {
+      repo.cleanup();
+      throw err;
+    });
     try {
       const ports = [new URL(cli.http).port, String(cli.grpcPort), new URL(cli.metrics).port].map(Number);
       for (const port of ports) {
@@ -157,11 +157,11 @@ describe('the flags of `stubhost serve`', () => {
       expect(code).toBe(0);
     }
     expect(fs.readdirSync('/dev/shm').filter((f) => f.startsWith(`stubhost-${cli.pid}-`))).toEqual([]);
-  }, 60_000);
+  }, 150_000);
 });
 
 afterAll(() => {
-  const left = fs.readdirSync(PRIVATE_TMP).filter((n) => n.startsWith('stubhost-'));
-  fs.rmSync(PRIVATE_TMP, { recursive: true, force: true });
+  const left = tmp.leftovers();
+  tmp.remove();
   expect(left).toEqual([]);
 });

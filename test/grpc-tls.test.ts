@@ -10,17 +10,16 @@
 import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inference } from './helpers/grpc.js';
 import { childPids, http, startRepositoryServer, waitFor, type RepositoryServer } from './helpers/server.js';
 import { ADD_SUB_TS, BIN, freePort, makeRepository, startCli } from './helpers/blackbox.js';
+import { usePrivateTmpdir } from './helpers/private-tmp.js';
 
-// A private TMPDIR for this file and what it starts, so leftovers are checked precisely.
-const PRIVATE_TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'grpc-tls-test-'));
-process.env.TMPDIR = PRIVATE_TMP;
+const tmp = usePrivateTmpdir('grpc-tls-test-');
+const PRIVATE_TMP = tmp.dir;
 const CERTS = fs.mkdtempSync(path.join(PRIVATE_TMP, 'certs-'));
 const file = (name: string): string => path.join(CERTS, name);
 
@@ -212,7 +211,10 @@ describe('the flags of `stubhost serve`', () => {
     const cli = await startCli(repo.root, [
       '--grpc-use-ssl-mutual=true',
       '--grpc-server-cert', file('server.crt'), '--grpc-server-key', file('server.key'), '--grpc-root-cert', file('ca.crt'),
-    ]);
+    ], { timeoutMs: 90_000 }).catch((err) => {
+      repo.cleanup();
+      throw err;
+    });
     try {
       await expectServed(cli.grpcPort, withClientCert());
       await expectRefused(cli.grpcPort, trusting(), 'no client certificate');
@@ -225,13 +227,13 @@ describe('the flags of `stubhost serve`', () => {
       expect(code).toBe(0);
     }
     expect(fs.readdirSync('/dev/shm').filter((f) => f.startsWith(`stubhost-${cli.pid}-`))).toEqual([]);
-  }, 60_000);
+  }, 150_000);
 });
 
 afterAll(() => {
   fs.rmSync(CERTS, { recursive: true, force: true });
-  const left = fs.readdirSync(PRIVATE_TMP).filter((n) => n.startsWith('stubhost-'));
-  fs.rmSync(PRIVATE_TMP, { recursive: true, force: true });
+  const left = tmp.leftovers();
+  tmp.remove();
   expect(left).toEqual([]);
   expect(fs.existsSync(CERTS)).toBe(false);
 });

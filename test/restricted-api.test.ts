@@ -12,7 +12,6 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inferenceServiceDefinition } from '../src/server/grpc/proto.js';
@@ -25,6 +24,7 @@ import {
 import { inference } from './helpers/grpc.js';
 import { childPids, startRepositoryServer, waitFor, type RepositoryServer } from './helpers/server.js';
 import { ADD_SUB_TS, BIN, makeRepository, startCli } from './helpers/blackbox.js';
+import { usePrivateTmpdir } from './helpers/private-tmp.js';
 
 const CONFIG = (name: string): string => `name: "${name}"
 backend: "typescript"
@@ -243,11 +243,7 @@ async function expectCanary(server: RepositoryServer, raw: any, headers: { http?
   expect(g.code, g.details).toBe(grpc.status.OK);
 }
 
-// A private TMPDIR for this file (and the servers and stubs it starts), so "nothing left in
-// /tmp" is checked without seeing other test processes' folders.
-const PRIVATE_TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'rapi-test-'));
-process.env.TMPDIR = PRIVATE_TMP;
-const tmpLeftovers = (): string[] => fs.readdirSync(PRIVATE_TMP).filter((n) => n.startsWith('stubhost-'));
+const tmp = usePrivateTmpdir('rapi-test-');
 
 for (const [label, layout] of Object.entries(LAYOUTS)) {
   describe(`${label}: --http-restricted-api ${layout.http.join(' ')} / --grpc-restricted-protocol ${layout.grpc.join(' ')}`, () => {
@@ -497,7 +493,10 @@ describe('CLI', () => {
     const cli = await startCli(repo.root, [
       '--http-restricted-api=model-repository,logging:admin-key=s3cret',
       '--grpc-restricted-protocol', 'model-repository,logging:admin-key=s3cret',
-    ]);
+    ], { timeoutMs: 90_000 }).catch((err) => {
+      repo.cleanup();
+      throw err;
+    });
     const raw = new inference.GRPCInferenceService(`127.0.0.1:${cli.grpcPort}`, grpc.credentials.createInsecure());
     try {
       const refused = await httpCall(cli.http, 'POST', '/v2/logging', { log_verbose_level: 1 });
@@ -525,11 +524,11 @@ describe('CLI', () => {
       expect(code).toBe(0);
     }
     expect(fs.readdirSync('/dev/shm').filter((f) => f.startsWith(`stubhost-${cli.pid}-`))).toEqual([]);
-  }, 60_000);
+  }, 150_000);
 });
 
 afterAll(() => {
-  const left = tmpLeftovers();
-  fs.rmSync(PRIVATE_TMP, { recursive: true, force: true });
+  const left = tmp.leftovers();
+  tmp.remove();
   expect(left).toEqual([]);
 });
