@@ -21,15 +21,17 @@ ARG NODE_EXTRA_CA_CERTS
 ENV ONNXRUNTIME_NODE_INSTALL=skip
 COPY package.json package-lock.json .npmrc binding.gyp ./
 COPY native ./native
-COPY bin ./bin
-COPY src ./src
-COPY stub ./stub
 # One step: `npm ci` runs the package's install script (node-gyp rebuild -> build/Release), then
-# the onnxruntime binaries of other platforms are dropped (about 250 MB).
+# the onnxruntime binaries of other platforms are dropped (about 250 MB). The host runs from its
+# TypeScript sources through tsx; a compiled host would install with dev dependencies here, copy
+# the sources, `npm run build`, then `npm prune --omit=dev`.
 RUN npm_config_nodedir="$(node -p 'require("path").resolve(process.execPath, "../..")')" npm ci --omit=dev --no-audit --no-fund \
  && node -e 'const fs=require("fs"),p=require("path");const d="node_modules/onnxruntime-node/bin/napi-v6";for(const os of fs.readdirSync(d))for(const a of fs.readdirSync(p.join(d,os)))if(os!==process.platform||a!==process.arch)fs.rmSync(p.join(d,os,a),{recursive:true})' \
  && rm -rf build/Release/obj.target build/Release/.deps native/*.o \
  && npm cache clean --force
+COPY bin ./bin
+COPY src ./src
+COPY stub ./stub
 
 # ---- runtime ------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE}

@@ -16,18 +16,20 @@ export interface Container {
   logs(): Promise<string>;
   inspect(format: string): Promise<string>;
   exec(cmd: string[]): Promise<string>;
+  /** `podman stop --time graceSecs`: how long until it exited, and its exit code (137: SIGKILLed). */
+  stop(graceSecs: number): Promise<{ seconds: number; exitCode: number }>;
 }
 
 let seq = 0;
 const started: string[] = [];
 
-/** `podman run -d` the app image with `args` replacing its CMD (none: the image's own). */
-export async function runContainer(opts: { args?: string[]; ports: number[]; mountAt?: string; shmSize?: string }): Promise<Container> {
+/** `podman run -d` the app image with `args` replacing its CMD (none: the image's own); `podmanArgs` go before the image. */
+export async function runContainer(opts: { args?: string[]; ports: number[]; mountAt?: string; shmSize?: string; podmanArgs?: string[] }): Promise<Container> {
   const name = `stubhost-deploy-${process.pid}-${++seq}`;
   started.push(name);
   const publish = opts.ports.flatMap((p) => ['-p', `127.0.0.1::${p}`]);
   await podman(['run', '-d', '--name', name, '--network=slirp4netns', ...publish, '--shm-size', opts.shmSize ?? '256m',
-    '-v', `${MODELS_DIR}:${opts.mountAt ?? '/models'}:ro`, APP_IMAGE, ...(opts.args ?? [])]);
+    '-v', `${MODELS_DIR}:${opts.mountAt ?? '/models'}:ro`, ...(opts.podmanArgs ?? []), APP_IMAGE, ...(opts.args ?? [])]);
   const hostPorts = new Map<number, number>();
   for (const p of opts.ports) {
     const out = (await podman(['port', name, `${p}/tcp`])).trim();
@@ -41,6 +43,13 @@ export async function runContainer(opts: { args?: string[]; ports: number[]; mou
       return r.stdout + r.stderr;
     },
     inspect: async (format) => (await podman(['inspect', '--format', format, name])).trim(),
+    stop: async (graceSecs) => {
+      const t0 = Date.now();
+      // SIGTERM, then SIGKILL once the grace period is over, as the kubelet does.
+      const r = await podmanRun(['stop', '--time', String(graceSecs), name], (graceSecs + 30) * 1000);
+      if (r.code !== 0) throw new Error(`podman stop ${name}: ${r.stderr}`);
+      return { seconds: (Date.now() - t0) / 1000, exitCode: Number(await podman(['inspect', '--format', '{{.State.ExitCode}}', name])) };
+    },
     exec: (cmd) => podman(['exec', name, ...cmd]),
   };
 }
