@@ -6,6 +6,7 @@
  * - with the Helm chart's container arguments and security context: SIGTERM under load drains
  *   (streams in flight finish, new requests get 503) and node exits 0 within the chart's grace
  *   period, with no --init;
+ * - stopped while its models still load: PID 1 acts on the SIGTERM rather than being SIGKILLed;
  * - with the KServe runtime's arguments on the storage initializer's layout (/mnt/models).
  */
 import fs from 'node:fs';
@@ -133,6 +134,19 @@ describe.skipIf(!podmanState.ok)('container image', () => {
       console.info(`SIGTERM to exit 0: ${seconds.toFixed(1)} s (the streams held the drain about 4 s; grace ${drainSecs} s)`);
     }, 120_000);
   });
+
+  it('SIGTERM while the models still load: node as PID 1 acts on it (exit 0) instead of waiting out the grace period', async () => {
+    const c = await runContainer({ ports: [8000], podmanArgs: RESTRICTED });
+    // Live comes up before the models load; ready only once all are loaded.
+    await waitReady(c, `${c.url(8000)}/v2/health/live`, READY_MS);
+    const ready = await fetch(`${c.url(8000)}/v2/health/ready`).then((r) => r.status);
+    expect(ready, 'still loading when the SIGTERM is sent').not.toBe(200);
+    const { seconds, exitCode } = await c.stop(60);
+    expect(exitCode, 'exit code (137 would mean the SIGTERM was ignored and podman SIGKILLed after 60 s)').toBe(0);
+    expect(seconds).toBeLessThan(60);
+    expect(await c.logs()).toMatch(/SIGTERM: shutting down/);
+    console.info(`SIGTERM during model load to exit 0: ${seconds.toFixed(1)} s`);
+  }, READY_MS + 90_000);
 
   it('the KServe ClusterServingRuntime arguments serve the storage initializer layout (/mnt/models)', async () => {
     await loadYaml();
