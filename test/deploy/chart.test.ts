@@ -7,7 +7,7 @@
  */
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ensureHelm, helmTemplate } from './helpers/helm.js';
+import { ensureHelm, helmLint, helmTemplate } from './helpers/helm.js';
 import { loadYaml, parseAllDocuments, validateManifest } from './helpers/validators.js';
 
 let helm: string;
@@ -118,6 +118,11 @@ describe('helm chart deploy/helm/stubhost', () => {
     const { selector: _, ...noSelector } = deploy.spec;
     await expect(validateManifest({ ...deploy, spec: noSelector })).rejects.toThrow(/selector/);
     await expect(validateManifest({ ...deploy, apiVersion: 'apps/v9' })).rejects.toThrow(/no schema for apps\/v9 Deployment/);
+  });
+
+  it('passes helm lint --strict with the default and the full values', async () => {
+    expect(await helmLint(helm)).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
+    expect(await helmLint(helm, [path.join(import.meta.dirname, 'fixtures/values-full.yaml')])).toMatch(/0 chart\(s\) failed/);
   });
 
   it('refuses values that cannot work, naming the value', async () => {

@@ -37,10 +37,17 @@ export async function ensureHelm(): Promise<string> {
   return bin;
 }
 
+const helmEnv = (): NodeJS.ProcessEnv => ({ ...process.env, HELM_CACHE_HOME: path.join(CACHE_DIR, 'helm-home/cache'), HELM_CONFIG_HOME: path.join(CACHE_DIR, 'helm-home/config'), HELM_DATA_HOME: path.join(CACHE_DIR, 'helm-home/data') });
+
+/** `helm lint --strict` of the chart (warnings fail it); returns helm's report. */
+export function helmLint(helm: string, values: string[] = []): Promise<string> {
+  return must(helm, ['lint', '--strict', CHART_DIR, ...values.flatMap((v) => ['--values', v])], { env: helmEnv() });
+}
+
 /** `helm template` of the chart with `--set`-style values and values files; returns the YAML, or throws with helm's message. */
 export async function helmTemplate(helm: string, opts: { set?: string[]; values?: string[]; release?: string } = {}): Promise<string> {
   const args = ['template', opts.release ?? 'demo', CHART_DIR, '--namespace', 'inference'];
   for (const v of opts.values ?? []) args.push('--values', v);
   for (const s of opts.set ?? []) args.push('--set', s);
-  return must(helm, args, { env: { ...process.env, HELM_CACHE_HOME: path.join(CACHE_DIR, 'helm-home/cache'), HELM_CONFIG_HOME: path.join(CACHE_DIR, 'helm-home/config'), HELM_DATA_HOME: path.join(CACHE_DIR, 'helm-home/data') } });
+  return must(helm, args, { env: helmEnv() });
 }
