@@ -251,6 +251,13 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
     // As Triton: in none and poll modes every model loads, so a --load-model list would be ignored.
     throw new CliError(`--load-model needs --model-control-mode explicit (the mode is ${mode}, which loads every model of the repository)`);
   }
+  // Listening from before the models load: in a container node is PID 1, and the kernel drops a
+  // SIGTERM that PID 1 has no handler for, so `docker stop` / the kubelet would wait out the grace
+  // period and SIGKILL. A signal that arrives while models load is acted on once they are up.
+  const stopSignal = new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
   const server = await startServer({
     modelRepository: repos[0]!,
     modelControlMode: mode as 'none' | 'poll' | 'explicit',
@@ -279,14 +286,7 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
     logger,
   });
   const exitTimeoutMs = num('exit-timeout-secs', 30) * 1000;
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string): void => {
-      logger.info(`${signal}: shutting down`);
-      resolve();
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
+  logger.info(`${await stopSignal}: shutting down`);
   // The process is gone within --exit-timeout-secs: the last part of it (up to 1 s) is kept for
   // answering what is still in flight and closing the endpoints.
   const marginMs = Math.min(1000, exitTimeoutMs / 4);

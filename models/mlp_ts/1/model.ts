@@ -2,7 +2,9 @@
 // model.onnx next to it and serves it, batching the requests of a dynamic batch into one run.
 // models/mlp_onnx serves the same file with no code (backend "onnxruntime"): both ways side by side.
 import path from 'node:path';
-import ort from 'onnxruntime-node';
+// A namespace import works whether tsx loads this file as ESM (a repository under a package with
+// "type": "module") or as CommonJS (a repository anywhere else, such as /models in the image).
+import * as ort from 'onnxruntime-node';
 import { InferenceResponse, ModelError, Tensor, concatInputs, splitOutput } from 'stubhost';
 import type { InferenceRequest, Model, ModelInitArgs } from 'stubhost';
 
