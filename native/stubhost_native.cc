@@ -109,6 +109,17 @@ Napi::Value ShmCreate(const Napi::CallbackInfo& info) {
     errno = saved;
     return ThrowErrno(env, "ftruncate(" + name + ")");
   }
+  // ftruncate only sets the size: on a full tmpfs the first write to a page then raises SIGBUS,
+  // which kills the process. Reserving the pages (when asked: arena segments stay sparse and are
+  // populated as they are used, see ShmPopulate) turns "no room in /dev/shm" into ENOSPC.
+  bool reserve = info.Length() < 3 || info[2].ToBoolean().Value();
+  int reserved = reserve ? posix_fallocate(fd, 0, size) : 0;
+  if (reserved != 0) {
+    close(fd);
+    shm_unlink(name.c_str());
+    errno = reserved;
+    return ThrowErrno(env, "posix_fallocate(" + name + ")");
+  }
   void* ptr = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   int saved = errno;
   close(fd);
@@ -118,6 +129,44 @@ Napi::Value ShmCreate(const Napi::CallbackInfo& info) {
     return ThrowErrno(env, "mmap(" + name + ")");
   }
   return MapAsSharedArrayBuffer(env, ptr, size);
+}
+
+// shmPopulate(sab, byteOffset, length): byteOffset page-aligned; backs the pages of a range of a sparse mapping with tmpfs
+// pages now (MADV_POPULATE_WRITE), so a full /dev/shm is an error code here instead of a SIGBUS
+// at the first write. Returns 0 or an errno (EFAULT / ENOMEM: no room). Kernels before 5.14 lack
+// the advice (EINVAL): 0 is returned and the range stays lazily backed.
+Napi::Value ShmPopulate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  v8::Local<v8::Value> v;
+  napi_value arg = info[0];
+  memcpy(&v, &arg, sizeof(arg));
+  if (!v->IsSharedArrayBuffer()) {
+    Napi::TypeError::New(env, "expected a SharedArrayBuffer").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::shared_ptr<v8::BackingStore> store = v.As<v8::SharedArrayBuffer>()->GetBackingStore();
+  size_t len = store->ByteLength();
+  int64_t offset = info[1].As<Napi::Number>().Int64Value();
+  int64_t length = info[2].As<Napi::Number>().Int64Value();
+  if (offset < 0 || length < 0 || static_cast<size_t>(offset + length) > len) {
+    Napi::RangeError::New(env, "shmPopulate: range outside the buffer").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (length == 0) return Napi::Number::New(env, 0);
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  uintptr_t start = reinterpret_cast<uintptr_t>(store->Data()) + offset;
+  uintptr_t end = start + length;
+  start &= ~(page - 1);
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+  int rc = madvise(reinterpret_cast<void*>(start), end - start, MADV_POPULATE_WRITE);
+  int err = rc == 0 ? 0 : errno;
+  if (err == EINVAL) return Napi::Number::New(env, 0);
+  // A failed populate keeps the pages it did get: give them back, or they are lost to everyone
+  // sharing /dev/shm. The caller passes a page-aligned start, so no page in use is removed.
+  if (err != 0) madvise(reinterpret_cast<void*>(start), end - start, MADV_REMOVE);
+  return Napi::Number::New(env, err);
 }
 
 // shmOpen(name): maps the whole file; its size comes from fstat.
@@ -337,6 +386,7 @@ class Watcher : public Napi::ObjectWrap<Watcher> {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("shmCreate", Napi::Function::New(env, ShmCreate));
   exports.Set("shmOpen", Napi::Function::New(env, ShmOpen));
+  exports.Set("shmPopulate", Napi::Function::New(env, ShmPopulate));
   exports.Set("shmUnlink", Napi::Function::New(env, ShmUnlink));
   exports.Set("futexWait", Napi::Function::New(env, FutexWaitJs));
   exports.Set("futexWake", Napi::Function::New(env, FutexWakeJs));

@@ -20,6 +20,8 @@ import { trackOwnShm, untrackOwnShm } from './own-shm.js';
 import { StubhostError } from '../errors.js';
 
 export const ALIGNMENT = 64;
+/** errno of a tmpfs with no room left (Linux). */
+const ENOSPC = 28;
 const PAGE = 4096;
 
 /** Where a block lives: [segment id, byte offset, byte length]. */
@@ -50,6 +52,8 @@ interface Segment {
   /** Free ranges, sorted by offset, coalesced: [offset, length] pairs. */
   free: number[];
   used: number;
+  /** Bytes from the start already backed by tmpfs pages (regular segments are created sparse). */
+  committed: number;
 }
 
 const alignUp = (n: number, a: number): number => Math.ceil(n / a) * a;
@@ -177,12 +181,29 @@ export class Arena {
       );
     }
     const id = this.nextId++;
-    const buffer = native.shmCreate(this.segmentName(id), size);
+    let buffer: SharedArrayBuffer;
+    try {
+      // A dedicated segment is written whole at once: back it now. A regular one stays sparse
+      // (64 MiB per side per stub would otherwise be taken from /dev/shm up front) and is
+      // populated as blocks reach further into it (handOut).
+      buffer = native.shmCreate(this.segmentName(id), size, dedicated);
+    } catch (err) {
+      if ((err as { errno?: number }).errno !== ENOSPC) throw err;
+      throw this.noRoom(size, requested);
+    }
     trackOwnShm(this.segmentName(id));
-    const seg: Segment = { id, buffer, size, dedicated, free: dedicated ? [] : [0, size], used: 0 };
+    const seg: Segment = { id, buffer, size, dedicated, free: dedicated ? [] : [0, size], used: 0, committed: dedicated ? size : 0 };
     this.segments.set(id, seg);
     this.totalBytes += size;
     return seg;
+  }
+
+  private noRoom(bytes: number, requested: number): StubhostError {
+    return new StubhostError(
+      'STUBHOST_ARENA_FULL',
+      `shared-memory arena ${this.prefix}: /dev/shm has no room for ${bytes} more bytes (${requested} bytes requested); ` +
+        'give the server a larger /dev/shm (docker run --shm-size, the Helm value shm.sizeLimit) or send smaller tensors',
+    );
   }
 
   private emptyRegularSegment(): Segment | undefined {
@@ -199,6 +220,17 @@ export class Arena {
   }
 
   private handOut(seg: Segment, offset: number, length: number, size: number): Block {
+    const end = offset + size;
+    if (end > seg.committed) {
+      // Pages are never given back to tmpfs while the segment lives, so everything below the
+      // mark stays backed. Without this, a full /dev/shm is a SIGBUS at the first write.
+      const target = Math.min(seg.size, alignUp(end, PAGE));
+      if (native.shmPopulate(seg.buffer, seg.committed, target - seg.committed) !== 0) {
+        insertFree(seg, offset, size);
+        throw this.noRoom(target - seg.committed, length);
+      }
+      seg.committed = target;
+    }
     seg.used += size;
     this.usedBytes += size;
     return { handle: [seg.id, offset, length], bytes: new Uint8Array(seg.buffer, offset, length) };

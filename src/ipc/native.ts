@@ -22,7 +22,10 @@ export interface NativeWatcher {
 }
 
 export interface NativeAddon {
-  shmCreate(name: string, size: number): SharedArrayBuffer;
+  /** Creates and maps a shm file; `reserve` (default true) backs every page now (ENOSPC instead of a later SIGBUS). */
+  shmCreate(name: string, size: number, reserve?: boolean): SharedArrayBuffer;
+  /** Backs a range of a sparse mapping with pages now; 0, or an errno when /dev/shm has no room. */
+  shmPopulate(sab: SharedArrayBuffer, byteOffset: number, length: number): number;
   shmOpen(name: string): SharedArrayBuffer;
   shmUnlink(name: string): boolean;
   futexWait(sab: SharedArrayBuffer, byteOffset: number, expected: number, timeoutMs: number): number;
