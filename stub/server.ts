@@ -19,6 +19,7 @@ import { ModelError, asModelError } from './api/errors.js';
 import { INTERNAL, setRuntime, type LogLevel, type StubRuntime } from './api/runtime.js';
 import type { Model, ModelClass, ModelConfig } from './api/model.js';
 import { AsyncQueue } from '../src/core/async-queue.js';
+import { setLongTimeout, type LongTimer } from '../src/core/long-timer.js';
 import { maxInflightPerInstance, type ParameterMap } from '../src/core/model-parameters.js';
 
 interface LiveRequest {
@@ -51,7 +52,7 @@ interface ExecuteContext {
 interface BlsCall {
   queue: AsyncQueue<InferenceResponse>;
   blocks: Handle[];
-  timer?: NodeJS.Timeout;
+  timer?: LongTimer;
   modelName: string;
   context?: ExecuteContext;
 }
@@ -136,7 +137,7 @@ export class StubServer implements StubRuntime {
       timeoutMs: request.timeoutMs,
     };
     if (request.timeoutMs && request.timeoutMs > 0) {
-      call.timer = setTimeout(() => {
+      call.timer = setLongTimeout(() => {
         this.channel.send({ k: 'bls-cancel', c });
         this.finishBls(c, new InferenceResponse({ error: new ModelError(`BLS call to '${request.modelName}' timed out after ${request.timeoutMs} ms`, 'TIMEOUT') }));
       }, request.timeoutMs);
@@ -375,7 +376,7 @@ export class StubServer implements StubRuntime {
     if (!call) return;
     this.blsCalls.delete(c);
     call.context?.calls.delete(c);
-    if (call.timer) clearTimeout(call.timer);
+    call.timer?.clear();
     for (const h of call.blocks) this.channel.arena.free(h);
     if (last) call.queue.push(last);
     call.queue.end();

@@ -17,6 +17,7 @@ import type { ModelIOContract } from '../core/service.js';
 import { configToJson, inputSpecs, isDecoupled, modelParameter, outputSpecs, validateModelConfig, type ModelConfig } from '../config/load.js';
 import { StubhostError } from '../errors.js';
 import { maxInflightPerInstance } from '../core/model-parameters.js';
+import { setLongTimeout } from '../core/long-timer.js';
 import { tensorFromBytes, validateInferInputs } from '../server/validate.js';
 import type { Logger } from '../log/logger.js';
 import { ModelStatsRecorder, failureReasonOf, type Metrics } from '../metrics/index.js';
@@ -278,12 +279,12 @@ export class ModelVersion {
     if (parent?.aborted) ac.abort(parent.reason);
     else parent?.addEventListener('abort', onParent, { once: true });
     const ms = request.timeoutUs / 1000;
-    const timer = setTimeout(() => ac.abort(new StubhostError('STUBHOST_TIMEOUT', `${this.label}: request timed out after ${ms} ms`)), ms);
-    timer.unref();
+    // Any length, exactly: setTimeout alone would fire a delay above 2^31-1 ms after 1 ms.
+    const timer = setLongTimeout(() => ac.abort(new StubhostError('STUBHOST_TIMEOUT', `${this.label}: request timed out after ${ms} ms`)), ms).unref();
     return {
       request: { ...request, signal: ac.signal },
       clear: () => {
-        clearTimeout(timer);
+        timer.clear();
         parent?.removeEventListener('abort', onParent);
       },
     };

@@ -239,7 +239,9 @@ export class GrpcServer {
       finishIfDone();
     });
     call.on('cancelled', () => {
-      for (const ac of inflight) ac.abort(cancelledError());
+      // One reason for all: a stream may hold tens of thousands of queued requests.
+      const reason = cancelledError();
+      for (const ac of inflight) ac.abort(reason);
     });
     call.on('error', (err) => this.#opts.logger?.warn(`ModelStreamInfer stream error: ${err.message}`));
   }
