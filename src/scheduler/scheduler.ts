@@ -26,7 +26,7 @@
  */
 import type { ExecOutcome } from '../instance/stub-process.js';
 import { StubhostError } from '../errors.js';
-import type { Job, JobTiming } from './job.js';
+import { stacklessError, type Job, type JobTiming } from './job.js';
 import { PriorityQueue, type QueuePolicy } from './priority-queue.js';
 import { MAX_TIMER_MS } from '../core/long-timer.js';
 
@@ -371,20 +371,6 @@ function clientCancelled(signal: AbortSignal | undefined): boolean {
   if (!signal?.aborted) return false;
   const reason = signal.reason as { code?: unknown } | undefined;
   return reason?.code !== 'STUBHOST_TIMEOUT';
-}
-
-/**
- * An error made in bulk (a cancel storm, a queue timing out): its stack would only name the
- * scheduler, and capturing it is most of the cost of failing a queued request.
- */
-function stacklessError(code: 'STUBHOST_CANCELLED' | 'STUBHOST_TIMEOUT', message: string): StubhostError {
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 0;
-  try {
-    return new StubhostError(code, message);
-  } finally {
-    Error.stackTraceLimit = limit;
-  }
 }
 
 /** Marks a queued job whose abort listener is not added yet (see submit). */
