@@ -15,27 +15,7 @@ import { childPids, http, startRepositoryServer, waitFor, type RepositoryServer 
 import { grpcClient, type TestGrpcClient } from './helpers/grpc.js';
 import { pendingOf } from './fixtures/models/sched/repo.js';
 import { MAX_JSON_NESTING } from '../src/core/json-nesting.js';
-
-const GATE = fs.readFileSync(path.join(import.meta.dirname, 'fixtures/models/dos/gate.ts'), 'utf8');
-
-/** A gate model folder (see fixtures/models/dos/gate.ts). */
-export function gateModel(name: string, params: { hold?: boolean; workMs?: number } = {}): Record<string, string> {
-  return {
-    'config.pbtxt': `name: "${name}"
-backend: "typescript"
-max_batch_size: 0
-input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
-output [ { name: "OUT", data_type: TYPE_FP32, dims: [ -1 ] }, { name: "CANCELLED", data_type: TYPE_INT32, dims: [ 1 ] } ]
-instance_group [ { count: 1, kind: KIND_CPU } ]
-parameters [
-  { key: "hold", value: { string_value: "${params.hold ? 1 : 0}" } },
-  { key: "work_ms", value: { string_value: "${params.workMs ?? 0}" } },
-  { key: "instance_prefetch", value: { string_value: "0" } }
-]
-`,
-    '1/model.ts': GATE,
-  };
-}
+import { gateModel } from './fixtures/models/dos/repo.js';
 
 const REQUEST_TIMEOUT_MS = 1500;
 let server: RepositoryServer;
