@@ -218,7 +218,9 @@ class BodyReader {
     this.#buf = declared !== undefined ? Buffer.allocUnsafeSlow(declared + shift).subarray(shift) : undefined;
     this.#onData = (chunk) => this.#data(chunk);
     this.#onEnd = () => this.#finish();
-    this.#onError = (err) => this.#finish(err);
+    // The socket failed or was closed mid-body (the client left, or the request timeout ended
+    // it): the client's loss, not a server error.
+    this.#onError = (err) => this.#finish(new StubhostError('STUBHOST_CANCELLED', `the request body was not received in full (${(err as Error).message})`));
     this.#onClose = () => this.#finish(new StubhostError('STUBHOST_CANCELLED', 'client closed the connection before sending the whole body'));
     req.on('data', this.#onData);
     req.on('end', this.#onEnd);
