@@ -44,6 +44,9 @@ describe('flags', () => {
     [['serve', '--model-repository', 'models', '--repository-poll-secs=-1'], /--repository-poll-secs "-1"/],
     [['serve', '--model-repository', 'models', '--stub-timeout-seconds', 'soon'], /--stub-timeout-seconds "soon"/],
     [['serve', '--model-repository', 'models', '--log-verbose', 'x'], /--log-verbose "x"/],
+    [['serve', '--model-repository', 'models', '--http-max-connections', '0'], /--http-max-connections "0": expected a positive whole number/],
+    [['serve', '--model-repository', 'models', '--grpc-max-message-bytes', 'lots'], /--grpc-max-message-bytes "lots": expected a positive whole number/],
+    [['serve', '--model-repository', 'models', '--http-request-timeout-secs', 'never'], /--http-request-timeout-secs "never"/],
     [['launch'], /unknown command "launch"/],
     ];
     const results = await Promise.all(cases.map(([args]) => run(args)));

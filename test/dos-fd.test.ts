@@ -56,6 +56,14 @@ afterAll(async () => {
 }, 60_000);
 
 const fdsOf = (pid: number): number => fs.readdirSync(`/proc/${pid}/fd`).length;
+/** The server's stub processes (not tsx's esbuild helper, also a child). */
+const stubsOf = (pid: number): number[] => childPids(pid).filter((p) => {
+  try {
+    return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`${path.sep}stub${path.sep}`);
+  } catch {
+    return false;
+  }
+});
 const status = (pid: number, field: string): number => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
 
 /** gRPC canary: another model answers with its own data. */
@@ -121,11 +129,11 @@ describe('file-descriptor headroom', () => {
     expect(await waitFor(() => /HTTP connection cap reached/.test(output), 5000)).toBe(true);
 
     // A stub killed now restarts: the reserve holds the descriptors a spawn needs.
-    const stubs = childPids(pid);
+    const stubs = stubsOf(pid);
     expect(stubs.length).toBe(2);
     process.kill(stubs[0]!, 'SIGKILL');
     expect(await waitFor(() => {
-      const now = childPids(pid);
+      const now = stubsOf(pid);
       return now.length === 2 && !now.includes(stubs[0]!);
     }, 30_000, 50)).toBe(true);
     for (const model of ['canary', 'victim']) {
@@ -140,6 +148,27 @@ describe('file-descriptor headroom', () => {
     expect(await askLive(after)).toBe('HTTP/1.1 200 OK');
     after.destroy();
   }, 180_000);
+});
+
+describe('gRPC connection cap', () => {
+  it('connections over --grpc-max-connections are closed as accepted; the existing client is still served', async () => {
+    const cap = Math.floor(fdBudget(FD_LIMIT).maxConnections / 2);
+    await expectCanary(); // the test's own client holds one connection
+    const port = Number(client.raw.getChannel().getTarget().split(':').pop());
+    const open: net.Socket[] = [];
+    let closedByServer = 0;
+    for (let i = 0; i < cap + 20; i++) {
+      const s = await connect(port);
+      s.on('error', () => {});
+      s.once('close', () => closedByServer++);
+      open.push(s);
+    }
+    expect(await waitFor(() => closedByServer >= 21, 10_000, 20)).toBe(true);
+    expect(closedByServer).toBe(21);
+    await expectCanary();
+    for (const s of open) s.destroy();
+    await expectCanary();
+  }, 60_000);
 });
 
 describe('gRPC message size', () => {

@@ -16,6 +16,7 @@ import { grpcClient, type TestGrpcClient } from './helpers/grpc.js';
 import { pendingOf } from './fixtures/models/sched/repo.js';
 import { MAX_JSON_NESTING } from '../src/core/json-nesting.js';
 import { gateModel } from './fixtures/models/dos/repo.js';
+import { startServer } from '../src/server/start.js';
 
 const REQUEST_TIMEOUT_MS = 1500;
 let server: RepositoryServer;
@@ -195,6 +196,14 @@ describe('slow clients', () => {
     expect(performance.now() - t0).toBeLessThan(REQUEST_TIMEOUT_MS + 10_000);
     await expectCanary();
   }, 60_000);
+});
+
+describe('connection caps', () => {
+  it('caps larger than the file-descriptor limit allows fail the start, naming the limit and the fix', async () => {
+    await expect(startServer({ modelRepository: server.root, httpPort: 0, grpcPort: 0, metricsPort: undefined, httpMaxConnections: 1e9 }))
+      .rejects.toThrow(/--http-max-connections and --grpc-max-connections \(1000000000 in all\) exceed the \d+ connections the file-descriptor limit of \d+ allows .*ulimit -Hn/);
+    await expectCanary();
+  });
 });
 
 describe('gRPC message size', () => {
