@@ -9,6 +9,7 @@
 #include <v8.h>
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <signal.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -383,6 +385,34 @@ class Watcher : public Napi::ObjectWrap<Watcher> {
   double timeout_ms_ = -1;
 };
 
+// getNofileLimit() → { soft, hard }: RLIMIT_NOFILE, so the host can size its connection caps
+// (Infinity for RLIM_INFINITY).
+Napi::Value GetNofileLimit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return ThrowErrno(env, "getrlimit(RLIMIT_NOFILE)");
+  auto num = [&](rlim_t v) {
+    return Napi::Number::New(env, v == RLIM_INFINITY ? INFINITY : static_cast<double>(v));
+  };
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("soft", num(rl.rlim_cur));
+  out.Set("hard", num(rl.rlim_max));
+  return out;
+}
+
+// setNofileSoftLimit(n): raises (or lowers) the soft RLIMIT_NOFILE to n, at most the hard limit.
+// Returns the soft limit now in force.
+Napi::Value SetNofileSoftLimit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return ThrowErrno(env, "getrlimit(RLIMIT_NOFILE)");
+  double want = info[0].As<Napi::Number>().DoubleValue();
+  rlim_t target = want >= static_cast<double>(rl.rlim_max) ? rl.rlim_max : static_cast<rlim_t>(want < 0 ? 0 : want);
+  rl.rlim_cur = target;
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0) return ThrowErrno(env, "setrlimit(RLIMIT_NOFILE)");
+  return Napi::Number::New(env, target == RLIM_INFINITY ? INFINITY : static_cast<double>(target));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("shmCreate", Napi::Function::New(env, ShmCreate));
   exports.Set("shmOpen", Napi::Function::New(env, ShmOpen));
@@ -392,6 +422,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("futexWake", Napi::Function::New(env, FutexWakeJs));
   exports.Set("setParentDeathSignal", Napi::Function::New(env, SetParentDeathSignal));
   exports.Set("Watcher", Watcher::Init(env));
+  exports.Set("getNofileLimit", Napi::Function::New(env, GetNofileLimit));
+  exports.Set("setNofileSoftLimit", Napi::Function::New(env, SetNofileSoftLimit));
   return exports;
 }
 

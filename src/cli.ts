@@ -19,6 +19,25 @@ Options:
                                  1/model.onnx).
   --http-port <n>                KServe v2 HTTP port (default 8000; 0 picks a free port).
   --http-address <addr>          Address the HTTP server binds (default 0.0.0.0).
+  --http-max-input-size <n>      Largest HTTP request body in bytes, after decompression
+                                 (default 67108864 = 64 MiB; 413 beyond it).
+  --http-request-timeout-secs <n>
+                                 The whole request, headers and body, must arrive within this
+                                 long, else 408 and the connection is closed (default 60;
+                                 0 = no limit). Computing the response does not count.
+  --http-header-timeout-secs <n> The request headers must arrive within this long (default 20).
+  --http-keepalive-timeout-secs <n>
+                                 Idle keep-alive connections close after this long (default 5).
+  --http-max-connections <n>     HTTP connections open at once; more are closed as they are
+                                 accepted (default: the share of the file-descriptor budget,
+                                 see below).
+  --grpc-max-message-bytes <n>   Largest gRPC message in bytes; a larger request fails with
+                                 RESOURCE_EXHAUSTED before it is read (default: the HTTP
+                                 body limit, 64 MiB).
+  --grpc-max-connections <n>     gRPC connections open at once (default: the share of the
+                                 file-descriptor budget). At start the soft RLIMIT_NOFILE is
+                                 raised to the hard limit; a quarter of it (128..4096) is kept
+                                 for stubs and files, the rest is shared by HTTP and gRPC.
   --grpc-port <n>                KServe v2 gRPC port (default 8001; 0 picks a free port).
   --grpc-address <addr>          Address the gRPC server binds (default 0.0.0.0).
   --metrics-port <n>             Prometheus metrics port (default 8002; 0 picks a free port).
@@ -163,6 +182,13 @@ export async function main(argv: string[]): Promise<number> {
         'model-repository': { type: 'string', multiple: true },
         'http-port': { type: 'string' },
         'http-address': { type: 'string' },
+        'http-max-input-size': { type: 'string' },
+        'http-request-timeout-secs': { type: 'string' },
+        'http-header-timeout-secs': { type: 'string' },
+        'http-keepalive-timeout-secs': { type: 'string' },
+        'http-max-connections': { type: 'string' },
+        'grpc-max-message-bytes': { type: 'string' },
+        'grpc-max-connections': { type: 'string' },
         'grpc-port': { type: 'string' },
         'grpc-address': { type: 'string' },
         'metrics-port': { type: 'string' },
@@ -231,11 +257,15 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
     if (!Number.isFinite(n) || n < 0) throw new CliError(`--${name} ${JSON.stringify(v)}: expected a non-negative number`);
     return n;
   };
-  const count = (name: string, dflt: number): number => {
-    const n = num(name, dflt);
-    if (!Number.isInteger(n)) throw new CliError(`--${name} ${JSON.stringify(o[name])}: expected a whole number`);
+  /** A positive whole number, or undefined when the flag is absent. */
+  const count = (name: string): number | undefined => {
+    const v = o[name] as string | undefined;
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n <= 0) throw new CliError(`--${name} ${JSON.stringify(v)}: expected a positive whole number`);
     return n;
   };
+  const secondsOf = (name: string): number | undefined => (o[name] === undefined ? undefined : num(name, 0) * 1000);
   const verbose = num('log-verbose', 0);
   if (verbose > 0) logSettings.level = 'verbose';
   const fmt = o['log-format'] as string | undefined;
@@ -264,6 +294,13 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
     loadModels: loadList,
     httpPort: bool(o['allow-http'] as string | undefined, true) ? port('http-port', o['http-port'] as string | undefined, 8000) : undefined,
     httpAddress: address('http-address', o['http-address'] as string | undefined),
+    maxBodyBytes: count('http-max-input-size'),
+    httpRequestTimeoutMs: secondsOf('http-request-timeout-secs'),
+    httpHeadersTimeoutMs: secondsOf('http-header-timeout-secs'),
+    httpKeepAliveTimeoutMs: secondsOf('http-keepalive-timeout-secs'),
+    httpMaxConnections: count('http-max-connections'),
+    grpcMaxMessageBytes: count('grpc-max-message-bytes'),
+    grpcMaxConnections: count('grpc-max-connections'),
     grpcPort: bool(o['allow-grpc'] as string | undefined, true) ? port('grpc-port', o['grpc-port'] as string | undefined, 8001) : undefined,
     grpcAddress: address('grpc-address', o['grpc-address'] as string | undefined),
     grpcTls,
@@ -274,8 +311,8 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
     stubTimeoutMs: num('stub-timeout-seconds', 1) * 1000,
     arenaMaxBytes: o['shm-max-bytes'] === undefined ? undefined : num('shm-max-bytes', 0),
     allowClientShm: strictBool('allow-client-shm', o['allow-client-shm'] as string | undefined, false),
-    clientShmMaxRegions: count('client-shm-max-regions', DEFAULT_CLIENT_SHM_MAX_REGIONS),
-    clientShmMaxInflightBytes: count('client-shm-max-inflight-bytes', DEFAULT_CLIENT_SHM_MAX_INFLIGHT_BYTES),
+    clientShmMaxRegions: count('client-shm-max-regions') ?? DEFAULT_CLIENT_SHM_MAX_REGIONS,
+    clientShmMaxInflightBytes: count('client-shm-max-inflight-bytes') ?? DEFAULT_CLIENT_SHM_MAX_INFLIGHT_BYTES,
     rateLimit: rateMode as 'off' | 'execution_count',
     rateLimitResources: (o['rate-limit-resource'] as string[] | undefined) ?? [],
     pollIntervalMs: num('repository-poll-secs', 15) * 1000,

@@ -21,6 +21,7 @@ import type { Model, ModelClass, ModelConfig } from './api/model.js';
 import { AsyncQueue } from '../src/core/async-queue.js';
 import { boundLine } from '../src/instance/bounded-lines.js';
 import { ErrorLocator } from './error-location.js';
+import { setLongTimeout, type LongTimer } from '../src/core/long-timer.js';
 import { maxInflightPerInstance, type ParameterMap } from '../src/core/model-parameters.js';
 
 interface LiveRequest {
@@ -53,7 +54,7 @@ interface ExecuteContext {
 interface BlsCall {
   queue: AsyncQueue<InferenceResponse>;
   blocks: Handle[];
-  timer?: NodeJS.Timeout;
+  timer?: LongTimer;
   modelName: string;
   context?: ExecuteContext;
 }
@@ -141,7 +142,7 @@ export class StubServer implements StubRuntime {
       timeoutMs: request.timeoutMs,
     };
     if (request.timeoutMs && request.timeoutMs > 0) {
-      call.timer = setTimeout(() => {
+      call.timer = setLongTimeout(() => {
         this.channel.send({ k: 'bls-cancel', c });
         this.finishBls(c, new InferenceResponse({ error: new ModelError(`BLS call to '${request.modelName}' timed out after ${request.timeoutMs} ms`, 'TIMEOUT') }));
       }, request.timeoutMs);
@@ -381,7 +382,7 @@ export class StubServer implements StubRuntime {
     if (!call) return;
     this.blsCalls.delete(c);
     call.context?.calls.delete(c);
-    if (call.timer) clearTimeout(call.timer);
+    call.timer?.clear();
     for (const h of call.blocks) this.channel.arena.free(h);
     if (last) call.queue.push(last);
     call.queue.end();

@@ -47,6 +47,9 @@ describe('flags', () => {
     [['serve', '--model-repository', 'models', '--stub-memory-limit-bytes', '1.5e9x'], /--stub-memory-limit-bytes "1.5e9x": expected a whole number of bytes/],
     [['serve', '--model-repository', 'models', '--execute-warn-secs', 'soon'], /--execute-warn-secs "soon"/],
     [['serve', '--model-repository', 'models', '--unload-grace-secs=-2'], /--unload-grace-secs "-2"/],
+    [['serve', '--model-repository', 'models', '--http-max-connections', '0'], /--http-max-connections "0": expected a positive whole number/],
+    [['serve', '--model-repository', 'models', '--grpc-max-message-bytes', 'lots'], /--grpc-max-message-bytes "lots": expected a positive whole number/],
+    [['serve', '--model-repository', 'models', '--http-request-timeout-secs', 'never'], /--http-request-timeout-secs "never"/],
     [['launch'], /unknown command "launch"/],
     ];
     const results = await Promise.all(cases.map(([args]) => run(args)));

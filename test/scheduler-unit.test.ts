@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { Scheduler, type ExecutionTarget, type SchedulerOptions } from '../src/scheduler/scheduler.js';
 import type { QueuePolicy } from '../src/scheduler/priority-queue.js';
 import { RateLimiter } from '../src/scheduler/rate-limiter.js';
+import { SequenceBatcher } from '../src/scheduler/sequence-batcher.js';
 import type { Job, JobTiming } from '../src/scheduler/job.js';
 import type { ExecOutcome } from '../src/instance/stub-process.js';
 import type { InferRequest } from '../src/core/types.js';
@@ -340,6 +341,110 @@ describe('cancellation', () => {
     await sleep(5);
     a.releaseOne();
     expect((await delayed).outcome.error).toBeUndefined();
+  });
+});
+
+describe('cost of leaving the queue', () => {
+  // Each of these took minutes when a removal or an expiry scanned the whole queue (O(N²)).
+  const N = 50_000;
+
+  it(`${N} queued requests cancelled one by one (newest first) settle in O(N) in all; the queue then serves again`, async () => {
+    const s = scheduler({ priorityLevels: 2, defaultPriorityLevel: 2, priorityAgingUs: 60_000_000, policyOf: () => ({ ...noPolicy, defaultTimeoutUs: 60_000_000 }) });
+    const a = new FakeTarget('a', 'manual');
+    s.addTarget(a);
+    const busy = submit(s, 'busy');
+    const controllers: AbortController[] = [];
+    const settled: Promise<Done>[] = [];
+    for (let i = 0; i < N; i++) {
+      const ac = new AbortController();
+      controllers.push(ac);
+      settled.push(submit(s, `q${i}`, { signal: ac.signal, level: (i % 2) + 1 }));
+    }
+    expect(s.pending).toBe(N);
+    const started = performance.now();
+    for (let i = N - 1; i >= 0; i--) controllers[i]!.abort(new StubhostError('STUBHOST_CANCELLED', 'stream cancelled'));
+    const outcomes = await Promise.all(settled);
+    const ms = performance.now() - started;
+    expect(outcomes.every((d) => (d.outcome.error as StubhostError | undefined)?.code === 'STUBHOST_CANCELLED')).toBe(true);
+    expect(s.pending).toBe(0);
+    expect(ms).toBeLessThan(10_000); // O(N²) took minutes here; O(N) takes about a second on a loaded 2-core machine
+    a.releaseOne();
+    await busy;
+    const next = submit(s, 'next');
+    await sleep(5);
+    a.releaseOne();
+    expect((await next).outcome.error).toBeUndefined();
+    expect(a.batches.flat()).toEqual(['busy', 'next']);
+  }, 60_000);
+
+  it(`${N} queued requests timing out (REJECT) are rejected in O(N log N) in all, and fresh work still runs`, async () => {
+    const s = scheduler({ policyOf: () => ({ ...noPolicy, defaultTimeoutUs: 30_000 }) });
+    const a = new FakeTarget('a', 'manual');
+    s.addTarget(a);
+    const busy = submit(s, 'busy');
+    const settled: Promise<Done>[] = [];
+    const started = performance.now();
+    for (let i = 0; i < N; i++) settled.push(submit(s, `q${i}`));
+    const outcomes = await Promise.all(settled);
+    expect(performance.now() - started).toBeLessThan(10_000);
+    expect(outcomes.every((d) => (d.outcome.error as StubhostError | undefined)?.code === 'STUBHOST_TIMEOUT')).toBe(true);
+    expect(s.pending).toBe(0);
+    a.releaseOne();
+    await busy;
+    const next = submit(s, 'next');
+    await sleep(5);
+    a.releaseOne();
+    expect((await next).outcome.error).toBeUndefined();
+  }, 60_000);
+
+  it(`sequence batcher: ${N} queued requests of one sequence cancelled settle in O(N); the sequence goes on`, async () => {
+    const config = { control_input: [], state: [], max_sequence_idle_microseconds: 60_000_000 } as unknown as ConstructorParameters<typeof SequenceBatcher>[0]['config'];
+    const sb = new SequenceBatcher({ modelLabel: "model 'seq'", maxBatchSize: 0, config });
+    const a = new FakeTarget('a', 'manual');
+    sb.addTarget(a);
+    const send = (id: string, o: { start?: boolean; end?: boolean; signal?: AbortSignal } = {}): Promise<ExecOutcome> => new Promise((resolve) => {
+      const request: InferRequest = { id, modelName: 'seq', inputs: [], parameters: {}, priority: 0, timeoutUs: 0, signal: o.signal, correlationId: 7n, sequenceStart: o.start, sequenceEnd: o.end };
+      sb.submit({ request, batchSize: 1, shapeKey: '', level: 1, timeoutUs: 0, finish: (outcome) => resolve(outcome) });
+    });
+    const first = send('start', { start: true });
+    const controllers: AbortController[] = [];
+    const settled: Promise<ExecOutcome>[] = [];
+    for (let i = 0; i < N; i++) {
+      const ac = new AbortController();
+      controllers.push(ac);
+      settled.push(send(`q${i}`, { signal: ac.signal }));
+    }
+    expect(sb.pending).toBe(N);
+    const started = performance.now();
+    for (const ac of controllers) ac.abort(new StubhostError('STUBHOST_CANCELLED', 'stream cancelled'));
+    const outcomes = await Promise.all(settled);
+    expect(performance.now() - started).toBeLessThan(10_000);
+    expect(outcomes.every((o) => (o.error as StubhostError | undefined)?.code === 'STUBHOST_CANCELLED')).toBe(true);
+    expect(sb.pending).toBe(0);
+    const last = send('end', { end: true });
+    a.releaseOne();
+    expect((await first).error).toBeUndefined();
+    await sleep(5);
+    a.releaseOne();
+    expect((await last).error).toBeUndefined();
+    expect(a.batches.flat()).toEqual(['start', 'end']);
+    sb.close('test over');
+  }, 60_000);
+
+  it('a queue timeout beyond the 2^31-1 ms timer limit does not fire early', async () => {
+    const s = scheduler({ policyOf: () => ({ ...noPolicy, allowTimeoutOverride: true }) });
+    const a = new FakeTarget('a', 'manual');
+    s.addTarget(a);
+    const busy = submit(s, 'busy');
+    // 30 days in µs: setTimeout would clamp it to 1 ms.
+    const patient = submit(s, 'patient', { timeoutUs: 30 * 24 * 3600 * 1e6 });
+    await sleep(30);
+    expect(s.pending).toBe(1);
+    a.releaseOne();
+    await busy;
+    await sleep(5);
+    a.releaseOne();
+    expect((await patient).outcome.error).toBeUndefined();
   });
 });
 

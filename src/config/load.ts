@@ -11,6 +11,7 @@ import { fromConfigType } from '../core/dtypes.js';
 import type { TensorSpec } from '../core/types.js';
 import { StubhostError } from '../errors.js';
 import { parsePbtxt } from './pbtxt.js';
+import { checkJsonNesting } from '../core/json-nesting.js';
 import {
   MODEL_CONFIG_SHAPE,
   ModelConfigSchema,
@@ -102,6 +103,11 @@ function readText(file: string): string {
 /** JSON.parse with the error position turned into line:column, like the pbtxt parser's errors. */
 function parseJson(text: string, source: string): unknown {
   let value: unknown;
+  try {
+    checkJsonNesting(Buffer.from(text, 'utf8'), 'the config');
+  } catch (err) {
+    throw configError(source, (err as Error).message.replace(/; send flat.*$/, ''), err);
+  }
   try {
     value = JSON.parse(text);
   } catch (err) {

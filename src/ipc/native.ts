@@ -33,6 +33,10 @@ export interface NativeAddon {
   /** Linux prctl(PR_SET_PDEATHSIG): returns the parent pid at the time of the call. */
   setParentDeathSignal(signal: number): number;
   Watcher: new (sab: SharedArrayBuffer, byteOffset: number, onChange: (result: number) => void) => NativeWatcher;
+  /** RLIMIT_NOFILE (Infinity for RLIM_INFINITY). */
+  getNofileLimit(): { soft: number; hard: number };
+  /** Sets the soft RLIMIT_NOFILE to `n` (at most the hard limit); returns the soft limit now in force. */
+  setNofileSoftLimit(n: number): number;
 }
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

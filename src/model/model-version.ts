@@ -18,6 +18,7 @@ import { configToJson, inputSpecs, isDecoupled, modelParameter, outputSpecs, val
 import { StubhostError } from '../errors.js';
 import { confinedPath, modelFileOf } from '../repository/model-paths.js';
 import { maxInflightPerInstance, memoryLimitBytes, unloadGraceMs } from '../core/model-parameters.js';
+import { setLongTimeout } from '../core/long-timer.js';
 import { tensorFromBytes, validateInferInputs } from '../server/validate.js';
 import type { Logger } from '../log/logger.js';
 import { ModelStatsRecorder, failureReasonOf, type Metrics } from '../metrics/index.js';
@@ -352,18 +353,15 @@ export class ModelVersion {
     if (parent?.aborted) ac.abort(parent.reason);
     else parent?.addEventListener('abort', onParent, { once: true });
     const ms = request.timeoutUs / 1000;
-    const timer = setTimeout(() => ac.abort(new StubhostError('STUBHOST_TIMEOUT', `${this.label}: request timed out after ${ms} ms`)), ms);
-    timer.unref();
+    // Any length, exactly: setTimeout alone would fire a delay above 2^31-1 ms after 1 ms.
+    const timer = setLongTimeout(() => ac.abort(new StubhostError('STUBHOST_TIMEOUT', `${this.label}: request timed out after ${ms} ms`)), ms).unref();
     const graceMs = TIMEOUT_ANSWER_GRACE_MS;
-    const deadline = ms + graceMs <= MAX_TIMER_MS
-      ? setTimeout(() => onDeadline(new StubhostError('STUBHOST_TIMEOUT', `${this.label}: request timed out after ${ms} ms (the model did not answer within ${graceMs} ms of its cancellation)`)), ms + graceMs)
-      : undefined;
-    deadline?.unref();
+    const deadline = setLongTimeout(() => onDeadline(new StubhostError('STUBHOST_TIMEOUT', `${this.label}: request timed out after ${ms} ms (the model did not answer within ${graceMs} ms of its cancellation)`)), ms + graceMs).unref();
     return {
       request: { ...request, signal: ac.signal },
       clear: () => {
-        clearTimeout(timer);
-        clearTimeout(deadline);
+        timer.clear();
+        deadline.clear();
         parent?.removeEventListener('abort', onParent);
       },
     };

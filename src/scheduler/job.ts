@@ -1,6 +1,7 @@
 /** One request waiting in, or passing through, a model's scheduler. */
 import type { InferRequest } from '../core/types.js';
 import type { ExecOutcome, StreamSink } from '../instance/stub-process.js';
+import { StubhostError } from '../errors.js';
 
 export type TimeoutAction = 'REJECT' | 'DELAY';
 
@@ -29,4 +30,18 @@ export interface JobTiming {
   queueMs: number;
   computeMs: number;
   batchSize: number;
+}
+
+/**
+ * An error made in bulk (a cancel storm, a queue timing out): its stack would only name the
+ * scheduler, and capturing it is most of the cost of failing a queued request.
+ */
+export function stacklessError(code: 'STUBHOST_CANCELLED' | 'STUBHOST_TIMEOUT', message: string): StubhostError {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new StubhostError(code, message);
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
 }

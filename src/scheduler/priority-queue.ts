@@ -24,9 +24,17 @@
  *    traffic still overtakes it for the whole aging window. Delayed requests (DELAY timeouts)
  *    are not aged: the policy demoted them on purpose.
  *
+ * Cost. Every operation is O(1) or O(log n) in the queue's length: removals (dispatch, cancel,
+ * timeout) leave holes that are skipped and compacted, deadlines sit in a min-heap, and aging
+ * takes from the heads of the arrival-ordered FIFOs. A client cancelling N queued requests costs
+ * O(N) in all, never a scan of the queue per request.
+ *
  * Owned by one Scheduler; used on the host's event loop only.
  */
 import type { Job } from './job.js';
+import { Fifo, type FifoEntry } from '../core/fifo.js';
+
+type Slot = FifoEntry<Job>;
 
 export interface QueuePolicy {
   timeoutAction: 'REJECT' | 'DELAY';
@@ -37,24 +45,36 @@ export interface QueuePolicy {
 }
 
 interface Level {
-  main: Job[];
-  delayed: Job[];
+  main: Fifo<Job>;
+  delayed: Fifo<Job>;
   policy: QueuePolicy;
+  /** Jobs of this level queued anywhere (main, delayed, aged). */
+  count: number;
+}
+
+/** A deadline as it was when the job was queued (a job's deadline only ever changes to Infinity). */
+interface DeadlineEntry {
+  at: number;
+  job: Job;
 }
 
 export class PriorityQueue {
   private readonly levels: Level[];
   /** Requests promoted by aging, in arrival order; served before every level. */
-  private aged: Job[] = [];
-  private count = 0;
+  private readonly aged = new Fifo<Job>();
+  private readonly slots = new Map<Job, Slot>();
+  /** Min-heap of the finite deadlines of jobs in a main or the aged FIFO; stale entries are skipped. */
+  private heap: DeadlineEntry[] = [];
 
   /** `agingMs`: promote a level > 1 request after waiting this long (0: never). */
   constructor(levelCount: number, policyOf: (level: number) => QueuePolicy, private readonly agingMs = 0) {
-    this.levels = Array.from({ length: Math.max(1, levelCount) }, (_, i) => ({ main: [], delayed: [], policy: policyOf(i + 1) }));
+    this.levels = Array.from({ length: Math.max(1, levelCount) }, (_, i) => ({
+      main: new Fifo<Job>(), delayed: new Fifo<Job>(), policy: policyOf(i + 1), count: 0,
+    }));
   }
 
   get size(): number {
-    return this.count;
+    return this.slots.size;
   }
 
   policy(level: number): QueuePolicy {
@@ -63,18 +83,16 @@ export class PriorityQueue {
 
   /** Requests queued at `level` (main + delayed; aged ones count at the level they came from). */
   levelSize(level: number): number {
-    const l = this.levels[level - 1]!;
-    let n = l.main.length + l.delayed.length;
-    for (const j of this.aged) if (j.level === level) n++;
-    return n;
+    return this.levels[level - 1]!.count;
   }
 
   /** False when the level's queue is full. */
   push(job: Job): boolean {
     const level = this.levels[job.level - 1]!;
-    if (level.policy.maxQueueSize > 0 && this.levelSize(job.level) >= level.policy.maxQueueSize) return false;
-    level.main.push(job);
-    this.count++;
+    if (level.policy.maxQueueSize > 0 && level.count >= level.policy.maxQueueSize) return false;
+    level.count++;
+    this.slots.set(job, level.main.push(job));
+    if (job.deadline !== Infinity) this.heapPush({ at: job.deadline, job });
     return true;
   }
 
@@ -82,50 +100,41 @@ export class PriorityQueue {
    * Applies timeouts and aging: jobs past their deadline are returned for rejection (REJECT) or
    * moved to the delayed FIFO (DELAY); jobs that waited the aging time move to the aged FIFO.
    * Returns the rejected jobs and the earliest time something will change (deadline or aging).
+   * Costs O(log n) per job that changes, not a pass over the queue.
    */
   expire(now: number): { rejected: Job[]; nextDeadline: number } {
     const rejected: Job[] = [];
-    let nextDeadline = Infinity;
-    if (this.aged.length > 0) {
-      const keep: Job[] = [];
-      for (const job of this.aged) {
-        if (job.deadline <= now && job.timeoutAction === 'REJECT') {
-          rejected.push(job);
-          this.count--;
-        } else {
-          keep.push(job);
-          if (job.deadline < nextDeadline) nextDeadline = job.deadline;
-        }
+    for (let top = this.liveTop(); top !== undefined && top.at <= now; top = this.liveTop()) {
+      this.heapPop();
+      const job = top.job;
+      const slot = this.slots.get(job)!;
+      const level = this.levels[job.level - 1]!;
+      if (job.timeoutAction === 'REJECT') {
+        this.remove(job);
+        rejected.push(job);
+      } else {
+        // DELAY: behind the fresh requests of its level (an aged one keeps its place).
+        job.deadline = Infinity;
+        if (level.main.delete(slot)) level.delayed.pushEntry(slot);
       }
-      this.aged = keep;
     }
-    let promoted = false;
-    for (let i = 0; i < this.levels.length; i++) {
-      const level = this.levels[i]!;
-      if (level.main.length === 0) continue;
-      const keep: Job[] = [];
-      for (const job of level.main) {
-        if (job.deadline <= now) {
-          if (job.timeoutAction === 'REJECT') {
-            rejected.push(job);
-            this.count--;
-          } else {
-            job.deadline = Infinity;
-            level.delayed.push(job);
+    let nextDeadline = this.liveTop()?.at ?? Infinity;
+    if (this.agingMs > 0) {
+      const promoted: Slot[] = [];
+      for (let i = 1; i < this.levels.length; i++) {
+        const main = this.levels[i]!.main;
+        // A main FIFO is in arrival order: the requests due for aging are its head.
+        for (let s = main.first(); s !== undefined; s = main.first()) {
+          if (now - s.value.enqueuedAt < this.agingMs) {
+            nextDeadline = Math.min(nextDeadline, s.value.enqueuedAt + this.agingMs);
+            break;
           }
-        } else if (i > 0 && this.agingMs > 0 && now - job.enqueuedAt >= this.agingMs) {
-          this.aged.push(job);
-          promoted = true;
-          if (job.deadline < nextDeadline) nextDeadline = job.deadline;
-        } else {
-          keep.push(job);
-          if (job.deadline < nextDeadline) nextDeadline = job.deadline;
-          if (i > 0 && this.agingMs > 0) nextDeadline = Math.min(nextDeadline, job.enqueuedAt + this.agingMs);
+          main.delete(s);
+          promoted.push(s);
         }
       }
-      if (keep.length !== level.main.length) level.main = keep;
+      if (promoted.length > 0) this.addAged(promoted);
     }
-    if (promoted) this.aged.sort((a, b) => a.enqueuedAt - b.enqueuedAt || a.seq - b.seq);
     return { rejected, nextDeadline };
   }
 
@@ -139,52 +148,111 @@ export class PriorityQueue {
   }
 
   peek(): Job | undefined {
-    if (this.aged.length > 0) return this.aged[0];
+    const aged = this.aged.first();
+    if (aged !== undefined) return aged.value;
     for (const level of this.levels) {
-      if (level.main.length > 0) return level.main[0];
-      if (level.delayed.length > 0) return level.delayed[0];
+      const s = level.main.first() ?? level.delayed.first();
+      if (s !== undefined) return s.value;
     }
     return undefined;
   }
 
-  /** Removes the given jobs (picked for a batch, or cancelled). Returns how many were queued. */
-  remove(jobs: ReadonlySet<Job>): number {
-    if (jobs.size === 0) return 0;
-    const before = this.count;
-    this.aged = this.drop(this.aged, jobs);
-    for (const level of this.levels) {
-      level.main = this.drop(level.main, jobs);
-      level.delayed = this.drop(level.delayed, jobs);
-    }
-    return before - this.count;
-  }
-
-  /** `list` without `jobs` (the same array when it holds none of them). */
-  private drop(list: Job[], jobs: ReadonlySet<Job>): Job[] {
-    let i = 0;
-    while (i < list.length && !jobs.has(list[i]!)) i++;
-    if (i === list.length) return list;
-    const kept = list.slice(0, i);
-    for (i++; i < list.length; i++) if (!jobs.has(list[i]!)) kept.push(list[i]!);
-    this.count -= list.length - kept.length;
-    return kept;
+  /** Removes a job (picked for a batch, or cancelled) in O(1). False if it was not queued. */
+  remove(job: Job): boolean {
+    const slot = this.slots.get(job);
+    if (slot === undefined) return false;
+    this.slots.delete(job);
+    slot.owner!.delete(slot);
+    this.levels[job.level - 1]!.count--;
+    // Stale deadline entries are skipped when they reach the top; drop them in bulk when they
+    // outnumber the live jobs (cancel storms), so the heap stays within twice the queue.
+    if (this.heap.length > 2 * this.slots.size + 64) this.rebuildHeap();
+    return true;
   }
 
   shift(): Job | undefined {
     const job = this.peek();
-    if (job) this.remove(new Set([job]));
+    if (job) this.remove(job);
     return job;
   }
 
   /** Empties the queue, returning everything that was in it. */
   clear(): Job[] {
     const all = [...this.inOrder()];
-    this.aged = [];
+    this.slots.clear();
+    this.aged.clear();
     for (const level of this.levels) {
-      level.main = [];
-      level.delayed = [];
+      level.main.clear();
+      level.delayed.clear();
+      level.count = 0;
     }
-    this.count = 0;
+    this.heap = [];
     return all;
   }
+
+  /** Appends newly aged requests in arrival order (they all arrived after the ones aged before). */
+  private addAged(promoted: Slot[]): void {
+    const byArrival = (a: Slot, b: Slot): number => a.value.enqueuedAt - b.value.enqueuedAt || a.value.seq - b.value.seq;
+    promoted.sort(byArrival);
+    const last = this.aged.last();
+    if (last !== undefined && byArrival(last, promoted[0]!) > 0) {
+      // Not expected (aging runs over every level at once), but order must hold regardless.
+      const all = [...this.aged.entries()];
+      for (const s of all) this.aged.delete(s);
+      promoted = [...all, ...promoted].sort(byArrival);
+    }
+    for (const s of promoted) this.aged.pushEntry(s);
+  }
+
+  /** The heap's top, after dropping entries whose job left the queue or whose deadline changed. */
+  private liveTop(): DeadlineEntry | undefined {
+    const heap = this.heap;
+    while (heap.length > 0 && !this.isLive(heap[0]!)) this.heapPop();
+    return heap[0];
+  }
+
+  private isLive(e: DeadlineEntry): boolean {
+    return e.job.deadline === e.at && this.slots.has(e.job);
+  }
+
+  private rebuildHeap(): void {
+    const live = this.heap.filter((e) => this.isLive(e));
+    this.heap = [];
+    for (const e of live) this.heapPush(e);
+  }
+
+  private heapPush(e: DeadlineEntry): void {
+    const heap = this.heap;
+    let i = heap.length;
+    heap.push(e);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!before(e, heap[parent]!)) break;
+      heap[i] = heap[parent]!;
+      i = parent;
+    }
+    heap[i] = e;
+  }
+
+  private heapPop(): void {
+    const heap = this.heap;
+    const last = heap.pop();
+    if (last === undefined || heap.length === 0) return;
+    let i = 0;
+    const n = heap.length;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const r = l + 1;
+      const child = r < n && before(heap[r]!, heap[l]!) ? r : l;
+      if (!before(heap[child]!, last)) break;
+      heap[i] = heap[child]!;
+      i = child;
+    }
+    heap[i] = last;
+  }
+}
+
+function before(a: DeadlineEntry, b: DeadlineEntry): boolean {
+  return a.at < b.at || (a.at === b.at && a.job.seq < b.job.seq);
 }

@@ -26,8 +26,9 @@
  */
 import type { ExecOutcome } from '../instance/stub-process.js';
 import { StubhostError } from '../errors.js';
-import type { Job, JobTiming } from './job.js';
+import { stacklessError, type Job, type JobTiming } from './job.js';
 import { PriorityQueue, type QueuePolicy } from './priority-queue.js';
+import { MAX_TIMER_MS } from '../core/long-timer.js';
 
 /** Something that executes batches: a model instance. */
 export interface ExecutionTarget {
@@ -170,7 +171,7 @@ export class Scheduler {
     const now = performance.now();
     const { rejected, nextDeadline } = this.queue.expire(now);
     for (const job of rejected) {
-      this.settle(job, { error: new StubhostError('STUBHOST_TIMEOUT', `${this.opts.modelLabel}: request timed out in the queue after ${Math.round(now - job.enqueuedAt)} ms`) }, now);
+      this.settle(job, { error: stacklessError('STUBHOST_TIMEOUT', `${this.opts.modelLabel}: request timed out in the queue after ${Math.round(now - job.enqueuedAt)} ms`) }, now);
     }
     for (const job of rejected) this.unlisten(job);
     let wakeAt = nextDeadline;
@@ -247,8 +248,10 @@ export class Scheduler {
   }
 
   private dispatch(target: ExecutionTarget, jobs: Job[], now: number): void {
-    this.queue.remove(new Set(jobs));
-    for (const job of jobs) this.unlisten(job);
+    for (const job of jobs) {
+      this.queue.remove(job);
+      this.unlisten(job);
+    }
     this.inflightJobs += jobs.length;
     this.busy.set(target, (this.busy.get(target) ?? 0) + 1);
     void this.runBatch(target, jobs);
@@ -292,7 +295,7 @@ export class Scheduler {
 
   private cancelQueued(job: Job, signal: AbortSignal): void {
     this.listeners.delete(job);
-    if (this.queue.remove(new Set([job])) === 0) return;
+    if (!this.queue.remove(job)) return;
     this.settle(job, { error: this.cancelledError(signal) }, performance.now());
     this.notePending();
     this.schedule();
@@ -301,7 +304,7 @@ export class Scheduler {
   private cancelledError(signal: AbortSignal): StubhostError {
     const reason = signal.reason as unknown;
     const why = reason instanceof Error ? reason.message : typeof reason === 'string' ? reason : 'the request was cancelled';
-    return new StubhostError('STUBHOST_CANCELLED', `${this.opts.modelLabel}: request cancelled while queued (${why})`);
+    return stacklessError('STUBHOST_CANCELLED', `${this.opts.modelLabel}: request cancelled while queued (${why})`);
   }
 
   private unlisten(job: Job): void {
@@ -349,11 +352,13 @@ export class Scheduler {
     if (this.timer && this.timerAt <= at) return;
     if (this.timer) clearTimeout(this.timer);
     this.timerAt = at;
+    // Clamped to Node's longest delay (a longer one would fire after 1 ms); firing early only
+    // runs schedule(), which arms the timer again for what is left.
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.timerAt = Infinity;
       this.schedule();
-    }, Math.max(0, at - performance.now()));
+    }, Math.min(MAX_TIMER_MS, Math.max(0, at - performance.now())));
   }
 }
 

@@ -18,20 +18,23 @@ import type { ModelConfig } from '../config/load.js';
 import { fromConfigType, typedArrayFor, elementCount, type DataType } from '../core/dtypes.js';
 import type { TensorValue } from '../core/types.js';
 import type { ExecOutcome } from '../instance/stub-process.js';
-import type { Job } from './job.js';
+import { stacklessError, type Job } from './job.js';
 import type { ExecutionTarget } from './scheduler.js';
+import { Fifo, type FifoEntry } from '../core/fifo.js';
+import { setLongTimeout, type LongTimer } from '../core/long-timer.js';
 
 type SequenceConfig = NonNullable<ModelConfig['sequence_batching']>;
 
 interface Sequence {
   key: string;
   corrId: string | bigint;
-  queue: Job[];
+  /** Requests waiting, in order; a cancelled one leaves in O(1). */
+  queue: Fifo<Job>;
   running: boolean;
   /** direct: the instance the sequence is bound to. */
   target?: ExecutionTarget;
   state: Map<string, TensorValue>;
-  idleTimer?: NodeJS.Timeout;
+  idleTimer?: LongTimer;
   ended: boolean;
 }
 
@@ -50,6 +53,10 @@ export class SequenceBatcher {
   private readonly oldest: boolean;
   private readonly idleMs: number;
   private inflightJobs = 0;
+  /** Requests waiting in every sequence's queue. */
+  private queued = 0;
+  /** Abort listeners of queued requests whose client may cancel them. */
+  private readonly listeners = new Map<Job, () => void>();
   private idleWaiters: (() => void)[] = [];
   private closed = false;
 
@@ -60,10 +67,7 @@ export class SequenceBatcher {
   }
 
   get pending(): number {
-    let n = 0;
-    for (const s of this.sequences.values()) n += s.queue.length;
-    for (const s of this.retired) n += s.queue.length;
-    return n;
+    return this.queued;
   }
 
   addTarget(target: ExecutionTarget): void {
@@ -96,7 +100,7 @@ export class SequenceBatcher {
         this.retired.add(seq);
       }
       if (!seq || seq.ended) {
-        seq = { key, corrId: corr, queue: [], running: false, state: new Map(), ended: false };
+        seq = { key, corrId: corr, queue: new Fifo<Job>(), running: false, state: new Map(), ended: false };
         if (!this.oldest) this.backlog.push(seq);
         this.sequences.set(key, seq);
       } else {
@@ -105,7 +109,10 @@ export class SequenceBatcher {
     } else if (!seq || seq.ended) {
       return fail('STUBHOST_INVALID_INPUT', `inference request for sequence ${key} to ${this.opts.modelLabel} must specify the START flag on the first request of the sequence (or the sequence timed out after ${this.idleMs} ms idle)`);
     }
-    seq.queue.push({ ...full, request: { ...r, correlationId: corr } });
+    const queuedJob: Job = { ...full, request: { ...r, correlationId: corr } };
+    const entry = seq.queue.push(queuedJob);
+    this.queued++;
+    this.listen(seq, entry);
     this.touch(seq);
     this.opts.onPending?.(this.pending);
     this.schedule();
@@ -125,10 +132,14 @@ export class SequenceBatcher {
   close(reason: string): void {
     this.closed = true;
     for (const seq of [...this.sequences.values(), ...this.retired]) {
-      if (seq.idleTimer) clearTimeout(seq.idleTimer);
-      for (const job of seq.queue) job.finish({ error: new StubhostError('STUBHOST_UNAVAILABLE', `${this.opts.modelLabel}: ${reason}`) }, { queueMs: 0, computeMs: 0, batchSize: 0 });
-      seq.queue = [];
+      seq.idleTimer?.clear();
+      for (const job of seq.queue) {
+        this.unlisten(job);
+        job.finish({ error: new StubhostError('STUBHOST_UNAVAILABLE', `${this.opts.modelLabel}: ${reason}`) }, { queueMs: 0, computeMs: 0, batchSize: 0 });
+      }
+      seq.queue.clear();
     }
+    this.queued = 0;
     this.sequences.clear();
     this.retired.clear();
   }
@@ -153,7 +164,7 @@ export class SequenceBatcher {
 
   private pickFor(target: ExecutionTarget): Sequence[] {
     const ready = [...this.sequences.values(), ...this.retired].filter((s) => !s.running && s.queue.length > 0 && (this.oldest || s.target === target) && !this.waitsForRetired(s));
-    ready.sort((a, b) => a.queue[0]!.enqueuedAt - b.queue[0]!.enqueuedAt);
+    ready.sort((a, b) => a.queue.first()!.value.enqueuedAt - b.queue.first()!.value.enqueuedAt);
     return ready.slice(0, this.slotsPerInstance);
   }
 
@@ -161,6 +172,8 @@ export class SequenceBatcher {
     const jobs = seqs.map((seq) => {
       seq.running = true;
       const job = seq.queue.shift()!;
+      this.queued--;
+      this.unlisten(job);
       return this.prepare(seq, job);
     });
     this.inflightJobs += jobs.length;
@@ -172,11 +185,7 @@ export class SequenceBatcher {
       this.inflightJobs -= jobs.length;
       void startedAt;
       this.schedule();
-      if (this.pending === 0 && this.inflightJobs === 0) {
-        const w = this.idleWaiters;
-        this.idleWaiters = [];
-        for (const f of w) f();
-      }
+      this.notifyIdle();
     });
   }
 
@@ -223,16 +232,58 @@ export class SequenceBatcher {
   }
 
   private touch(seq: Sequence): void {
-    if (seq.idleTimer) clearTimeout(seq.idleTimer);
-    seq.idleTimer = setTimeout(() => {
+    seq.idleTimer?.clear();
+    seq.idleTimer = setLongTimeout(() => {
       if (seq.running || seq.queue.length > 0) return this.touch(seq);
       this.release(seq);
-    }, this.idleMs);
-    seq.idleTimer.unref();
+    }, this.idleMs).unref();
+  }
+
+  /**
+   * A queued request whose client leaves (disconnect, stream cancelled) leaves its sequence's
+   * queue at once, failing with STUBHOST_CANCELLED; the rest of the sequence still runs.
+   */
+  private listen(seq: Sequence, entry: FifoEntry<Job>): void {
+    const job = entry.value;
+    const signal = job.request.signal;
+    if (!signal) return;
+    const onAbort = (): void => {
+      const reason = signal.reason as { code?: unknown; message?: unknown } | undefined;
+      if (reason?.code === 'STUBHOST_TIMEOUT') return; // its own timeout: the model sees isCancelled()
+      this.listeners.delete(job);
+      if (!seq.queue.delete(entry)) return;
+      this.queued--;
+      const why = typeof reason?.message === 'string' ? reason.message : 'the request was cancelled';
+      job.finish({ error: stacklessError('STUBHOST_CANCELLED', `${this.opts.modelLabel}: request cancelled while queued (${why})`) }, { queueMs: performance.now() - job.enqueuedAt, computeMs: 0, batchSize: 0 });
+      this.opts.onPending?.(this.pending);
+      if (seq.ended && !seq.running && seq.queue.length === 0) this.release(seq);
+      this.notifyIdle();
+    };
+    if (signal.aborted) {
+      onAbort();
+      return;
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
+    this.listeners.set(job, () => signal.removeEventListener('abort', onAbort));
+  }
+
+  private unlisten(job: Job): void {
+    const off = this.listeners.get(job);
+    if (off === undefined) return;
+    this.listeners.delete(job);
+    off();
+  }
+
+  private notifyIdle(): void {
+    if (this.pending === 0 && this.inflightJobs === 0 && this.idleWaiters.length > 0) {
+      const w = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const f of w) f();
+    }
   }
 
   private release(seq: Sequence): void {
-    if (seq.idleTimer) clearTimeout(seq.idleTimer);
+    seq.idleTimer?.clear();
     if (seq.queue.length > 0) return; // a new START for the same id queued behind: keep going
     seq.ended = true;
     this.retired.delete(seq);

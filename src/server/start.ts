@@ -6,7 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { StubhostError } from '../errors.js';
 import { ServerCore } from './core.js';
-import { HttpServer } from './http/server.js';
+import { DEFAULT_MAX_BODY_BYTES, HttpServer } from './http/server.js';
+import { fdBudget, raiseFdLimit } from './fd-limit.js';
 import { GrpcServer } from './grpc/server.js';
 import { SharedMemoryRegistry } from './shm-registry.js';
 import { Metrics, MetricsServer } from '../metrics/index.js';
@@ -29,11 +30,23 @@ export interface ServerOptions {
   httpAddress?: string;
   /** Largest HTTP request body accepted (413 beyond it). Default: the HTTP server's 64 MiB. */
   maxBodyBytes?: number;
+  /** HTTP: the whole request must arrive within this (408 otherwise; 0 = no limit). Default 60 s. */
+  httpRequestTimeoutMs?: number;
+  /** HTTP: the request headers must arrive within this. Default 20 s. */
+  httpHeadersTimeoutMs?: number;
+  /** HTTP: idle keep-alive connections close after this. Default Node's 5 s. */
+  httpKeepAliveTimeoutMs?: number;
+  /** HTTP connections open at once. Default: the file-descriptor budget (see fd-limit.ts), shared with gRPC. */
+  httpMaxConnections?: number;
   grpcPort?: number;
   /** Address gRPC binds. Default 0.0.0.0, as Triton's --grpc-address. */
   grpcAddress?: string;
   /** gRPC over TLS (mutual TLS with `mutual`); the files are read and checked before any port opens. */
   grpcTls?: GrpcTlsFiles;
+  /** Largest gRPC message. Default: maxBodyBytes (64 MiB). */
+  grpcMaxMessageBytes?: number;
+  /** gRPC connections open at once. Default: the file-descriptor budget, shared with HTTP. */
+  grpcMaxConnections?: number;
   metricsPort?: number;
   /** Address metrics binds. Default: httpAddress, as Triton's --metrics-address. */
   metricsAddress?: string;
@@ -89,6 +102,7 @@ export const DEFAULT_EXECUTE_WARN_MS = 60_000;
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const logger = opts.logger ?? createLogger();
   const root = path.resolve(opts.modelRepository);
+  const connectionCaps = connectionCapsOf(opts, raiseFdLimit(), logger);
   const swept = sweepOrphans();
   if (swept > 0) logger.info(`removed ${swept} shared-memory files left by stubhost processes that no longer run`);
   const sweptUploads = sweepOrphanUploads();
@@ -125,14 +139,22 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   try {
     // Endpoints come up first (live, not ready) so health checks answer while models load.
     if (opts.httpPort !== undefined) {
-      const http = new HttpServer(core, { port: opts.httpPort, host: httpAddress, maxBodyBytes: opts.maxBodyBytes, logger: log, shm, restrictedApis: opts.httpRestrictedApis });
+      const http = new HttpServer(core, {
+        port: opts.httpPort, host: httpAddress, maxBodyBytes: opts.maxBodyBytes, logger: log, shm, restrictedApis: opts.httpRestrictedApis,
+        requestTimeoutMs: opts.httpRequestTimeoutMs, headersTimeoutMs: opts.httpHeadersTimeoutMs, keepAliveTimeoutMs: opts.httpKeepAliveTimeoutMs,
+        maxConnections: connectionCaps.http,
+      });
       ports.http = await bind('HTTP', '--http', httpAddress, opts.httpPort, () => http.start());
       endpoints.push(http);
       logger.info(`HTTP service listening on ${httpAddress}:${ports.http}`, { port: ports.http, address: httpAddress, service: 'http' });
       logRestrictions(logger, 'HTTP', opts.httpRestrictedApis);
     }
     if (opts.grpcPort !== undefined) {
-      const grpc = new GrpcServer(core, { port: opts.grpcPort, host: grpcAddress, logger: log, shm, restrictedProtocols: opts.grpcRestrictedProtocols, tls: grpcTls });
+      const grpc = new GrpcServer(core, {
+        port: opts.grpcPort, host: grpcAddress, logger: log, shm, restrictedProtocols: opts.grpcRestrictedProtocols, tls: grpcTls,
+        maxMessageBytes: opts.grpcMaxMessageBytes ?? opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
+        maxConnections: connectionCaps.grpc,
+      });
       ports.grpc = await bind('gRPC', '--grpc', grpcAddress, opts.grpcPort, () => grpc.start());
       endpoints.push(grpc);
       const security = grpcTls === undefined ? 'plaintext' : grpcTls.mutual ? 'mutual TLS' : 'TLS';
@@ -213,6 +235,29 @@ function logRestrictions(logger: Logger, what: string, restrictions: RestrictedF
   for (const [header, categories] of byHeader) {
     logger.info(`${what}: ${categories.join(', ')} restricted to requests with header '${header}'`, { service: what.toLowerCase(), restricted: categories, header });
   }
+}
+
+/**
+ * The connection caps of the HTTP and gRPC endpoints: together under the file-descriptor limit,
+ * with a reserve for stubs and files (fd-limit.ts). Unset caps share what is left equally; caps
+ * given that exceed the budget fail the start, naming the limit.
+ */
+function connectionCapsOf(opts: ServerOptions, limit: number, logger: Logger): { http?: number; grpc?: number } {
+  const budget = fdBudget(limit);
+  const httpOn = opts.httpPort !== undefined;
+  const grpcOn = opts.grpcPort !== undefined;
+  const given = (httpOn ? opts.httpMaxConnections ?? 0 : 0) + (grpcOn ? opts.grpcMaxConnections ?? 0 : 0);
+  if (given > budget.maxConnections) {
+    throw new StubhostError('STUBHOST_INVALID_ARG', `--http-max-connections and --grpc-max-connections (${given} in all) exceed the ${budget.maxConnections} connections the file-descriptor limit of ${budget.limit} allows (${budget.reserve} are kept for stubs and files); lower them, or raise the hard limit (ulimit -Hn)`);
+  }
+  const unset = (httpOn && opts.httpMaxConnections === undefined ? 1 : 0) + (grpcOn && opts.grpcMaxConnections === undefined ? 1 : 0);
+  const share = unset > 0 ? Math.max(1, Math.floor((budget.maxConnections - given) / unset)) : 0;
+  const caps = {
+    http: httpOn ? opts.httpMaxConnections ?? share : undefined,
+    grpc: grpcOn ? opts.grpcMaxConnections ?? share : undefined,
+  };
+  logger.info(`file descriptors: limit ${budget.limit}, ${budget.reserve} reserved; connection caps: HTTP ${caps.http ?? 'off'}, gRPC ${caps.grpc ?? 'off'}`);
+  return caps;
 }
 
 /**

@@ -3,6 +3,7 @@
  * InferenceService. It only translates: validation lives in ../validate.ts (shared with HTTP),
  * message conversion in ./codec.ts, and every error leaves as the gRPC status of its StubhostError code.
  */
+import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { InferenceService } from '../../core/service.js';
 import { StubhostError, grpcStatusOf, toStubhostError } from '../../errors.js';
@@ -25,8 +26,13 @@ export interface GrpcServerOptions {
   port: number;
   /** Default 0.0.0.0. */
   host?: string;
-  /** Largest request or response message; default 2 GiB - 1, as Triton allows. */
+  /**
+   * Largest request or response message (RESOURCE_EXHAUSTED beyond it, before it is buffered);
+   * default DEFAULT_GRPC_MAX_MESSAGE_BYTES, the HTTP body limit.
+   */
   maxMessageBytes?: number;
+  /** Open client connections at once; more are closed as they are accepted. Default: unlimited. */
+  maxConnections?: number;
   logger?: GrpcLogger;
   /** close() waits this long for calls in flight before cancelling them; default 2000 ms. */
   shutdownGraceMs?: number;
@@ -86,6 +92,9 @@ interface LogSettingMsg {
 
 const opt = (s: string): string | undefined => (s === '' ? undefined : s);
 
+/** The HTTP front-end's body limit: one size limit for a request whichever protocol carries it. */
+export const DEFAULT_GRPC_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
 function cancelledError(): StubhostError {
   return new StubhostError('STUBHOST_CANCELLED', 'the client cancelled the request');
 }
@@ -94,6 +103,8 @@ export class GrpcServer {
   readonly #service: InferenceService;
   readonly #opts: GrpcServerOptions;
   #server: grpc.Server | undefined;
+  /** With a connection cap: the listening socket grpc-js is fed from. */
+  #listener: net.Server | undefined;
   #closing: Promise<void> | undefined;
 
   constructor(service: InferenceService, opts: GrpcServerOptions) {
@@ -104,10 +115,11 @@ export class GrpcServer {
   /** Binds and serves; resolves with the bound port (useful with port 0). */
   async start(): Promise<number> {
     if (this.#server) throw new StubhostError('STUBHOST_INTERNAL', 'GrpcServer.start() called twice');
-    const max = this.#opts.maxMessageBytes ?? 2 ** 31 - 1;
+    const max = this.#opts.maxMessageBytes ?? DEFAULT_GRPC_MAX_MESSAGE_BYTES;
     const server = new grpc.Server({
       'grpc.max_receive_message_length': max,
       'grpc.max_send_message_length': max,
+      interceptors: [explainSizeLimit(max)],
     });
     server.addService(inferenceServiceDefinition(), this.#restricted(this.#handlers()));
     this.#server = server;
@@ -115,13 +127,48 @@ export class GrpcServer {
     // An IPv6 literal is bracketed in a gRPC address.
     const address = `${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${this.#opts.port}`;
     const credentials = grpcServerCredentials(this.#opts.tls);
+    const cap = this.#opts.maxConnections;
+    if (cap !== undefined && cap > 0) return this.#listenCapped(server, credentials, host, cap);
     return new Promise<number>((resolve, reject) => {
       server.bindAsync(address, credentials, (err, port) => {
         if (err) {
           reject(new StubhostError('STUBHOST_UNAVAILABLE', `gRPC server could not bind ${address}: ${err.message}`, { cause: err }));
           return;
         }
-        this.#opts.logger?.info(`gRPC server listening on ${host}:${port}${this.#opts.tls ? (this.#opts.tls.mutual ? ' (mutual TLS)' : ' (TLS)') : ''}`);
+        this.#opts.logger?.info(`gRPC server listening on ${host}:${port}${this.#tlsNote()}`);
+        resolve(port);
+      });
+    });
+  }
+
+  #tlsNote(): string {
+    return this.#opts.tls ? (this.#opts.tls.mutual ? ' (mutual TLS)' : ' (TLS)') : '';
+  }
+
+  /**
+   * Listens on a net.Server of our own, which closes connections over `cap` as it accepts them,
+   * and hands the others to grpc-js (its connection injector). grpc-js itself has no such cap.
+   */
+  #listenCapped(server: grpc.Server, credentials: grpc.ServerCredentials, host: string, cap: number): Promise<number> {
+    const injector = server.createConnectionInjector(credentials);
+    const listener = net.createServer((socket) => injector.injectConnection(socket));
+    listener.maxConnections = cap;
+    let lastWarned = 0;
+    let dropped = 0;
+    listener.on('drop', () => {
+      dropped++;
+      const now = Date.now();
+      if (now - lastWarned < 10_000) return;
+      lastWarned = now;
+      this.#opts.logger?.warn(`gRPC connection cap reached: ${dropped} connection(s) over --grpc-max-connections ${cap} were closed`);
+      dropped = 0;
+    });
+    this.#listener = listener;
+    return new Promise<number>((resolve, reject) => {
+      listener.once('error', (err) => reject(new StubhostError('STUBHOST_UNAVAILABLE', `gRPC server could not bind ${host}:${this.#opts.port}: ${err.message}`, { cause: err })));
+      listener.listen(this.#opts.port, host, () => {
+        const port = (listener.address() as net.AddressInfo).port;
+        this.#opts.logger?.info(`gRPC server listening on ${host}:${port}${this.#tlsNote()}`);
         resolve(port);
       });
     });
@@ -134,6 +181,7 @@ export class GrpcServer {
   close(): Promise<void> {
     const server = this.#server;
     if (!server) return Promise.resolve();
+    this.#listener?.close();
     this.#closing ??= new Promise<void>((resolve) => {
       // Streams stay open as long as the client wants, so a graceful shutdown alone may never end.
       const timer = setTimeout(() => {
@@ -303,7 +351,9 @@ export class GrpcServer {
       finishIfDone();
     });
     call.on('cancelled', () => {
-      for (const ac of inflight) ac.abort(cancelledError());
+      // One reason for all: a stream may hold tens of thousands of queued requests.
+      const reason = cancelledError();
+      for (const ac of inflight) ac.abort(reason);
     });
     call.on('error', (err) => this.#opts.logger?.warn(`ModelStreamInfer stream error: ${err.message}`));
   }
@@ -358,6 +408,25 @@ function allowed(restriction: Restriction, metadata: grpc.Metadata): boolean {
 
 function refusal(restriction: Restriction): Partial<grpc.StatusObject> {
   return { code: grpc.status.UNAVAILABLE, details: grpcRestrictedMessage(restriction) };
+}
+
+/**
+ * Names the limit and the flag in grpc-js's "Received message larger than max (N vs M)". grpc-js
+ * sends that status from the innermost call object (the one the first interceptor is handed)
+ * when a message's length prefix exceeds the limit, before buffering it, and no interceptor
+ * sees it: so the interceptor wraps that object's sendStatus. Other statuses pass unchanged.
+ */
+function explainSizeLimit(max: number): grpc.ServerInterceptor {
+  return (_method, call) => {
+    const send = call.sendStatus.bind(call);
+    call.sendStatus = (status) => {
+      if (status.code === grpc.status.RESOURCE_EXHAUSTED && /^Received message (larger than max|that decompresses)/.test(status.details ?? '')) {
+        status = { ...status, details: `request message exceeds the gRPC message size limit of ${max} bytes (--grpc-max-message-bytes): ${status.details}; send a smaller request or raise the limit` };
+      }
+      send(status);
+    };
+    return call as grpc.ServerInterceptingCall; // the same object, as grpc-js chains them
+  };
 }
 
 /** Writes one message, waiting for 'drain' when grpc-js's buffer is full (or the call goes away). */

@@ -16,6 +16,7 @@ import type { ModelIOContract } from '../../core/service.js';
 import {
   InputValidator, checkRequestedOutput, fmtShape, invalidInput as invalid, isNonNegativeInt, tensorBytes, tensorFromBytes,
 } from '../validate.js';
+import { checkJsonNesting } from '../../core/json-nesting.js';
 import { SHM_PARAMETERS, type ShmAccess, checkShmOutput, shmInputBytes, shmRefOf, writeShmOutput } from '../shm-registry.js';
 
 /** Request parameters the protocol itself consumes; the rest are passed to the model as given. */
@@ -78,8 +79,10 @@ export function decodeInferRequest(
   }
   const jsonEnd = headerLength ?? body.byteLength;
   let doc: unknown;
+  const json = Buffer.from(body.buffer, body.byteOffset, jsonEnd);
+  checkJsonNesting(json, `the infer request${headerLength !== undefined ? ' header' : ''}`);
   try {
-    doc = JSON.parse(Buffer.from(body.buffer, body.byteOffset, jsonEnd).toString('utf8'));
+    doc = JSON.parse(json.toString('utf8'));
   } catch (err) {
     throw invalid(`malformed JSON in the infer request${headerLength !== undefined ? ' header' : ''}: ${(err as Error).message}`);
   }

@@ -13,6 +13,7 @@ import type { InferRequest, InferResult, Parameters, TensorValue } from '../../c
 import { elementCount } from '../../core/dtypes.js';
 import { invalidInput, validateInferInputs } from '../validate.js';
 import { fromJson } from './codec.js';
+import { checkJsonNesting } from '../../core/json-nesting.js';
 
 const RESERVED = new Set(['id', 'parameters']);
 const utf8 = new TextDecoder('utf-8', { fatal: false });
@@ -24,6 +25,7 @@ export function decodeGenerateRequest(
   target: { modelName: string; modelVersion?: number },
 ): InferRequest {
   let doc: unknown;
+  checkJsonNesting(body, 'the generate request');
   try {
     doc = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
   } catch (err) {

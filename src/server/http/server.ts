@@ -15,10 +15,13 @@ import type { InferenceService } from '../../core/service.js';
 import type { InferRequest, InferResult } from '../../core/types.js';
 import { decodeInferRequest, encodeInferResponse, parseHeaderLength } from './codec.js';
 import { decodeGenerateRequest, encodeGenerateResponse } from './generate.js';
+import { checkJsonNesting } from '../../core/json-nesting.js';
 import { CUDA_SHM_UNSUPPORTED, type SharedMemoryRegistry } from '../shm-registry.js';
 import { headerMatches, httpRestrictedMessage, type RestrictedCategory, type RestrictedFeatures } from '../restricted-features.js';
 
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
+export const DEFAULT_HEADERS_TIMEOUT_MS = 20_000;
 
 /** `console` fits. */
 export interface HttpLogger {
@@ -35,6 +38,16 @@ export interface HttpServerOptions {
   logger?: HttpLogger;
   /** Idle keep-alive connections are closed after this long. Default: Node's (5 s). */
   keepAliveTimeoutMs?: number;
+  /**
+   * The whole request (headers and body) must arrive within this long, else 408 and the
+   * connection is closed: a body that trickles or never ends does not hold a connection. 0: no
+   * limit. Default DEFAULT_REQUEST_TIMEOUT_MS. Time spent computing the response does not count.
+   */
+  requestTimeoutMs?: number;
+  /** The request headers must arrive within this long (at most requestTimeoutMs). Default DEFAULT_HEADERS_TIMEOUT_MS. */
+  headersTimeoutMs?: number;
+  /** Open connections at once; more are closed as they are accepted. Default: unlimited. */
+  maxConnections?: number;
   /**
    * The server's system shared-memory regions (shared with the gRPC front-end). Without it the
    * /v2/systemsharedmemory routes and tensors that name a region answer "not supported".
@@ -178,7 +191,7 @@ function cachedRoute(path: string): Route | undefined {
 }
 
 function bodyTooLarge(limit: number): StubhostError {
-  return new StubhostError('STUBHOST_BODY_TOO_LARGE', `request body exceeds the limit of ${limit} bytes (maxBodyBytes); send a smaller request or raise the limit`);
+  return new StubhostError('STUBHOST_BODY_TOO_LARGE', `request body exceeds the limit of ${limit} bytes (--http-max-input-size); send a smaller request or raise the limit`);
 }
 
 function declaredLength(req: IncomingMessage): number | undefined {
@@ -231,7 +244,9 @@ class BodyReader {
     this.#buf = declared !== undefined ? Buffer.allocUnsafeSlow(declared + shift).subarray(shift) : undefined;
     this.#onData = (chunk) => this.#data(chunk);
     this.#onEnd = () => this.#finish();
-    this.#onError = (err) => this.#finish(err);
+    // The socket failed or was closed mid-body (the client left, or the request timeout ended
+    // it): the client's loss, not a server error.
+    this.#onError = (err) => this.#finish(new StubhostError('STUBHOST_CANCELLED', `the request body was not received in full (${(err as Error).message})`));
     this.#onClose = () => this.#finish(new StubhostError('STUBHOST_CANCELLED', 'client closed the connection before sending the whole body'));
     req.on('data', this.#onData);
     req.on('end', this.#onEnd);
@@ -319,6 +334,7 @@ async function readDecodedBody(req: IncomingMessage, limit: number, alignAt: num
 async function readJsonObject(req: IncomingMessage, limit: number): Promise<Record<string, unknown> | undefined> {
   const body = await readDecodedBody(req, limit, 0);
   if (body.length === 0) return undefined;
+  checkJsonNesting(body, 'the request body');
   let doc: unknown;
   try {
     doc = JSON.parse(body.toString('utf8'));
@@ -380,8 +396,31 @@ export class HttpServer {
   /** Listens; resolves with the bound port (useful with port 0). */
   start(): Promise<number> {
     if (this.#server !== undefined) throw new StubhostError('STUBHOST_INTERNAL', 'HttpServer.start() called twice');
-    const server = http.createServer({ noDelay: true }, this.#onRequest);
+    const requestTimeout = this.#opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    let headersTimeout = this.#opts.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+    if (requestTimeout > 0 && (headersTimeout === 0 || headersTimeout > requestTimeout)) headersTimeout = requestTimeout;
+    const server = http.createServer({
+      noDelay: true,
+      requestTimeout,
+      headersTimeout,
+      // Node checks the two timeouts every 30 s by default: a 1 s timeout would take up to 31 s.
+      connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.floor(Math.min(...[requestTimeout, headersTimeout].filter((t) => t > 0), 120_000) / 4))),
+    }, this.#onRequest);
     if (this.#opts.keepAliveTimeoutMs !== undefined) server.keepAliveTimeout = this.#opts.keepAliveTimeoutMs;
+    if (this.#opts.maxConnections !== undefined && this.#opts.maxConnections > 0) {
+      server.maxConnections = this.#opts.maxConnections;
+      // Node closes the connections over the cap as it accepts them; say so now and then.
+      let lastWarned = 0;
+      let dropped = 0;
+      server.on('drop', () => {
+        dropped++;
+        const now = Date.now();
+        if (now - lastWarned < 10_000) return;
+        lastWarned = now;
+        this.#opts.logger?.warn(`HTTP connection cap reached: ${dropped} connection(s) over --http-max-connections ${this.#opts.maxConnections} were closed`);
+        dropped = 0;
+      });
+    }
     // Answer `Expect: 100-continue` with 413 before the client sends an oversized body.
     server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
       const declared = declaredLength(req);
