@@ -205,10 +205,15 @@ export class SequenceBatcher {
       extra.push(prev ? { ...prev, name: st.input_name } : initialState(st, batched));
     }
     const stateOutputs = new Set(this.opts.config.state.map((s) => s.output_name));
+    // A request that names its outputs gets the state outputs added: the model must produce them
+    // every time (Triton's backends always compute state tensors), and the stub sends back only
+    // the outputs a request names.
+    const named = r.outputs !== undefined && r.outputs.length > 0;
+    const outputs = named ? [...r.outputs!, ...[...stateOutputs].filter((n) => !r.outputs!.some((o) => o.name === n)).map((name) => ({ name }))] : r.outputs;
     const enqueuedAt = job.enqueuedAt;
     return {
       ...job,
-      request: { ...r, inputs: [...r.inputs, ...extra] },
+      request: { ...r, inputs: [...r.inputs, ...extra], outputs },
       finish: (outcome: ExecOutcome, timing) => {
         if (!outcome.error && stateOutputs.size > 0) {
           for (const t of outcome.outputs ?? []) if (stateOutputs.has(t.name)) seq.state.set(t.name, t);
