@@ -27,6 +27,7 @@
  *                       → ids (Identity), inverted_mask (Not), text_out (Identity)
  *   fixed_first_dim.onnx    x FP32 [1, seq] → y = x + x [1, seq]: symbolic dim, but cannot batch
  *   reduce_batch.onnx   x FP32 [N, 3] → y = ReduceSum over N [1, 3]: output first dim fixed
+ *   unshaped_output.onnx    x FP32 [N, 3] → y = x + x, y declared with no shape (unknown rank)
  * models/mlp_onnx/1/model.onnx and models/mlp_ts/1/model.onnx: copies of mlp.onnx.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -44,9 +45,10 @@ const T = onnx.TensorProto.DataType;
 /** A fixed size, a symbolic name, or null: dynamic with no name (neither field set). */
 type Dim = number | string | null;
 
-function valueInfo(name: string, elemType: number, dims: Dim[]): OnnxTypes.IValueInfoProto {
+/** `dims` undefined: no shape at all (unknown rank), as some converters write outputs. */
+function valueInfo(name: string, elemType: number, dims: Dim[] | undefined): OnnxTypes.IValueInfoProto {
   const dim = (d: Dim): OnnxTypes.TensorShapeProto.IDimension => (d === null ? {} : typeof d === 'number' ? { dimValue: d } : { dimParam: d });
-  return { name, type: { tensorType: { elemType, shape: { dim: dims.map(dim) } } } };
+  return { name, type: { tensorType: dims ? { elemType, shape: { dim: dims.map(dim) } } : { elemType } } };
 }
 
 function int64Init(name: string, dims: number[], values: number[]): OnnxTypes.ITensorProto {
@@ -228,6 +230,15 @@ function reduceBatch(): Uint8Array {
   });
 }
 
+function unshapedOutput(): Uint8Array {
+  return model({
+    name: 'unshaped_output',
+    node: [op('Add', ['x', 'x'], 'y')],
+    input: [valueInfo('x', T.FLOAT, ['N', 3])],
+    output: [valueInfo('y', T.FLOAT, undefined)],
+  });
+}
+
 function write(file: string, bytes: Uint8Array): void {
   mkdirSync(path.dirname(file), { recursive: true });
   writeFileSync(file, bytes);
@@ -249,6 +260,7 @@ export function generate(): void {
   write(path.join(FIXTURES, 'mixed_types.onnx'), mixedTypes());
   write(path.join(FIXTURES, 'fixed_first_dim.onnx'), fixedFirstDim());
   write(path.join(FIXTURES, 'reduce_batch.onnx'), reduceBatch());
+  write(path.join(FIXTURES, 'unshaped_output.onnx'), unshapedOutput());
   write(path.join(root, 'models/mlp_onnx/1/model.onnx'), mlpBytes);
   write(path.join(root, 'models/mlp_ts/1/model.onnx'), mlpBytes);
 }

@@ -226,6 +226,18 @@ describe('other graphs a Triton user brings, with no config', () => {
     expect(io(reduce, 'output')).toEqual([{ name: 'y', data_type: 'TYPE_FP32', dims: [1, 3] }]);
   });
 
+  it('an output declared without a shape is dims [-1] and blocks batching, as an unknown rank does in Triton', async () => {
+    const c = complete('unshaped_output', 'unshaped_output');
+    expect(c.max_batch_size).toBe(0);
+    expect(io(c, 'input')).toEqual([{ name: 'x', data_type: 'TYPE_FP32', dims: [-1, 3] }]);
+    expect(io(c, 'output')).toEqual([{ name: 'y', data_type: 'TYPE_FP32', dims: [-1] }]);
+    const model = await load('unshaped_output', 'unshaped_output');
+    const [r] = await model.execute([request([new Tensor('x', Float32Array.of(1, 2, 3, 4, 5, 6), [2, 3], 'FP32')])]);
+    expect(r!.error).toBeUndefined();
+    expect(r!.output('y')!.shape).toEqual([2, 3]);
+    expect(Array.from(r!.output('y')!.data as Float32Array)).toEqual([2, 4, 6, 8, 10, 12]);
+  });
+
   it("max_batch_size as Triton's AutoCompleteMaxBatch: inferred unless the config lists inputs and outputs", () => {
     const mlp = (lists: string, mbs = '') => complete('mlp', 'mlp', `backend: "onnxruntime"\n${mbs}\n${lists}`);
     // Only the input listed, without the batch dim: Triton auto-completes, max_batch_size 4.

@@ -116,7 +116,13 @@ function debatched(s: IOSpec, mbs: number): number[] {
 
 /** A tensor the config leaves out, as Triton's AutoCompleteIO writes it. */
 function autoIO(s: IOSpec, kind: string, mbs: number, file: string): ConfigIO {
-  if (!s.dims) throw new Error(`${file}: ${kind} '${s.name}' has no shape in the file; list it in the config with its dims`);
+  if (!s.dims) {
+    // An output the file declares without a shape still comes back with the shape onnxruntime
+    // computes. Triton reads an unknown rank as rank 0 and writes dims [1]; -1 says the size is
+    // unknown. An input needs its real dims (clients are checked against them), so it must be listed.
+    if (kind === 'output') return { name: s.name, data_type: toConfigType(s.dtype), dims: [-1] };
+    throw new Error(`${file}: ${kind} '${s.name}' has no shape in the file; list it in the config with its dims`);
+  }
   const dims = debatched(s, mbs);
   const io: ConfigIO = { name: s.name, data_type: toConfigType(s.dtype), dims: dims.length > 0 ? dims : [1] };
   // Empty dims are not a valid config: a scalar is dims [1]; batched, the model sees [batch].
