@@ -103,6 +103,17 @@ describe("Triton's sequence models over HTTP and gRPC", () => {
     expect(await grpcSequence('simple_dyna_sequence', seq1, 1003)).toEqual(expected(seq1, 1003, true));
   });
 
+  it('a string sequence id that cannot fill the UINT64 CORRID is a 400 naming the control; the model keeps serving', async () => {
+    const r = await http(`${server.url}/v2/models/simple_dyna_sequence/infer`, 'POST', {
+      inputs: [{ name: 'INPUT', shape: [1, 1], datatype: 'INT32', data: [1] }],
+      parameters: { sequence_id: 'session-a', sequence_start: true },
+    });
+    expect(r.status).toBe(400);
+    expect(r.json.error).toMatch(/sequence id 'session-a' .* is a string, but its CORRID control input 'CORRID' is TYPE_UINT64; use an integer sequence id/);
+    // A decimal string fills it, as the example client's str(1002) does.
+    expect(await httpSequence('simple_dyna_sequence', [20, 1], '1002')).toEqual([21, 1 + 1002]);
+  });
+
   it('simple_sequence (gRPC), two sequences in flight at once', async () => {
     const seq0 = [0, ...VALUES];
     const seq1 = [100, ...VALUES.map((v) => -v)];

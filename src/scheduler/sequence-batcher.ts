@@ -87,6 +87,10 @@ export class SequenceBatcher {
       return fail('STUBHOST_INVALID_INPUT', `inference request to ${this.opts.modelLabel} must specify a non-zero or non-empty correlation ID (parameters.sequence_id): the model uses sequence batching`);
     }
     const key = String(corr);
+    const badCorrid = typeof corr === 'string' && !/^\d+$/.test(corr) ? this.numericCorrid() : undefined;
+    if (badCorrid) {
+      return fail('STUBHOST_INVALID_INPUT', `sequence id '${corr}' of the request to ${this.opts.modelLabel} is a string, but its CORRID control input '${badCorrid.name}' is ${badCorrid.type}; use an integer sequence id (or CORRID data_type TYPE_STRING in the config)`);
+    }
     let seq = this.sequences.get(key);
     if (r.sequenceStart) {
       if (seq && (seq.running || seq.queue.length > 0)) {
@@ -109,6 +113,18 @@ export class SequenceBatcher {
     this.touch(seq);
     this.opts.onPending?.(this.pending);
     this.schedule();
+  }
+
+  /** The CORRID control input, when the model takes it as a number (a string id cannot fill it). */
+  private numericCorrid(): { name: string; type: string } | undefined {
+    for (const ci of this.opts.config.control_input) {
+      for (const c of ci.control) {
+        if (c.kind !== 'CONTROL_SEQUENCE_CORRID') continue;
+        const type = c.data_type ?? 'TYPE_UINT64';
+        if (type !== 'TYPE_STRING') return { name: ci.name, type };
+      }
+    }
+    return undefined;
   }
 
   schedule(): void {
