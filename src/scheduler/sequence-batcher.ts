@@ -91,6 +91,10 @@ export class SequenceBatcher {
       return fail('STUBHOST_INVALID_INPUT', `inference request to ${this.opts.modelLabel} must specify a non-zero or non-empty correlation ID (parameters.sequence_id): the model uses sequence batching`);
     }
     const key = String(corr);
+    const badCorrid = typeof corr === 'string' && !/^\d+$/.test(corr) ? this.numericCorrid() : undefined;
+    if (badCorrid) {
+      return fail('STUBHOST_INVALID_INPUT', `sequence id '${corr}' of the request to ${this.opts.modelLabel} is a string, but its CORRID control input '${badCorrid.name}' is ${badCorrid.type}; use an integer sequence id (or CORRID data_type TYPE_STRING in the config)`);
+    }
     let seq = this.sequences.get(key);
     if (r.sequenceStart) {
       if (seq && (seq.running || seq.queue.length > 0)) {
@@ -116,6 +120,18 @@ export class SequenceBatcher {
     this.touch(seq);
     this.opts.onPending?.(this.pending);
     this.schedule();
+  }
+
+  /** The CORRID control input, when the model takes it as a number (a string id cannot fill it). */
+  private numericCorrid(): { name: string; type: string } | undefined {
+    for (const ci of this.opts.config.control_input) {
+      for (const c of ci.control) {
+        if (c.kind !== 'CONTROL_SEQUENCE_CORRID') continue;
+        const type = c.data_type ?? 'TYPE_UINT64';
+        if (type !== 'TYPE_STRING') return { name: ci.name, type };
+      }
+    }
+    return undefined;
   }
 
   schedule(): void {
@@ -214,10 +230,15 @@ export class SequenceBatcher {
       extra.push(prev ? { ...prev, name: st.input_name } : initialState(st, batched));
     }
     const stateOutputs = new Set(this.opts.config.state.map((s) => s.output_name));
+    // A request that names its outputs gets the state outputs added: the model must produce them
+    // every time (Triton's backends always compute state tensors), and the stub sends back only
+    // the outputs a request names.
+    const named = r.outputs !== undefined && r.outputs.length > 0;
+    const outputs = named ? [...r.outputs!, ...[...stateOutputs].filter((n) => !r.outputs!.some((o) => o.name === n)).map((name) => ({ name }))] : r.outputs;
     const enqueuedAt = job.enqueuedAt;
     return {
       ...job,
-      request: { ...r, inputs: [...r.inputs, ...extra] },
+      request: { ...r, inputs: [...r.inputs, ...extra], outputs },
       finish: (outcome: ExecOutcome, timing) => {
         if (!outcome.error && stateOutputs.size > 0) {
           for (const t of outcome.outputs ?? []) if (stateOutputs.has(t.name)) seq.state.set(t.name, t);

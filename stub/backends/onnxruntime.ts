@@ -3,8 +3,16 @@
  * code. The stub loads this class exactly like a model.ts default export, so it runs in its own
  * process like every instance (a crash inside ORT takes down one stub, not the server).
  *
- * - autoCompleteConfig fills inputs, outputs and max_batch_size from the file's graph, as
- *   Triton's onnxruntime backend does (see completeConfig).
+ * - autoCompleteConfig fills inputs, outputs and max_batch_size from the file's graph and checks
+ *   the config against it, as Triton's onnxruntime backend does (onnx/complete-config.ts).
+ * - Sequence models: the control inputs (START, END, READY, CORRID) and implicit-state inputs the
+ *   sequence batcher adds to each request are graph inputs like the others and are fed to
+ *   session.run as they come; state outputs are graph outputs, fetched whenever asked for (the
+ *   host asks for them on every request of a sequence and keeps them).
+ * - Scalars: a rank-0 graph tensor is `dims: [ 1 ]` in the config (Triton's convention); the
+ *   request's one element goes to ORT with shape [], and a rank-0 output comes back with the
+ *   shape the config gives it (reshape shape, else dims), as Triton's backend does
+ *   (onnxruntime.cc SetInputTensors, and scalar_outputs_ in ReadOutputTensors' caller).
  * - execute runs the requests of a dynamic batch as one `session.run` when max_batch_size > 0:
  *   requests whose non-batch dims agree are concatenated along the first dim and the outputs are
  *   split back (views); requests of other shapes run as their own groups. With max_batch_size 0
@@ -18,7 +26,7 @@
  */
 import path from 'node:path';
 import ort from 'onnxruntime-node';
-import { fromConfigType, toConfigType, type DataType, type NumericTypedArray } from '../../src/core/dtypes.js';
+import { elementCount, type NumericTypedArray } from '../../src/core/dtypes.js';
 import { concatInputs, splitOutput } from '../api/batching.js';
 import { ModelError } from '../api/errors.js';
 import { logger } from '../api/logger.js';
@@ -26,13 +34,14 @@ import type { Model, ModelConfig, ModelInitArgs } from '../api/model.js';
 import type { InferenceRequest } from '../api/request.js';
 import { InferenceResponse } from '../api/response.js';
 import { Tensor } from '../api/tensor.js';
-import { readGraphIO, type GraphIO, type GraphValue } from './onnx/graph-io.js';
+import { completeConfig } from './onnx/complete-config.js';
+import { readGraphIO, type GraphIO } from './onnx/graph-io.js';
+import { ioSpec, list, type IOSpec } from './onnx/io-spec.js';
 import { resolveModelFile } from './onnx/model-file.js';
 import { sessionPlan } from './onnx/session-options.js';
-import { dtypeOfOnnx, dtypeOfOrt, onnxTypeName, ortTypeOf, type OrtType } from './onnx/types.js';
+import { dtypeOfOrt, type OrtType } from './onnx/types.js';
 
-/** Triton's default for auto-completed models that can batch (--backend-config default-max-batch-size). */
-export const DEFAULT_MAX_BATCH_SIZE = 4;
+export { completeConfig, DEFAULT_MAX_BATCH_SIZE } from './onnx/complete-config.js';
 
 /** Where the model file is: what InitArgs carries (src/ipc/protocol.ts). */
 export interface ModelFileArgs {
@@ -43,16 +52,6 @@ export interface ModelFileArgs {
   modelVersion?: number;
 }
 
-interface IOSpec {
-  name: string;
-  dtype: DataType;
-  ortType: OrtType;
-  /** Full dims as the graph declares them, batch dim included; -1 dynamic; undefined = unknown rank. */
-  dims?: number[];
-}
-
-type ConfigIO = { name: string; data_type?: string; dims?: number[]; reshape?: { shape: number[] }; [k: string]: unknown };
-
 export default class OnnxRuntimeBackend implements Model {
   private session?: ort.InferenceSession;
   private modelName = '';
@@ -60,6 +59,8 @@ export default class OnnxRuntimeBackend implements Model {
   private maxBatchSize = 0;
   private inputs: IOSpec[] = [];
   private outputs: IOSpec[] = [];
+  /** Rank-0 graph outputs: the shape the config gives them, which clients get. */
+  private scalarOutputShapes = new Map<string, number[]>();
 
   /**
    * Completes `config` from the ONNX file. `args` locates the file; the stub should pass its
@@ -86,6 +87,7 @@ export default class OnnxRuntimeBackend implements Model {
     this.maxBatchSize = config.max_batch_size;
     this.inputs = io.inputs.map((v) => ioSpec(v, 'input', this.file));
     this.outputs = io.outputs.map((v) => ioSpec(v, 'output', this.file));
+    this.scalarOutputShapes = scalarOutputShapes(config, this.outputs);
 
     const plan = sessionPlan(config as Parameters<typeof sessionPlan>[0], args.instanceKind, args.instanceDeviceId);
     try {
@@ -142,6 +144,11 @@ export default class OnnxRuntimeBackend implements Model {
       const t = r.input(s.name);
       if (!t) return `input '${s.name}' is missing; the model needs ${list(this.inputs)}`;
       if (t.dtype !== s.dtype) return `input '${s.name}' is ${t.dtype}, the model takes ${s.dtype}`;
+      if (s.dims && s.dims.length === 0) {
+        // A scalar: the config's dims [1] (or any shape of one element) carry its one value.
+        if (elementCount(t.shape) !== 1) return `input '${s.name}' has shape [${t.shape.join(', ')}], the model takes a scalar (one element, e.g. shape [1])`;
+        continue;
+      }
       if (s.dims) {
         const want = s.dims;
         if (t.shape.length !== want.length || t.shape.some((d, k) => want[k] !== -1 && want[k] !== d)) {
@@ -173,7 +180,7 @@ export default class OnnxRuntimeBackend implements Model {
           t = c.tensor;
           batchSizes = c.batchSizes;
         }
-        feeds[s.name] = toOrt(t, s.ortType);
+        feeds[s.name] = toOrt(t, s.ortType, s.dims?.length === 0 ? [] : t.shape);
       }
     } catch (err) {
       return fail((err as Error).message, 'INVALID_ARG');
@@ -191,7 +198,7 @@ export default class OnnxRuntimeBackend implements Model {
       for (const name of fetches) {
         const value = result[name];
         if (!value) throw new Error(`onnxruntime returned no output '${name}'`);
-        const t = fromOrt(name, value);
+        const t = fromOrt(name, value, this.scalarOutputShapes.get(name));
         if (group.length === 1) perRequest[0]!.push(t);
         else splitOutput(t, batchSizes).forEach((part, k) => perRequest[k]!.push(part));
       }
@@ -206,92 +213,24 @@ export default class OnnxRuntimeBackend implements Model {
   }
 }
 
-// ---- config completion ----------------------------------------------------------------------
-
 /**
- * Triton's onnxruntime auto-complete:
- * - inputs/outputs the config omits come from the graph, names as in the file, dynamic dims -1,
- *   data types TYPE_*; ones it lists are checked against the graph and get missing fields filled;
- * - the model can batch when every input and output has a dynamic first dim. max_batch_size is
- *   then inferred (DEFAULT_MAX_BATCH_SIZE, plus `dynamic_batching {}` when no scheduler is set)
- *   when the config leaves it out, or says 0 but lists no inputs or outputs (protobuf cannot tell
- *   0 from absent; Triton decides the same way). A config with max_batch_size 0 that lists its
- *   inputs keeps 0 and full dims. max_batch_size > 0 on a model that cannot batch is an error.
- * - with max_batch_size > 0, dims omit the batch dim.
+ * The shape a rank-0 graph output is returned with: its config reshape shape, else its dims
+ * (state outputs: the state's dims), as Triton's backend keeps in scalar_outputs_.
  */
-export function completeConfig(config: ModelConfig, io: GraphIO, file: string): ModelConfig {
-  const c = structuredClone(config) as ModelConfig;
-  const inputs = io.inputs.map((v) => ioSpec(v, 'input', file));
-  const outputs = io.outputs.map((v) => ioSpec(v, 'output', file));
-  const all = [...inputs, ...outputs];
-  const blocker = all.find((s) => !s.dims || s.dims.length === 0 || s.dims[0] !== -1);
-  const canBatch = blocker === undefined;
-  const listsIO = (c.input?.length ?? 0) + (c.output?.length ?? 0) > 0;
-  const given = c.max_batch_size as number | undefined | null;
-  let mbs: number;
-  if (given === undefined || given === null || (given === 0 && !listsIO)) {
-    mbs = canBatch ? DEFAULT_MAX_BATCH_SIZE : 0;
-    const schedulers = ['dynamic_batching', 'sequence_batching', 'ensemble_scheduling'];
-    if (mbs > 1 && !schedulers.some((k) => c[k] !== undefined && c[k] !== null)) c.dynamic_batching = {};
-  } else {
-    mbs = Number(given);
-    if (mbs > 0 && !canBatch) {
-      const why = !blocker!.dims ? 'has no shape in the file' : blocker!.dims.length === 0 ? 'is a scalar' : `has first dimension ${blocker!.dims[0]}`;
-      throw new Error(
-        `${file}: max_batch_size is ${mbs} but the model cannot batch: '${blocker!.name}' ${why} ` +
-          '(every input and output needs a dynamic first dimension); set max_batch_size: 0 and give full dims',
-      );
-    }
+function scalarOutputShapes(config: ModelConfig, outputs: IOSpec[]): Map<string, number[]> {
+  const shapes = new Map<string, number[]>();
+  const states = ((config.sequence_batching as { state?: { output_name?: string; dims?: number[] }[] } | undefined)?.state ?? []);
+  for (const s of outputs) {
+    if (!s.dims || s.dims.length > 0) continue;
+    const c = config.output.find((o) => o.name === s.name);
+    const st = states.find((x) => x.output_name === s.name);
+    const shape = c ? (c.reshape ? c.reshape.shape : c.dims) : st?.dims;
+    shapes.set(s.name, shape && shape.length > 0 ? shape.map((d) => (d < 0 ? 1 : d)) : [1]);
   }
-  c.max_batch_size = mbs;
-  if (!c.backend) c.backend = 'onnxruntime';
-  c.input = completeList(c.input, inputs, 'input', mbs, file, true) as ModelConfig['input'];
-  c.output = completeList(c.output, outputs, 'output', mbs, file, false) as ModelConfig['output'];
-  return c;
-}
-
-function completeList(given: ConfigIO[] | undefined, model: IOSpec[], kind: string, mbs: number, file: string, needAll: boolean): ConfigIO[] {
-  const dimsOf = (s: IOSpec): number[] => {
-    if (!s.dims) throw new Error(`${file}: ${kind} '${s.name}' has no shape in the file; list it in the config with its dims`);
-    return mbs > 0 ? s.dims.slice(1) : [...s.dims];
-  };
-  if (!given || given.length === 0) return model.map((s) => ({ name: s.name, data_type: toConfigType(s.dtype), dims: dimsOf(s) }));
-  const out = given.map((g) => {
-    const s = model.find((m) => m.name === g.name);
-    if (!s) throw new Error(`${file}: config ${kind} '${g.name}' is not an ${kind} of the model; the model's ${kind}s are ${list(model)}`);
-    if (g.data_type && g.data_type !== 'TYPE_INVALID' && fromConfigType(g.data_type) !== s.dtype) {
-      throw new Error(`${file}: config ${kind} '${g.name}' says data_type ${g.data_type}, the model has ${toConfigType(s.dtype)}`);
-    }
-    let dims = g.dims;
-    if (!g.reshape && s.dims) {
-      const want = dimsOf(s);
-      if (dims === undefined || (dims.length === 0 && want.length > 0)) dims = want;
-      else if (dims.length !== want.length || dims.some((d, k) => want[k] !== -1 && d !== -1 && d !== want[k])) {
-        throw new Error(
-          `${file}: config ${kind} '${g.name}' has dims [${dims.join(', ')}], the model has [${want.join(', ')}]` +
-            (mbs > 0 ? ` without the batch dim (max_batch_size ${mbs})` : ' (max_batch_size 0: the batch dim, if any, is part of dims)'),
-        );
-      }
-    }
-    return { ...g, data_type: toConfigType(s.dtype), dims: dims ?? dimsOf(s) };
-  });
-  if (needAll) {
-    const missing = model.filter((s) => !given.some((g) => g.name === s.name));
-    if (missing.length > 0) throw new Error(`${file}: the config lists inputs but not ${list(missing)}; onnxruntime needs every input of the graph`);
-  }
-  return out;
+  return shapes;
 }
 
 // ---- helpers --------------------------------------------------------------------------------
-
-function ioSpec(v: GraphValue, kind: string, file: string): IOSpec {
-  const dtype = dtypeOfOnnx(v.elemType);
-  const ortType = dtype ? ortTypeOf(dtype) : undefined;
-  if (!dtype || !ortType) {
-    throw new Error(`${file}: ${kind} '${v.name}' is ${onnxTypeName(v.elemType)}, which onnxruntime-node cannot exchange with stubhost`);
-  }
-  return { name: v.name, dtype, ortType, dims: v.dims };
-}
 
 /**
  * The model file: InitArgs.modelFile (the host applies default_model_filename), else derived from
@@ -311,18 +250,16 @@ export function locateModelFile(config: ModelConfig, args: ModelFileArgs | undef
   throw new Error(`model '${config.name}': the onnxruntime backend was not told where the model file is (InitArgs.modelFile)`);
 }
 
-/**
- * The InitArgs of the stub this backend runs in. Interim: the stub calls autoCompleteConfig(config)
- * without them and ModelInitArgs has no modelFile, so this reads the stub runtime's `args`.
- */
-function toOrt(t: Tensor, type: OrtType): ort.Tensor {
-  if (t.dtype === 'BYTES') return new ort.Tensor('string', t.strings(), t.shape);
+/** `shape`: what ORT is given (a scalar graph input gets [] whatever one-element shape came). */
+function toOrt(t: Tensor, type: OrtType, shape: readonly number[]): ort.Tensor {
+  if (t.dtype === 'BYTES') return new ort.Tensor('string', t.strings(), shape);
   let data = t.data as NumericTypedArray;
   if (data.buffer instanceof SharedArrayBuffer) data = data.slice();
-  return new ort.Tensor(type as 'float32', data as Float32Array, t.shape);
+  return new ort.Tensor(type as 'float32', data as Float32Array, shape);
 }
 
-function fromOrt(name: string, value: ort.OnnxValue): Tensor {
+/** `scalarShape`: the shape a rank-0 result is returned with (the config's). */
+function fromOrt(name: string, value: ort.OnnxValue, scalarShape?: number[]): Tensor {
   const v = value as ort.Tensor;
   const dtype = dtypeOfOrt(v.type);
   if (!dtype) throw new Error(`output '${name}' has onnxruntime type '${v.type}', which stubhost cannot carry`);
@@ -333,11 +270,8 @@ function fromOrt(name: string, value: ort.OnnxValue): Tensor {
     data = new Uint16Array(d.buffer, d.byteOffset, d.length);
   }
   if (dtype === 'BOOL' && !(data instanceof Uint8Array)) data = Uint8Array.from(data as unknown as ArrayLike<number>, (x) => (x ? 1 : 0));
-  return new Tensor(name, data, [...v.dims], dtype);
-}
-
-function list(specs: { name: string }[]): string {
-  return specs.map((s) => `'${s.name}'`).join(', ');
+  const shape = v.dims.length === 0 ? (scalarShape ?? [1]) : [...v.dims];
+  return new Tensor(name, data, shape, dtype);
 }
 
 function loadError(model: string, file: string, err: unknown): ModelError {

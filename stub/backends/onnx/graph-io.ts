@@ -23,8 +23,14 @@ export interface GraphValue {
 }
 
 export interface GraphIO {
+  /** The inputs a caller must feed: graph inputs that are not initializers. */
   inputs: GraphValue[];
   outputs: GraphValue[];
+  /**
+   * Graph inputs that are also initializers (IR version 4 and later): onnxruntime's "overridable
+   * initializers". They have a default (the initializer); a caller may feed them to override it.
+   */
+  initializerInputs: GraphValue[];
   irVersion: number;
 }
 
@@ -192,9 +198,16 @@ export function parseGraphIO(bytes: Uint8Array): GraphIO {
     return true;
   });
   if (outputs.length === 0) throw new Error('the graph declares no outputs');
-  // Before IR version 4 every initializer was also listed as a graph input; ORT does not count
-  // those as inputs a caller must feed, and neither do we.
-  return { inputs: inputs.filter((v) => !initializers.has(v.name)), outputs, irVersion };
+  // Graph inputs that are initializers are not inputs a caller must feed (onnxruntime's
+  // GetInputs leaves them out). From IR version 4 on they are overridable: a caller may feed
+  // them. Before IR version 4 every initializer had to be listed as a graph input, and
+  // onnxruntime treats those as constants.
+  return {
+    inputs: inputs.filter((v) => !initializers.has(v.name)),
+    outputs,
+    initializerInputs: irVersion >= 4 ? inputs.filter((v) => initializers.has(v.name)) : [],
+    irVersion,
+  };
 }
 
 /** Reads and parses `file`; errors name the file and say what is wrong with it. */
