@@ -1,10 +1,12 @@
 /**
  * The stub: one child process per model instance. Usage (the host spawns it):
- *   node --import tsx stub/main.ts <regionName>
+ *   node dist/stub/main.js <regionName>   (compiled; tsx is registered only to load a model.ts)
  * It attaches to the region, starts the health thread, says hello, and serves the host's
  * messages until `fin` or until the host disappears.
  */
+import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { packageRoot } from '../src/core/package-root.js';
 import { native } from '../src/ipc/native.js';
 import { Region } from '../src/ipc/region.js';
 import { Channel } from '../src/ipc/channel.js';
@@ -14,7 +16,7 @@ import { StubServer } from './server.js';
 
 const regionName = process.argv[2];
 if (!regionName) {
-  console.error('usage: stub/main.ts <regionName>');
+  console.error('usage: node dist/stub/main.js <regionName>');
   process.exit(2);
 }
 const hostPid = Number(process.env.STUBHOST_HOST_PID ?? process.ppid);
@@ -28,9 +30,9 @@ const arenaMaxBytes = Number(process.env.STUBHOST_SHM_MAX_BYTES ?? 0) || undefin
 const channel = new Channel<StubMessage, HostMessage>(region, 'stub', { arena: { maxBytes: arenaMaxBytes } });
 channel.setRef(true);
 
-// execArgv []: the worker is plain JavaScript and must not load tsx (inherited --import), which
-// made it boot in hundreds of ms under load.
-const health = new Worker(new URL('./health-worker.mjs', import.meta.url), {
+// The worker is plain JavaScript kept in stub/ (tsc does not copy it to dist/). execArgv []: it
+// inherits none of the stub's node flags (STUBHOST_STUB_NODE_ARGS), which only slow its boot.
+const health = new Worker(path.join(packageRoot(), 'stub', 'health-worker.mjs'), {
   execArgv: [],
   workerData: {
     buffer: region.buffer,

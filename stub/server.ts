@@ -20,6 +20,7 @@ import { INTERNAL, setRuntime, type LogLevel, type StubRuntime } from './api/run
 import type { Model, ModelClass, ModelConfig } from './api/model.js';
 import { AsyncQueue } from '../src/core/async-queue.js';
 import { maxInflightPerInstance, type ParameterMap } from '../src/core/model-parameters.js';
+import { registerTypeScript } from './typescript-loader.js';
 
 interface LiveRequest {
   cancelled: { value: boolean };
@@ -458,6 +459,7 @@ async function loadModelClass(args: InitArgs): Promise<ModelClass> {
     const mod = (await import('./backends/onnxruntime.js')) as { default: ModelClass };
     return mod.default;
   }
+  await registerTypeScript();
   const mod = (await import(pathToFileURL(args.modelFile).href)) as { default?: unknown };
   let C = mod.default;
   // A CommonJS model.ts compiled by tsx arrives as { default: module.exports }.

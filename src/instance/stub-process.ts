@@ -9,9 +9,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { Channel } from '../ipc/channel.js';
 import { Region, type RegionOptions } from '../ipc/region.js';
 import { sweepShm } from '../ipc/shm-sweep.js';
@@ -21,12 +21,13 @@ import { readTensor, writeTensor, copyTensor } from '../ipc/tensor-codec.js';
 import { StubhostError, type ErrorBody } from '../errors.js';
 import type { InferRequest, TensorValue, Parameters } from '../core/types.js';
 import type { Logger } from '../log/logger.js';
+import { packageRoot } from '../core/package-root.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const STUB_MAIN = path.join(ROOT, 'stub', 'main.ts');
+const ROOT = packageRoot();
+// The stub always runs compiled (npm install and npm test build dist/), also when the host runs
+// from its sources (vitest, scripts): it registers tsx itself, only to load a model.ts.
+const STUB_MAIN = path.join(ROOT, 'dist', 'stub', 'main.js');
 const TSCONFIG_FOR_MODELS = path.join(ROOT, 'stub', 'tsconfig.models.json');
-// Absolute, so a stub whose working directory is a model folder anywhere on disk finds tsx.
-const TSX_LOADER = import.meta.resolve('tsx');
 // Extra node flags for every stub (debugging aid, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
 const STUB_EXTRA_NODE_ARGS = (process.env.STUBHOST_STUB_NODE_ARGS ?? '').split(' ').filter(Boolean);
 
@@ -131,11 +132,14 @@ export class StubProcess extends EventEmitter {
    * has autoCompleteConfig); rejects with the model's error (its stack) if loading fails.
    */
   async start(): Promise<Record<string, unknown> | undefined> {
+    if (!fs.existsSync(STUB_MAIN)) {
+      throw new StubhostError('STUBHOST_INTERNAL', `stubhost is not built: ${STUB_MAIN} is missing; run \`npm run build\` (npm install runs it)`);
+    }
     const name = `/stubhost-${process.pid}-${regionCounter++}`;
     this.region = Region.create(name, this.opts.region);
     this.channel = new Channel<HostMessage, StubMessage>(this.region, 'host', { arena: { maxBytes: this.opts.arenaMaxBytes } });
     const healthIntervalMs = this.opts.healthIntervalMs ?? 300;
-    const child = spawn(process.execPath, [...STUB_EXTRA_NODE_ARGS, '--import', TSX_LOADER, '--enable-source-maps', STUB_MAIN, name], {
+    const child = spawn(process.execPath, [...STUB_EXTRA_NODE_ARGS, '--enable-source-maps', STUB_MAIN, name], {
       cwd: this.opts.init.modelDir,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
