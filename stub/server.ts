@@ -16,7 +16,7 @@ import { Tensor } from './api/tensor.js';
 import { InferenceRequest } from './api/request.js';
 import { InferenceResponse } from './api/response.js';
 import { ModelError, asModelError } from './api/errors.js';
-import { INTERNAL, setRuntime, type LogLevel, type StubRuntime } from './api/runtime.js';
+import { INTERNAL, setRuntime, type BlsCallRequest, type LogLevel, type StubRuntime } from './api/runtime.js';
 import type { Model, ModelClass, ModelConfig } from './api/model.js';
 import { AsyncQueue } from '../src/core/async-queue.js';
 import { maxInflightPerInstance, type ParameterMap } from '../src/core/model-parameters.js';
@@ -111,7 +111,7 @@ export class StubServer implements StubRuntime {
     this.channel.send({ k: 'resp', rid, r, final });
   }
 
-  async *bls(request: InferenceRequest, stream: boolean): AsyncIterable<InferenceResponse> {
+  async *bls(request: BlsCallRequest, stream: boolean): AsyncIterable<InferenceResponse> {
     const c = this.nextCall++;
     const context = this.executeContext.getStore();
     if (context && allCancelled(context)) {

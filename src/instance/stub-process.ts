@@ -19,8 +19,9 @@ import type { Handle } from '../ipc/arena.js';
 import { correlationFromWire, correlationToWire, type HostMessage, type InitArgs, type StubMessage, type WireRequest, type WireResponse, type BlsRequest, type StubDebug } from '../ipc/protocol.js';
 import { readTensor, writeTensor, copyTensor } from '../ipc/tensor-codec.js';
 import { StubhostError, type ErrorBody } from '../errors.js';
-import type { InferRequest, TensorValue, Parameters } from '../core/types.js';
+import type { InferRequest, TensorValue } from '../core/types.js';
 import type { Logger } from '../log/logger.js';
+import type { ExecOutcome, StreamSink } from '../execution/contract.js';
 import { packageRoot } from '../core/package-root.js';
 
 const ROOT = packageRoot();
@@ -32,21 +33,6 @@ const TSCONFIG_FOR_MODELS = path.join(ROOT, 'stub', 'tsconfig.models.json');
 const STUB_EXTRA_NODE_ARGS = (process.env.STUBHOST_STUB_NODE_ARGS ?? '').split(' ').filter(Boolean);
 
 let regionCounter = 0;
-
-/** One request's outcome: outputs (copied out of shared memory) or an error. */
-export interface ExecOutcome {
-  outputs?: TensorValue[];
-  parameters?: Parameters;
-  error?: StubhostError;
-}
-
-/** Decoupled responses arrive one by one. */
-export interface StreamSink {
-  /** `final`: the model sent its final flag with this response (decoupled). */
-  response(outcome: ExecOutcome, final?: boolean): void;
-  /** The final flag (after the last response, or alone), or an error that ends the stream. */
-  end(error?: StubhostError): void;
-}
 
 export interface BlsHandler {
   /** Runs a BLS request from this stub; pushes 0..n outcomes, then ends. Returns a cancel function. */

@@ -26,7 +26,7 @@
  *
  * Owned by one Scheduler; used on the host's event loop only.
  */
-import type { Job } from './job.js';
+import type { Job } from '../execution/contract.js';
 
 export interface QueuePolicy {
   timeoutAction: 'REJECT' | 'DELAY';

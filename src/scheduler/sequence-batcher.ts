@@ -17,9 +17,7 @@ import { StubhostError } from '../errors.js';
 import type { ModelConfig } from '../config/load.js';
 import { fromConfigType, typedArrayFor, elementCount, type DataType } from '../core/dtypes.js';
 import type { TensorValue } from '../core/types.js';
-import type { ExecOutcome } from '../instance/stub-process.js';
-import type { Job } from './job.js';
-import type { ExecutionTarget } from './scheduler.js';
+import type { ExecOutcome, ExecutionTarget, Job } from '../execution/contract.js';
 
 type SequenceConfig = NonNullable<ModelConfig['sequence_batching']>;
 

@@ -11,7 +11,7 @@ import type { InferRequest, InferResult } from '../core/types.js';
 import type { BlsHandler } from '../instance/stub-process.js';
 import { StubhostError, toStubhostError } from '../errors.js';
 import { logSettings, type Level } from '../log/logger.js';
-import { validateInferInputs, validateRequestedOutputs } from './validate.js';
+import { validateInferInputs, validateRequestedOutputs } from '../core/validate.js';
 
 export const SERVER_NAME = 'stubhost';
 export const SERVER_VERSION = '0.1.0';

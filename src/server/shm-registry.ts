@@ -17,7 +17,7 @@ import { native } from '../ipc/native.js';
 import { StubhostError } from '../errors.js';
 import { bytesElementsSize, writeBytesElements, type NumericTypedArray } from '../core/dtypes.js';
 import type { Parameters, TensorValue } from '../core/types.js';
-import { invalidInput, isNonNegativeInt } from './validate.js';
+import { invalidInput, isNonNegativeInt } from '../core/validate.js';
 
 export interface RegionStatus {
   name: string;
