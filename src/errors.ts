@@ -63,7 +63,7 @@ export class StubhostError extends Error {
   }
 }
 
-/** Model code reports errors with ModelError codes (DESIGN.md); this maps them to the catalogue. */
+/** Model code reports errors with ModelError codes (stub/api/errors.ts); this maps them to the catalogue. */
 export const MODEL_ERROR_CODES: Record<string, ErrorCode> = {
   INVALID_ARG: 'STUBHOST_INVALID_ARG',
   INTERNAL: 'STUBHOST_MODEL_ERROR',
