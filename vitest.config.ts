@@ -7,6 +7,7 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     // test/deploy builds container images: `npm run test:deploy` (vitest.deploy.config.ts).
     exclude: [...configDefaults.exclude, 'test/deploy/**'],
+    globalSetup: ['test/global-setup.ts'],
     pool: 'forks',
     maxWorkers: 2,
     testTimeout: 30_000,

@@ -67,7 +67,7 @@ export class StubhostError extends Error {
   }
 }
 
-/** Model code reports errors with ModelError codes (DESIGN.md); this maps them to the catalogue. */
+/** Model code reports errors with ModelError codes (stub/api/errors.ts); this maps them to the catalogue. */
 export const MODEL_ERROR_CODES: Record<string, ErrorCode> = {
   INVALID_ARG: 'STUBHOST_INVALID_ARG',
   INTERNAL: 'STUBHOST_MODEL_ERROR',
@@ -90,4 +90,18 @@ export function httpStatusOf(err: unknown): number {
 
 export function grpcStatusOf(err: unknown): number {
   return err instanceof StubhostError ? err.grpcStatus : 13;
+}
+
+/**
+ * An error made in bulk (a cancel storm, a queue timing out): its stack would only name the
+ * scheduler, and capturing it is most of the cost of failing a queued request.
+ */
+export function stacklessError(code: 'STUBHOST_CANCELLED' | 'STUBHOST_TIMEOUT', message: string): StubhostError {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new StubhostError(code, message);
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
 }

@@ -1,13 +1,15 @@
 /**
  * The stub: one child process per model instance. Usage (the host spawns it):
- *   STUBHOST_REGION=<regionName> node --import tsx stub/main.ts
+ *   STUBHOST_REGION=<regionName> node dist/stub/main.js   (compiled; tsx is registered only to load a model.ts)
  * (the name comes by environment: argv is readable by every user in /proc, and the name is
  * meant to be known to the host and this stub only).
  * It attaches to the region, starts the health thread, says hello, and serves the host's
  * messages until `fin` or until the host disappears.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { packageRoot } from '../src/core/package-root.js';
 import { native } from '../src/ipc/native.js';
 import { Region } from '../src/ipc/region.js';
 import { Channel } from '../src/ipc/channel.js';
@@ -17,7 +19,7 @@ import { StubServer } from './server.js';
 
 const regionName = process.env.STUBHOST_REGION;
 if (!regionName) {
-  console.error('usage: STUBHOST_REGION=<regionName> stub/main.ts');
+  console.error('usage: STUBHOST_REGION=<regionName> node dist/stub/main.js');
   process.exit(2);
 }
 const hostPid = Number(process.env.STUBHOST_HOST_PID ?? process.ppid);
@@ -39,9 +41,9 @@ const arenaMaxBytes = Number(process.env.STUBHOST_SHM_MAX_BYTES ?? 0) || undefin
 const channel = new Channel<StubMessage, HostMessage>(region, 'stub', { arena: { maxBytes: arenaMaxBytes } });
 channel.setRef(true);
 
-// execArgv []: the worker is plain JavaScript and must not load tsx (inherited --import), which
-// made it boot in hundreds of ms under load.
-const health = new Worker(new URL('./health-worker.mjs', import.meta.url), {
+// The worker is plain JavaScript kept in stub/ (tsc does not copy it to dist/). execArgv []: it
+// inherits none of the stub's node flags (STUBHOST_STUB_NODE_ARGS), which only slow its boot.
+const health = new Worker(path.join(packageRoot(), 'stub', 'health-worker.mjs'), {
   execArgv: [],
   workerData: {
     buffer: region.buffer,

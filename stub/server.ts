@@ -16,13 +16,14 @@ import { Tensor } from './api/tensor.js';
 import { InferenceRequest } from './api/request.js';
 import { InferenceResponse } from './api/response.js';
 import { ModelError, asModelError } from './api/errors.js';
-import { INTERNAL, setRuntime, type LogLevel, type StubRuntime } from './api/runtime.js';
+import { INTERNAL, setRuntime, type BlsCallRequest, type LogLevel, type StubRuntime } from './api/runtime.js';
 import type { Model, ModelClass, ModelConfig } from './api/model.js';
 import { AsyncQueue } from '../src/core/async-queue.js';
 import { boundLine } from '../src/instance/bounded-lines.js';
 import { ErrorLocator } from './error-location.js';
 import { setLongTimeout, type LongTimer } from '../src/core/long-timer.js';
 import { maxInflightPerInstance, type ParameterMap } from '../src/core/model-parameters.js';
+import { registerTypeScript } from './typescript-loader.js';
 
 interface LiveRequest {
   cancelled: { value: boolean };
@@ -116,7 +117,7 @@ export class StubServer implements StubRuntime {
     this.channel.send({ k: 'resp', rid, r, final });
   }
 
-  async *bls(request: InferenceRequest, stream: boolean): AsyncIterable<InferenceResponse> {
+  async *bls(request: BlsCallRequest, stream: boolean): AsyncIterable<InferenceResponse> {
     const c = this.nextCall++;
     const context = this.executeContext.getStore();
     if (context && allCancelled(context)) {
@@ -500,6 +501,7 @@ async function loadModelClass(args: InitArgs): Promise<ModelClass> {
     const mod = (await import('./backends/onnxruntime.js')) as { default: ModelClass };
     return mod.default;
   }
+  await registerTypeScript();
   const mod = (await import(pathToFileURL(args.modelFile).href)) as { default?: unknown };
   let C = mod.default;
   // A CommonJS model.ts compiled by tsx arrives as { default: module.exports }.

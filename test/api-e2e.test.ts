@@ -1,5 +1,5 @@
 /**
- * The model API (DESIGN.md, "The model API") end to end, through real stubs, from model.ts files
+ * The model API (README, "The model API") end to end, through real stubs, from model.ts files
  * written in a temporary repository under /tmp that import 'stubhost' — as CommonJS (a folder
  * with no package.json) and as ESM (package.json "type": "module"):
  *

@@ -1,11 +1,10 @@
 /**
- * The model API ships types: a model.ts written against DESIGN.md ("The model API") type-checks
- * with `strict`, resolving 'stubhost' the way a model sees it — through a tsconfig `paths`
- * mapping like stub/tsconfig.models.json, and through the package's own "exports" (types) from a
+ * The model API ships types: a model.ts written against the model API type-checks with
+ * `strict`, resolving 'stubhost' the way an editor sees it — through a tsconfig `paths` mapping
+ * to stub/api/index.ts, and through the package's own "exports" (types) from a
  * node_modules/stubhost link — and misuse of the surface is a type error.
  *
- * DESIGN.md's AddSub example is compiled unchanged (read from /work/shared/DESIGN.md when it is
- * there, else the copy below, kept identical).
+ * README's example model ("A model") is compiled unchanged, read from README.md.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -14,10 +13,13 @@ import ts from 'typescript';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
-const DESIGN = '/work/shared/DESIGN.md';
+const README = path.join(ROOT, 'README.md');
 
-/** The example in DESIGN.md, "The model API", verbatim. */
-const ADD_SUB_FROM_DESIGN = `import { InferenceRequest, InferenceResponse, Tensor, ModelError, logger } from 'stubhost';
+/**
+ * An AddSub with the optional static autoCompleteConfig, which names ModelConfig without
+ * importing it (importing 'stubhost' declares the global type).
+ */
+const ADD_SUB_AUTOCOMPLETE = `import { InferenceRequest, InferenceResponse, Tensor, ModelError, logger } from 'stubhost';
 import type { Model, ModelInitArgs } from 'stubhost';
 
 export default class AddSub implements Model {
@@ -35,16 +37,16 @@ export default class AddSub implements Model {
 }
 `;
 
-function designExample(): string {
-  if (!fs.existsSync(DESIGN)) return ADD_SUB_FROM_DESIGN;
-  const text = fs.readFileSync(DESIGN, 'utf8');
-  const section = text.slice(text.indexOf('## The model API'));
+/** README.md's example model: the first ts block under "## A model". */
+function readmeExample(): string {
+  const text = fs.readFileSync(README, 'utf8');
+  const section = text.slice(text.indexOf('## A model'));
   const m = /```ts\n([\s\S]*?)```/.exec(section);
-  expect(m, 'DESIGN.md has a ts block in "The model API"').not.toBeNull();
+  expect(m, 'README.md has a ts block under "A model"').not.toBeNull();
   return m![1]!;
 }
 
-/** The rest of the surface, used as DESIGN.md describes it; each @ts-expect-error is misuse. */
+/** The rest of the surface, used as README's API table describes it; each @ts-expect-error is misuse. */
 const SURFACE = `import { InferenceRequest, InferenceResponse, Tensor, ModelError, logger, ResponseSender } from 'stubhost';
 import type { DataType, Model, ModelConfig, ModelErrorCode, ModelInitArgs, TypedArray } from 'stubhost';
 
@@ -172,25 +174,29 @@ function typecheck(files: Record<string, string>, options: ts.CompilerOptions, s
   });
 }
 
-/** What stub/tsconfig.models.json gives tsx: 'stubhost' → stub/api/index.ts. */
+/** What an editor is given: 'stubhost' → stub/api/index.ts, the source of the compiled API the stub runs. */
 const viaPaths: ts.CompilerOptions = {
   module: ts.ModuleKind.Preserve, moduleResolution: ts.ModuleResolutionKind.Bundler,
   paths: { stubhost: [path.join(ROOT, 'stub', 'api', 'index.ts')] },
 };
 
 describe('the model API type-checks (strict)', () => {
-  it('stub/tsconfig.models.json maps stubhost to stub/api/index.ts', () => {
+  it('stub/tsconfig.models.json (what tsx is given) maps stubhost to the compiled stub/api/index.ts', () => {
     const cfg = JSON.parse(fs.readFileSync(path.join(ROOT, 'stub', 'tsconfig.models.json'), 'utf8'));
-    expect(path.resolve(ROOT, 'stub', cfg.compilerOptions.baseUrl, cfg.compilerOptions.paths.stubhost[0])).toBe(path.join(ROOT, 'stub', 'api', 'index.ts'));
+    const target = path.resolve(ROOT, 'stub', cfg.compilerOptions.baseUrl, cfg.compilerOptions.paths.stubhost[0]);
+    expect(target).toBe(path.join(ROOT, 'dist', 'stub', 'api', 'index.js'));
+    expect(fs.existsSync(target)).toBe(true);
   });
 
-  it('DESIGN.md\'s AddSub example compiles unchanged', () => {
-    const source = designExample();
-    expect(source).toBe(ADD_SUB_FROM_DESIGN);
-    expect(typecheck({ 'model.ts': source }, viaPaths)).toEqual([]);
+  it('README\'s example model compiles unchanged', () => {
+    expect(typecheck({ 'model.ts': readmeExample() }, viaPaths)).toEqual([]);
   }, 60_000);
 
-  it('the whole surface as DESIGN.md names it; misuse (readonly fields, unknown codes and dtypes) is an error', () => {
+  it('an AddSub with autoCompleteConfig compiles: ModelConfig is declared globally by importing stubhost', () => {
+    expect(typecheck({ 'model.ts': ADD_SUB_AUTOCOMPLETE }, viaPaths)).toEqual([]);
+  }, 60_000);
+
+  it('the whole surface as README names it; misuse (readonly fields, unknown codes and dtypes) is an error', () => {
     expect(typecheck({ 'model.ts': SURFACE }, viaPaths)).toEqual([]);
   }, 60_000);
 
@@ -201,7 +207,7 @@ describe('the model API type-checks (strict)', () => {
 
   it('through the package\'s "exports" types, from a node_modules/stubhost link (ESM model, NodeNext)', () => {
     const diags = typecheck(
-      { 'model.ts': designExample(), 'package.json': JSON.stringify({ type: 'module' }) },
+      { 'model.ts': ADD_SUB_AUTOCOMPLETE, 'package.json': JSON.stringify({ type: 'module' }) },
       { module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext, allowImportingTsExtensions: true },
       (dir) => {
         fs.mkdirSync(path.join(dir, 'node_modules'));

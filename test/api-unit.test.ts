@@ -15,7 +15,7 @@ const CODES: ModelErrorCode[] = ['INVALID_ARG', 'INTERNAL', 'NOT_FOUND', 'UNAVAI
 afterEach(() => setRuntime(undefined));
 
 describe('exports', () => {
-  it('every value DESIGN.md names is exported from stubhost', () => {
+  it('every value the README\'s model API table names is exported from stubhost', () => {
     for (const name of ['Tensor', 'InferenceRequest', 'InferenceResponse', 'ModelError', 'logger', 'ResponseSender']) {
       expect(api, name).toHaveProperty(name);
     }

@@ -1,10 +1,10 @@
 /**
- * Unit tests of the request validation both front-ends (and BLS) run before a request reaches
- * the core (src/server/validate.ts), apart from any socket. The file keeps its grpc- name from
+ * Unit tests of the request validation (src/core/validate.ts) both front-ends (and BLS) run
+ * before a request reaches the server core, apart from any socket. The file keeps its grpc- name from
  * when the validator lived in src/server/grpc/.
  */
 import { describe, expect, it } from 'vitest';
-import { tensorFromBytes, validateInferInputs, validateRequestedOutputs } from '../src/server/validate.js';
+import { tensorFromBytes, validateInferInputs, validateRequestedOutputs } from '../src/core/validate.js';
 import type { ModelIOContract } from '../src/core/service.js';
 import { StubhostError } from '../src/errors.js';
 

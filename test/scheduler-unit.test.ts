@@ -1,11 +1,10 @@
 /** The Scheduler, PriorityQueue and RateLimiter on their own, with fake instances (no processes). */
 import { describe, expect, it } from 'vitest';
-import { Scheduler, type ExecutionTarget, type SchedulerOptions } from '../src/scheduler/scheduler.js';
+import { Scheduler, type SchedulerOptions } from '../src/scheduler/scheduler.js';
 import type { QueuePolicy } from '../src/scheduler/priority-queue.js';
 import { RateLimiter } from '../src/scheduler/rate-limiter.js';
 import { SequenceBatcher } from '../src/scheduler/sequence-batcher.js';
-import type { Job, JobTiming } from '../src/scheduler/job.js';
-import type { ExecOutcome } from '../src/instance/stub-process.js';
+import type { ExecOutcome, ExecutionTarget, Job, JobTiming } from '../src/execution/contract.js';
 import type { InferRequest } from '../src/core/types.js';
 import { StubhostError } from '../src/errors.js';
 

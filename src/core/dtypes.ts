@@ -52,7 +52,7 @@ export function viewAs(dtype: Exclude<DataType, 'BYTES'>, buffer: ArrayBufferLik
   return new Ctor(buffer, byteOffset, byteLength / Ctor.BYTES_PER_ELEMENT);
 }
 
-/** The dtype a typed array stands for when the caller gives none (DESIGN.md, "The model API"). */
+/** The dtype a typed array stands for when the caller gives none (README, "The model API"). */
 export function inferDataType(data: unknown): DataType | undefined {
   if (data instanceof Float32Array) return 'FP32';
   if (data instanceof Float64Array) return 'FP64';

@@ -3,9 +3,8 @@
  * crash or hang (initialize runs again), and the ExecutionTarget face the scheduler sees.
  */
 import { EventEmitter } from 'node:events';
-import { StubProcess, type ExecOutcome, type StalledExecute, type StubProcessOptions, type StreamSink } from './stub-process.js';
-import type { ExecutionTarget } from '../scheduler/scheduler.js';
-import type { Job } from '../scheduler/job.js';
+import { StubProcess, type StalledExecute, type StubProcessOptions } from './stub-process.js';
+import type { ExecOutcome, ExecutionTarget, Job, StreamSink } from '../execution/contract.js';
 import { StubhostError } from '../errors.js';
 
 export type InstanceState = 'starting' | 'ready' | 'restarting' | 'stopped';

@@ -9,8 +9,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import v8 from 'node:v8';
 import { Channel } from '../ipc/channel.js';
 import { Region, type RegionOptions } from '../ipc/region.js';
@@ -22,33 +22,20 @@ import type { Handle } from '../ipc/arena.js';
 import { correlationFromWire, correlationToWire, type HostMessage, type InitArgs, type StubMessage, type WireRequest, type WireResponse, type BlsRequest, type StubDebug } from '../ipc/protocol.js';
 import { readTensor, writeTensor, copyTensor } from '../ipc/tensor-codec.js';
 import { StubhostError, type ErrorBody } from '../errors.js';
-import type { InferRequest, TensorValue, Parameters } from '../core/types.js';
+import type { InferRequest, TensorValue } from '../core/types.js';
 import type { Logger } from '../log/logger.js';
+import type { ExecOutcome, StreamSink } from '../execution/contract.js';
+import { packageRoot } from '../core/package-root.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const STUB_MAIN = path.join(ROOT, 'stub', 'main.ts');
+const ROOT = packageRoot();
+// The stub always runs compiled (npm install and npm test build dist/), also when the host runs
+// from its sources (vitest, scripts): it registers tsx itself, only to load a model.ts.
+const STUB_MAIN = path.join(ROOT, 'dist', 'stub', 'main.js');
 const TSCONFIG_FOR_MODELS = path.join(ROOT, 'stub', 'tsconfig.models.json');
-// Absolute, so a stub whose working directory is a model folder anywhere on disk finds tsx.
-const TSX_LOADER = import.meta.resolve('tsx');
 // Extra node flags for every stub (debugging aid, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
 const STUB_EXTRA_NODE_ARGS = (process.env.STUBHOST_STUB_NODE_ARGS ?? '').split(' ').filter(Boolean);
 /** V8's default heap limit for a node like this one: a memory cap below it lowers the stub's. */
 const DEFAULT_HEAP_LIMIT = v8.getHeapStatistics().heap_size_limit;
-
-/** One request's outcome: outputs (copied out of shared memory) or an error. */
-export interface ExecOutcome {
-  outputs?: TensorValue[];
-  parameters?: Parameters;
-  error?: StubhostError;
-}
-
-/** Decoupled responses arrive one by one. */
-export interface StreamSink {
-  /** `final`: the model sent its final flag with this response (decoupled). */
-  response(outcome: ExecOutcome, final?: boolean): void;
-  /** The final flag (after the last response, or alone), or an error that ends the stream. */
-  end(error?: StubhostError): void;
-}
 
 export interface BlsHandler {
   /** Runs a BLS request from this stub; pushes 0..n outcomes, then ends. Returns a cancel function. */
@@ -155,11 +142,14 @@ export class StubProcess extends EventEmitter {
    * has autoCompleteConfig); rejects with the model's error (its stack) if loading fails.
    */
   async start(): Promise<Record<string, unknown> | undefined> {
+    if (!fs.existsSync(STUB_MAIN)) {
+      throw new StubhostError('STUBHOST_INTERNAL', `stubhost is not built: ${STUB_MAIN} is missing; run \`npm run build\` (npm install runs it)`);
+    }
     const name = newRegionName();
     this.region = Region.create(name, this.opts.region);
     this.channel = new Channel<HostMessage, StubMessage>(this.region, 'host', { arena: { maxBytes: this.opts.arenaMaxBytes } });
     const healthIntervalMs = this.opts.healthIntervalMs ?? 300;
-    const child = spawn(process.execPath, [...STUB_EXTRA_NODE_ARGS, ...this.heapLimitArgs(), '--import', TSX_LOADER, '--enable-source-maps', STUB_MAIN], {
+    const child = spawn(process.execPath, [...STUB_EXTRA_NODE_ARGS, ...this.heapLimitArgs(), '--enable-source-maps', STUB_MAIN], {
       cwd: this.opts.init.modelDir,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {

@@ -2,8 +2,8 @@
  * The native addon (native/stubhost_native.cc), typed. Built by `npm install` through node-gyp.
  */
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { packageRoot } from '../core/package-root.js';
 
 export const FUTEX_WOKEN = 0;
 export const FUTEX_NOT_EQUAL = 1;
@@ -39,11 +39,10 @@ export interface NativeAddon {
   setNofileSoftLimit(n: number): number;
 }
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const require = createRequire(import.meta.url);
 
 function load(): NativeAddon {
-  const file = path.join(root, 'build', 'Release', 'stubhost_native.node');
+  const file = path.join(packageRoot(), 'build', 'Release', 'stubhost_native.node');
   try {
     return require(file) as NativeAddon;
   } catch (err) {

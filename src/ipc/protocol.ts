@@ -12,7 +12,7 @@ import type { TensorDesc } from './tensor-codec.js';
 import type { ErrorBody } from '../errors.js';
 import type { Parameters } from '../core/types.js';
 
-/** What initialize receives (DESIGN.md: ModelInitArgs). */
+/** What initialize receives (the model API's ModelInitArgs, stub/api/model.ts). */
 export interface InitArgs {
   modelName: string;
   modelVersion: number;

@@ -31,7 +31,7 @@
  *
  * Owned by one Scheduler; used on the host's event loop only.
  */
-import type { Job } from './job.js';
+import type { Job } from '../execution/contract.js';
 import { Fifo, type FifoEntry } from '../core/fifo.js';
 
 type Slot = FifoEntry<Job>;

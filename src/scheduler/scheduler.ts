@@ -24,22 +24,11 @@
  *
  * Owned by one ModelVersion; everything runs on the host's event loop (no locks).
  */
-import type { ExecOutcome } from '../instance/stub-process.js';
 import { StubhostError } from '../errors.js';
-import { stacklessError, type Job, type JobTiming } from './job.js';
+import { stacklessError } from '../errors.js';
+import type { ExecOutcome, ExecutionTarget, Job, JobTiming } from '../execution/contract.js';
 import { PriorityQueue, type QueuePolicy } from './priority-queue.js';
 import { MAX_TIMER_MS } from '../core/long-timer.js';
-
-/** Something that executes batches: a model instance. */
-export interface ExecutionTarget {
-  readonly name: string;
-  /** Executions this target may have in flight at once (default 1). */
-  readonly depth?: number;
-  /** Can take a batch now. */
-  canAccept(): boolean;
-  /** Executes the batch and settles every job (finish is called by the target). */
-  run(jobs: Job[]): Promise<void>;
-}
 
 export interface SchedulerOptions {
   modelLabel: string;

@@ -17,9 +17,8 @@ import { StubhostError } from '../errors.js';
 import type { ModelConfig } from '../config/load.js';
 import { fromConfigType, typedArrayFor, elementCount, type DataType } from '../core/dtypes.js';
 import type { TensorValue } from '../core/types.js';
-import type { ExecOutcome } from '../instance/stub-process.js';
-import { stacklessError, type Job } from './job.js';
-import type { ExecutionTarget } from './scheduler.js';
+import { stacklessError } from '../errors.js';
+import type { ExecOutcome, ExecutionTarget, Job } from '../execution/contract.js';
 import { Fifo, type FifoEntry } from '../core/fifo.js';
 import { setLongTimeout, type LongTimer } from '../core/long-timer.js';
 

@@ -11,7 +11,7 @@ import type { InferRequest, InferResult } from '../core/types.js';
 import type { BlsHandler } from '../instance/stub-process.js';
 import { StubhostError, toStubhostError } from '../errors.js';
 import { logSettings, type Level } from '../log/logger.js';
-import { validateInferInputs, validateRequestedOutputs } from './validate.js';
+import { validateInferInputs, validateRequestedOutputs } from '../core/validate.js';
 import { DEFAULT_UNLOAD_GRACE_MS } from '../model/model-version.js';
 import type { ServableModel } from '../model/servable.js';
 

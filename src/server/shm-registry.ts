@@ -21,7 +21,7 @@
 import { StubhostError } from '../errors.js';
 import { bytesElementsSize, writeBytesElements, type NumericTypedArray } from '../core/dtypes.js';
 import type { Parameters, TensorValue } from '../core/types.js';
-import { invalidInput, isNonNegativeInt } from './validate.js';
+import { invalidInput, isNonNegativeInt } from '../core/validate.js';
 import { ClientShmFile } from './client-shm-file.js';
 
 export interface RegionStatus {

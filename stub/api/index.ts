@@ -1,5 +1,5 @@
 /**
- * The model API: what a model.ts imports as 'stubhost'. See DESIGN.md, "The model API".
+ * The model API: what a model.ts imports as 'stubhost'. README.md, "The model API", lists it.
  */
 export { Tensor } from './tensor.js';
 export type { DataType, TypedArray, TensorData } from './tensor.js';
@@ -16,9 +16,9 @@ export { concatInputs, splitOutput, type HasInputs } from './batching.js';
 import type { ModelConfig as ModelConfigType } from './model.js';
 declare global {
   /**
-   * DESIGN.md's example model declares `static autoCompleteConfig?(config: ModelConfig): ModelConfig`
-   * without importing ModelConfig: importing 'stubhost' makes the name available, so that example
-   * type-checks unchanged. `import type { ModelConfig } from 'stubhost'` is the same type.
+   * A model may declare `static autoCompleteConfig?(config: ModelConfig): ModelConfig` without
+   * importing ModelConfig: importing 'stubhost' makes the name available (test/api-types.test.ts
+   * checks such a model). `import type { ModelConfig } from 'stubhost'` is the same type.
    */
   type ModelConfig = ModelConfigType;
 }

@@ -1,16 +1,30 @@
 /**
  * The bridge from the model API to the stub that runs it. The stub installs its runtime on
  * globalThis under a registered symbol, so every copy of this module (a CommonJS model.ts gets
- * its own) reaches the same one.
+ * its own) reaches the same one. The bottom of the API: it knows responses and tensors, not the
+ * request class that calls it (request.ts imports this module).
  */
-import type { InferenceRequest } from './request.js';
-import type { InferenceResponse } from './response.js';
+import type { InferenceResponse, ParameterValue } from './response.js';
+import type { Tensor } from './tensor.js';
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'verbose';
 
+/** What a BLS call carries to the host: the fields of the InferenceRequest model code built. */
+export interface BlsCallRequest {
+  readonly modelName: string;
+  readonly modelVersion?: number;
+  readonly inputs: Tensor[];
+  readonly requestedOutputNames: string[];
+  readonly parameters: Record<string, ParameterValue>;
+  readonly correlationId?: string | bigint;
+  readonly priority: number;
+  readonly timeoutMs?: number;
+  readonly requestId: string;
+}
+
 export interface StubRuntime {
   /** BLS: sends the request to the host; yields 1 response (or 0..n, `stream`) then ends. */
-  bls(request: InferenceRequest, stream: boolean): AsyncIterable<InferenceResponse>;
+  bls(request: BlsCallRequest, stream: boolean): AsyncIterable<InferenceResponse>;
   /** Decoupled models: one response and/or the final flag for the request with host id `rid`. */
   sendResponse(rid: number, response: InferenceResponse | undefined, final: boolean): void;
   log(level: LogLevel, message: string): void;

@@ -10,7 +10,7 @@ import type { ModelIOContract } from '../../core/service.js';
 import type { InferRequest, InferResult, ParamValue, Parameters, RequestedOutput, TensorValue } from '../../core/types.js';
 import { StubhostError } from '../../errors.js';
 import type { NumericTypedArray } from '../../core/dtypes.js';
-import { type CheckedInput, InputValidator, fmtShape, invalidInput, tensorBytes, tensorFromBytes, validateRequestedOutputs } from '../validate.js';
+import { type CheckedInput, InputValidator, fmtShape, invalidInput, tensorBytes, tensorFromBytes, validateRequestedOutputs } from '../../core/validate.js';
 import { type ShmAccess, checkShmOutput, shmInputBytes, shmRefOf, withoutShmParameters, writeShmOutput } from '../shm-registry.js';
 
 // ---- wire shapes (the subset the front-end reads or writes) ----

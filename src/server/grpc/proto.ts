@@ -1,12 +1,14 @@
 /**
- * Loads Triton's GRPCInferenceService definition from the .proto files beside this module.
+ * Loads Triton's GRPCInferenceService definition from the .proto files in ./proto (found from
+ * the package root: the compiled build in dist/ reads the same files, tsc does not copy them).
  * Loaded at run time (no generated code) so the .proto files stay the one source of truth.
  */
-import { fileURLToPath } from 'node:url';
+import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { packageRoot } from '../../core/package-root.js';
 
-export const GRPC_PROTO_DIR = fileURLToPath(new URL('./proto/', import.meta.url));
+export const GRPC_PROTO_DIR = path.join(packageRoot(), 'src', 'server', 'grpc', 'proto');
 
 /**
  * keepCase: field names stay Triton's snake_case (they are also our JSON names); longs as

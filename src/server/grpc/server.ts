@@ -1,6 +1,6 @@
 /**
  * The gRPC front-end: Triton's `inference.GRPCInferenceService` on @grpc/grpc-js, serving an
- * InferenceService. It only translates: validation lives in ../validate.ts (shared with HTTP),
+ * InferenceService. It only translates: validation lives in src/core/validate.ts (shared with HTTP),
  * message conversion in ./codec.ts, and every error leaves as the gRPC status of its StubhostError code.
  */
 import net from 'node:net';

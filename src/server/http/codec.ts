@@ -2,7 +2,7 @@
  * KServe v2 / Triton HTTP infer bodies: JSON tensors and Triton's binary tensor extension, in
  * both directions. Pure functions over bytes (no sockets), so they can be tested and reused alone.
  *
- * Every request is checked against the model's IO contract (../validate.ts, shared with gRPC and
+ * Every request is checked against the model's IO contract (src/core/validate.ts, shared with gRPC and
  * BLS) while it is decoded, before anything reaches a scheduler or a stub: a bad request costs one
  * 400, never a model execution. Tensors that name a system shared-memory region are read from it,
  * and outputs that name one are written there (../shm-registry.ts).
@@ -15,7 +15,7 @@ import type { InferRequest, InferResult, Parameters, RequestedOutput, TensorValu
 import type { ModelIOContract } from '../../core/service.js';
 import {
   InputValidator, checkRequestedOutput, fmtShape, invalidInput as invalid, isNonNegativeInt, tensorBytes, tensorFromBytes,
-} from '../validate.js';
+} from '../../core/validate.js';
 import { checkJsonNesting } from '../../core/json-nesting.js';
 import { SHM_PARAMETERS, type ShmAccess, checkShmOutput, shmInputBytes, shmRefOf, writeShmOutput } from '../shm-registry.js';
 

@@ -11,7 +11,7 @@
 import type { ModelIOContract } from '../../core/service.js';
 import type { InferRequest, InferResult, Parameters, TensorValue } from '../../core/types.js';
 import { elementCount } from '../../core/dtypes.js';
-import { invalidInput, validateInferInputs } from '../validate.js';
+import { invalidInput, validateInferInputs } from '../../core/validate.js';
 import { fromJson } from './codec.js';
 import { checkJsonNesting } from '../../core/json-nesting.js';
 

@@ -1,6 +1,7 @@
 /**
  * The one check of an inference request against the model's IO contract, for every way a request
- * arrives: the HTTP codec, the gRPC codec and BLS calls from stubs (src/server/core.ts). It runs
+ * arrives: the HTTP codec, the gRPC codec and BLS calls from stubs (src/server/core.ts), and model
+ * warmup (src/model/model-version.ts) — hence here at the bottom, where all of them may import it. It runs
  * before anything reaches a scheduler, so a bad request costs one 400 / INVALID_ARGUMENT, never a
  * model execution. It knows nothing of JSON or protobuf.
  *
@@ -13,9 +14,9 @@
 import {
   type DataType, type NumericTypedArray, decodeBytesElements, elementCount, elementSize, encodeBytesElements,
   isDataType, viewAs,
-} from '../core/dtypes.js';
-import type { ModelIOContract } from '../core/service.js';
-import type { TensorSpec, TensorValue } from '../core/types.js';
+} from './dtypes.js';
+import type { ModelIOContract } from './service.js';
+import type { TensorSpec, TensorValue } from './types.js';
 import { StubhostError } from '../errors.js';
 
 export function invalidInput(message: string): StubhostError {

@@ -1,0 +1,93 @@
+/**
+ * The layering of stubhost, checked by `npm run lint:deps` (CI runs it after the type check).
+ * docs/ARCHITECTURE.md ("Folders and what each may import") describes the same table.
+ *
+ * Each layer lists what it may import besides itself, node built-ins and npm packages; an
+ * import of any other module of ours is an error. Type-only imports count: a type that runs
+ * back up is a cycle all the same. Lower layers come first.
+ */
+
+/** The bottom that host and stub share. */
+const SHARED = ['src/errors.ts', 'src/core/'];
+
+/** Host layers, bottom to top. */
+const INSTANCE = [...SHARED, 'src/ipc/', 'src/log/', 'src/execution/'];
+const SCHEDULER = [...SHARED, 'src/log/', 'src/config/', 'src/execution/'];
+const MODEL = [...new Set([...INSTANCE, ...SCHEDULER, 'src/metrics/', 'src/instance/', 'src/scheduler/'])];
+const REPOSITORY = [...MODEL, 'src/model/'];
+const SERVER_CORE = [...REPOSITORY, 'src/repository/'];
+const FRONT_END = [...SHARED, 'src/log/', 'src/server/shm-registry.ts'];
+
+/** [layer, what it may import]. A layer ending in / is a folder, else one file. */
+const LAYERS = [
+  ['src/errors.ts', []],
+  ['src/core/', ['src/errors.ts']],
+  ['src/ipc/', SHARED],
+  ['src/log/', SHARED],
+  ['src/config/', SHARED],
+  ['src/execution/', SHARED],
+  ['src/metrics/', SHARED],
+  ['src/instance/', INSTANCE],
+  ['src/scheduler/', SCHEDULER],
+  ['src/model/', MODEL],
+  ['src/repository/', REPOSITORY],
+  ['src/server/shm-registry.ts', [...SHARED, 'src/ipc/']],
+  ['src/server/http/', FRONT_END],
+  ['src/server/grpc/', FRONT_END],
+  ['src/server/core.ts', SERVER_CORE],
+  ['src/server/start.ts', [...SERVER_CORE, 'src/server/core.ts', 'src/server/shm-registry.ts', 'src/server/http/', 'src/server/grpc/']],
+  ['src/cli.ts', ['src/log/', 'src/errors.ts', 'src/server/start.ts']],
+  // The stub: the model API knows nothing of the stub or the wire; backends are models.
+  ['stub/api/', SHARED],
+  ['stub/backends/', [...SHARED, 'stub/api/']],
+  // The rest of stub/ (main, the message loop, the loaders): the shared bottom and the wire.
+  ['stub/', [...SHARED, 'src/ipc/', 'stub/api/', 'stub/backends/']],
+];
+
+const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const prefix = (p) => `^${escape(p)}${p.endsWith('/') ? '' : '$'}`;
+/** The deeper layers inside a folder layer (stub/api/ inside stub/): they have rules of their own. */
+const nestedIn = (layer) => LAYERS.map(([l]) => l).filter((l) => l !== layer && layer.endsWith('/') && l.startsWith(layer));
+
+const layerRules = LAYERS.map(([layer, allowed]) => ({
+  name: `layer:${layer}`,
+  comment: `${layer} may import only ${allowed.length ? allowed.join(', ') : 'nothing of ours'} (see docs/ARCHITECTURE.md)`,
+  severity: 'error',
+  from: { path: prefix(layer), pathNot: nestedIn(layer).map(prefix) },
+  to: { path: '^(src|stub|bin)/', pathNot: [...allowed, layer].map(prefix) },
+}));
+
+module.exports = {
+  forbidden: [
+    ...layerRules,
+    {
+      name: 'layer:unknown',
+      comment: 'every module of src/ and stub/ belongs to a layer: add a new folder to LAYERS here and to docs/ARCHITECTURE.md',
+      severity: 'error',
+      from: { path: '^(src|stub)/', pathNot: LAYERS.map(([l]) => prefix(l)) },
+      to: {},
+    },
+    {
+      name: 'no-circular',
+      comment: 'no import cycles, not even of types',
+      severity: 'error',
+      from: {},
+      to: { circular: true },
+    },
+    {
+      name: 'not-to-dev-dep',
+      comment: 'the host and the stub run with the package\'s dependencies only; devDependencies are for tests and scripts',
+      severity: 'error',
+      from: { path: '^(src|stub|bin)/' },
+      to: { dependencyTypes: ['npm-dev'], dependencyTypesNot: ['type-only'] },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    // bin/stubhost.js imports the build (dist/), which is checked as its sources.
+    exclude: { path: '^dist/' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    enhancedResolveOptions: { exportsFields: ['exports'], conditionNames: ['import', 'require', 'node', 'default', 'types'] },
+  },
+};
