@@ -19,7 +19,7 @@ import { ModelError, asModelError } from './api/errors.js';
 import { INTERNAL, setRuntime, type BlsCallRequest, type LogLevel, type StubRuntime } from './api/runtime.js';
 import type { Model, ModelClass, ModelConfig } from './api/model.js';
 import { AsyncQueue } from '../src/core/async-queue.js';
-import { boundLine } from '../src/instance/bounded-lines.js';
+import { boundLine } from '../src/core/bounded-lines.js';
 import { ErrorLocator } from './error-location.js';
 import { setLongTimeout, type LongTimer } from '../src/core/long-timer.js';
 import { maxInflightPerInstance, type ParameterMap } from '../src/core/model-parameters.js';

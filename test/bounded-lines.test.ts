@@ -4,7 +4,7 @@
  */
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { boundLine, cutMarker, readBoundedLines } from '../src/instance/bounded-lines.js';
+import { boundLine, cutMarker, readBoundedLines } from '../src/core/bounded-lines.js';
 
 function linesOf(chunks: (string | Buffer)[], max: number): Promise<string[]> {
   const stream = new PassThrough();

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { childPids, http, startRepositoryServer, waitFor, type RepositoryServer } from './helpers/server.js';
 import { makeRepository, shmFilesOf, startCli } from './helpers/blackbox.js';
-import { MAX_LOG_LINE_BYTES } from '../src/instance/bounded-lines.js';
+import { MAX_LOG_LINE_BYTES } from '../src/core/bounded-lines.js';
 
 const FIXTURES = path.resolve(import.meta.dirname, 'fixtures/models/model-faults');
 

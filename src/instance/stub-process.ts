@@ -16,7 +16,7 @@ import { Channel } from '../ipc/channel.js';
 import { Region, type RegionOptions } from '../ipc/region.js';
 import { sweepRegion } from '../ipc/shm-sweep.js';
 import { newRegionName } from '../ipc/shm-names.js';
-import { MAX_CUT_LINE_BYTES, boundLine, readBoundedLines } from './bounded-lines.js';
+import { MAX_CUT_LINE_BYTES, boundLine, readBoundedLines } from '../core/bounded-lines.js';
 import { residentBytes } from './process-memory.js';
 import type { Handle } from '../ipc/arena.js';
 import { correlationFromWire, correlationToWire, type HostMessage, type InitArgs, type StubMessage, type WireRequest, type WireResponse, type BlsRequest, type StubDebug } from '../ipc/protocol.js';

@@ -16,7 +16,7 @@ import type { InferRequest, InferResult, TensorValue } from '../core/types.js';
 import type { ModelIOContract } from '../core/service.js';
 import { configToJson, inputSpecs, isDecoupled, modelParameter, outputSpecs, validateModelConfig, type ModelConfig } from '../config/load.js';
 import { StubhostError } from '../errors.js';
-import { confinedPath, modelFileOf } from '../repository/model-paths.js';
+import { confinedPath, modelFileOf } from './model-paths.js';
 import { maxInflightPerInstance, memoryLimitBytes, unloadGraceMs } from '../core/model-parameters.js';
 import { setLongTimeout } from '../core/long-timer.js';
 import { tensorFromBytes, validateInferInputs } from '../core/validate.js';

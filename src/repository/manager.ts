@@ -20,7 +20,7 @@ import { ModelVersion } from '../model/model-version.js';
 import { EnsembleModel } from '../model/ensemble.js';
 import type { ServableModel } from '../model/servable.js';
 import { resolveModelDir, scanRepository, scanModelDir, versionsToServe } from './scan.js';
-import { checkModelPaths } from './model-paths.js';
+import { checkModelPaths } from '../model/model-paths.js';
 import { removeUpload, writeUpload, type UploadedModel } from './upload.js';
 
 /**

