@@ -1,5 +1,6 @@
 import type { InferenceRequest } from './request.js';
 import type { InferenceResponse } from './response.js';
+import type { ModelSpec } from './spec.js';
 
 /** The model's config as Triton's JSON form (snake_case), completed and validated by the host. */
 export interface ModelConfig {
@@ -27,11 +28,14 @@ export interface ModelInitArgs {
   modelDir?: string;
 }
 
-/** What a model.ts default-exports (a class implementing this). */
-export interface Model {
+/**
+ * What a model.ts default-exports (a class implementing this). `Model<Spec>` with the Spec of the
+ * model's generated config.types.ts types its requests and responses by the config.
+ */
+export interface Model<S extends ModelSpec = ModelSpec> {
   initialize?(args: ModelInitArgs): void | Promise<void>;
   /** One response per request, in order; decoupled models send through responseSender() and return nothing. */
-  execute(requests: InferenceRequest[]): InferenceResponse[] | void | Promise<InferenceResponse[] | void>;
+  execute(requests: InferenceRequest<S>[]): InferenceResponse<S>[] | void | Promise<InferenceResponse<S>[] | void>;
   finalize?(): void | Promise<void>;
 }
 
