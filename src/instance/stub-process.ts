@@ -21,12 +21,15 @@ import { readTensor, writeTensor, copyTensor } from '../ipc/tensor-codec.js';
 import { StubhostError, type ErrorBody } from '../errors.js';
 import type { InferRequest, TensorValue, Parameters } from '../core/types.js';
 import type { Logger } from '../log/logger.js';
+import { inspectFlags } from './debug-inspect.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const STUB_MAIN = path.join(ROOT, 'stub', 'main.ts');
 const TSCONFIG_FOR_MODELS = path.join(ROOT, 'stub', 'tsconfig.models.json');
 // Absolute, so a stub whose working directory is a model folder anywhere on disk finds tsx.
 const TSX_LOADER = import.meta.resolve('tsx');
+// After tsx: lets model code import the packages stubhost ships (onnxruntime-node) from anywhere.
+const SHIPPED_PACKAGES = path.join(ROOT, 'stub', 'shipped-packages.mjs');
 // Extra node flags for every stub (debugging aid, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
 const STUB_EXTRA_NODE_ARGS = (process.env.STUBHOST_STUB_NODE_ARGS ?? '').split(' ').filter(Boolean);
 
@@ -131,11 +134,13 @@ export class StubProcess extends EventEmitter {
    * has autoCompleteConfig); rejects with the model's error (its stack) if loading fails.
    */
   async start(): Promise<Record<string, unknown> | undefined> {
+    // Before the region exists: a bad debug_inspect_port fails the load with nothing to clean up.
+    const inspect = inspectFlags(this.modelName, this.opts.init.modelConfig.parameters);
     const name = `/stubhost-${process.pid}-${regionCounter++}`;
     this.region = Region.create(name, this.opts.region);
     this.channel = new Channel<HostMessage, StubMessage>(this.region, 'host', { arena: { maxBytes: this.opts.arenaMaxBytes } });
     const healthIntervalMs = this.opts.healthIntervalMs ?? 300;
-    const child = spawn(process.execPath, [...STUB_EXTRA_NODE_ARGS, '--import', TSX_LOADER, '--enable-source-maps', STUB_MAIN, name], {
+    const child = spawn(process.execPath, [...STUB_EXTRA_NODE_ARGS, ...inspect, '--import', TSX_LOADER, '--import', SHIPPED_PACKAGES, '--enable-source-maps', STUB_MAIN, name], {
       cwd: this.opts.init.modelDir,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
