@@ -270,6 +270,11 @@ export async function bls(): Promise<BigInt64Array | undefined> {
   return (await call.exec()).output('IDS')?.data;
 }
 
+/** The scheduling fields of the config are typed, not unknown. */
+export function scheduling(c: import('stubhost').ModelConfig): [boolean | undefined, string | undefined, number[] | undefined] {
+  return [c.model_transaction_policy?.decoupled, c.sequence_batching?.control_input?.[0]?.name, c.dynamic_batching?.preferred_batch_size];
+}
+
 /** Typed values are still the untyped API's values. */
 export function widen(r: Request, res: Response, m: Model, i: Inputs): [AnyRequest, AnyResponse, AnyModel, Tensor] {
   return [r, res, m, i.INPUT0];

@@ -11,6 +11,16 @@ export interface ModelConfig {
   input: { name: string; data_type: string; dims: number[]; optional?: boolean; reshape?: { shape: number[] } }[];
   output: { name: string; data_type: string; dims: number[]; reshape?: { shape: number[] } }[];
   parameters?: Record<string, { string_value: string }>;
+  // The scheduling fields a model reads most, typed loosely (Triton's names; the host validated them).
+  dynamic_batching?: { preferred_batch_size?: number[]; max_queue_delay_microseconds?: number; priority_levels?: number; [field: string]: unknown };
+  sequence_batching?: {
+    max_sequence_idle_microseconds?: number;
+    control_input?: { name: string; control: { kind: string; data_type?: string; [field: string]: unknown }[] }[];
+    state?: { input_name: string; output_name: string; data_type?: string; dims: number[]; [field: string]: unknown }[];
+    [field: string]: unknown;
+  };
+  model_transaction_policy?: { decoupled?: boolean };
+  instance_group?: { name?: string; kind?: string; count?: number; [field: string]: unknown }[];
   [field: string]: unknown;
 }
 
