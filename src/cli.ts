@@ -4,7 +4,7 @@
 import { parseArgs } from 'node:util';
 import { startServer } from './server/start.js';
 import { createLogger, logSettings } from './log/logger.js';
-import { AUTHORING_COMMANDS, AUTHORING_HELP, runAuthoringCommand } from './authoring/cli.js';
+import { AUTHORING_COMMANDS, AUTHORING_HELP } from './authoring/help.js';
 import { packageVersion } from './tools/package-info.js';
 
 export const HELP = `stubhost: a Triton-style inference server for TypeScript models
@@ -61,7 +61,7 @@ function port(name: string, v: string | undefined, dflt: number): number {
 class CliError extends Error {}
 
 export async function main(argv: string[]): Promise<number> {
-  if (AUTHORING_COMMANDS.includes(argv[0] ?? '')) return runAuthoringCommand(argv);
+  if (AUTHORING_COMMANDS.includes(argv[0] ?? '')) return (await import('./authoring/cli.js')).runAuthoringCommand(argv);
   let args;
   try {
     args = parseArgs({

@@ -6,17 +6,7 @@ import { parseArgs } from 'node:util';
 import { initModel, InitError } from './init-model.js';
 import { writeRepositoryTypes } from './model-types.js';
 import { writeRepositoryTsconfig } from './repository-tsconfig.js';
-import { TYPES_FILE } from './types-file.js';
 
-export const AUTHORING_HELP = `  stubhost types [--model-repository <dir>] [<model>...]
-                                 Write each model's ${TYPES_FILE} from its config (default: every
-                                 model; the repository defaults to the current folder).
-  stubhost init <name> [--model-repository <dir>] [--batching] [--decoupled] [--sequence]
-               [--onnx <file>]   Write a new model folder (config.pbtxt, 1/model.ts, its types)
-                                 and the repository's tsconfig.json (npx tsc --noEmit -p <dir>).
-`;
-
-export const AUTHORING_COMMANDS = ['types', 'init'];
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 const err = (line: string) => process.stderr.write(`stubhost: ${line}\n`);
