@@ -39,7 +39,10 @@ const LAYERS = [
   ['src/server/grpc/', FRONT_END],
   ['src/server/core.ts', SERVER_CORE],
   ['src/server/start.ts', [...SERVER_CORE, 'src/server/core.ts', 'src/server/shm-registry.ts', 'src/server/restricted-features.ts', 'src/server/fd-limit.ts', 'src/server/http/', 'src/server/grpc/']],
-  ['src/cli.ts', ['src/log/', 'src/errors.ts', 'src/server/start.ts', 'src/server/shm-registry.ts', 'src/server/restricted-features.ts']],
+  // The authoring commands (init, types): read configs and ONNX graphs, never start a server.
+  ['src/tools/', SHARED],
+  ['src/authoring/', [...SHARED, 'src/config/', 'src/repository/scan.ts', 'src/tools/', 'stub/backends/']],
+  ['src/cli.ts', ['src/log/', 'src/errors.ts', 'src/server/start.ts', 'src/server/shm-registry.ts', 'src/server/restricted-features.ts', 'src/tools/', 'src/authoring/']],
   // The stub: the model API knows nothing of the stub or the wire; backends are models.
   ['stub/api/', SHARED],
   ['stub/backends/', [...SHARED, 'stub/api/']],

@@ -6,11 +6,14 @@ import { startServer } from './server/start.js';
 import { DEFAULT_CLIENT_SHM_MAX_INFLIGHT_BYTES, DEFAULT_CLIENT_SHM_MAX_REGIONS } from './server/shm-registry.js';
 import { createLogger, logSettings } from './log/logger.js';
 import { GRPC_RESTRICTED_PROTOCOL, HTTP_RESTRICTED_API, RestrictedOptionError, parseRestrictedFeatures } from './server/restricted-features.js';
+import { AUTHORING_COMMANDS, AUTHORING_HELP } from './authoring/help.js';
+import { packageVersion } from './tools/package-info.js';
 
 export const HELP = `stubhost: a Triton-style inference server for TypeScript models
 
 Usage:
   stubhost serve --model-repository <dir> [options]
+${AUTHORING_HELP}  stubhost --version
   stubhost --help
 
 Options:
@@ -104,6 +107,7 @@ Options:
   --log-format <fmt>             json | text (default: text on a terminal, else json).
   --exit-timeout-secs <n>        On SIGINT/SIGTERM, how long models get to finish (default 30).
   -h, --help                     Show this help.
+  -v, --version                  Print the version of stubhost.
 `;
 
 const bool = (v: string | undefined, dflt: boolean): boolean => (v === undefined ? dflt : !['false', '0', 'no', 'off'].includes(v.toLowerCase()));
@@ -172,6 +176,7 @@ function wholeBytes(name: string, v: string): number {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  if (AUTHORING_COMMANDS.includes(argv[0] ?? '')) return (await import('./authoring/cli.js')).runAuthoringCommand(argv);
   let args;
   try {
     args = parseArgs({
@@ -179,6 +184,7 @@ export async function main(argv: string[]): Promise<number> {
       allowPositionals: true,
       options: {
         help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
         'model-repository': { type: 'string', multiple: true },
         'http-port': { type: 'string' },
         'http-address': { type: 'string' },
@@ -227,12 +233,16 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const o = args.values;
+  if (o.version) {
+    process.stdout.write(`${packageVersion()}\n`);
+    return 0;
+  }
   if (o.help || args.positionals.length === 0) {
     process.stdout.write(HELP);
     return o.help ? 0 : 2;
   }
   if (args.positionals[0] !== 'serve') {
-    process.stderr.write(`stubhost: unknown command ${JSON.stringify(args.positionals[0])}; the command is "serve"\n`);
+    process.stderr.write(`stubhost: unknown command ${JSON.stringify(args.positionals[0])}; the commands are serve, ${AUTHORING_COMMANDS.join(', ')}\n`);
     return 2;
   }
   try {

@@ -11,6 +11,9 @@ import os from 'node:os';
 import path from 'node:path';
 import ts from 'typescript';
 import { afterAll, describe, expect, it } from 'vitest';
+import { loadModelConfig } from '../src/config/index.js';
+import { modelIO } from '../src/authoring/model-spec.js';
+import { TYPES_FILE, renderTypesFile } from '../src/authoring/types-file.js';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const README = path.join(ROOT, 'README.md');
@@ -215,5 +218,128 @@ describe('the model API type-checks (strict)', () => {
       },
     );
     expect(diags).toEqual([]);
+  }, 60_000);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Types generated from a config (`stubhost types`): a model typed by them needs no `!` or casts,
+// and an output the config does not declare, or of another dtype, is a compile error.
+
+const TYPED_CONFIG = `backend: "typescript"
+max_batch_size: 0
+input [
+  { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] },
+  { name: "TOKENS" data_type: TYPE_INT64 dims: [ -1 ] },
+  { name: "TEXT" data_type: TYPE_STRING dims: [ 1 ] optional: true }
+]
+output [
+  { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] },
+  { name: "IDS" data_type: TYPE_INT64 dims: [ -1 ] },
+  { name: "LABEL" data_type: TYPE_STRING dims: [ 1 ] },
+  { name: "MASK" data_type: TYPE_BOOL dims: [ -1 ] }
+]
+`;
+
+const TYPED_MODEL = `import { InferenceRequest, InferenceResponse, Tensor, concatInputs, splitOutput } from 'stubhost';
+import type { InferenceResponse as AnyResponse, InferenceRequest as AnyRequest, Model as AnyModel } from 'stubhost';
+import type { Model, Request, Response, Spec, Inputs } from './config.types.js';
+
+export default class Typed implements Model {
+  async execute(requests: Request[]): Promise<Response[]> {
+    return requests.map((r) => {
+      const a: Float32Array = r.input('INPUT0').data;
+      const tokens: BigInt64Array = r.input('TOKENS').data;
+      const text: string[] | undefined = r.input('TEXT')?.strings();
+      return new InferenceResponse({ outputs: [
+        new Tensor('OUTPUT0', a.map((x) => 2 * x), r.input('INPUT0').shape),
+        new Tensor('IDS', tokens.slice()),
+        new Tensor('LABEL', [text?.[0] ?? 'none'], [1]),
+        new Tensor('MASK', Uint8Array.of(1), [1], 'BOOL'),
+      ] });
+    });
+  }
+}
+
+export function batched(requests: Request[]): Response[] {
+  const { tensor, batchSizes } = concatInputs(requests, 'TOKENS');
+  const data: BigInt64Array = tensor.data;
+  return splitOutput(new Tensor('IDS', data, tensor.shape), batchSizes).map((t) => new InferenceResponse({ outputs: [t] }));
+}
+
+export function streamed(r: Request): void {
+  r.responseSender().send(new InferenceResponse({ outputs: [new Tensor('IDS', BigInt64Array.of(1n))] }));
+  r.responseSender().send(undefined, { final: true });
+}
+
+export async function bls(): Promise<BigInt64Array | undefined> {
+  const call = new InferenceRequest<Spec>({ modelName: 'typed', inputs: [new Tensor('TOKENS', BigInt64Array.of(1n))] });
+  return (await call.exec()).output('IDS')?.data;
+}
+
+/** The scheduling fields of the config are typed, not unknown. */
+export function scheduling(c: import('stubhost').ModelConfig): [boolean | undefined, string | undefined, number[] | undefined] {
+  return [c.model_transaction_policy?.decoupled, c.sequence_batching?.control_input?.[0]?.name, c.dynamic_batching?.preferred_batch_size];
+}
+
+/** Typed values are still the untyped API's values. */
+export function widen(r: Request, res: Response, m: Model, i: Inputs): [AnyRequest, AnyResponse, AnyModel, Tensor] {
+  return [r, res, m, i.INPUT0];
+}
+`;
+
+/** Each line after a directive is misuse the generated types must reject. */
+const TYPED_MISUSE = `import { InferenceResponse, Tensor } from 'stubhost';
+import type { Request, Response } from './config.types.js';
+
+export function misuse(r: Request): Response[] {
+  return [
+    // @ts-expect-error an output name the config does not declare
+    new InferenceResponse({ outputs: [new Tensor('OUTPT0', r.input('INPUT0').data)] }),
+    // @ts-expect-error OUTPUT0 is FP32, not INT32
+    new InferenceResponse({ outputs: [new Tensor('OUTPUT0', Int32Array.from(r.input('INPUT0').data))] }),
+    // @ts-expect-error MASK is BOOL: a Uint8Array without the dtype is UINT8
+    new InferenceResponse({ outputs: [new Tensor('MASK', Uint8Array.of(1))] }),
+    // @ts-expect-error IDS is INT64, not FP32
+    new InferenceResponse<import('./config.types.js').Spec>({ outputs: [new Tensor('IDS', new Float32Array(1))] }),
+  ];
+}
+
+export function inputs(r: Request): void {
+  // @ts-expect-error no input INPUT9 in the config
+  r.input('INPUT9');
+  // @ts-expect-error INPUT0 is FP32
+  const wrong: Int32Array = r.input('INPUT0').data;
+  // @ts-expect-error TEXT is optional: it may be undefined
+  r.input('TEXT').strings();
+  // @ts-expect-error a decoupled response is checked too
+  r.responseSender().send(new InferenceResponse({ outputs: [new Tensor('NOPE', new Float32Array(1))] }));
+  void wrong;
+}
+`;
+
+function withGeneratedTypes(dir: string): void {
+  fs.writeFileSync(path.join(dir, 'config.pbtxt'), TYPED_CONFIG);
+  fs.mkdirSync(path.join(dir, '1'));
+  fs.writeFileSync(path.join(dir, '1', 'model.ts'), '');
+  fs.writeFileSync(path.join(dir, TYPES_FILE), renderTypesFile(modelIO(loadModelConfig(dir, { onWarning: () => {} })), 'config.pbtxt'));
+}
+
+describe('types generated from a config (stubhost types)', () => {
+  it('a model typed by them compiles with no ! and no casts; typed values widen to the untyped API', () => {
+    expect(typecheck({ 'model.ts': TYPED_MODEL }, viaPaths, withGeneratedTypes)).toEqual([]);
+  }, 60_000);
+
+  it('a wrong output name, a wrong output dtype, an unknown input and a wrong input type are compile errors', () => {
+    expect(typecheck({ 'model.ts': TYPED_MISUSE }, viaPaths, withGeneratedTypes)).toEqual([]);
+  }, 60_000);
+
+  it('the errors above are real: without the directives each of those lines fails to compile', () => {
+    const lines = TYPED_MISUSE.split('\n');
+    const expected = lines.flatMap((l, i) => (l.includes('@ts-expect-error') ? [i] : [])).map((i, k) => i + 1 - k);
+    const stripped = lines.filter((l) => !l.includes('@ts-expect-error')).join('\n');
+    const diags = typecheck({ 'model.ts': stripped }, viaPaths, withGeneratedTypes);
+    const failing = [...new Set(diags.map((d) => Number(/^model\.ts:(\d+):/.exec(d)?.[1])))].sort((a, b) => a - b);
+    expect(failing).toEqual(expected);
+    expect(diags.join('\n')).toMatch(/OUTPT0/);
   }, 60_000);
 });

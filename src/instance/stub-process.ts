@@ -26,12 +26,15 @@ import type { InferRequest, TensorValue } from '../core/types.js';
 import type { Logger } from '../log/logger.js';
 import type { ExecOutcome, StreamSink } from '../execution/contract.js';
 import { packageRoot } from '../core/package-root.js';
+import { inspectFlags } from './debug-inspect.js';
 
 const ROOT = packageRoot();
 // The stub always runs compiled (npm install and npm test build dist/), also when the host runs
 // from its sources (vitest, scripts): it registers tsx itself, only to load a model.ts.
 const STUB_MAIN = path.join(ROOT, 'dist', 'stub', 'main.js');
 const TSCONFIG_FOR_MODELS = path.join(ROOT, 'stub', 'tsconfig.models.json');
+// Lets model code import the packages stubhost ships (onnxruntime-node) from anywhere.
+const SHIPPED_PACKAGES = path.join(ROOT, 'stub', 'shipped-packages.mjs');
 // Extra node flags for every stub (debugging aid, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
 const STUB_EXTRA_NODE_ARGS = (process.env.STUBHOST_STUB_NODE_ARGS ?? '').split(' ').filter(Boolean);
 /** V8's default heap limit for a node like this one: a memory cap below it lowers the stub's. */
@@ -145,11 +148,13 @@ export class StubProcess extends EventEmitter {
     if (!fs.existsSync(STUB_MAIN)) {
       throw new StubhostError('STUBHOST_INTERNAL', `stubhost is not built: ${STUB_MAIN} is missing; run \`npm run build\` (npm install runs it)`);
     }
+    // Before the region exists: a bad debug_inspect_port fails the load with nothing to clean up.
+    const inspect = inspectFlags(this.modelName, this.opts.init.modelConfig.parameters);
     const name = newRegionName();
     this.region = Region.create(name, this.opts.region);
     this.channel = new Channel<HostMessage, StubMessage>(this.region, 'host', { arena: { maxBytes: this.opts.arenaMaxBytes } });
     const healthIntervalMs = this.opts.healthIntervalMs ?? 300;
-    const child = spawn(process.execPath, [...STUB_EXTRA_NODE_ARGS, ...this.heapLimitArgs(), '--enable-source-maps', STUB_MAIN], {
+    const child = spawn(process.execPath, [...STUB_EXTRA_NODE_ARGS, ...this.heapLimitArgs(), ...inspect, '--import', SHIPPED_PACKAGES, '--enable-source-maps', STUB_MAIN], {
       cwd: this.opts.init.modelDir,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {

@@ -3,8 +3,10 @@
  * so a model that wants one big run concatenates their inputs along the first (batch) dimension
  * and hands each request its slice of the outputs.
  */
-import { typedArrayFor, type NumericTypedArray } from '../../src/core/dtypes.js';
+import { typedArrayFor, type DataType, type NumericTypedArray } from '../../src/core/dtypes.js';
 import { ModelError } from './errors.js';
+import type { InferenceRequest } from './request.js';
+import type { InputName, ModelSpec } from './spec.js';
 import { Tensor } from './tensor.js';
 
 /** What concatInputs reads from a request: `InferenceRequest` fits, so does any `{ input(name) }`. */
@@ -20,8 +22,14 @@ export interface HasInputs {
  * result lists the requests' element views). Inputs are valid only for the execute call, and so
  * is a BYTES result.
  *
- * @returns the batch tensor and each request's first-dim size, for splitOutput
+ * @returns the batch tensor and each request's first-dim size, for splitOutput (typed requests:
+ *   the input's dtype and name)
  */
+export function concatInputs<S extends ModelSpec, K extends InputName<S>>(
+  requests: readonly InferenceRequest<S>[],
+  name: K,
+): { tensor: Tensor<S['inputs'][K]['dtype'], K>; batchSizes: number[] };
+export function concatInputs(requests: readonly HasInputs[], name: string): { tensor: Tensor; batchSizes: number[] };
 export function concatInputs(requests: readonly HasInputs[], name: string): { tensor: Tensor; batchSizes: number[] } {
   if (requests.length === 0) throw new ModelError(`concatInputs('${name}'): no requests`, 'INVALID_ARG');
   const tensors: Tensor[] = requests.map((r, i) => {
@@ -69,8 +77,9 @@ export function concatInputs(requests: readonly HasInputs[], name: string): { te
 /**
  * Splits `tensor` along its first dimension into one tensor per request, `batchSizes` as
  * concatInputs returned them. Numeric parts are subarray views of `tensor.data` and BYTES parts
- * share its element views: nothing is copied.
+ * share its element views: nothing is copied. The parts keep the tensor's dtype and name types.
  */
+export function splitOutput<D extends DataType, N extends string>(tensor: Tensor<D, N>, batchSizes: readonly number[]): Tensor<D, N>[];
 export function splitOutput(tensor: Tensor, batchSizes: readonly number[]): Tensor[] {
   if (tensor.shape.length === 0) throw new ModelError(`splitOutput: '${tensor.name}' is a scalar; it has no batch dimension to split`, 'INVALID_ARG');
   const total = batchSizes.reduce((a, b) => a + b, 0);

@@ -2,7 +2,8 @@
  * The model API: what a model.ts imports as 'stubhost'. README.md, "The model API", lists it.
  */
 export { Tensor } from './tensor.js';
-export type { DataType, TypedArray, TensorData } from './tensor.js';
+export type { DataType, TypedArray, TensorData, TensorConstructor } from './tensor.js';
+export type { DataByType, DataOf, DtypeOfArray, InputName, InputTensor, ModelSpec, OutputName, OutputTensor, OutputTensorNamed, TensorSpec } from './spec.js';
 export { InferenceRequest, ResponseSender } from './request.js';
 export type { InferenceRequestOptions } from './request.js';
 export { InferenceResponse } from './response.js';

@@ -1,5 +1,6 @@
 import type { InferenceRequest } from './request.js';
 import type { InferenceResponse } from './response.js';
+import type { ModelSpec } from './spec.js';
 
 /** The model's config as Triton's JSON form (snake_case), completed and validated by the host. */
 export interface ModelConfig {
@@ -10,6 +11,16 @@ export interface ModelConfig {
   input: { name: string; data_type: string; dims: number[]; optional?: boolean; reshape?: { shape: number[] } }[];
   output: { name: string; data_type: string; dims: number[]; reshape?: { shape: number[] } }[];
   parameters?: Record<string, { string_value: string }>;
+  // The scheduling fields a model reads most, typed loosely (Triton's names; the host validated them).
+  dynamic_batching?: { preferred_batch_size?: number[]; max_queue_delay_microseconds?: number; priority_levels?: number; [field: string]: unknown };
+  sequence_batching?: {
+    max_sequence_idle_microseconds?: number;
+    control_input?: { name: string; control: { kind: string; data_type?: string; [field: string]: unknown }[] }[];
+    state?: { input_name: string; output_name: string; data_type?: string; dims: number[]; [field: string]: unknown }[];
+    [field: string]: unknown;
+  };
+  model_transaction_policy?: { decoupled?: boolean };
+  instance_group?: { name?: string; kind?: string; count?: number; [field: string]: unknown }[];
   [field: string]: unknown;
 }
 
@@ -27,11 +38,14 @@ export interface ModelInitArgs {
   modelDir?: string;
 }
 
-/** What a model.ts default-exports (a class implementing this). */
-export interface Model {
+/**
+ * What a model.ts default-exports (a class implementing this). `Model<Spec>` with the Spec of the
+ * model's generated config.types.ts types its requests and responses by the config.
+ */
+export interface Model<S extends ModelSpec = ModelSpec> {
   initialize?(args: ModelInitArgs): void | Promise<void>;
   /** One response per request, in order; decoupled models send through responseSender() and return nothing. */
-  execute(requests: InferenceRequest[]): InferenceResponse[] | void | Promise<InferenceResponse[] | void>;
+  execute(requests: InferenceRequest<S>[]): InferenceResponse<S>[] | void | Promise<InferenceResponse<S>[] | void>;
   finalize?(): void | Promise<void>;
 }
 

@@ -1,6 +1,7 @@
 import { ModelError, asModelError } from './errors.js';
 import { InferenceResponse, type ParameterValue } from './response.js';
 import { INTERNAL, getRuntime, type RequestInternals } from './runtime.js';
+import type { InputName, InputTensor, ModelSpec } from './spec.js';
 import type { Tensor } from './tensor.js';
 
 export interface InferenceRequestOptions {
@@ -15,7 +16,7 @@ export interface InferenceRequestOptions {
 }
 
 /** Sends a decoupled model's responses: 0..n per request, then exactly one final flag. */
-export class ResponseSender {
+export class ResponseSender<S extends ModelSpec = ModelSpec> {
   private finished = false;
   constructor(private readonly rid: number, private readonly cancelled: { value: boolean }) {}
 
@@ -23,14 +24,15 @@ export class ResponseSender {
    * Sends `response` (optional) and, with `{ final: true }`, closes the stream. May be called
    * after execute has returned. Sending after the final flag throws.
    */
-  send(response?: InferenceResponse, options: { final?: boolean } = {}): void {
+  send(response?: InferenceResponse<S>, options: { final?: boolean } = {}): void {
     if (this.finished) throw new ModelError('ResponseSender.send: the final flag was already sent for this request', 'INVALID_ARG');
     const final = options.final === true;
     if (!response && !final) throw new ModelError('ResponseSender.send: give a response, or { final: true }', 'INVALID_ARG');
     if (final) this.finished = true;
     const runtime = getRuntime();
     if (!runtime) throw new ModelError('ResponseSender.send: not running inside a stubhost stub', 'UNAVAILABLE');
-    runtime.sendResponse(this.rid, response, final);
+    // The spec is a compile-time view; at run time every response is the same class.
+    runtime.sendResponse(this.rid, response as InferenceResponse | undefined, final);
   }
 
   isCancelled(): boolean {
@@ -44,9 +46,10 @@ export class ResponseSender {
 
 /**
  * A request: the ones execute receives, and the ones model code builds to call another model
- * (BLS) with `exec()` or `stream()`.
+ * (BLS) with `exec()` or `stream()`. `InferenceRequest<Spec>` (Spec from the model's generated
+ * config.types.ts) types `input(name)` by the config; for BLS it types the response's outputs.
  */
-export class InferenceRequest {
+export class InferenceRequest<S extends ModelSpec = ModelSpec> {
   readonly modelName: string;
   readonly modelVersion?: number;
   readonly inputs: Tensor[];
@@ -57,7 +60,7 @@ export class InferenceRequest {
   readonly timeoutMs?: number;
   readonly requestId: string;
   private readonly internals?: RequestInternals;
-  private sender?: ResponseSender;
+  private sender?: ResponseSender<S>;
 
   constructor(opts: InferenceRequestOptions & { [INTERNAL]?: RequestInternals }) {
     if (!opts || typeof opts.modelName !== 'string') throw new TypeError('InferenceRequest: modelName is required');
@@ -74,8 +77,9 @@ export class InferenceRequest {
     this.requestId = this.internals?.requestId ?? '';
   }
 
-  input(name: string): Tensor | undefined {
-    return this.inputs.find((t) => t.name === name);
+  /** The input named `name`; typed by the spec: a required input is never undefined. */
+  input<K extends InputName<S>>(name: K): InputTensor<S, K> {
+    return this.inputs.find((t) => t.name === name) as InputTensor<S, K>;
   }
 
   /** True once the client went away or the request timed out. */
@@ -84,18 +88,18 @@ export class InferenceRequest {
   }
 
   /** Decoupled models: the sender for this request's responses. */
-  responseSender(): ResponseSender {
+  responseSender(): ResponseSender<S> {
     if (!this.internals) throw new ModelError('responseSender(): only requests received by execute have one', 'INVALID_ARG');
     this.sender ??= new ResponseSender(this.internals.rid, this.internals.cancelled);
     return this.sender;
   }
 
   /** BLS: runs this request on its model and resolves with its response (errors on `.error`). */
-  async exec(): Promise<InferenceResponse> {
-    let last: InferenceResponse | undefined;
+  async exec(): Promise<InferenceResponse<S>> {
+    let last: InferenceResponse<S> | undefined;
     let count = 0;
     for await (const r of this.run(false)) {
-      last = r;
+      last = r as unknown as InferenceResponse<S>;
       count++;
     }
     if (!last) return new InferenceResponse({ error: new ModelError(`model '${this.modelName}' sent no response: use stream() for decoupled models`, 'UNSUPPORTED') });
@@ -104,8 +108,8 @@ export class InferenceRequest {
   }
 
   /** BLS to a decoupled model: every response it sends, in order. */
-  stream(): AsyncIterable<InferenceResponse> {
-    return this.run(true);
+  stream(): AsyncIterable<InferenceResponse<S>> {
+    return this.run(true) as unknown as AsyncIterable<InferenceResponse<S>>;
   }
 
   /** Never throws: a failure (no stub, the call could not be sent) is a last error response. */
@@ -117,7 +121,7 @@ export class InferenceRequest {
     }
     let calls: AsyncIterable<InferenceResponse>;
     try {
-      calls = runtime.bls(this, stream);
+      calls = runtime.bls(this as unknown as InferenceRequest, stream);
     } catch (err) {
       yield new InferenceResponse({ error: asModelError(err) });
       return;

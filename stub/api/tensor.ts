@@ -2,6 +2,8 @@ import {
   type DataType, type NumericTypedArray, elementCount, inferDataType, isDataType,
 } from '../../src/core/dtypes.js';
 
+import type { DataOf, DtypeOfArray } from './data-types.js';
+
 export type { DataType };
 export type TypedArray = NumericTypedArray;
 /** Numeric data as a typed array; BYTES as one Uint8Array per element. */
@@ -19,8 +21,37 @@ const NUMERIC_CTORS: Record<string, readonly unknown[]> = {
 /**
  * A named tensor. Inputs a model receives view shared memory and are read-only, valid for the
  * execute call; copy (`data.slice()`) what must outlive it.
+ *
+ * `Tensor<D, N>` is a tensor of dtype D named N (`Tensor<'FP32'>.data` is a Float32Array);
+ * plain `Tensor` is any tensor, `.data` the union of every dtype's data. `new Tensor(...)` infers
+ * D from the typed array and N from the name, so a typed model (spec.ts) checks its outputs.
  */
-export class Tensor {
+export interface Tensor<D extends DataType = DataType, N extends string = string> {
+  readonly name: N;
+  readonly dtype: D;
+  readonly shape: number[];
+  readonly data: DataOf<D>;
+  /** BYTES elements decoded as UTF-8. */
+  strings(): string[];
+  /** Numeric data as plain numbers (INT64/UINT64 converted from BigInt; may lose precision). */
+  toArray(): number[];
+}
+
+export interface TensorConstructor {
+  /** Numeric data; the dtype is the typed array's (Float32Array → FP32, Uint8Array → UINT8, ...). */
+  new <N extends string, A extends NumericTypedArray>(name: N, data: A, shape?: number[]): Tensor<DtypeOfArray<A>, N>;
+  /** BYTES: one Uint8Array per element, or strings (encoded as UTF-8). */
+  new <N extends string>(name: N, data: Uint8Array[] | string[], shape?: number[]): Tensor<'BYTES', N>;
+  /** An explicit dtype: FP16/BF16 (Uint16Array), BOOL (Uint8Array), or any dtype with its data. */
+  new <N extends string, D extends DataType>(name: N, data: DataOf<D> | (D extends 'BYTES' ? string[] : never), shape: number[] | undefined, dtype: D): Tensor<D, N>;
+  /** Any data and dtype, checked at run time. */
+  new (name: string, data: NumericTypedArray | Uint8Array[] | string[], shape?: number[], dtype?: DataType): Tensor;
+  readonly prototype: Tensor;
+}
+
+// A class expression, so instances print as `Tensor` while the exported value carries the
+// generic construct signatures above.
+const TensorClass = class Tensor {
   readonly name: string;
   readonly dtype: DataType;
   readonly shape: number[];
@@ -73,4 +104,6 @@ export class Tensor {
     if (this.dtype === 'BYTES') throw new TypeError(`Tensor '${this.name}' is BYTES: use strings()`);
     return Array.from(this.data as ArrayLike<number | bigint>, Number);
   }
-}
+};
+
+export const Tensor = TensorClass as unknown as TensorConstructor;
