@@ -5,6 +5,8 @@
  * decoupled requests refused by a full queue, which never start a stream.
  */
 import { createHook } from 'node:async_hooks';
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { http, shmLeftovers, startTestServer, tempRepository, waitFor, type TestServer } from './helpers/server.js';
 
@@ -19,11 +21,17 @@ dynamic_batching { default_queue_policy { max_queue_size: 1 } }
 instance_group [ { count: 1, kind: KIND_CPU } ]
 `;
 const MODEL = `
+import fs from 'node:fs';
 import { InferenceRequest, InferenceResponse, Tensor } from 'stubhost';
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 export default class Dq {
   async execute(requests: InferenceRequest[]) {
-    await sleep(Number(requests[0]!.parameters.delay_ms ?? 0));
+    const p = requests[0]!.parameters;
+    // A held request says it started, then waits until the test removes its marker.
+    if (p.hold_file) {
+      fs.writeFileSync(String(p.hold_file), 'running');
+      while (fs.existsSync(String(p.hold_file))) await sleep(5);
+    }
     for (const r of requests) {
       r.responseSender().send(new InferenceResponse({ outputs: [new Tensor('Y', Float32Array.from(r.input('X')!.data as Float32Array), [1])] }), { final: true });
     }
@@ -60,16 +68,20 @@ describe('request timeout timers', () => {
       },
     }).enable();
     try {
-      const send = (delay: number) => http(`${server.url}/v2/models/dq/infer`, 'POST', {
-        parameters: { delay_ms: delay, timeout: TIMEOUT_MS * 1000 },
-        inputs: [{ name: 'X', shape: [1], datatype: 'FP32', data: [1] }],
+      // /generate: a decoupled model that sends one response answers there (not on /infer).
+      const send = (parameters: Record<string, unknown> = {}) => http(`${server.url}/v2/models/dq/generate`, 'POST', {
+        X: [1],
+        parameters: { ...parameters, timeout: TIMEOUT_MS * 1000 },
       });
-      const running = send(300);
-      await new Promise((r) => setTimeout(r, 100));
-      const queued = send(0);
-      await new Promise((r) => setTimeout(r, 50));
-      const refused = await Promise.all(Array.from({ length: 8 }, () => send(0)));
+      const holdFile = path.join(repo.root, 'hold');
+      const running = send({ hold_file: holdFile });
+      expect(await waitFor(() => fs.existsSync(holdFile), 20_000)).toBe(true);
+      const queued = send();
+      const stats = server.core.repository.get('dq').stats;
+      expect(await waitFor(() => stats.pending === 1, 20_000)).toBe(true);
+      const refused = await Promise.all(Array.from({ length: 8 }, () => send()));
       expect(refused.map((r) => r.status)).toEqual(Array(8).fill(503));
+      fs.rmSync(holdFile);
       expect((await running).status).toBe(200);
       expect((await queued).status).toBe(200);
       expect(await waitFor(() => live.size === 0, 2000)).toBe(true);

@@ -270,6 +270,8 @@ for (const [label, layout] of Object.entries(LAYOUTS)) {
         // Explicit mode, so the repository API is open to whoever passes the restriction.
         modelControlMode: 'explicit',
         loadModels: ['*'],
+        // Client shared memory on, so a shared-memory request that passes the restriction reaches its handler.
+        allowClientShm: true,
         httpRestrictedApis: httpRestrictions,
         grpcRestrictedProtocols: grpcRestrictions,
       });

@@ -440,7 +440,7 @@ describe('the CLI flags', () => {
   it('a bool that is not one refuses to start (exit 2)', { timeout: 90_000 }, async () => {
     for (const [args, message] of [
       [['--allow-client-shm', 'ture'], /--allow-client-shm "ture": expected true or false/],
-      [['--client-shm-max-regions', '1.5'], /--client-shm-max-regions "1.5": expected a whole number/],
+      [['--client-shm-max-regions', '1.5'], /--client-shm-max-regions "1.5": expected a positive whole number/],
     ] as const) {
       const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
         execFile(process.execPath, [BIN, 'serve', '--model-repository', repo.root, ...args], { timeout: 40_000 }, (err, _out, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr }));
