@@ -22,9 +22,10 @@ export interface ModelMetadata {
 export interface RepositoryIndexEntry {
   name: string;
   version?: string;
-  /** Triton's states: UNKNOWN, READY, UNAVAILABLE, LOADING, UNLOADING. */
-  state: string;
-  reason: string;
+  /** Triton's states: UNKNOWN, READY, UNAVAILABLE, LOADING, UNLOADING; absent for a model never loaded (Triton lists only its name). */
+  state?: string;
+  /** Absent or empty when there is none. */
+  reason?: string;
 }
 
 /** The parts of a loaded model's config that request validation needs. */

@@ -413,7 +413,7 @@ export class ModelVersion {
   private makeScheduler(): Pick<Scheduler, 'submit' | 'schedule' | 'addTarget' | 'close' | 'idle' | 'levelOf'> {
     const sb = this.config.sequence_batching;
     if (sb) {
-      return new SequenceBatcher({ modelLabel: this.label, maxBatchSize: this.config.max_batch_size, config: sb, onPending: (n) => this.stats.setPending(n) });
+      return new SequenceBatcher({ modelLabel: this.label, modelName: this.name, maxBatchSize: this.config.max_batch_size, config: sb, onPending: (n) => this.stats.setPending(n) });
     }
     const db = this.config.dynamic_batching;
     const levels = db && db.priority_levels > 0 ? db.priority_levels : 1;

@@ -19,9 +19,14 @@ export type ModelControlMode = 'none' | 'poll' | 'explicit';
 
 export const SERVER_NAME = 'stubhost';
 export const SERVER_VERSION = '0.1.0';
+/**
+ * Triton's list, in its order (core src/server.cc; 'trace' only when built with tracing, which
+ * stubhost is not). cuda_shared_memory is listed by Triton built without GPUs too: its endpoints
+ * answer (status and unregister succeed, register fails).
+ */
 export const EXTENSIONS = [
   'classification', 'sequence', 'model_repository', 'model_repository(unload_dependents)', 'schedule_policy',
-  'model_configuration', 'system_shared_memory', 'binary_tensor_data', 'parameters', 'statistics', 'logging', 'generate',
+  'model_configuration', 'system_shared_memory', 'cuda_shared_memory', 'binary_tensor_data', 'parameters', 'statistics', 'logging',
 ];
 
 export class ServerCore implements InferenceService {

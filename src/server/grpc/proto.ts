@@ -1,5 +1,5 @@
 /**
- * Loads Triton's GRPCInferenceService definition from the .proto files beside this module.
+ * Loads Triton's GRPCInferenceService (and the gRPC health service) from the .proto files beside this module.
  * Loaded at run time (no generated code) so the .proto files stay the one source of truth.
  */
 import { fileURLToPath } from 'node:url';
@@ -31,4 +31,15 @@ export function inferenceServiceDefinition(): grpc.ServiceDefinition {
     cached = pkg['inference.GRPCInferenceService'] as grpc.ServiceDefinition;
   }
   return cached;
+}
+
+let cachedHealth: grpc.ServiceDefinition | undefined;
+
+/** The `grpc.health.v1.Health` definition (loaded once). */
+export function healthServiceDefinition(): grpc.ServiceDefinition {
+  if (!cachedHealth) {
+    const pkg = protoLoader.loadSync('health.proto', PROTO_LOADER_OPTIONS);
+    cachedHealth = pkg['grpc.health.v1.Health'] as grpc.ServiceDefinition;
+  }
+  return cachedHealth;
 }
