@@ -181,8 +181,8 @@ describe('Triton configs through the CLI', () => {
     const reason = (m: string): string => idx[m]![0]!.reason;
     expect(reason('warm_missing')).toMatch(/model_warmup\[0\] 'sample'\.inputs\['INPUT0'\]\.input_data_file: cannot read .*warm_missing\/warmup\/nope\.bin \(ENOENT\)/);
     expect(reason('warm_short')).toMatch(/model_warmup\[0\] 'sample'\.inputs\['INPUT0'\]\.input_data_file: .*8 bytes but shape \[3\] of FP32 needs 12/);
-    expect(reason('warm_badname')).toMatch(/model_warmup\[0\] 'sample': unexpected input 'INPUT_0' for model 'warm_badname'; the model's inputs are: INPUT0/);
-    expect(reason('warm_baddims')).toMatch(/model_warmup\[0\] 'sample': input 'INPUT0': expected shape \[-1,3\]/);
+    expect(reason('warm_badname')).toMatch(/model_warmup\[0\] 'sample': unexpected inference input 'INPUT_0' for model 'warm_badname'/);
+    expect(reason('warm_baddims')).toMatch(/model_warmup\[0\] 'sample': .*unexpected shape for input 'INPUT0' for model 'warm_baddims'\. Expected \[-1,3\]/);
   });
 
   it('model.onnx with no config: inputs, outputs and batching completed from the file', async () => {

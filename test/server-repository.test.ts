@@ -142,7 +142,7 @@ describe('poll mode', () => {
     expect(load.ok).toBeGreaterThan(50);
     expect(load.generations).toEqual(new Set([undefined, 2, 3]));
     const index = async () => (await http(`${server.url}/v2/repository/index`, 'POST')).json as { name: string; version?: string; state: string }[];
-    expect((await index()).filter((e) => e.name === 'add_sub')).toEqual([{ name: 'add_sub', version: '2', state: 'READY', reason: '' }]);
+    expect((await index()).filter((e) => e.name === 'add_sub')).toEqual([{ name: 'add_sub', version: '2', state: 'READY' }]);
     // UNLOADING while its instance finalizes, then gone from the index with its folder.
     expect(await waitFor(async () => !(await index()).some((e) => e.name === 'identity_fp32'), 5000)).toBe(true);
     // Strict readiness: the two configs still broken hold it down until their folders go.

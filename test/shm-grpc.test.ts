@@ -171,10 +171,13 @@ describe('system shared memory over gRPC', () => {
     });
   });
 
-  it('CUDA shared memory: empty status, register refused as unimplemented', async () => {
+  it('CUDA shared memory as Triton without GPUs: status empty, unregister succeeds, register fails', async () => {
     expect((await rpc('CudaSharedMemoryStatus', {})).regions).toEqual({});
     const err = await rpcError('CudaSharedMemoryRegister', { name: 'g', byte_size: 8 });
-    expect(err.code).toBe(grpc.status.UNIMPLEMENTED);
-    expect(err.details).toMatch(/not supported on this server \(no GPU\)/);
+    expect([err.code, err.details]).toEqual([grpc.status.INVALID_ARGUMENT, "failed to register CUDA shared memory region: 'g', GPUs not supported"]);
+    expect(await rpc('CudaSharedMemoryUnregister', {})).toEqual({});
+    expect(await rpc('CudaSharedMemoryUnregister', { name: 'g' })).toEqual({});
+    const one = await rpcError('CudaSharedMemoryStatus', { name: 'g' });
+    expect([one.code, one.details]).toEqual([grpc.status.NOT_FOUND, "Unable to find cuda shared memory region: 'g'"]);
   });
 });

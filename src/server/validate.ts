@@ -153,7 +153,9 @@ function checkInputCount(c: ModelIOContract, inputs: readonly InputHeader[], giv
   if (inputs.length <= c.inputs.length && inputs.length >= required) return;
   const missing = c.inputs.filter((s) => !s.optional && !given.has(s.name)).map((s) => `'${s.name}'`);
   const got = inputs.map((t) => `'${t.name}'`);
-  const tail = `inputs for model '${c.name}'. Got input(s) [${got.join(',')}], but missing required input(s) [${missing.join(',')}]. Please provide all required input(s).`;
+  // Triton builds the missing list by dropping its last character, so an empty one prints as ']'.
+  const missingList = missing.length > 0 ? `[${missing.join(',')}]` : ']';
+  const tail = `inputs for model '${c.name}'. Got input(s) [${got.join(',')}], but missing required input(s) ${missingList}. Please provide all required input(s).`;
   if (c.inputs.length === required) {
     throw invalidInput(`${prefix}expected ${c.inputs.length} inputs but got ${inputs.length} ${tail}`);
   }
