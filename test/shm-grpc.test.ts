@@ -144,7 +144,7 @@ describe('system shared memory over gRPC', () => {
           { name: 'INPUT0', datatype: 'FP32', shape: [4], parameters: { shared_memory_region: str('e'), shared_memory_byte_size: int(8) } },
           { name: 'INPUT1', datatype: 'FP32', shape: [4], parameters: { shared_memory_region: str('e'), shared_memory_byte_size: int(16) } },
         ],
-      }), /input 'INPUT0': data in shared memory region 'e' has 8 bytes but shape \[4\] of FP32 needs 16/],
+      }), /input byte size mismatch for input 'INPUT0' for model 'add_sub'\. Expected 16, got 8/],
       ['double register', 'SystemSharedMemoryRegister', () => ({ name: 'e', key: KEY, offset: 0, byte_size: 64 }), /shared memory region 'e' is already registered/],
       ['register out of the file', 'SystemSharedMemoryRegister', () => ({ name: 'big', key: KEY, offset: 0, byte_size: SIZE + 1 }), /exceeds the 4096-byte shared memory/],
       ['register an unknown key', 'SystemSharedMemoryRegister', () => ({ name: 'ghost', key: `/shmtest-${process.pid}-none`, offset: 0, byte_size: 8 }), /unable to open shared memory key/],

@@ -135,7 +135,7 @@ describe('system shared memory over HTTP', () => {
           { name: 'INPUT0', datatype: 'FP32', shape: [4], parameters: { shared_memory_region: 'e', shared_memory_byte_size: 12 } },
           { name: 'INPUT1', datatype: 'FP32', shape: [4], data: [1, 2, 3, 4] },
         ],
-      }), /input 'INPUT0': data in shared memory region 'e' has 12 bytes but shape \[4\] of FP32 needs 16/],
+      }), /input byte size mismatch for input 'INPUT0' for model 'add_sub'\. Expected 16, got 12/],
       ['output region smaller than the output', () => http(url('/v2/models/add_sub/infer'), 'POST', addSubShm('e', { outByteSize: 8 })), /output 'OUTPUT0': the result is 16 bytes but shared_memory_byte_size is 8/],
       ['both data and a region', () => http(url('/v2/models/add_sub/infer'), 'POST', {
         inputs: [
@@ -144,7 +144,7 @@ describe('system shared memory over HTTP', () => {
         ],
       }), /input 'INPUT0': has shared_memory_region and also 'data'/],
       ['a region without a byte size', () => http(url('/v2/models/add_sub/infer'), 'POST', {
-        inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [4], parameters: { shared_memory_region: 'e' } }],
+        inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [4], parameters: { shared_memory_region: 'e' } }, { name: 'INPUT1', datatype: 'FP32', shape: [4], data: [1, 2, 3, 4] }],
       }), /needs 'shared_memory_byte_size'/],
       ['double register', () => register('e', { key: KEY, offset: 0, byte_size: 64 }), /shared memory region 'e' is already registered; unregister it first/],
       ['register past the end of the file', () => register('big', { key: KEY, offset: SIZE - 8, byte_size: 16 }), /offset 4088 \+ byte_size 16 exceeds the 4096-byte shared memory/],
