@@ -265,7 +265,7 @@ describe('bad requests: 4xx with a message, and the server stays healthy', () =>
     }, [new Uint8Array(8)]);
     let r = await request(port, 'POST', '/v2/models/add_sub/infer', body, { 'Inference-Header-Content-Length': headerLength });
     expect(r.status).toBe(400);
-    expect(JSON.parse(r.body.toString()).error).toMatch(/binary_data_size 16/);
+    expect(JSON.parse(r.body.toString()).error).toBe("unexpected size for input 'INPUT0', expecting 8 additional bytes for model 'add_sub'");
     r = await request(port, 'POST', '/v2/models/add_sub/infer', body, { 'Inference-Header-Content-Length': body.length + 10 });
     expect(r.status).toBe(400);
   });

@@ -106,7 +106,7 @@ export function checkInputHeaders(
       throw invalidInput(`input '${name}': 'shape' must be an array of non-negative integers,${example}`);
     }
   }
-  checkInputCount(c, inputs, seen, prefix);
+  checkInputCount(c, inputs, seen, prefix, true);
 
   const specs: TensorSpec[] = new Array(inputs.length);
   const batched = c.maxBatchSize > 0;
@@ -123,6 +123,7 @@ export function checkInputHeaders(
     if (i === 0 || batchSize === 0) batchSize = shape[0]!;
     else if (shape[0] !== batchSize) throw invalidInput(`${prefix}input '${name}' batch size does not match other inputs for '${c.name}'`);
   }
+  checkInputCount(c, inputs, seen, prefix, false);
   if (batched && batchSize > c.maxBatchSize) {
     throw invalidInput(`${prefix}inference request batch-size must be <= ${c.maxBatchSize} for '${c.name}'`);
   }
@@ -146,12 +147,16 @@ export function checkInputHeaders(
   return { checked, batchSize };
 }
 
-/** Triton's core src/infer_request.cc ValidateRequestInputs, word for word. */
-function checkInputCount(c: ModelIOContract, inputs: readonly InputHeader[], given: Set<string>, prefix: string): void {
+/**
+ * Triton's core src/infer_request.cc ValidateRequestInputs, word for word. Triton checks only the
+ * count; `countOnly` false also refuses a required input left out while the count is right (an
+ * optional one given instead), with the same words, rather than run the model without it.
+ */
+function checkInputCount(c: ModelIOContract, inputs: readonly InputHeader[], given: Set<string>, prefix: string, countOnly: boolean): void {
   let required = 0;
   for (const s of c.inputs) if (!s.optional) required++;
-  if (inputs.length <= c.inputs.length && inputs.length >= required) return;
   const missing = c.inputs.filter((s) => !s.optional && !given.has(s.name)).map((s) => `'${s.name}'`);
+  if (inputs.length <= c.inputs.length && inputs.length >= required && (countOnly || missing.length === 0)) return;
   const got = inputs.map((t) => `'${t.name}'`);
   // Triton builds the missing list by dropping its last character, so an empty one prints as ']'.
   const missingList = missing.length > 0 ? `[${missing.join(',')}]` : ']';
