@@ -86,6 +86,7 @@ class TestService implements InferenceService {
     return [{
       name: name ?? 'add_sub', version: '1', last_inference: 1700000000000, inference_count: 3, execution_count: 2,
       inference_stats: { success: d, fail: { count: 0, ns: 0 }, queue: d, compute_input: d, compute_infer: d, compute_output: d, cache_hit: { count: 0, ns: 0 }, cache_miss: { count: 0, ns: 0 } },
+      response_stats: { 0: { compute_infer: d, compute_output: d, success: d, fail: { count: 0, ns: 0 }, empty_response: { count: 0, ns: 0 }, cancel: { count: 0, ns: 0 } } },
       batch_stats: [{ batch_size: 1, compute_input: d, compute_infer: d, compute_output: d }],
       memory_usage: [],
     }];
@@ -243,6 +244,9 @@ describe('health, metadata, config, repository', () => {
     expect(model_stats[0]).toMatchObject({ name: 'add_sub', version: '1', inference_count: '3', execution_count: '2', last_inference: '1700000000000' });
     expect(model_stats[0].inference_stats.success).toEqual({ count: '3', ns: '1500' });
     expect(model_stats[0].batch_stats[0].batch_size).toBe('1');
+    // Triton's map<string, InferResponseStatistics> response_stats = 9.
+    expect(model_stats[0].response_stats['0'].success).toEqual({ count: '3', ns: '1500' });
+    expect(model_stats[0].response_stats['0'].empty_response).toEqual({ count: '0', ns: '0' });
   });
 
   it('RepositoryIndex, RepositoryModelLoad, RepositoryModelUnload', async () => {

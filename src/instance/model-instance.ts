@@ -3,7 +3,7 @@
  * crash or hang (initialize runs again), and the ExecutionTarget face the scheduler sees.
  */
 import { EventEmitter } from 'node:events';
-import { StubProcess, type ExecOutcome, type StalledExecute, type StubProcessOptions, type StreamSink } from './stub-process.js';
+import { StubProcess, type ExecOutcome, type ExecPhases, type StalledExecute, type StubProcessOptions, type StreamSink } from './stub-process.js';
 import type { ExecutionTarget } from '../scheduler/scheduler.js';
 import type { Job } from '../scheduler/job.js';
 import { StubhostError } from '../errors.js';
@@ -59,7 +59,8 @@ export class ModelInstance extends EventEmitter implements ExecutionTarget {
     return this.state === 'ready' && this.running < (this.opts.maxInflight ?? 1);
   }
 
-  async run(jobs: Job[]): Promise<void> {
+  /** Runs one batch; resolves with its input and output copy times (ms) once every job is finished. */
+  async run(jobs: Job[]): Promise<ExecPhases> {
     const stub = this.stub!;
     this.running++;
     const started = performance.now();
@@ -69,7 +70,10 @@ export class ModelInstance extends EventEmitter implements ExecutionTarget {
         ? await stub.executeStreaming(requests, jobs.map((j) => j.sink ?? noSink))
         : await stub.execute(requests);
       const computeMs = performance.now() - started;
-      jobs.forEach((job, i) => job.finish(outcomes[i] ?? { error: new StubhostError('STUBHOST_INTERNAL', 'missing outcome') }, { queueMs: 0, computeMs, batchSize: jobs.length }));
+      const phases = outcomes[0]?.phases ?? { inputMs: 0, outputMs: 0 };
+      const timing = { queueMs: 0, computeMs, batchSize: jobs.length, inputMs: phases.inputMs, outputMs: phases.outputMs };
+      jobs.forEach((job, i) => job.finish(outcomes[i] ?? { error: new StubhostError('STUBHOST_INTERNAL', 'missing outcome') }, timing));
+      return phases;
     } finally {
       this.running--;
     }

@@ -8,7 +8,7 @@ import { ModelInstance } from '../instance/model-instance.js';
 import type { ExecOutcome, BlsHandler, StalledExecute, StreamSink } from '../instance/stub-process.js';
 import { Scheduler, markAnswered, type ExecutionTarget } from '../scheduler/scheduler.js';
 import { SequenceBatcher } from '../scheduler/sequence-batcher.js';
-import type { Job } from '../scheduler/job.js';
+import type { Job, JobTiming } from '../scheduler/job.js';
 import type { QueuePolicy } from '../scheduler/priority-queue.js';
 import { AsyncQueue } from '../core/async-queue.js';
 import { fromConfigType, typedArrayFor } from '../core/dtypes.js';
@@ -326,14 +326,12 @@ export class ModelVersion {
   }
 
   /** The statistics of one request that ended: `timing` when it ran, none when the deadline answered for it. */
-  private recordOutcome(arrived: number, outcome: ExecOutcome, timing?: { queueMs: number; computeMs: number }): void {
+  private recordOutcome(arrived: number, outcome: ExecOutcome, timing?: JobTiming): void {
     // Whole nanoseconds: Triton's statistics carry uint64 ns, and clients parse them as integers.
     const requestNs = Math.round((performance.now() - arrived) * 1e6);
     if (outcome.error || !timing) this.stats.recordFailure({ requestNs, reason: failureReasonOf(outcome.error) });
     else {
-      this.stats.recordSuccess({
-        queueNs: Math.round(timing.queueMs * 1e6), computeInputNs: 0, computeInferNs: Math.round(timing.computeMs * 1e6), computeOutputNs: 0, requestNs,
-      });
+      this.stats.recordSuccess({ queueNs: Math.round(timing.queueMs * 1e6), ...computeNs(timing.computeMs, timing.inputMs, timing.outputMs), requestNs });
     }
   }
 
@@ -402,10 +400,9 @@ export class ModelVersion {
       canAccept: () => inst.canAccept(),
       run: async (jobs: Job[]) => {
         const started = performance.now();
-        await inst.run(jobs);
-        const ns = Math.round((performance.now() - started) * 1e6);
+        const phases = await inst.run(jobs);
         const size = this.config.max_batch_size > 0 ? jobs.reduce((n, j) => n + j.batchSize, 0) : jobs.length;
-        this.stats.recordExecution(size, { computeInputNs: 0, computeInferNs: ns, computeOutputNs: 0 });
+        this.stats.recordExecution(size, computeNs(performance.now() - started, phases.inputMs, phases.outputMs));
       },
     };
   }
@@ -520,6 +517,7 @@ export class ModelVersion {
       executeWarnMs: this.opts.executeWarnMs ?? 0,
       concurrentExecutes: this.maxInflight(),
       onStalled: (count) => this.opts.metrics?.setStalledExecutes(this.name, spec.name, count),
+      onResponseStat: (stat) => this.stats.recordResponse(stat),
       memoryLimitBytes: this.memoryLimitBytes(),
       arenaMaxBytes: Number(modelParameter(this.config, 'shm_max_bytes') ?? 0) || this.opts.arenaMaxBytes,
       logger: this.opts.logger,
@@ -633,4 +631,14 @@ function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> 
       resolve(true);
     });
   });
+}
+
+/**
+ * An execution's compute durations as Triton splits them (core src/infer_stats.cc): the input
+ * copy, the rest (the model's execute, and the IPC around it), and the output copy.
+ */
+function computeNs(computeMs: number, inputMs = 0, outputMs = 0): { computeInputNs: number; computeInferNs: number; computeOutputNs: number } {
+  const computeInputNs = Math.round(inputMs * 1e6);
+  const computeOutputNs = Math.round(outputMs * 1e6);
+  return { computeInputNs, computeInferNs: Math.max(0, Math.round(computeMs * 1e6) - computeInputNs - computeOutputNs), computeOutputNs };
 }

@@ -29,4 +29,7 @@ export interface JobTiming {
   queueMs: number;
   computeMs: number;
   batchSize: number;
+  /** Of computeMs: the host's input copy and output copy (Triton's compute_input / compute_output); 0 when unknown. */
+  inputMs?: number;
+  outputMs?: number;
 }

@@ -37,7 +37,7 @@ export interface ExecutionTarget {
   /** Can take a batch now. */
   canAccept(): boolean;
   /** Executes the batch and settles every job (finish is called by the target). */
-  run(jobs: Job[]): Promise<void>;
+  run(jobs: Job[]): Promise<unknown>;
 }
 
 export interface SchedulerOptions {
@@ -419,6 +419,8 @@ class DispatchedJob implements Job {
   finish(outcome: ExecOutcome, timing: JobTiming): void {
     if (this.done) return;
     this.done = true;
-    this.deliver(this.job, outcome, { queueMs: this.startedAt - this.job.enqueuedAt, computeMs: timing.computeMs, batchSize: this.size });
+    this.deliver(this.job, outcome, {
+      queueMs: this.startedAt - this.job.enqueuedAt, computeMs: timing.computeMs, batchSize: this.size, inputMs: timing.inputMs, outputMs: timing.outputMs,
+    });
   }
 }
