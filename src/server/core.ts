@@ -230,8 +230,8 @@ export class ServerCore implements InferenceService {
       try {
         const mv = this.repository.get(request.modelName, request.modelVersion);
         const contract = mv.contract();
-        validateInferInputs(contract, request.inputs);
-        if (request.outputs) validateRequestedOutputs(contract, request.outputs.map((o) => o.name));
+        if (request.outputs) validateRequestedOutputs(contract, request.outputs.map((o) => o.name), request.id);
+        validateInferInputs(contract, request.inputs, request.id);
         for await (const r of mv.inferStream(request)) sink.response({ outputs: r.outputs, parameters: r.parameters });
         sink.end();
       } catch (err) {
