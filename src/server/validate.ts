@@ -4,8 +4,10 @@
  * before anything reaches a scheduler, so a bad request costs one 400 / INVALID_ARGUMENT, never a
  * model execution. It knows nothing of JSON or protobuf.
  *
- * Every failure is a StubhostError STUBHOST_INVALID_INPUT whose message names the tensor, what
- * was expected and, where there is one, the fix.
+ * Every failure is a StubhostError STUBHOST_INVALID_INPUT. Where Triton refuses the same request,
+ * the checks come in Triton's order and the message is Triton's, word for word (core
+ * src/infer_request.cc, src/model.cc), since clients and their tests match those strings; the
+ * checks Triton does not make name the tensor, what was expected and the fix.
  *
  * Also here: serialized tensor bytes ⇄ TensorValue (`tensorFromBytes` / `tensorBytes`), the form
  * shared by HTTP binary data, gRPC raw contents and system shared memory.
