@@ -19,6 +19,8 @@ export const ERROR_CODES = {
   STUBHOST_UNSUPPORTED: { http: 400, grpc: 12 /* UNIMPLEMENTED */ },
   /** A model's ModelError 'UNSUPPORTED': 501 Not Implemented, as Triton maps TRITONSERVER_ERROR_UNSUPPORTED. */
   STUBHOST_MODEL_UNSUPPORTED: { http: 501, grpc: 12 },
+  /** Triton's TRITONSERVER_ERROR_UNSUPPORTED where its front-ends answer it: 501 / UNIMPLEMENTED (src/http_server.cc HttpCodeFromError). */
+  STUBHOST_NOT_IMPLEMENTED: { http: 501, grpc: 12 },
   /** Client shared memory off (--allow-client-shm false): Triton's TRITONSERVER_ERROR_UNSUPPORTED, 501 / UNIMPLEMENTED. */
   STUBHOST_CLIENT_SHM_DISABLED: { http: 501, grpc: 12 },
   /** A server-wide bound reached (e.g. --client-shm-max-regions): retry after releasing something. */

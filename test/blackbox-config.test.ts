@@ -181,8 +181,8 @@ describe('Triton configs through the CLI', () => {
     const reason = (m: string): string => idx[m]![0]!.reason;
     expect(reason('warm_missing')).toMatch(/model_warmup\[0\] 'sample'\.inputs\['INPUT0'\]\.input_data_file: cannot read .*warm_missing\/warmup\/nope\.bin \(ENOENT\)/);
     expect(reason('warm_short')).toMatch(/model_warmup\[0\] 'sample'\.inputs\['INPUT0'\]\.input_data_file: .*8 bytes but shape \[3\] of FP32 needs 12/);
-    expect(reason('warm_badname')).toMatch(/model_warmup\[0\] 'sample': unexpected input 'INPUT_0' for model 'warm_badname'; the model's inputs are: INPUT0/);
-    expect(reason('warm_baddims')).toMatch(/model_warmup\[0\] 'sample': input 'INPUT0': expected shape \[-1,3\]/);
+    expect(reason('warm_badname')).toMatch(/model_warmup\[0\] 'sample': unexpected inference input 'INPUT_0' for model 'warm_badname'/);
+    expect(reason('warm_baddims')).toMatch(/model_warmup\[0\] 'sample': .*unexpected shape for input 'INPUT0' for model 'warm_baddims'\. Expected \[-1,3\]/);
   });
 
   it('model.onnx with no config: inputs, outputs and batching completed from the file', async () => {
@@ -206,11 +206,12 @@ describe('Triton configs through the CLI', () => {
     expect(not.status).toBe(404);
     expect(not.json.error).toMatch(/'specific' version 2 is not found \(loaded: 1, 3\)/);
     expect((await fetch(`${s.http}/v2/models/specific/versions/2/ready`)).status).toBeGreaterThanOrEqual(400);
-    for (const v of ['abc', '-1', '1.5']) {
+    for (const v of ['abc', '-1']) {
       const r = await postJson(`${s.http}/v2/models/specific/versions/${v}/infer`, addSubBody);
-      expect(r.status, v).toBeGreaterThanOrEqual(400);
-      expect(r.status, v).toBeLessThan(500);
-      expect(r.json.error, v).toContain(v);
+      expect(r.status, v).toBe(400);
+      expect(r.json.error, v).toContain(`'${v}'`);
     }
+    // As Triton (std::stol in src/common.cc): digits up to the first non-digit are the version.
+    expect((await postJson(`${s.http}/v2/models/specific/versions/3.5/infer`, addSubBody)).json.model_version).toBe('3');
   });
 });

@@ -1,6 +1,7 @@
 /**
  * Decoupled models (model_transaction_policy { decoupled: true }): the `repeat` example from
- * models/ through BLS `.stream()`, gRPC ModelStreamInfer and HTTP, and the ResponseSender
+ * models/ through BLS `.stream()`, gRPC ModelStreamInfer and HTTP generate (HTTP /infer refuses
+ * decoupled models, as Triton), and the ResponseSender
  * contract (0..n responses, one final flag, send after final throws, sends after execute returned).
  */
 import fs from 'node:fs';
@@ -127,43 +128,55 @@ describe('repeat over gRPC ModelStreamInfer', () => {
 });
 
 describe('decoupled models over HTTP', () => {
-  it('exactly one response works', async () => {
+  // As Triton's src/http_server.cc: /infer refuses a decoupled model before it runs; non-streaming
+  // generate runs it and answers its one response, or Triton's error when it sent another number.
+  const generate = (model: string, body: object) => http(`${server.url}/v2/models/${model}/generate`, 'POST', body);
+
+  it('/infer is refused with 501 and Triton\'s words, before the model runs', async () => {
+    server.logs.length = 0;
     const r = await repeatHttp([42]);
-    expect(r.status).toBe(200);
-    expect(outputOf(r.json, 'OUT')).toEqual([42]);
-    expect(outputOf(r.json, 'IDX')).toEqual([0]);
+    expect([r.status, r.json]).toEqual([501, { error: "HTTP end point doesn't support models with decoupled transaction policy" }]);
+    const probe = await http(`${server.url}/v2/models/decoupled_probe/infer`, 'POST', {
+      id: 'refused', inputs: [{ name: 'X', datatype: 'INT32', shape: [1], data: [4] }],
+    });
+    expect(probe.status).toBe(501);
+    // decoupled_probe logs a line per request it runs: one run after the refused one logs, the refused one did not.
+    expect((await generate('decoupled_probe', { id: 'ran', X: 4 })).json.Y).toBe(8);
+    await waitFor(() => server.logs.some((l) => l.includes("'ran' send after final")));
+    expect(server.logs.filter((l) => l.includes("'refused'"))).toEqual([]);
   });
 
-  it('no response, or more than one: Triton\'s error', async () => {
-    const none = await repeatHttp([]);
-    expect(none.status).toBe(400);
-    expect(none.json.error).toContain("model 'repeat' sent no response; the HTTP infer endpoint doesn't support models with decoupled transaction policy");
-    const many = await repeatHttp([1, 2, 3]);
-    expect(many.status).toBe(400);
-    expect(many.json.error).toContain("model 'repeat' sent more than one response; the HTTP infer endpoint doesn't support models with decoupled transaction policy");
+  it('generate: exactly one response works', async () => {
+    const r = await generate('repeat', { IN: [42] });
+    expect(r.status).toBe(200);
+    expect(r.json).toMatchObject({ model_name: 'repeat', OUT: 42, IDX: 0 });
+  });
+
+  it('generate: no response, or more than one: Triton\'s error with status 200', async () => {
+    const error = 'generate expects model to produce exactly 1 response, use generate stream for model that generates various number of responses';
+    const none = await generate('repeat', { IN: [] });
+    expect([none.status, none.json]).toEqual([200, { error }]);
+    const many = await generate('repeat', { IN: [1, 2, 3] });
+    expect([many.status, many.json]).toEqual([200, { error }]);
     // The model keeps serving.
-    expect((await repeatHttp([7])).json.outputs[0].data).toEqual([7]);
+    expect((await generate('repeat', { IN: [7] })).json.OUT).toBe(7);
   });
 
   it('the response may come after execute returned (WAIT, and a sender used from a timer)', async () => {
     const t0 = Date.now();
-    const r = await repeatHttp([5], [{ name: 'WAIT', datatype: 'UINT32', shape: [1], data: [150] }]);
+    const r = await generate('repeat', { IN: [5], WAIT: 150 });
     expect(r.status).toBe(200);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(140);
-    const late = await http(`${server.url}/v2/models/decoupled_probe/infer`, 'POST', {
-      inputs: [{ name: 'X', datatype: 'INT32', shape: [1], data: [21] }], parameters: { mode: 'late' },
-    });
+    const late = await generate('decoupled_probe', { X: 21, parameters: { mode: 'late' } });
     expect(late.status).toBe(200);
-    expect(late.json.outputs[0].data).toEqual([42]);
+    expect(late.json.Y).toBe(42);
   });
 
   it('send after the final flag throws, and the client gets the one response', async () => {
     server.logs.length = 0;
-    const r = await http(`${server.url}/v2/models/decoupled_probe/infer`, 'POST', {
-      id: 'after-final', inputs: [{ name: 'X', datatype: 'INT32', shape: [1], data: [4] }],
-    });
+    const r = await generate('decoupled_probe', { id: 'after-final', X: 4 });
     expect(r.status).toBe(200);
-    expect(r.json.outputs[0].data).toEqual([8]);
+    expect(r.json.Y).toBe(8);
     await waitFor(() => server.logs.filter((l) => l.includes("'after-final' send after final")).length === 2);
     const lines = server.logs.filter((l) => l.includes("'after-final' send after final"));
     expect(lines).toHaveLength(2);
@@ -171,9 +184,7 @@ describe('decoupled models over HTTP', () => {
   });
 
   it('execute that throws ends the request with its error', async () => {
-    const r = await http(`${server.url}/v2/models/decoupled_probe/infer`, 'POST', {
-      inputs: [{ name: 'X', datatype: 'INT32', shape: [1], data: [1] }], parameters: { mode: 'throw' },
-    });
+    const r = await generate('decoupled_probe', { X: 1, parameters: { mode: 'throw' } });
     expect(r.status).toBe(500);
     expect(r.json.error).toContain('decoupled_probe: execute failed on purpose');
   });

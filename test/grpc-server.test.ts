@@ -86,6 +86,7 @@ class TestService implements InferenceService {
     return [{
       name: name ?? 'add_sub', version: '1', last_inference: 1700000000000, inference_count: 3, execution_count: 2,
       inference_stats: { success: d, fail: { count: 0, ns: 0 }, queue: d, compute_input: d, compute_infer: d, compute_output: d, cache_hit: { count: 0, ns: 0 }, cache_miss: { count: 0, ns: 0 } },
+      response_stats: { 0: { compute_infer: d, compute_output: d, success: d, fail: { count: 0, ns: 0 }, empty_response: { count: 0, ns: 0 }, cancel: { count: 0, ns: 0 } } },
       batch_stats: [{ batch_size: 1, compute_input: d, compute_infer: d, compute_output: d }],
       memory_usage: [],
     }];
@@ -243,6 +244,9 @@ describe('health, metadata, config, repository', () => {
     expect(model_stats[0]).toMatchObject({ name: 'add_sub', version: '1', inference_count: '3', execution_count: '2', last_inference: '1700000000000' });
     expect(model_stats[0].inference_stats.success).toEqual({ count: '3', ns: '1500' });
     expect(model_stats[0].batch_stats[0].batch_size).toBe('1');
+    // Triton's map<string, InferResponseStatistics> response_stats = 9.
+    expect(model_stats[0].response_stats['0'].success).toEqual({ count: '3', ns: '1500' });
+    expect(model_stats[0].response_stats['0'].empty_response).toEqual({ count: '0', ns: '0' });
   });
 
   it('RepositoryIndex, RepositoryModelLoad, RepositoryModelUnload', async () => {
@@ -350,19 +354,23 @@ describe('ModelInfer', () => {
   });
 
   const invalid: [string, Record<string, unknown>, string][] = [
-    ['unknown input', { inputs: [...addSubRequest().inputs, { name: 'EXTRA', datatype: 'FP32', shape: [4] }], raw_input_contents: [f32(1, 2, 3, 4), f32(1, 2, 3, 4), f32(1, 2, 3, 4)] }, "unexpected input 'EXTRA' for model 'add_sub'; the model's inputs are: INPUT0, INPUT1"],
-    ['missing input', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [4] }], raw_input_contents: [f32(1, 2, 3, 4)] }, "missing required input 'INPUT1' for model 'add_sub' (datatype FP32, shape [4])"],
-    ['duplicate input', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [4] }, { name: 'INPUT0', datatype: 'FP32', shape: [4] }] }, "input 'INPUT0' appears more than once"],
-    ['wrong datatype', { inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [4] }, { name: 'INPUT1', datatype: 'FP32', shape: [4] }] }, "input 'INPUT0': expected datatype FP32, got INT32"],
-    ['unknown datatype', { inputs: [{ name: 'INPUT0', datatype: 'FLOAT', shape: [4] }, { name: 'INPUT1', datatype: 'FP32', shape: [4] }] }, "input 'INPUT0': unknown datatype \"FLOAT\"; expected FP32"],
-    ['wrong shape', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4] }, { name: 'INPUT1', datatype: 'FP32', shape: [4] }] }, "input 'INPUT0': expected shape [4], got [1,4]"],
-    ['byte size', { raw_input_contents: [f32(1, 2, 3), f32(1, 2, 3, 4)] }, "input 'INPUT0': raw_input_contents has 12 bytes but shape [4] of FP32 needs 16"],
-    ['raw count', { raw_input_contents: [f32(1, 2, 3, 4)] }, 'expected 2 raw_input_contents'],
-    ['raw and contents', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [4], contents: { fp32_contents: [1, 2, 3, 4] } }, { name: 'INPUT1', datatype: 'FP32', shape: [4] }] }, 'contents field must not be specified'],
-    ['no data', { inputs: addSubRequest().inputs, raw_input_contents: [] }, "input 'INPUT0' for model 'add_sub' has no data"],
-    ['contents count', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [4], contents: { fp32_contents: [1] } }, { name: 'INPUT1', datatype: 'FP32', shape: [4], contents: { fp32_contents: [1, 2, 3, 4] } }], raw_input_contents: [] }, "input 'INPUT0': fp32_contents has 1 elements but shape [4] needs 4"],
-    ['unknown output', { outputs: [{ name: 'OUTPUT9' }] }, "unknown output 'OUTPUT9' requested from model 'add_sub'; the model's outputs are: OUTPUT0, OUTPUT1"],
-    ['bad version', { model_version: 'latest' }, "invalid model version 'latest'"],
+    // Triton's words (core src/infer_request.cc, src/model.cc; src/grpc/infer_handler.cc; src/common.cc).
+    ['unknown input', { inputs: [addSubRequest().inputs[0], { name: 'EXTRA', datatype: 'FP32', shape: [4] }], raw_input_contents: [f32(1, 2, 3, 4), f32(1, 2, 3, 4)] }, "unexpected inference input 'EXTRA' for model 'add_sub'"],
+    ['one input too many', { inputs: [...addSubRequest().inputs, { name: 'EXTRA', datatype: 'FP32', shape: [4] }], raw_input_contents: [f32(1, 2, 3, 4), f32(1, 2, 3, 4), f32(1, 2, 3, 4)] }, "[request id: req-1] expected 2 inputs but got 3 inputs for model 'add_sub'. Got input(s) ['INPUT0','INPUT1','EXTRA'], but missing required input(s) ]. Please provide all required input(s)."],
+    ['missing input', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [4] }], raw_input_contents: [f32(1, 2, 3, 4)] }, "[request id: req-1] expected 2 inputs but got 1 inputs for model 'add_sub'. Got input(s) ['INPUT0'], but missing required input(s) ['INPUT1']. Please provide all required input(s)."],
+    ['duplicate input', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [4] }, { name: 'INPUT0', datatype: 'FP32', shape: [4] }] }, "[request id: req-1] input 'INPUT0' already exists in request"],
+    ['wrong datatype', { inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [4] }, { name: 'INPUT1', datatype: 'FP32', shape: [4] }] }, "[request id: req-1] inference input 'INPUT0' data-type is 'INT32', but model 'add_sub' expects 'FP32'"],
+    ['unknown datatype', { inputs: [{ name: 'INPUT0', datatype: 'FLOAT', shape: [4] }, { name: 'INPUT1', datatype: 'FP32', shape: [4] }] }, 'invalid datatype for input INPUT0'],
+    ['wrong shape', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4] }, { name: 'INPUT1', datatype: 'FP32', shape: [4] }] }, "[request id: req-1] unexpected shape for input 'INPUT0' for model 'add_sub'. Expected [4], got [1,4]. "],
+    ['byte size', { raw_input_contents: [f32(1, 2, 3), f32(1, 2, 3, 4)] }, "[request id: req-1] input byte size mismatch for input 'INPUT0' for model 'add_sub'. Expected 16, got 12"],
+    ['raw count', { raw_input_contents: [f32(1, 2, 3, 4)] }, "unable to find data for input tensor 'INPUT1' for model 'add_sub' in request."],
+    ['raw and contents', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [4], contents: { fp32_contents: [1, 2, 3, 4] } }, { name: 'INPUT1', datatype: 'FP32', shape: [4] }] }, "contents field must not be specified when using raw_input_contents for 'INPUT0' for model 'add_sub'"],
+    ['no data', { inputs: addSubRequest().inputs, raw_input_contents: [] }, "unable to find data for input tensor 'INPUT0' for model 'add_sub' in request."],
+    ['contents count', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [4], contents: { fp32_contents: [1] } }, { name: 'INPUT1', datatype: 'FP32', shape: [4], contents: { fp32_contents: [1, 2, 3, 4] } }], raw_input_contents: [] }, "[request id: req-1] input byte size mismatch for input 'INPUT0' for model 'add_sub'. Expected 16, got 4"],
+    ['contents of another datatype', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [4], contents: { int_contents: [1, 2, 3, 4] } }, { name: 'INPUT1', datatype: 'FP32', shape: [4], contents: { fp32_contents: [1, 2, 3, 4] } }], raw_input_contents: [] }, "unexpected explicit tensor data for input tensor 'INPUT0' for model 'add_sub' of type 'INT32', expected datatype 'FP32'"],
+    ['raw contents left over', { raw_input_contents: [f32(1, 2, 3, 4), f32(1, 2, 3, 4), f32(1, 2, 3, 4)] }, 'expected 2 raw_input_contents'],
+    ['unknown output', { outputs: [{ name: 'OUTPUT9' }] }, "unexpected inference output 'OUTPUT9' for model 'add_sub'"],
+    ['bad version', { model_version: 'latest' }, "failed to get model version from specified version string 'latest' (details: stol), version should be an integral value > 0"],
   ];
   it.each(invalid)('rejects %s with INVALID_ARGUMENT', async (_label, patch, message) => {
     const err = await rpcError('ModelInfer', addSubRequest(patch));
@@ -373,15 +381,15 @@ describe('ModelInfer', () => {
   it('rejects batch and BYTES errors on a batching model', async () => {
     const tooBig = await rpcError('ModelInfer', { model_name: 'add_batch', inputs: [{ name: 'X', datatype: 'INT64', shape: [5, 1] }], raw_input_contents: [i64(1n, 2n, 3n, 4n, 5n)] });
     expect(tooBig.code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(tooBig.details).toContain("input 'X': batch size 5 (first dimension of [5,1]) must be 1..4");
+    expect(tooBig.details).toBe("[request id: <id_unknown>] inference request batch-size must be <= 4 for 'add_batch'");
     const noBatchDim = await rpcError('ModelInfer', { model_name: 'add_batch', inputs: [{ name: 'X', datatype: 'INT64', shape: [3] }], raw_input_contents: [i64(1n, 2n, 3n)] });
-    expect(noBatchDim.details).toContain("input 'X': expected shape [-1,-1] (first dimension is the batch size), got [3]");
+    expect(noBatchDim.details).toContain("[request id: <id_unknown>] unexpected shape for input 'X' for model 'add_batch'. Expected [-1,-1], got [3]. NOTE: Setting a non-zero max_batch_size");
     const mismatch = await rpcError('ModelInfer', {
       model_name: 'add_batch',
       inputs: [{ name: 'X', datatype: 'INT64', shape: [2, 1] }, { name: 'TAG', datatype: 'BYTES', shape: [1, 1] }],
       raw_input_contents: [i64(1n, 2n), bytesTensor('a')],
     });
-    expect(mismatch.details).toContain("input 'TAG': batch size 1 does not match batch size 2 of input 'X'");
+    expect(mismatch.details).toBe("[request id: <id_unknown>] input 'TAG' batch size does not match other inputs for 'add_batch'");
     const badPrefix = bytesTensor('abc').subarray(0, 5);
     const bytesErr = await rpcError('ModelInfer', {
       model_name: 'add_batch',
@@ -498,7 +506,7 @@ describe('ModelStreamInfer', () => {
       repeatRequest(2, 'after'),
     ]);
     const bad = got.find((m) => m.infer_response?.id === 'bad' && m.error_message);
-    expect(bad.error_message).toContain("input 'INPUT0': raw_input_contents has 4 bytes but shape [4] of FP32 needs 16");
+    expect(bad.error_message).toBe("[request id: bad] input byte size mismatch for input 'INPUT0' for model 'add_sub'. Expected 16, got 4");
     const midway = got.filter((m) => m.infer_response?.id === 'midway');
     expect(midway).toHaveLength(3);
     expect(midway[2].error_message).toBe('repeat: failed after 2 responses');

@@ -34,7 +34,7 @@ describe('validateInferInputs', () => {
 
   it('rejects a batch above max_batch_size and a zero batch', () => {
     expect(errorOf(() => validateInferInputs(batching, [{ name: 'A', datatype: 'FP32', shape: [9, 2, 1] }])).message)
-      .toContain('batch size 9 (first dimension of [9,2,1]) must be 1..8');
+      .toBe("[request id: <id_unknown>] inference request batch-size must be <= 8 for 'm'");
     expect(errorOf(() => validateInferInputs(batching, [{ name: 'A', datatype: 'FP32', shape: [0, 2, 1] }])).code)
       .toBe('STUBHOST_INVALID_INPUT');
   });
@@ -48,13 +48,13 @@ describe('validateInferInputs', () => {
     const c: ModelIOContract = { ...batching, maxBatchSize: 0 };
     expect(validateInferInputs(c, [{ name: 'A', datatype: 'FP32', shape: [2, 5] }])).toBe(0);
     expect(errorOf(() => validateInferInputs(c, [{ name: 'A', datatype: 'FP32', shape: [1, 2, 5] }])).message)
-      .toBe("input 'A': expected shape [2,-1], got [1,2,5] of rank 3 instead of 2");
+      .toBe("[request id: <id_unknown>] unexpected shape for input 'A' for model 'm'. Expected [2,-1], got [1,2,5]. ");
   });
 
   it('requested outputs must exist once', () => {
     validateRequestedOutputs(batching, ['Y']);
-    expect(errorOf(() => validateRequestedOutputs(batching, ['Z'])).message).toContain("unknown output 'Z' requested from model 'm'; the model's outputs are: Y");
-    expect(errorOf(() => validateRequestedOutputs(batching, ['Y', 'Y'])).message).toContain('more than once');
+    expect(errorOf(() => validateRequestedOutputs(batching, ['Z'])).message).toBe("unexpected inference output 'Z' for model 'm'");
+    expect(errorOf(() => validateRequestedOutputs(batching, ['Y', 'Y'], 'r7')).message).toBe("[request id: r7] output 'Y' already exists in request");
   });
 });
 

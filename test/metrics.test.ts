@@ -21,13 +21,31 @@ describe('ModelStatsRecorder', () => {
   it('snapshot has Triton statistics-extension field names, zeroed before any request', () => {
     const s = new ModelStatsRecorder('m', '1').snapshot();
     expect(Object.keys(s).sort()).toEqual(
-      ['batch_stats', 'execution_count', 'inference_count', 'inference_stats', 'last_inference', 'memory_usage', 'name', 'version'].sort(),
+      ['batch_stats', 'execution_count', 'inference_count', 'inference_stats', 'last_inference', 'memory_usage', 'name', 'response_stats', 'version'].sort(),
     );
+    // Triton's key order (core src/tritonserver.cc TRITONSERVER_ServerModelStatistics).
+    expect(Object.keys(s)).toEqual(['name', 'version', 'last_inference', 'inference_count', 'execution_count', 'inference_stats', 'response_stats', 'batch_stats', 'memory_usage']);
+    expect(s.response_stats).toEqual({});
     expect(Object.keys(s.inference_stats).sort()).toEqual(
       ['cache_hit', 'cache_miss', 'compute_infer', 'compute_input', 'compute_output', 'fail', 'queue', 'success'].sort(),
     );
     expect(s).toMatchObject({ name: 'm', version: '1', last_inference: 0, inference_count: 0, execution_count: 0, batch_stats: [] });
     expect(s.inference_stats.success).toEqual({ count: 0, ns: 0 });
+  });
+
+  it('response_stats: per response index, counted as Triton\'s core counts success, fail, empty and cancel', () => {
+    const r = new ModelStatsRecorder('m', '1');
+    r.recordResponse({ index: 0, kind: 'success', inferNs: 100, outputNs: 10 });
+    r.recordResponse({ index: 1, kind: 'success', inferNs: 200, outputNs: 20 });
+    r.recordResponse({ index: 0, kind: 'fail', inferNs: 50, outputNs: 0 });
+    r.recordResponse({ index: 2, kind: 'empty', inferNs: 7, outputNs: 0 });
+    r.recordResponse({ index: 1, kind: 'cancel', inferNs: 3, outputNs: 0 });
+    const z = { count: 0, ns: 0 };
+    expect(r.snapshot().response_stats).toEqual({
+      0: { compute_infer: { count: 2, ns: 150 }, compute_output: { count: 1, ns: 10 }, success: { count: 1, ns: 110 }, fail: { count: 1, ns: 50 }, empty_response: z, cancel: z },
+      1: { compute_infer: { count: 1, ns: 200 }, compute_output: { count: 1, ns: 20 }, success: { count: 1, ns: 220 }, fail: z, empty_response: z, cancel: { count: 1, ns: 3 } },
+      2: { compute_infer: { count: 1, ns: 7 }, compute_output: z, success: z, fail: z, empty_response: { count: 1, ns: 7 }, cancel: z },
+    });
   });
 
   it('counts requests in inference_stats and executions in batch_stats', () => {

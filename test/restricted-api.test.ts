@@ -14,14 +14,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inferenceServiceDefinition } from '../src/server/grpc/proto.js';
+import { healthServiceDefinition, inferenceServiceDefinition } from '../src/server/grpc/proto.js';
 import { GRPC_METHOD_CATEGORY } from '../src/server/grpc/server.js';
 import { logSettings } from '../src/log/logger.js';
 import {
   GRPC_RESTRICTED_PROTOCOL, HTTP_RESTRICTED_API, RESTRICTED_CATEGORIES, RestrictedOptionError, parseRestrictedFeatures,
   type RestrictedCategory,
 } from '../src/server/restricted-features.js';
-import { inference } from './helpers/grpc.js';
+import { health, inference } from './helpers/grpc.js';
 import { childPids, startRepositoryServer, waitFor, type RepositoryServer } from './helpers/server.js';
 import { ADD_SUB_TS, BIN, makeRepository, startCli } from './helpers/blackbox.js';
 import { usePrivateTmpdir } from './helpers/private-tmp.js';
@@ -106,7 +106,8 @@ function grpcStream(raw: any, req: object, headers: Record<string, string> = {})
 
 type Expect = number | 'not-refused';
 interface HttpProbe { method: string; path: string; body?: unknown; expect: Expect }
-interface GrpcProbe { method: string; req: object; expect: Expect }
+/** `service`: 'health' for grpc.health.v1.Health, else GRPCInferenceService. */
+interface GrpcProbe { method: string; req: object; expect: Expect; service?: 'health' }
 
 const HTTP_PROBES: Record<RestrictedCategory, HttpProbe[]> = {
   health: [
@@ -132,7 +133,9 @@ const HTTP_PROBES: Record<RestrictedCategory, HttpProbe[]> = {
     { method: 'POST', path: '/v2/systemsharedmemory/region/nope/register', body: { key: '/nope', offset: 0, byte_size: 16 }, expect: 'not-refused' },
     { method: 'POST', path: '/v2/systemsharedmemory/unregister', expect: 'not-refused' },
     { method: 'GET', path: '/v2/cudasharedmemory/status', expect: 200 },
-    { method: 'POST', path: '/v2/cudasharedmemory/region/nope/register', body: { raw_handle: { b64: '' }, device_id: 0, byte_size: 16 }, expect: 400 },
+    // Client shared memory is off here: Triton's HTTP answers "disabled" (501) first, for CUDA too.
+    { method: 'POST', path: '/v2/cudasharedmemory/region/nope/register', body: { raw_handle: { b64: '' }, device_id: 0, byte_size: 16 }, expect: 501 },
+    { method: 'POST', path: '/v2/cudasharedmemory/unregister', expect: 501 },
   ],
   'model-config': [
     { method: 'GET', path: '/v2/models/add_sub/config', expect: 200 },
@@ -163,6 +166,7 @@ const GRPC_PROBES: Record<RestrictedCategory, GrpcProbe[]> = {
     { method: 'ServerLive', req: {}, expect: grpc.status.OK },
     { method: 'ServerReady', req: {}, expect: grpc.status.OK },
     { method: 'ModelReady', req: { name: 'add_sub' }, expect: grpc.status.OK },
+    { method: 'Check', req: { service: '' }, expect: grpc.status.OK, service: 'health' },
   ],
   metadata: [
     { method: 'ServerMetadata', req: {}, expect: grpc.status.OK },
@@ -177,8 +181,9 @@ const GRPC_PROBES: Record<RestrictedCategory, GrpcProbe[]> = {
     { method: 'SystemSharedMemoryRegister', req: { name: 'nope', key: '/nope', offset: 0, byte_size: 16 }, expect: 'not-refused' },
     { method: 'SystemSharedMemoryUnregister', req: {}, expect: 'not-refused' },
     { method: 'CudaSharedMemoryStatus', req: {}, expect: grpc.status.OK },
-    { method: 'CudaSharedMemoryRegister', req: { name: 'nope', raw_handle: Buffer.alloc(0), device_id: 0, byte_size: 16 }, expect: grpc.status.UNIMPLEMENTED },
-    { method: 'CudaSharedMemoryUnregister', req: {}, expect: grpc.status.UNIMPLEMENTED },
+    // Without GPUs, as Triton: register fails whatever the client-shm flag, unregister depends on it.
+    { method: 'CudaSharedMemoryRegister', req: { name: 'nope', raw_handle: Buffer.alloc(0), device_id: 0, byte_size: 16 }, expect: grpc.status.INVALID_ARGUMENT },
+    { method: 'CudaSharedMemoryUnregister', req: {}, expect: 'not-refused' },
   ],
   'model-config': [
     { method: 'ModelConfig', req: { name: 'add_sub' }, expect: grpc.status.OK },
@@ -264,6 +269,7 @@ for (const [label, layout] of Object.entries(LAYOUTS)) {
 
     let server: RepositoryServer;
     let raw: any;
+    let healthRaw: any;
     beforeAll(async () => {
       server = await startRepositoryServer(MODELS, {
         grpcPort: 0,
@@ -276,10 +282,12 @@ for (const [label, layout] of Object.entries(LAYOUTS)) {
         grpcRestrictedProtocols: grpcRestrictions,
       });
       raw = new inference.GRPCInferenceService(`127.0.0.1:${server.ports.grpc}`, grpc.credentials.createInsecure());
+      healthRaw = new health.Health(`127.0.0.1:${server.ports.grpc}`, grpc.credentials.createInsecure());
     }, 60_000);
 
     afterAll(async () => {
       raw?.close();
+      healthRaw?.close();
       const leftovers = await server?.stop(5000);
       expect(leftovers).toEqual([]);
       expect(await waitFor(() => childPids().length === 0, 5000)).toBe(true);
@@ -313,18 +321,19 @@ for (const [label, layout] of Object.entries(LAYOUTS)) {
         const r = grpcKey(category);
         for (const probe of GRPC_PROBES[category]) {
           const where = probe.method;
+          const client = probe.service === 'health' ? healthRaw : raw;
           if (r === undefined) {
-            expectServedGrpc(await grpcCall(raw, probe.method, probe.req), probe, where);
+            expectServedGrpc(await grpcCall(client, probe.method, probe.req), probe, where);
             continue;
           }
-          const none = await grpcCall(raw, probe.method, probe.req);
+          const none = await grpcCall(client, probe.method, probe.req);
           expect(none, where).toEqual({ code: grpc.status.UNAVAILABLE, details: grpcRefusalText(r.header.slice('triton-grpc-protocol-'.length)) });
-          const wrong = await grpcCall(raw, probe.method, probe.req, { [r.header]: 'nope' });
+          const wrong = await grpcCall(client, probe.method, probe.req, { [r.header]: 'nope' });
           expect(wrong.code, where).toBe(grpc.status.UNAVAILABLE);
           // The key without Triton's prefix is not the key.
-          const bare = await grpcCall(raw, probe.method, probe.req, { [r.header.slice('triton-grpc-protocol-'.length)]: r.value });
+          const bare = await grpcCall(client, probe.method, probe.req, { [r.header.slice('triton-grpc-protocol-'.length)]: r.value });
           expect(bare.code, where).toBe(grpc.status.UNAVAILABLE);
-          expectServedGrpc(await grpcCall(raw, probe.method, probe.req, { [r.header]: r.value }), probe, where);
+          expectServedGrpc(await grpcCall(client, probe.method, probe.req, { [r.header]: r.value }), probe, where);
         }
         await expectCanary(server, raw, canaryHeaders());
       });
@@ -424,7 +433,7 @@ for (const [label, layout] of Object.entries(LAYOUTS)) {
 
 describe('the mapping', () => {
   it('every RPC of GRPCInferenceService has a category, and only those', () => {
-    expect(Object.keys(GRPC_METHOD_CATEGORY).sort()).toEqual(Object.keys(inferenceServiceDefinition()).sort());
+    expect(Object.keys(GRPC_METHOD_CATEGORY).sort()).toEqual([...Object.keys(inferenceServiceDefinition()), ...Object.keys(healthServiceDefinition())].sort());
     for (const c of Object.values(GRPC_METHOD_CATEGORY)) expect(RESTRICTED_CATEGORIES).toContain(c);
   });
 

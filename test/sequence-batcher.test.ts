@@ -81,9 +81,9 @@ describe('sequence batcher', () => {
   it('refuses a request without a correlation id, and one that continues an unknown sequence', async () => {
     const noId = await send(1, {});
     expect(noId.status).toBe(400);
-    expect(noId.json.error).toMatch(/correlation ID/);
+    expect(noId.json.error).toMatch(/^inference request to model '\w+' must specify a non-zero or non-empty correlation ID$/);
     const noStart = await send(1, { sequence_id: 999 });
     expect(noStart.status).toBe(400);
-    expect(noStart.json.error).toMatch(/START/);
+    expect(noStart.json.error).toMatch(/^inference request for sequence 999 to model '\w+' must specify the START flag on the first request of the sequence$/);
   });
 });

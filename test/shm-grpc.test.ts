@@ -144,7 +144,7 @@ describe('system shared memory over gRPC', () => {
           { name: 'INPUT0', datatype: 'FP32', shape: [4], parameters: { shared_memory_region: str('e'), shared_memory_byte_size: int(8) } },
           { name: 'INPUT1', datatype: 'FP32', shape: [4], parameters: { shared_memory_region: str('e'), shared_memory_byte_size: int(16) } },
         ],
-      }), /input 'INPUT0': data in shared memory region 'e' has 8 bytes but shape \[4\] of FP32 needs 16/],
+      }), /input byte size mismatch for input 'INPUT0' for model 'add_sub'\. Expected 16, got 8/],
       ['double register', 'SystemSharedMemoryRegister', () => ({ name: 'e', key: KEY, offset: 0, byte_size: 64 }), /shared memory region 'e' is already registered/],
       ['register out of the file', 'SystemSharedMemoryRegister', () => ({ name: 'big', key: KEY, offset: 0, byte_size: SIZE + 1 }), /exceeds the 4096-byte shared memory/],
       ['register an unknown key', 'SystemSharedMemoryRegister', () => ({ name: 'ghost', key: `/shmtest-${process.pid}-none`, offset: 0, byte_size: 8 }), /unable to open shared memory key/],
@@ -171,10 +171,13 @@ describe('system shared memory over gRPC', () => {
     });
   });
 
-  it('CUDA shared memory: empty status, register refused as unimplemented', async () => {
+  it('CUDA shared memory as Triton without GPUs: status empty, unregister succeeds, register fails', async () => {
     expect((await rpc('CudaSharedMemoryStatus', {})).regions).toEqual({});
     const err = await rpcError('CudaSharedMemoryRegister', { name: 'g', byte_size: 8 });
-    expect(err.code).toBe(grpc.status.UNIMPLEMENTED);
-    expect(err.details).toMatch(/not supported on this server \(no GPU\)/);
+    expect([err.code, err.details]).toEqual([grpc.status.INVALID_ARGUMENT, "failed to register CUDA shared memory region: 'g', GPUs not supported"]);
+    expect(await rpc('CudaSharedMemoryUnregister', {})).toEqual({});
+    expect(await rpc('CudaSharedMemoryUnregister', { name: 'g' })).toEqual({});
+    const one = await rpcError('CudaSharedMemoryStatus', { name: 'g' });
+    expect([one.code, one.details]).toEqual([grpc.status.NOT_FOUND, "Unable to find cuda shared memory region: 'g'"]);
   });
 });

@@ -3,7 +3,7 @@
  * register a region the test made with the native addon, run add_sub and string_upper with
  * inputs and outputs in it, and check the bad cases (unknown region, out-of-range offsets,
  * double register, use after unregister, an output region too small) answer 400 while the server
- * stays healthy. CUDA shared memory is refused as unsupported. No /dev/shm file is left behind.
+ * stays healthy. CUDA shared memory answers as Triton built without GPUs. No /dev/shm file is left behind.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -135,7 +135,7 @@ describe('system shared memory over HTTP', () => {
           { name: 'INPUT0', datatype: 'FP32', shape: [4], parameters: { shared_memory_region: 'e', shared_memory_byte_size: 12 } },
           { name: 'INPUT1', datatype: 'FP32', shape: [4], data: [1, 2, 3, 4] },
         ],
-      }), /input 'INPUT0': data in shared memory region 'e' has 12 bytes but shape \[4\] of FP32 needs 16/],
+      }), /input byte size mismatch for input 'INPUT0' for model 'add_sub'\. Expected 16, got 12/],
       ['output region smaller than the output', () => http(url('/v2/models/add_sub/infer'), 'POST', addSubShm('e', { outByteSize: 8 })), /output 'OUTPUT0': the result is 16 bytes but shared_memory_byte_size is 8/],
       ['both data and a region', () => http(url('/v2/models/add_sub/infer'), 'POST', {
         inputs: [
@@ -144,7 +144,7 @@ describe('system shared memory over HTTP', () => {
         ],
       }), /input 'INPUT0': has shared_memory_region and also 'data'/],
       ['a region without a byte size', () => http(url('/v2/models/add_sub/infer'), 'POST', {
-        inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [4], parameters: { shared_memory_region: 'e' } }],
+        inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [4], parameters: { shared_memory_region: 'e' } }, { name: 'INPUT1', datatype: 'FP32', shape: [4], data: [1, 2, 3, 4] }],
       }), /needs 'shared_memory_byte_size'/],
       ['double register', () => register('e', { key: KEY, offset: 0, byte_size: 64 }), /shared memory region 'e' is already registered; unregister it first/],
       ['register past the end of the file', () => register('big', { key: KEY, offset: SIZE - 8, byte_size: 16 }), /offset 4088 \+ byte_size 16 exceeds the 4096-byte shared memory/],
@@ -175,12 +175,14 @@ describe('system shared memory over HTTP', () => {
     });
   });
 
-  it('CUDA shared memory: status is empty, register and unregister are refused', async () => {
+  it('CUDA shared memory as Triton without GPUs: status empty, unregister succeeds, register fails', async () => {
     expect((await http(url('/v2/cudasharedmemory/status'))).json).toEqual([]);
     const reg = await http(url('/v2/cudasharedmemory/region/g/register'), 'POST', { raw_handle: { b64: '' }, device_id: 0, byte_size: 16 });
-    expect(reg.status).toBe(400);
-    expect(reg.json.error).toMatch(/CUDA shared memory is not supported on this server \(no GPU\)/);
-    expect((await http(url('/v2/cudasharedmemory/unregister'), 'POST')).status).toBe(400);
+    expect([reg.status, reg.json]).toEqual([400, { error: "failed to register CUDA shared memory region: 'g', GPUs not supported" }]);
+    expect((await http(url('/v2/cudasharedmemory/unregister'), 'POST')).status).toBe(200);
+    expect((await http(url('/v2/cudasharedmemory/region/g/unregister'), 'POST')).status).toBe(200);
+    const one = await http(url('/v2/cudasharedmemory/region/g/status'));
+    expect([one.status, one.json]).toEqual([404, { error: "Unable to find cuda shared memory region: 'g'" }]);
   });
 
   it('the server lists the extension', async () => {

@@ -369,7 +369,7 @@ describe('client shared memory off (the default): register and unregister refuse
 
   it('HTTP: 501 with the message; status answers (nothing registered); inputs naming a region are 400 saying why', async () => {
     const key = makeClientFile('off', 64);
-    for (const p of ['/v2/systemsharedmemory/region/r/register', '/v2/systemsharedmemory/region/r/unregister', '/v2/systemsharedmemory/unregister', '/v2/cudasharedmemory/region/r/register']) {
+    for (const p of ['/v2/systemsharedmemory/region/r/register', '/v2/systemsharedmemory/region/r/unregister', '/v2/systemsharedmemory/unregister', '/v2/cudasharedmemory/region/r/register', '/v2/cudasharedmemory/unregister']) {
       const r = await http(url(p), 'POST', { key, offset: 0, byte_size: 64 });
       expect(r.status, p).toBe(501);
       expect(r.json, p).toEqual({ error: CLIENT_SHM_DISABLED });
@@ -395,12 +395,15 @@ describe('client shared memory off (the default): register and unregister refuse
       ['SystemSharedMemoryRegister', { name: 'r', key, offset: 0, byte_size: 64 }],
       ['SystemSharedMemoryUnregister', { name: 'r' }],
       ['SystemSharedMemoryUnregister', {}],
-      ['CudaSharedMemoryRegister', { name: 'r', raw_handle: Buffer.alloc(0), device_id: 0, byte_size: 64 }],
+      ['CudaSharedMemoryUnregister', {}],
     ] as const) {
       const err = await client.rpcError(method, req);
       expect(err.code, method).toBe(grpc.status.UNIMPLEMENTED);
       expect(err.details, method).toBe(CLIENT_SHM_DISABLED);
     }
+    // Triton built without GPUs answers CUDA register before it looks at the flag (src/grpc/grpc_server.cc).
+    const cuda = await client.rpcError('CudaSharedMemoryRegister', { name: 'r', raw_handle: Buffer.alloc(0), device_id: 0, byte_size: 64 });
+    expect([cuda.code, cuda.details]).toEqual([grpc.status.INVALID_ARGUMENT, "failed to register CUDA shared memory region: 'r', GPUs not supported"]);
     expect((await client.rpc('SystemSharedMemoryStatus', {})).regions).toEqual({});
     expect(server.shm.size).toBe(0);
     await canaryAnswers(server.url);

@@ -22,9 +22,10 @@ export interface ModelMetadata {
 export interface RepositoryIndexEntry {
   name: string;
   version?: string;
-  /** Triton's states: UNKNOWN, READY, UNAVAILABLE, LOADING, UNLOADING. */
-  state: string;
-  reason: string;
+  /** Triton's states: UNKNOWN, READY, UNAVAILABLE, LOADING, UNLOADING; absent for a model never loaded (Triton lists only its name). */
+  state?: string;
+  /** Absent or empty when there is none. */
+  reason?: string;
 }
 
 /** The parts of a loaded model's config that request validation needs. */
@@ -45,6 +46,8 @@ export interface ModelStatistics {
   inference_count: number;
   execution_count: number;
   inference_stats: Record<'success' | 'fail' | 'queue' | 'compute_input' | 'compute_infer' | 'compute_output' | 'cache_hit' | 'cache_miss', { count: number; ns: number }>;
+  /** Triton's per-response statistics (decoupled models), keyed by the response's index in its request: "0", "1", … */
+  response_stats: Record<string, Record<'compute_infer' | 'compute_output' | 'success' | 'fail' | 'empty_response' | 'cancel', { count: number; ns: number }>>;
   batch_stats: { batch_size: number; compute_input: { count: number; ns: number }; compute_infer: { count: number; ns: number }; compute_output: { count: number; ns: number } }[];
   memory_usage: unknown[];
   /** stubhost: executes running longer than --execute-warn-secs, per instance (not in Triton's proto: HTTP only). */

@@ -5,8 +5,10 @@
  * before anything reaches a scheduler, so a bad request costs one 400 / INVALID_ARGUMENT, never a
  * model execution. It knows nothing of JSON or protobuf.
  *
- * Every failure is a StubhostError STUBHOST_INVALID_INPUT whose message names the tensor, what
- * was expected and, where there is one, the fix.
+ * Every failure is a StubhostError STUBHOST_INVALID_INPUT. Where Triton refuses the same request,
+ * the checks come in Triton's order and the message is Triton's, word for word (core
+ * src/infer_request.cc, src/model.cc), since clients and their tests match those strings; the
+ * checks Triton does not make name the tensor, what was expected and the fix.
  *
  * Also here: serialized tensor bytes ⇄ TensorValue (`tensorFromBytes` / `tensorBytes`), the form
  * shared by HTTP binary data, gRPC raw contents and system shared memory.
@@ -43,7 +45,7 @@ export interface InputHeader {
   shape: unknown;
 }
 
-/** An input header that passed `InputValidator.check`. */
+/** An input header that passed the checks. */
 export interface CheckedInput {
   name: string;
   datatype: DataType;
@@ -52,81 +54,136 @@ export interface CheckedInput {
 }
 
 /**
- * Checks the inputs of one request one at a time, in request order, so a codec can check a
- * header and then decode its data before looking at the next (its errors then come in the
- * order the client wrote the inputs). Call `finish()` after the last one.
+ * Triton's prefix of request errors (core src/infer_request.h LogRequest): the request's id, or
+ * `<id_unknown>`. Clients match the whole message, so it is part of the wording.
  */
-export class InputValidator {
-  readonly #contract: ModelIOContract;
-  readonly #seen = new Set<string>();
-  #batch: { size: number; input: string } | undefined;
-
-  constructor(contract: ModelIOContract) {
-    this.#contract = contract;
-  }
-
-  /** Name, duplicates, datatype, shape (batch dimension included) and batch-size agreement. */
-  check(input: InputHeader): CheckedInput {
-    const c = this.#contract;
-    const { name, datatype, shape } = input;
-    let spec: TensorSpec | undefined;
-    for (const s of c.inputs) {
-      if (s.name === name) {
-        spec = s;
-        break;
-      }
-    }
-    if (spec === undefined) {
-      throw invalidInput(`unexpected input '${name}' for model '${c.name}'; the model's inputs are: ${c.inputs.map((s) => s.name).join(', ') || '(none)'}`);
-    }
-    if (this.#seen.has(name)) throw invalidInput(`input '${name}' appears more than once; send each input once`);
-    this.#seen.add(name);
-
-    if (!isDataType(datatype)) throw invalidInput(`input '${name}': unknown datatype ${JSON.stringify(datatype)}; expected ${spec.datatype}`);
-    if (datatype !== spec.datatype) throw invalidInput(`input '${name}': expected datatype ${spec.datatype}, got ${datatype}`);
-
-    if (!Array.isArray(shape) || !allNonNegativeInts(shape)) {
-      throw invalidInput(`input '${name}': 'shape' must be an array of non-negative integers, e.g. ${fmtShape(expectedShape(spec, c.maxBatchSize).map((d) => (d < 0 ? 1 : d)))}`);
-    }
-    checkShape(name, shape, spec, c.maxBatchSize);
-    if (c.maxBatchSize > 0) {
-      if (this.#batch === undefined) this.#batch = { size: shape[0]!, input: name };
-      else if (this.#batch.size !== shape[0]) {
-        throw invalidInput(`input '${name}': batch size ${shape[0]} does not match batch size ${this.#batch.size} of input '${this.#batch.input}'; every input needs the same first dimension`);
-      }
-    }
-    return { name, datatype, shape, spec };
-  }
-
-  /** Every required input was given. Returns the batch size (0 when the model does not batch). */
-  finish(): number {
-    const c = this.#contract;
-    for (const spec of c.inputs) {
-      if (!spec.optional && !this.#seen.has(spec.name)) {
-        throw invalidInput(`missing required input '${spec.name}' for model '${c.name}' (datatype ${spec.datatype}, shape ${fmtShape(expectedShape(spec, c.maxBatchSize))})`);
-      }
-    }
-    return this.#batch?.size ?? 0;
-  }
+export function logRequest(requestId: string | undefined): string {
+  return `[request id: ${requestId ? requestId : '<id_unknown>'}] `;
 }
 
-function checkShape(name: string, shape: number[], spec: TensorSpec, maxBatchSize: number): void {
-  const batched = maxBatchSize > 0;
-  const rank = spec.dims.length + (batched ? 1 : 0);
-  // The expected shape is formatted only for a message (no closure: tsx would __name it per call).
-  if (shape.length !== rank) {
-    throw invalidInput(`input '${name}': expected shape ${fmtShape(expectedShape(spec, maxBatchSize))}${batched ? ' (first dimension is the batch size)' : ''}, got ${fmtShape(shape)} of rank ${shape.length} instead of ${rank}`);
+/**
+ * A version string as Triton's src/common.cc GetModelVersionFromString reads it: empty means
+ * "the latest" (undefined here); otherwise what std::stol makes of it (leading blanks and a sign
+ * allowed, digits up to the first non-digit), refused before the model is looked up.
+ */
+export function parseModelVersion(version: string | undefined): number | undefined {
+  if (version === undefined || version === '') return undefined;
+  const m = /^[ \t\n\v\f\r]*([+-]?\d+)/.exec(version);
+  let n: bigint | undefined;
+  if (m) n = BigInt(m[1]!);
+  if (n === undefined || n > 0x7fffffffffffffffn || n < -0x8000000000000000n) {
+    throw new StubhostError('STUBHOST_INVALID_ARG',
+      `failed to get model version from specified version string '${version}' (details: stol), version should be an integral value > 0`);
   }
-  if (batched && (shape[0]! < 1 || shape[0]! > maxBatchSize)) {
-    throw invalidInput(`input '${name}': batch size ${shape[0]} (first dimension of ${fmtShape(shape)}) must be 1..${maxBatchSize}, the model's max_batch_size`);
+  if (n < 0n) {
+    throw new StubhostError('STUBHOST_INVALID_ARG', `invalid model version specified '${version}' , version should be an integral value > 0`);
   }
-  const off = batched ? 1 : 0;
-  for (let i = 0; i < spec.dims.length; i++) {
-    const d = spec.dims[i]!;
-    if (d !== -1 && d !== shape[i + off]) {
-      throw invalidInput(`input '${name}': expected shape ${fmtShape(expectedShape(spec, maxBatchSize))}, got ${fmtShape(shape)} (dimension ${i + off} is ${shape[i + off]}, must be ${d})`);
+  if (n > BigInt(Number.MAX_SAFE_INTEGER)) {
+    // No repository holds such a version; Triton answers that it is not found.
+    return Number.MAX_SAFE_INTEGER;
+  }
+  return Number(n);
+}
+
+/**
+ * Checks the input headers of one request against the model, in the order Triton's core does
+ * (src/infer_request.cc Normalize and ValidateRequestInputs) and with its words: inputs named
+ * twice (as AddOriginalInput refuses them), the number of inputs, each name, the batch
+ * dimension, the batch size, then each input's datatype and shape. Returns the checked inputs in
+ * request order and the batch size (0 when the model does not batch). The shape must be an array
+ * of non-negative integers and the datatype one of Triton's, as its front-ends parse them first.
+ */
+export function checkInputHeaders(
+  contract: ModelIOContract, inputs: readonly InputHeader[], requestId = '',
+): { checked: CheckedInput[]; batchSize: number } {
+  const c = contract;
+  const prefix = logRequest(requestId);
+  const seen = new Set<string>();
+  for (const { name, datatype, shape } of inputs) {
+    if (seen.has(name)) throw invalidInput(`${prefix}input '${name}' already exists in request`);
+    seen.add(name);
+    if (!isDataType(datatype)) throw invalidInput(`invalid datatype for input ${name}: ${JSON.stringify(datatype)} is not one of Triton's datatypes`);
+    if (!Array.isArray(shape) || !allNonNegativeInts(shape)) {
+      const spec = c.inputs.find((s) => s.name === name);
+      const example = spec ? ` e.g. ${fmtShape(expectedShape(spec, c.maxBatchSize).map((d) => (d < 0 ? 1 : d)))}` : '';
+      throw invalidInput(`input '${name}': 'shape' must be an array of non-negative integers,${example}`);
     }
   }
+  checkInputCount(c, inputs, seen, prefix, true);
+
+  const specs: TensorSpec[] = new Array(inputs.length);
+  const batched = c.maxBatchSize > 0;
+  let batchSize = 0;
+  for (let i = 0; i < inputs.length; i++) {
+    const { name } = inputs[i]!;
+    const shape = inputs[i]!.shape as number[];
+    const spec = c.inputs.find((s) => s.name === name);
+    // as Triton's core src/model.cc GetInput (no request prefix there)
+    if (spec === undefined) throw invalidInput(`unexpected inference input '${name}' for model '${c.name}'`);
+    specs[i] = spec;
+    if (!batched) continue;
+    if (shape.length === 0) throw invalidInput(`${prefix}input '${name}' has no shape but model requires batch dimension for '${c.name}'`);
+    if (i === 0 || batchSize === 0) batchSize = shape[0]!;
+    else if (shape[0] !== batchSize) throw invalidInput(`${prefix}input '${name}' batch size does not match other inputs for '${c.name}'`);
+  }
+  checkInputCount(c, inputs, seen, prefix, false);
+  if (batched && batchSize > c.maxBatchSize) {
+    throw invalidInput(`${prefix}inference request batch-size must be <= ${c.maxBatchSize} for '${c.name}'`);
+  }
+  if (batched && inputs.length > 0 && batchSize < 1) {
+    // Triton would run a batch of 0; stubhost refuses it rather than execute nothing.
+    throw invalidInput(`${prefix}inference request batch-size must be >= 1 for '${c.name}' (the first dimension of every input is the batch size)`);
+  }
+
+  const checked: CheckedInput[] = new Array(inputs.length);
+  for (let i = 0; i < inputs.length; i++) {
+    const { name } = inputs[i]!;
+    const datatype = inputs[i]!.datatype as DataType;
+    const shape = inputs[i]!.shape as number[];
+    const spec = specs[i]!;
+    if (datatype !== spec.datatype) {
+      throw invalidInput(`${prefix}inference input '${name}' data-type is '${datatype}', but model '${c.name}' expects '${spec.datatype}'`);
+    }
+    checkShape(name, shape, spec, c, prefix);
+    checked[i] = { name, datatype, shape, spec };
+  }
+  return { checked, batchSize };
+}
+
+/**
+ * Triton's core src/infer_request.cc ValidateRequestInputs, word for word. Triton checks only the
+ * count; `countOnly` false also refuses a required input left out while the count is right (an
+ * optional one given instead), with the same words, rather than run the model without it.
+ */
+function checkInputCount(c: ModelIOContract, inputs: readonly InputHeader[], given: Set<string>, prefix: string, countOnly: boolean): void {
+  let required = 0;
+  for (const s of c.inputs) if (!s.optional) required++;
+  const missing = c.inputs.filter((s) => !s.optional && !given.has(s.name)).map((s) => `'${s.name}'`);
+  if (inputs.length <= c.inputs.length && inputs.length >= required && (countOnly || missing.length === 0)) return;
+  const got = inputs.map((t) => `'${t.name}'`);
+  // Triton builds the missing list by dropping its last character, so an empty one prints as ']'.
+  const missingList = missing.length > 0 ? `[${missing.join(',')}]` : ']';
+  const tail = `inputs for model '${c.name}'. Got input(s) [${got.join(',')}], but missing required input(s) ${missingList}. Please provide all required input(s).`;
+  if (c.inputs.length === required) {
+    throw invalidInput(`${prefix}expected ${c.inputs.length} inputs but got ${inputs.length} ${tail}`);
+  }
+  throw invalidInput(`${prefix}expected number of inputs between ${required} and ${c.inputs.length} but got ${inputs.length} ${tail}`);
+}
+
+/** Triton's shape check (core src/infer_request.cc Normalize), on the shape without its batch dimension. */
+function checkShape(name: string, shape: number[], spec: TensorSpec, c: ModelIOContract, prefix: string): void {
+  const batched = c.maxBatchSize > 0;
+  const off = batched ? 1 : 0;
+  let match = shape.length - off === spec.dims.length;
+  for (let i = 0; match && i < spec.dims.length; i++) {
+    const d = spec.dims[i]!;
+    if (d !== -1 && d !== shape[i + off]) match = false;
+  }
+  if (match) return;
+  const note = batched
+    ? 'NOTE: Setting a non-zero max_batch_size in the model config requires a batch dimension to be prepended to each input shape. If you want to specify the full shape including the batch dim in your input dims config, try setting max_batch_size to zero. See the model configuration docs for more info on max_batch_size.'
+    : '';
+  throw invalidInput(`${prefix}unexpected shape for input '${name}' for model '${c.name}'. Expected ${fmtShape(expectedShape(spec, c.maxBatchSize))}, got ${fmtShape(shape)}. ${note}`);
 }
 
 function allNonNegativeInts(shape: unknown[]): boolean {
@@ -135,29 +192,25 @@ function allNonNegativeInts(shape: unknown[]): boolean {
 }
 
 /** Validates every input header of a request at once. Returns the batch size (0 when the model does not batch). */
-export function validateInferInputs(contract: ModelIOContract, inputs: readonly InputHeader[]): number {
-  const v = new InputValidator(contract);
-  for (const input of inputs) v.check(input);
-  return v.finish();
+export function validateInferInputs(contract: ModelIOContract, inputs: readonly InputHeader[], requestId = ''): number {
+  return checkInputHeaders(contract, inputs, requestId).batchSize;
 }
 
 /**
- * One requested output: it must exist in the config and be named once (`seen` collects the names
- * of one request). Returns its spec.
+ * One requested output: it must exist in the config (Triton's core src/model.cc GetOutput words)
+ * and be named once (`seen` collects the names of one request). Returns its spec.
  */
-export function checkRequestedOutput(contract: ModelIOContract, name: string, seen: Set<string>): TensorSpec {
+export function checkRequestedOutput(contract: ModelIOContract, name: string, seen: Set<string>, requestId = ''): TensorSpec {
   const spec = contract.outputs.find((s) => s.name === name);
-  if (spec === undefined) {
-    throw invalidInput(`unknown output '${name}' requested from model '${contract.name}'; the model's outputs are: ${contract.outputs.map((s) => s.name).join(', ') || '(none)'}`);
-  }
-  if (seen.has(name)) throw invalidInput(`output '${name}' is requested more than once`);
+  if (spec === undefined) throw invalidInput(`unexpected inference output '${name}' for model '${contract.name}'`);
+  if (seen.has(name)) throw invalidInput(`${logRequest(requestId)}output '${name}' already exists in request`);
   seen.add(name);
   return spec;
 }
 
-export function validateRequestedOutputs(contract: ModelIOContract, names: readonly string[]): void {
+export function validateRequestedOutputs(contract: ModelIOContract, names: readonly string[], requestId = ''): void {
   const seen = new Set<string>();
-  for (const name of names) checkRequestedOutput(contract, name, seen);
+  for (const name of names) checkRequestedOutput(contract, name, seen, requestId);
 }
 
 /**
@@ -166,13 +219,17 @@ export function validateRequestedOutputs(contract: ModelIOContract, names: reado
  * which typed arrays cannot view), BYTES becomes one view per element.
  *
  * @param source where the bytes came from, for messages ("binary data", "raw_input_contents", …)
+ * @param request the model and request id: with them, size errors are worded as Triton's core
+ *   words them (src/infer_request.cc), since clients match those
  */
 export function tensorFromBytes(
   input: { name: string; datatype: DataType; shape: number[] }, bytes: Uint8Array, source = 'binary data',
+  request?: { model: string; requestId?: string },
 ): TensorValue {
   const { name, datatype, shape } = input;
   const count = elementCount(shape);
   if (datatype === 'BYTES') {
+    if (request !== undefined) checkBytesElements(name, bytes, count, request);
     const items = decodeBytesElements(bytes, count);
     if (typeof items === 'string') {
       throw invalidInput(`input '${name}': bad BYTES ${source}: ${items}; each element is a 4-byte little-endian length followed by that many bytes, ${count} elements for shape ${fmtShape(shape)}`);
@@ -181,6 +238,9 @@ export function tensorFromBytes(
   }
   const size = elementSize(datatype);
   if (bytes.byteLength !== count * size) {
+    if (request !== undefined) {
+      throw invalidInput(`${logRequest(request.requestId)}input byte size mismatch for input '${name}' for model '${request.model}'. Expected ${count * size}, got ${bytes.byteLength}`);
+    }
     throw invalidInput(`input '${name}': ${source} has ${bytes.byteLength} bytes but shape ${fmtShape(shape)} of ${datatype} needs ${count * size} (${count} elements x ${size} bytes)`);
   }
   let src = bytes;
@@ -189,6 +249,31 @@ export function tensorFromBytes(
     src.set(bytes);
   }
   return { name, datatype, shape, data: viewAs(datatype, src.buffer, src.byteOffset, src.byteLength) };
+}
+
+/**
+ * Triton's element count check of serialized BYTES (core src/infer_request.cc
+ * ValidateBytesInputs, one buffer), with its words.
+ */
+function checkBytesElements(name: string, bytes: Uint8Array, count: number, request: { model: string; requestId?: string }): void {
+  const prefix = logRequest(request.requestId);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let pos = 0;
+  let checked = 0;
+  while (pos < bytes.byteLength) {
+    if (bytes.byteLength - pos < 4) {
+      throw invalidInput(`${prefix}incomplete string length indicator for inference input '${name}' for model '${request.model}', expecting 4 bytes but only ${bytes.byteLength - pos} bytes available. Please make sure the string length indicator is in one buffer.`);
+    }
+    const len = dv.getUint32(pos, true);
+    checked++;
+    if (checked > count) {
+      throw invalidInput(`${prefix}unexpected number of string elements ${checked} for inference input '${name}' for model '${request.model}', expecting ${count}`);
+    }
+    pos += 4 + len;
+  }
+  if (checked !== count) {
+    throw invalidInput(`${prefix}expected ${count} string elements for inference input '${name}' for model '${request.model}', got ${checked}`);
+  }
 }
 
 /** The serialized bytes of a tensor: numeric data viewed in place, BYTES length-prefixed. */

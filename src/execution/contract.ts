@@ -12,6 +12,29 @@ export interface ExecOutcome {
   outputs?: TensorValue[];
   parameters?: Parameters;
   error?: StubhostError;
+  /**
+   * The host's side of the execution this request was part of (Triton's compute_input and
+   * compute_output): writing the batch's inputs into the stub's arena, and reading its outputs
+   * back out. Set on execute outcomes; the same for every request of a batch.
+   */
+  phases?: ExecPhases;
+}
+
+/** Durations of a batch's input copy and output copy, in ms. */
+export interface ExecPhases {
+  inputMs: number;
+  outputMs: number;
+}
+
+/** One response of a decoupled request, as Triton's response statistics count it (core src/infer_stats.cc). */
+export interface ResponseStat {
+  /** The response's index within its request: 0, 1, 2, … */
+  index: number;
+  kind: 'success' | 'fail' | 'empty' | 'cancel';
+  /** From the previous response of the request (or the execute's start) to this one's arrival. */
+  inferNs: number;
+  /** Reading this response's outputs out of the stub's arena. */
+  outputNs: number;
 }
 
 /** Decoupled responses arrive one by one. */
@@ -30,7 +53,7 @@ export interface ExecutionTarget {
   /** Can take a batch now. */
   canAccept(): boolean;
   /** Executes the batch and settles every job (finish is called by the target). */
-  run(jobs: Job[]): Promise<void>;
+  run(jobs: Job[]): Promise<unknown>;
 }
 
 /** One request waiting in, or passing through, a model's scheduler. */
@@ -62,4 +85,7 @@ export interface JobTiming {
   queueMs: number;
   computeMs: number;
   batchSize: number;
+  /** Of computeMs: the host's input copy and output copy (Triton's compute_input / compute_output); 0 when unknown. */
+  inputMs?: number;
+  outputMs?: number;
 }

@@ -4,7 +4,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { StubProcess, type StalledExecute, type StubProcessOptions } from './stub-process.js';
-import type { ExecOutcome, ExecutionTarget, Job, StreamSink } from '../execution/contract.js';
+import type { ExecOutcome, ExecPhases, ExecutionTarget, Job, StreamSink } from '../execution/contract.js';
 import { StubhostError } from '../errors.js';
 
 export type InstanceState = 'starting' | 'ready' | 'restarting' | 'stopped';
@@ -58,7 +58,8 @@ export class ModelInstance extends EventEmitter implements ExecutionTarget {
     return this.state === 'ready' && this.running < (this.opts.maxInflight ?? 1);
   }
 
-  async run(jobs: Job[]): Promise<void> {
+  /** Runs one batch; resolves with its input and output copy times (ms) once every job is finished. */
+  async run(jobs: Job[]): Promise<ExecPhases> {
     const stub = this.stub!;
     this.running++;
     const started = performance.now();
@@ -68,7 +69,10 @@ export class ModelInstance extends EventEmitter implements ExecutionTarget {
         ? await stub.executeStreaming(requests, jobs.map((j) => j.sink ?? noSink))
         : await stub.execute(requests);
       const computeMs = performance.now() - started;
-      jobs.forEach((job, i) => job.finish(outcomes[i] ?? { error: new StubhostError('STUBHOST_INTERNAL', 'missing outcome') }, { queueMs: 0, computeMs, batchSize: jobs.length }));
+      const phases = outcomes[0]?.phases ?? { inputMs: 0, outputMs: 0 };
+      const timing = { queueMs: 0, computeMs, batchSize: jobs.length, inputMs: phases.inputMs, outputMs: phases.outputMs };
+      jobs.forEach((job, i) => job.finish(outcomes[i] ?? { error: new StubhostError('STUBHOST_INTERNAL', 'missing outcome') }, timing));
+      return phases;
     } finally {
       this.running--;
     }

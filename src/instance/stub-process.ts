@@ -24,7 +24,7 @@ import { readTensor, writeTensor, copyTensor } from '../ipc/tensor-codec.js';
 import { StubhostError, type ErrorBody } from '../errors.js';
 import type { InferRequest, TensorValue } from '../core/types.js';
 import type { Logger } from '../log/logger.js';
-import type { ExecOutcome, StreamSink } from '../execution/contract.js';
+import type { ExecOutcome, ExecPhases, ResponseStat, StreamSink } from '../execution/contract.js';
 import { packageRoot } from '../core/package-root.js';
 import { inspectFlags } from './debug-inspect.js';
 
@@ -61,6 +61,8 @@ export interface StubProcessOptions {
   concurrentExecutes?: number;
   /** Called when the number of executes running past `executeWarnMs` changes. */
   onStalled?: (count: number) => void;
+  /** Each response of a decoupled request (and a final flag sent alone), for the response statistics. */
+  onResponseStat?: (stat: ResponseStat) => void;
   /** Cap on the stub's resident memory outside shared memory (0: off): over it the stub is killed. */
   memoryLimitBytes?: number;
   /** How long start() waits for hello + initialize. */
@@ -79,6 +81,8 @@ interface PendingBatch {
   blocks: Handle[];
   rids: number[];
   startedAt: number;
+  /** Writing the inputs into the arena. */
+  inputMs: number;
   streams?: StreamSink[];
   /** Reported as running past the execute warning limit. */
   stalled?: boolean;
@@ -102,6 +106,8 @@ export class StubProcess extends EventEmitter {
   private readonly batches = new Map<number, PendingBatch>();
   /** Decoupled requests whose final flag has not arrived: rid → sink. */
   private readonly streams = new Map<number, StreamSink>();
+  /** Decoupled requests still streaming: rid → responses so far and when the last one came. */
+  private readonly streamClocks = new Map<number, { count: number; lastAt: number }>();
   private readonly blsCancels = new Map<number, () => void>();
   private nextBatch = 1;
   private nextRid = 1;
@@ -231,6 +237,7 @@ export class StubProcess extends EventEmitter {
     const blocks: Handle[] = [];
     const wire: WireRequest[] = [];
     const rids: number[] = [];
+    const inputStart = performance.now();
     try {
       for (const r of requests) {
         const rid = this.nextRid++;
@@ -244,9 +251,15 @@ export class StubProcess extends EventEmitter {
       return Promise.resolve(requests.map(() => ({ error: e })));
     }
     const b = this.nextBatch++;
+    const sentAt = performance.now();
     return new Promise<ExecOutcome[]>((resolve) => {
-      this.batches.set(b, { b, resolve, blocks, rids, startedAt: performance.now(), streams: sinks });
-      if (sinks) rids.forEach((rid, i) => this.streams.set(rid, sinks[i]!));
+      this.batches.set(b, { b, resolve, blocks, rids, startedAt: sentAt, inputMs: sentAt - inputStart, streams: sinks });
+      if (sinks) {
+        rids.forEach((rid, i) => {
+          this.streams.set(rid, sinks[i]!);
+          if (this.opts.onResponseStat) this.streamClocks.set(rid, { count: 0, lastAt: sentAt });
+        });
+      }
       // After 'exec': a Cancel for a request the stub has not seen yet would be dropped.
       this.channel!.send({ k: 'exec', b, reqs: wire });
       this.channel!.expectReply();
@@ -410,10 +423,13 @@ export class StubProcess extends EventEmitter {
     const channel = this.channel!;
     const n = batch.rids.length;
     const outcomes: ExecOutcome[] = new Array(n);
+    const outputStart = performance.now();
     for (let i = 0; i < n; i++) {
       const r = err ? undefined : rs?.[i];
       outcomes[i] = err ? { error: StubhostError.fromBody(err) } : r ? this.readResponse(r) : {};
     }
+    const phases: ExecPhases = { inputMs: batch.inputMs, outputMs: performance.now() - outputStart };
+    for (let i = 0; i < n; i++) outcomes[i]!.phases = phases;
     for (const h of batch.blocks) channel.arena.free(h);
     if (err && batch.streams) {
       // Execute threw: the decoupled streams of its requests end with that error.
@@ -428,7 +444,18 @@ export class StubProcess extends EventEmitter {
       if (r) this.releaseLater(r);
       return;
     }
-    if (r) sink.response(this.readResponse(r), final);
+    const clock = this.streamClocks.get(rid);
+    const arrived = clock ? performance.now() : 0;
+    const outcome = r ? this.readResponse(r) : undefined;
+    if (clock) {
+      const now = performance.now();
+      const kind = outcome === undefined ? 'empty' : !outcome.error ? 'success' : outcome.error.code === 'STUBHOST_CANCELLED' ? 'cancel' : 'fail';
+      // As Triton's core: an empty response and a failed one copied no outputs.
+      const outputNs = kind === 'success' ? Math.round((now - arrived) * 1e6) : 0;
+      this.opts.onResponseStat!({ index: clock.count++, kind, inferNs: Math.round((arrived - clock.lastAt) * 1e6), outputNs });
+      clock.lastAt = now;
+    }
+    if (outcome) sink.response(outcome, final);
     if (final) this.endStream(rid);
   }
 
@@ -436,6 +463,7 @@ export class StubProcess extends EventEmitter {
     const sink = this.streams.get(rid);
     if (!sink) return;
     this.streams.delete(rid);
+    this.streamClocks.delete(rid);
     sink.end(error);
   }
 
@@ -648,6 +676,7 @@ export class StubProcess extends EventEmitter {
     this.batches.clear();
     const streams = [...this.streams.values()];
     this.streams.clear();
+    this.streamClocks.clear();
     for (const cancel of this.blsCancels.values()) cancel();
     this.blsCancels.clear();
     for (const batch of batches) batch.resolve(batch.rids.map(() => ({ error })));

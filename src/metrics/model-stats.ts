@@ -38,6 +38,30 @@ export interface ExecutionDurations {
   computeOutputNs: number;
 }
 
+/** One response index's counters, as Triton's InferResponseStats (core src/infer_stats.h). */
+interface ResponseCounters {
+  computeInferCount: number;
+  computeInferNs: number;
+  computeOutputCount: number;
+  computeOutputNs: number;
+  successCount: number;
+  successNs: number;
+  failCount: number;
+  failNs: number;
+  emptyCount: number;
+  emptyNs: number;
+  cancelCount: number;
+  cancelNs: number;
+}
+
+/** One response of a decoupled request (see ResponseStat in src/instance/stub-process.ts). */
+export interface ResponseDurations {
+  index: number;
+  kind: 'success' | 'fail' | 'empty' | 'cancel';
+  inferNs: number;
+  outputNs: number;
+}
+
 interface BatchCounters {
   count: number;
   inputNs: number;
@@ -74,6 +98,8 @@ export class ModelStatsRecorder {
   private computeOutputNs = 0;
   /** Allocates once per distinct batch size, never per call. */
   private readonly batches = new Map<number, BatchCounters>();
+  /** Response index → counters (decoupled models); allocates once per index seen. */
+  private readonly responses = new Map<number, ResponseCounters>();
 
   /** With `metrics`, every record call also updates the model's Prometheus series. */
   constructor(model: string, version: string, metrics?: Metrics) {
@@ -137,6 +163,49 @@ export class ModelStatsRecorder {
     }
   }
 
+  /**
+   * One response of a decoupled request, counted under its index as Triton's core does
+   * (src/infer_stats.cc UpdateResponseSuccess / Fail / Empty / Cancel): success and fail add
+   * compute_infer, compute_output (when outputs were copied) and their sum; an empty response
+   * (the final flag alone) adds compute_infer; a cancelled one only its own duration.
+   */
+  recordResponse(d: ResponseDurations): void {
+    let r = this.responses.get(d.index);
+    if (!r) {
+      r = { computeInferCount: 0, computeInferNs: 0, computeOutputCount: 0, computeOutputNs: 0, successCount: 0, successNs: 0, failCount: 0, failNs: 0, emptyCount: 0, emptyNs: 0, cancelCount: 0, cancelNs: 0 };
+      this.responses.set(d.index, r);
+    }
+    const inferNs = ns(d.inferNs);
+    const outputNs = ns(d.outputNs);
+    switch (d.kind) {
+      case 'cancel':
+        r.cancelCount++;
+        r.cancelNs += inferNs + outputNs;
+        return;
+      case 'empty':
+        r.computeInferCount++;
+        r.computeInferNs += inferNs;
+        r.emptyCount++;
+        r.emptyNs += inferNs;
+        return;
+      case 'success':
+      case 'fail':
+        r.computeInferCount++;
+        r.computeInferNs += inferNs;
+        if (d.kind === 'success' || outputNs > 0) {
+          r.computeOutputCount++;
+          r.computeOutputNs += outputNs;
+        }
+        if (d.kind === 'success') {
+          r.successCount++;
+          r.successNs += inferNs + outputNs;
+        } else {
+          r.failCount++;
+          r.failNs += inferNs + outputNs;
+        }
+    }
+  }
+
   /** Requests queued and not yet handed to an instance. */
   setPending(n: number): void {
     this.pendingCount = n;
@@ -168,6 +237,7 @@ export class ModelStatsRecorder {
         cache_hit: { count: 0, ns: 0 },
         cache_miss: { count: 0, ns: 0 },
       },
+      response_stats: this.responseStats(),
       batch_stats: batchSizes.map((size) => {
         const b = this.batches.get(size)!;
         return {
@@ -179,6 +249,22 @@ export class ModelStatsRecorder {
       }),
       memory_usage: [],
     };
+  }
+
+  private responseStats(): ModelStatistics['response_stats'] {
+    const out: ModelStatistics['response_stats'] = {};
+    for (const index of [...this.responses.keys()].sort((a, b) => a - b)) {
+      const r = this.responses.get(index)!;
+      out[String(index)] = {
+        compute_infer: { count: r.computeInferCount, ns: r.computeInferNs },
+        compute_output: { count: r.computeOutputCount, ns: r.computeOutputNs },
+        success: { count: r.successCount, ns: r.successNs },
+        fail: { count: r.failCount, ns: r.failNs },
+        empty_response: { count: r.emptyCount, ns: r.emptyNs },
+        cancel: { count: r.cancelCount, ns: r.cancelNs },
+      };
+    }
+    return out;
   }
 
   /**

@@ -8,7 +8,7 @@ import { ModelInstance } from '../instance/model-instance.js';
 import type { BlsHandler, StalledExecute } from '../instance/stub-process.js';
 import { Scheduler, markAnswered } from '../scheduler/scheduler.js';
 import { SequenceBatcher } from '../scheduler/sequence-batcher.js';
-import type { ExecOutcome, ExecutionTarget, Job, StreamSink } from '../execution/contract.js';
+import type { ExecOutcome, ExecutionTarget, Job, JobTiming, StreamSink } from '../execution/contract.js';
 import type { QueuePolicy } from '../scheduler/priority-queue.js';
 import { AsyncQueue } from '../core/async-queue.js';
 import { fromConfigType, typedArrayFor } from '../core/dtypes.js';
@@ -327,14 +327,12 @@ export class ModelVersion {
   }
 
   /** The statistics of one request that ended: `timing` when it ran, none when the deadline answered for it. */
-  private recordOutcome(arrived: number, outcome: ExecOutcome, timing?: { queueMs: number; computeMs: number }): void {
+  private recordOutcome(arrived: number, outcome: ExecOutcome, timing?: JobTiming): void {
     // Whole nanoseconds: Triton's statistics carry uint64 ns, and clients parse them as integers.
     const requestNs = Math.round((performance.now() - arrived) * 1e6);
     if (outcome.error || !timing) this.stats.recordFailure({ requestNs, reason: failureReasonOf(outcome.error) });
     else {
-      this.stats.recordSuccess({
-        queueNs: Math.round(timing.queueMs * 1e6), computeInputNs: 0, computeInferNs: Math.round(timing.computeMs * 1e6), computeOutputNs: 0, requestNs,
-      });
+      this.stats.recordSuccess({ queueNs: Math.round(timing.queueMs * 1e6), ...computeNs(timing.computeMs, timing.inputMs, timing.outputMs), requestNs });
     }
   }
 
@@ -400,10 +398,9 @@ export class ModelVersion {
       canAccept: () => inst.canAccept(),
       run: async (jobs: Job[]) => {
         const started = performance.now();
-        await inst.run(jobs);
-        const ns = Math.round((performance.now() - started) * 1e6);
+        const phases = await inst.run(jobs);
         const size = this.config.max_batch_size > 0 ? jobs.reduce((n, j) => n + j.batchSize, 0) : jobs.length;
-        this.stats.recordExecution(size, { computeInputNs: 0, computeInferNs: ns, computeOutputNs: 0 });
+        this.stats.recordExecution(size, computeNs(performance.now() - started, phases.inputMs, phases.outputMs));
       },
     };
   }
@@ -411,7 +408,7 @@ export class ModelVersion {
   private makeScheduler(): Pick<Scheduler, 'submit' | 'schedule' | 'addTarget' | 'close' | 'idle' | 'levelOf'> {
     const sb = this.config.sequence_batching;
     if (sb) {
-      return new SequenceBatcher({ modelLabel: this.label, maxBatchSize: this.config.max_batch_size, config: sb, onPending: (n) => this.stats.setPending(n) });
+      return new SequenceBatcher({ modelLabel: this.label, modelName: this.name, maxBatchSize: this.config.max_batch_size, config: sb, onPending: (n) => this.stats.setPending(n) });
     }
     const db = this.config.dynamic_batching;
     const levels = db && db.priority_levels > 0 ? db.priority_levels : 1;
@@ -518,6 +515,7 @@ export class ModelVersion {
       executeWarnMs: this.opts.executeWarnMs ?? 0,
       concurrentExecutes: this.maxInflight(),
       onStalled: (count) => this.opts.metrics?.setStalledExecutes(this.name, spec.name, count),
+      onResponseStat: (stat) => this.stats.recordResponse(stat),
       memoryLimitBytes: this.memoryLimitBytes(),
       arenaMaxBytes: Number(modelParameter(this.config, 'shm_max_bytes') ?? 0) || this.opts.arenaMaxBytes,
       logger: this.opts.logger,
@@ -631,4 +629,14 @@ function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> 
       resolve(true);
     });
   });
+}
+
+/**
+ * An execution's compute durations as Triton splits them (core src/infer_stats.cc): the input
+ * copy, the rest (the model's execute, and the IPC around it), and the output copy.
+ */
+function computeNs(computeMs: number, inputMs = 0, outputMs = 0): { computeInputNs: number; computeInferNs: number; computeOutputNs: number } {
+  const computeInputNs = Math.round(inputMs * 1e6);
+  const computeOutputNs = Math.round(outputMs * 1e6);
+  return { computeInputNs, computeInferNs: Math.max(0, Math.round(computeMs * 1e6) - computeInputNs - computeOutputNs), computeOutputNs };
 }

@@ -254,7 +254,8 @@ export class ModelRepository {
       if (!entry || (entry.versions.size === 0 && entry.state !== 'LOADING')) {
         // A model removed from disk and unloaded (poll mode) is no longer part of the repository.
         if (entry && !onDisk.has(name) && entry.reason === 'unloaded') continue;
-        if (!readyOnly) out.push({ name, state: entry ? entry.state : 'UNAVAILABLE', reason: entry?.reason ?? '' });
+        // Never loaded: Triton's index holds only the name (core model_repository_manager.cc RepositoryIndex).
+        if (!readyOnly) out.push(entry ? { name, state: entry.state, reason: entry.reason } : { name });
         continue;
       }
       for (const mv of entry.versions.values()) {

@@ -413,6 +413,8 @@ class DispatchedJob implements Job {
   finish(outcome: ExecOutcome, timing: JobTiming): void {
     if (this.done) return;
     this.done = true;
-    this.deliver(this.job, outcome, { queueMs: this.startedAt - this.job.enqueuedAt, computeMs: timing.computeMs, batchSize: this.size });
+    this.deliver(this.job, outcome, {
+      queueMs: this.startedAt - this.job.enqueuedAt, computeMs: timing.computeMs, batchSize: this.size, inputMs: timing.inputMs, outputMs: timing.outputMs,
+    });
   }
 }

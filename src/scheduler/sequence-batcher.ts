@@ -59,7 +59,8 @@ export class SequenceBatcher {
   private idleWaiters: (() => void)[] = [];
   private closed = false;
 
-  constructor(private readonly opts: { modelLabel: string; maxBatchSize: number; config: SequenceConfig; onPending?: (n: number) => void }) {
+  /** modelName: the model as Triton's client-facing messages name it. */
+  constructor(private readonly opts: { modelLabel: string; modelName?: string; maxBatchSize: number; config: SequenceConfig; onPending?: (n: number) => void }) {
     this.slotsPerInstance = Math.max(1, opts.maxBatchSize);
     this.oldest = opts.config.oldest !== undefined;
     this.idleMs = (opts.config.max_sequence_idle_microseconds || 1_000_000) / 1000;
@@ -86,8 +87,14 @@ export class SequenceBatcher {
     if (this.closed) return fail('STUBHOST_UNAVAILABLE', `${this.opts.modelLabel} is unloading`);
     const r = job.request;
     const corr = r.correlationId;
+    // Triton's checks and words, in its order (core src/sequence_batch_scheduler/
+    // sequence_batch_scheduler.cc Enqueue, sequence_utils.h SetupSequenceRequest).
+    const model = `model '${this.opts.modelName ?? r.modelName}'`;
+    if (job.batchSize > 1) {
+      return fail('STUBHOST_INVALID_INPUT', `inference request to ${model} must specify batch-size 1 due to requirements of sequence batcher`);
+    }
     if (corr === undefined || corr === '' || corr === 0n || corr === '0') {
-      return fail('STUBHOST_INVALID_INPUT', `inference request to ${this.opts.modelLabel} must specify a non-zero or non-empty correlation ID (parameters.sequence_id): the model uses sequence batching`);
+      return fail('STUBHOST_INVALID_INPUT', `inference request to ${model} must specify a non-zero or non-empty correlation ID`);
     }
     const key = String(corr);
     const badCorrid = typeof corr === 'string' && !/^\d+$/.test(corr) ? this.numericCorrid() : undefined;
@@ -110,7 +117,8 @@ export class SequenceBatcher {
         seq.state.clear();
       }
     } else if (!seq || seq.ended) {
-      return fail('STUBHOST_INVALID_INPUT', `inference request for sequence ${key} to ${this.opts.modelLabel} must specify the START flag on the first request of the sequence (or the sequence timed out after ${this.idleMs} ms idle)`);
+      // (also what a sequence idle past max_sequence_idle_microseconds gets, as in Triton)
+      return fail('STUBHOST_INVALID_INPUT', `inference request for sequence ${key} to ${model} must specify the START flag on the first request of the sequence`);
     }
     const queuedJob: Job = { ...full, request: { ...r, correlationId: corr } };
     const entry = seq.queue.push(queuedJob);

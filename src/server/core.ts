@@ -19,9 +19,14 @@ export type ModelControlMode = 'none' | 'poll' | 'explicit';
 
 export const SERVER_NAME = 'stubhost';
 export const SERVER_VERSION = '0.1.0';
+/**
+ * Triton's list, in its order (core src/server.cc; 'trace' only when built with tracing, which
+ * stubhost is not). cuda_shared_memory is listed by Triton built without GPUs too: its endpoints
+ * answer (status and unregister succeed, register fails).
+ */
 export const EXTENSIONS = [
   'classification', 'sequence', 'model_repository', 'model_repository(unload_dependents)', 'schedule_policy',
-  'model_configuration', 'system_shared_memory', 'binary_tensor_data', 'parameters', 'statistics', 'logging', 'generate',
+  'model_configuration', 'system_shared_memory', 'cuda_shared_memory', 'binary_tensor_data', 'parameters', 'statistics', 'logging',
 ];
 
 export class ServerCore implements InferenceService {
@@ -225,8 +230,8 @@ export class ServerCore implements InferenceService {
       try {
         const mv = this.repository.get(request.modelName, request.modelVersion);
         const contract = mv.contract();
-        validateInferInputs(contract, request.inputs);
-        if (request.outputs) validateRequestedOutputs(contract, request.outputs.map((o) => o.name));
+        if (request.outputs) validateRequestedOutputs(contract, request.outputs.map((o) => o.name), request.id);
+        validateInferInputs(contract, request.inputs, request.id);
         for await (const r of mv.inferStream(request)) sink.response({ outputs: r.outputs, parameters: r.parameters });
         sink.end();
       } catch (err) {

@@ -69,8 +69,24 @@ export interface ShmRef {
 
 export const SHM_PARAMETERS: ReadonlySet<string> = new Set(['shared_memory_region', 'shared_memory_byte_size', 'shared_memory_offset']);
 
-/** What both front-ends answer on the CUDA shared-memory routes and RPCs. */
-export const CUDA_SHM_UNSUPPORTED = 'CUDA shared memory is not supported on this server (no GPU); use system shared memory (/v2/systemsharedmemory)';
+/**
+ * CUDA shared memory, as Triton built without GPU support answers it (src/http_server.cc
+ * HandleCudaSharedMemory, src/grpc/grpc_server.cc, src/shared_memory_manager.cc): no region can
+ * be registered, so status lists none and unregister has nothing to do (both succeed); register
+ * fails with these words (INVALID_ARG).
+ */
+export function cudaShmRegisterUnsupported(name: string): StubhostError {
+  return new StubhostError('STUBHOST_INVALID_ARG', `failed to register CUDA shared memory region: '${name}', GPUs not supported`);
+}
+
+/** CUDA status: always empty; a named region is not found (Triton's words tell a system region apart). */
+export function cudaShmStatus(registry: SharedMemoryRegistry | undefined, name: string | undefined): [] {
+  if (name === undefined || name === '') return [];
+  if (registry?.has(name)) {
+    throw new StubhostError('STUBHOST_NOT_FOUND', `The region named '${name}' is registered as system shared memory, not CUDA shared memory`);
+  }
+  throw new StubhostError('STUBHOST_NOT_FOUND', `Unable to find cuda shared memory region: '${name}'`);
+}
 
 /** What both front-ends answer when a request names shared memory and the server has no registry. */
 export function shmUnsupported(dir: 'input' | 'output', name: string): StubhostError {
@@ -150,6 +166,11 @@ export class SharedMemoryRegistry {
   /** Throws Triton's "disabled" error unless clients may use shared memory. */
   assertAllowed(): void {
     if (!this.allowed) throw new StubhostError('STUBHOST_CLIENT_SHM_DISABLED', CLIENT_SHM_DISABLED);
+  }
+
+  /** A system region of this name is registered. */
+  has(name: string): boolean {
+    return this.regions.has(name);
   }
 
   /** Regions registered now (each holds one open descriptor). */

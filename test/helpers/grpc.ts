@@ -12,6 +12,11 @@ const packageDefinition = protoLoader.loadSync('grpc_service.proto', {
 /** The `inference` package (GRPCInferenceService constructor), for clients with their own options. */
 export const inference = (grpc.loadPackageDefinition(packageDefinition) as any).inference;
 
+/** The `grpc.health.v1` package (Health constructor), as grpc-health-probe's client is made. */
+export const health = (grpc.loadPackageDefinition(protoLoader.loadSync('health.proto', {
+  keepCase: true, longs: String, enums: String, defaults: true, oneofs: true, includeDirs: [GRPC_PROTO_DIR],
+})) as any).grpc.health.v1;
+
 export interface TestGrpcClient {
   /** The raw grpc-js client (for streams and options). */
   raw: any;

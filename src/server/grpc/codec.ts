@@ -9,8 +9,10 @@
 import type { ModelIOContract } from '../../core/service.js';
 import type { InferRequest, InferResult, ParamValue, Parameters, RequestedOutput, TensorValue } from '../../core/types.js';
 import { StubhostError } from '../../errors.js';
-import type { NumericTypedArray } from '../../core/dtypes.js';
-import { type CheckedInput, InputValidator, fmtShape, invalidInput, tensorBytes, tensorFromBytes, validateRequestedOutputs } from '../../core/validate.js';
+import { type NumericTypedArray, elementSize } from '../../core/dtypes.js';
+import {
+  type CheckedInput, checkInputHeaders, invalidInput, logRequest, parseModelVersion, tensorBytes, tensorFromBytes, validateRequestedOutputs,
+} from '../../core/validate.js';
 import { type ShmAccess, checkShmOutput, shmInputBytes, shmRefOf, withoutShmParameters, writeShmOutput } from '../shm-registry.js';
 
 // ---- wire shapes (the subset the front-end reads or writes) ----
@@ -134,32 +136,64 @@ function toDims(shape: readonly (string | number)[]): number[] {
   return shape.map(Number);
 }
 
-/** Typed `contents` (the slower, non-raw form) → TensorValue; FP16/BF16 exist only as raw bytes. */
-function tensorFromContents(input: CheckedInput, c: InferTensorContentsMsg): TensorValue {
+/** Which datatype each typed contents field carries, as Triton's src/grpc/infer_handler.cc reads them. */
+const CONTENTS_FIELDS: readonly (readonly [keyof InferTensorContentsMsg, (dt: string) => string])[] = [
+  ['bool_contents', () => 'BOOL'],
+  ['int_contents', (dt) => (dt === 'INT8' || dt === 'INT16' ? dt : 'INT32')],
+  ['int64_contents', () => 'INT64'],
+  ['uint_contents', (dt) => (dt === 'UINT8' || dt === 'UINT16' ? dt : 'UINT32')],
+  ['uint64_contents', () => 'UINT64'],
+  ['fp32_contents', () => 'FP32'],
+  ['fp64_contents', () => 'FP64'],
+  ['bytes_contents', () => 'BYTES'],
+];
+
+/**
+ * Typed `contents` (the slower, non-raw form) → TensorValue; FP16/BF16 exist only as raw bytes.
+ * The checks and their words are Triton's: src/grpc/infer_handler.cc InferGRPCToInputHelper for
+ * the field, core src/infer_request.cc for the size.
+ */
+function tensorFromContents(input: CheckedInput, c: InferTensorContentsMsg, request: { model: string; requestId: string }): TensorValue {
   const { name, datatype, shape } = input;
+  let filled = false;
+  for (const [field, carries] of CONTENTS_FIELDS) {
+    if ((c[field]?.length ?? 0) === 0) continue;
+    if (filled) {
+      throw invalidInput(`unexpected explicit tensor data for input tensor '${name}' for model '${request.model}', binary data was already supplied.`);
+    }
+    filled = true;
+    const dt = carries(datatype);
+    if (dt !== datatype) {
+      throw invalidInput(`unexpected explicit tensor data for input tensor '${name}' for model '${request.model}' of type '${dt}', expected datatype '${datatype}'`);
+    }
+  }
   let count = 1;
   for (const d of shape) count *= d;
-  const pick = <T>(values: T[] | undefined, field: string): T[] => {
+  const pick = <T>(values: T[] | undefined): T[] => {
     const list = values ?? [];
     if (list.length !== count) {
-      throw invalidInput(`input '${name}': ${field} has ${list.length} elements but shape ${fmtShape(shape)} needs ${count}`);
+      if (datatype === 'BYTES') {
+        throw invalidInput(`${logRequest(request.requestId)}expected ${count} string elements for inference input '${name}' for model '${request.model}', got ${list.length}`);
+      }
+      const size = elementSize(datatype);
+      throw invalidInput(`${logRequest(request.requestId)}input byte size mismatch for input '${name}' for model '${request.model}'. Expected ${count * size}, got ${list.length * size}`);
     }
     return list;
   };
   let data: NumericTypedArray | Uint8Array[];
   switch (datatype) {
-    case 'BOOL': data = Uint8Array.from(pick(c.bool_contents, 'bool_contents'), (b) => (b ? 1 : 0)); break;
-    case 'INT8': data = Int8Array.from(pick(c.int_contents, 'int_contents')); break;
-    case 'INT16': data = Int16Array.from(pick(c.int_contents, 'int_contents')); break;
-    case 'INT32': data = Int32Array.from(pick(c.int_contents, 'int_contents')); break;
-    case 'INT64': data = BigInt64Array.from(pick(c.int64_contents, 'int64_contents'), (v) => BigInt(v)); break;
-    case 'UINT8': data = Uint8Array.from(pick(c.uint_contents, 'uint_contents')); break;
-    case 'UINT16': data = Uint16Array.from(pick(c.uint_contents, 'uint_contents')); break;
-    case 'UINT32': data = Uint32Array.from(pick(c.uint_contents, 'uint_contents')); break;
-    case 'UINT64': data = BigUint64Array.from(pick(c.uint64_contents, 'uint64_contents'), (v) => BigInt(v)); break;
-    case 'FP32': data = Float32Array.from(pick(c.fp32_contents, 'fp32_contents')); break;
-    case 'FP64': data = Float64Array.from(pick(c.fp64_contents, 'fp64_contents')); break;
-    case 'BYTES': data = pick(c.bytes_contents, 'bytes_contents'); break;
+    case 'BOOL': data = Uint8Array.from(pick(c.bool_contents), (b) => (b ? 1 : 0)); break;
+    case 'INT8': data = Int8Array.from(pick(c.int_contents)); break;
+    case 'INT16': data = Int16Array.from(pick(c.int_contents)); break;
+    case 'INT32': data = Int32Array.from(pick(c.int_contents)); break;
+    case 'INT64': data = BigInt64Array.from(pick(c.int64_contents), (v) => BigInt(v)); break;
+    case 'UINT8': data = Uint8Array.from(pick(c.uint_contents)); break;
+    case 'UINT16': data = Uint16Array.from(pick(c.uint_contents)); break;
+    case 'UINT32': data = Uint32Array.from(pick(c.uint_contents)); break;
+    case 'UINT64': data = BigUint64Array.from(pick(c.uint64_contents), (v) => BigInt(v)); break;
+    case 'FP32': data = Float32Array.from(pick(c.fp32_contents)); break;
+    case 'FP64': data = Float64Array.from(pick(c.fp64_contents)); break;
+    case 'BYTES': data = pick(c.bytes_contents); break;
     case 'FP16':
     case 'BF16':
       throw invalidInput(`input '${name}': ${datatype} data must be sent in raw_input_contents (there is no typed contents field for it)`);
@@ -180,56 +214,55 @@ export interface DecodedInferRequest {
  */
 export function decodeInferRequest(msg: ModelInferRequestMsg, contract: ModelIOContract, shm?: ShmAccess): DecodedInferRequest {
   const model = contract.name;
-  let modelVersion: number | undefined;
-  if (msg.model_version) {
-    modelVersion = Number(msg.model_version);
-    if (!Number.isSafeInteger(modelVersion) || modelVersion < 0) {
-      throw new StubhostError('STUBHOST_INVALID_ARG', `invalid model version '${msg.model_version}' for model '${msg.model_name}'`);
-    }
-  }
+  // Triton reads the version before it looks the model up (src/common.cc GetModelVersionFromString).
+  const modelVersion = parseModelVersion(msg.model_version);
 
-  const validator = new InputValidator(contract);
-  const checked = msg.inputs.map((t) => validator.check({ name: t.name, datatype: t.datatype, shape: toDims(t.shape) }));
-  validator.finish();
+  // As Triton's core (src/infer_request.cc Normalize): requested outputs first, then the inputs.
+  const outputs: RequestedOutput[] = (msg.outputs ?? []).map((o) => {
+    const params = decodeParameters(o.parameters);
+    return Object.keys(params).length > 0 ? { name: o.name, parameters: params } : { name: o.name };
+  });
+  validateRequestedOutputs(contract, outputs.map((o) => o.name), msg.id);
+  const { checked } = checkInputHeaders(contract, msg.inputs.map((t) => ({ name: t.name, datatype: t.datatype, shape: toDims(t.shape) })), msg.id);
   const inputParams = msg.inputs.map((t) => decodeParameters(t.parameters));
   const shmRefs = msg.inputs.map((t, i) => shmRefOf(inputParams[i], `input '${t.name}'`));
 
-  // Triton's rule: raw_input_contents holds one entry per input that is not in shared memory, in order.
+  // As Triton's src/grpc/infer_handler.cc InferGRPCToInput: input by input, the ones not in shared
+  // memory take the next raw_input_contents entry, and contents may not be given alongside raw
+  // contents. What is left over is refused, as Triton's frontend does.
   const raw = msg.raw_input_contents ?? [];
-  const rawWanted = shmRefs.filter((r) => r === undefined).length;
-  if (raw.length > 0 && raw.length !== rawWanted) {
-    throw invalidInput(`expected ${rawWanted} raw_input_contents (one per input not in shared memory) for model '${model}', got ${raw.length}`);
-  }
+  const sizeContext = { model, requestId: msg.id };
   let rawIndex = 0;
   const inputs = msg.inputs.map((t, i): TensorValue => {
     const input = checked[i]!;
     const ref = shmRefs[i];
     let tensor: TensorValue;
     if (ref !== undefined) {
-      if (t.contents) throw invalidInput(`input '${t.name}': has shared_memory_region and also contents; send the data one way`);
-      tensor = tensorFromBytes(input, shmInputBytes(shm, ref, t.name), `data in shared memory region '${ref.region}'`);
-    } else if (raw.length > 0) {
       if (t.contents) {
-        throw invalidInput(`input '${t.name}': contents field must not be specified when using raw_input_contents; send the data one way`);
+        throw invalidInput(`unexpected 'content' provided when using shared memory for input tensor '${t.name}' for model '${msg.model_name}'`);
       }
-      tensor = tensorFromBytes(input, raw[rawIndex++]!, 'raw_input_contents');
+      tensor = tensorFromBytes(input, shmInputBytes(shm, ref, t.name), `data in shared memory region '${ref.region}'`, sizeContext);
+    } else if (t.contents && raw.length > 0) {
+      throw invalidInput(`contents field must not be specified when using raw_input_contents for '${t.name}' for model '${msg.model_name}'`);
     } else if (t.contents) {
-      tensor = tensorFromContents(input, t.contents);
+      tensor = tensorFromContents(input, t.contents, sizeContext);
+    } else if (raw.length > rawIndex) {
+      tensor = tensorFromBytes(input, raw[rawIndex++]!, 'raw_input_contents', sizeContext);
     } else {
-      throw invalidInput(`input '${t.name}' for model '${model}' has no data: set raw_input_contents, contents or shared_memory_region`);
+      throw invalidInput(`unable to find data for input tensor '${t.name}' for model '${msg.model_name}' in request.`);
     }
     const params = withoutShmParameters(inputParams[i]);
     if (params !== undefined) tensor.parameters = params;
     return tensor;
   });
-
-  const outputs: RequestedOutput[] = (msg.outputs ?? []).map((o) => {
-    const params = decodeParameters(o.parameters);
-    const ref = shmRefOf(params, `output '${o.name}'`);
+  if (rawIndex < raw.length) {
+    // Triton ignores entries left over; they mean client and server disagree on which input is which.
+    throw invalidInput(`expected ${rawIndex} raw_input_contents (one per input not in shared memory) for model '${model}', got ${raw.length}`);
+  }
+  for (const o of outputs) {
+    const ref = shmRefOf(o.parameters, `output '${o.name}'`);
     if (ref !== undefined) checkShmOutput(shm, ref, o.name);
-    return Object.keys(params).length > 0 ? { name: o.name, parameters: params } : { name: o.name };
-  });
-  validateRequestedOutputs(contract, outputs.map((o) => o.name));
+  }
 
   const request: InferRequest = {
     id: msg.id,

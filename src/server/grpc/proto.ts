@@ -1,6 +1,7 @@
 /**
- * Loads Triton's GRPCInferenceService definition from the .proto files in ./proto (found from
- * the package root: the compiled build in dist/ reads the same files, tsc does not copy them).
+ * Loads Triton's GRPCInferenceService (and the gRPC health service) from the .proto files in
+ * ./proto (found from the package root: the compiled build in dist/ reads the same files, tsc
+ * does not copy them).
  * Loaded at run time (no generated code) so the .proto files stay the one source of truth.
  */
 import path from 'node:path';
@@ -33,4 +34,15 @@ export function inferenceServiceDefinition(): grpc.ServiceDefinition {
     cached = pkg['inference.GRPCInferenceService'] as grpc.ServiceDefinition;
   }
   return cached;
+}
+
+let cachedHealth: grpc.ServiceDefinition | undefined;
+
+/** The `grpc.health.v1.Health` definition (loaded once). */
+export function healthServiceDefinition(): grpc.ServiceDefinition {
+  if (!cachedHealth) {
+    const pkg = protoLoader.loadSync('health.proto', PROTO_LOADER_OPTIONS);
+    cachedHealth = pkg['grpc.health.v1.Health'] as grpc.ServiceDefinition;
+  }
+  return cachedHealth;
 }

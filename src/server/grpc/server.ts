@@ -11,8 +11,9 @@ import {
   decodeInferRequest, encodeInferResponse,
   type InferParameterMsg, type ModelInferRequestMsg, type ModelInferResponseMsg,
 } from './codec.js';
-import { inferenceServiceDefinition } from './proto.js';
-import { CUDA_SHM_UNSUPPORTED, type SharedMemoryRegistry } from '../shm-registry.js';
+import { healthServiceDefinition, inferenceServiceDefinition } from './proto.js';
+import { type SharedMemoryRegistry, cudaShmRegisterUnsupported, cudaShmStatus } from '../shm-registry.js';
+import { parseModelVersion } from '../../core/validate.js';
 import { grpcRestrictedMessage, headerMatches, type RestrictedCategory, type RestrictedFeatures, type Restriction } from '../restricted-features.js';
 import { grpcServerCredentials, type GrpcTls } from './tls.js';
 
@@ -63,7 +64,12 @@ export const GRPC_METHOD_CATEGORY = {
   CudaSharedMemoryStatus: 'shared-memory', CudaSharedMemoryRegister: 'shared-memory', CudaSharedMemoryUnregister: 'shared-memory',
   TraceSetting: 'trace',
   LogSettings: 'logging',
+  // grpc.health.v1.Health/Check, which Triton registers under its health category too.
+  Check: 'health',
 } as const satisfies Record<string, RestrictedCategory>;
+
+/** Triton's words for a decoupled model on ModelInfer (src/grpc/infer_handler.cc ModelInferHandler::Execute). */
+export const GRPC_DECOUPLED_UNSUPPORTED = "ModelInfer RPC doesn't support models with decoupled transaction policy";
 
 type GrpcMethod = keyof typeof GRPC_METHOD_CATEGORY;
 type Handler = grpc.handleUnaryCall<any, any> | grpc.handleBidiStreamingCall<any, any>;
@@ -95,6 +101,12 @@ const opt = (s: string): string | undefined => (s === '' ? undefined : s);
 /** The HTTP front-end's body limit: one size limit for a request whichever protocol carries it. */
 export const DEFAULT_GRPC_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
+/** A request's version as the service takes it, read as Triton reads it (src/common.cc GetModelVersionFromString). */
+function versionOf(version: string | undefined): string | undefined {
+  const n = parseModelVersion(version);
+  return n === undefined ? undefined : String(n);
+}
+
 function cancelledError(): StubhostError {
   return new StubhostError('STUBHOST_CANCELLED', 'the client cancelled the request');
 }
@@ -121,7 +133,9 @@ export class GrpcServer {
       'grpc.max_send_message_length': max,
       interceptors: [explainSizeLimit(max)],
     });
-    server.addService(inferenceServiceDefinition(), this.#restricted(this.#handlers()));
+    const { Check, ...inference } = this.#restricted(this.#handlers());
+    server.addService(inferenceServiceDefinition(), inference);
+    server.addService(healthServiceDefinition(), { Check: Check! });
     this.#server = server;
     const host = this.#opts.host ?? '0.0.0.0';
     // An IPv6 literal is bracketed in a gRPC address.
@@ -251,13 +265,16 @@ export class GrpcServer {
     return {
       ServerLive: this.#unary(() => ({ live: svc.isLive() })),
       ServerReady: this.#unary(() => ({ ready: svc.isReady() })),
-      ModelReady: this.#unary((call) => ({ ready: svc.modelReady(call.request.name, opt(call.request.version)) })),
+      ModelReady: this.#unary((call) => ({ ready: svc.modelReady(call.request.name, versionOf(call.request.version)) })),
       ServerMetadata: this.#unary(() => svc.serverMetadata()),
-      ModelMetadata: this.#unary((call) => svc.modelMetadata(call.request.name, opt(call.request.version))),
-      ModelConfig: this.#unary((call) => ({ config: svc.modelConfig(call.request.name, opt(call.request.version)) })),
+      ModelMetadata: this.#unary((call) => svc.modelMetadata(call.request.name, versionOf(call.request.version))),
+      ModelConfig: this.#unary((call) => ({ config: svc.modelConfig(call.request.name, versionOf(call.request.version)) })),
       ModelStatistics: this.#unary((call) => ({
-        model_stats: svc.modelStatistics(opt(call.request.name), opt(call.request.version)),
+        model_stats: svc.modelStatistics(opt(call.request.name), versionOf(call.request.version)),
       })),
+      // As Triton's CommonHandler::RegisterHealthCheck (src/grpc/grpc_server.cc): whatever service
+      // is named, SERVING while the server is ready, NOT_SERVING otherwise.
+      Check: this.#unary(() => ({ status: svc.isReady() ? 'SERVING' : 'NOT_SERVING' })),
       RepositoryIndex: this.#unary((call) => ({ models: svc.repositoryIndex(call.request.ready) })),
       RepositoryModelLoad: this.#unary(async (call) => {
         await svc.loadModel(call.request.model_name, loadOptions(call.request.parameters ?? {}));
@@ -295,10 +312,18 @@ export class GrpcServer {
         this.#shm().unregister(opt(call.request.name));
         return {};
       }),
-      CudaSharedMemoryStatus: this.#unary(() => ({ regions: {} })),
-      // As Triton's grpc_server.cc: "disabled" first while client shared memory is off.
-      CudaSharedMemoryRegister: this.#unary(() => { this.#opts.shm?.assertAllowed(); throw new StubhostError('STUBHOST_UNSUPPORTED', CUDA_SHM_UNSUPPORTED); }),
-      CudaSharedMemoryUnregister: this.#unary(() => { this.#opts.shm?.assertAllowed(); throw new StubhostError('STUBHOST_UNSUPPORTED', CUDA_SHM_UNSUPPORTED); }),
+      // CUDA shared memory as Triton built without GPUs answers it (src/grpc/grpc_server.cc): status
+      // lists no region; register fails (without GPUs Triton does not look at the client-shm flag
+      // there); unregister is refused while client shared memory is off, and succeeds otherwise.
+      CudaSharedMemoryStatus: this.#unary((call) => {
+        cudaShmStatus(this.#opts.shm, opt(call.request.name));
+        return { regions: {} };
+      }),
+      CudaSharedMemoryRegister: this.#unary((call) => { throw cudaShmRegisterUnsupported(call.request.name); }),
+      CudaSharedMemoryUnregister: this.#unary(() => {
+        this.#shm().assertAllowed();
+        return {};
+      }),
       TraceSetting: unimplemented('tracing'),
     };
   }
@@ -310,7 +335,10 @@ export class GrpcServer {
 
   async #modelInfer(call: grpc.ServerUnaryCall<ModelInferRequestMsg, ModelInferResponseMsg>): Promise<ModelInferResponseMsg> {
     const msg = call.request;
-    const contract = this.#service.modelContract(msg.model_name, opt(msg.model_version));
+    // As Triton's ModelInferHandler::Execute: the version, then the model's transaction policy,
+    // before the request is built or anything runs.
+    const contract = this.#service.modelContract(msg.model_name, versionOf(msg.model_version));
+    if (contract.decoupled) throw new StubhostError('STUBHOST_NOT_IMPLEMENTED', GRPC_DECOUPLED_UNSUPPORTED);
     const shm = this.#opts.shm?.session();
     const ac = new AbortController();
     const onCancel = (): void => ac.abort(cancelledError());
@@ -370,7 +398,7 @@ export class GrpcServer {
     inflight.add(ac);
     const shm = this.#opts.shm?.session();
     try {
-      const contract = this.#service.modelContract(msg.model_name, opt(msg.model_version));
+      const contract = this.#service.modelContract(msg.model_name, versionOf(msg.model_version));
       const { request, enableEmptyFinalResponse } = decodeInferRequest(msg, contract, shm);
       request.signal = ac.signal;
       let sentFinal = false;

@@ -11,10 +11,10 @@
  */
 import { StubhostError } from '../../errors.js';
 import { type DataType, type NumericTypedArray, elementCount, typedArrayFor } from '../../core/dtypes.js';
-import type { InferRequest, InferResult, Parameters, RequestedOutput, TensorValue } from '../../core/types.js';
+import type { InferRequest, InferResult, Parameters, RequestedOutput, TensorSpec, TensorValue } from '../../core/types.js';
 import type { ModelIOContract } from '../../core/service.js';
 import {
-  InputValidator, checkRequestedOutput, fmtShape, invalidInput as invalid, isNonNegativeInt, tensorBytes, tensorFromBytes,
+  checkInputHeaders, checkRequestedOutput, fmtShape, invalidInput as invalid, isNonNegativeInt, tensorBytes, tensorFromBytes,
 } from '../../core/validate.js';
 import { checkJsonNesting } from '../../core/json-nesting.js';
 import { SHM_PARAMETERS, type ShmAccess, checkShmOutput, shmInputBytes, shmRefOf, writeShmOutput } from '../shm-registry.js';
@@ -137,11 +137,32 @@ export function decodeInferRequest(
 
   const inputs = doc.inputs ?? [];
   if (!Array.isArray(inputs)) throw invalid(`'inputs' must be an array of tensors`);
-  const validator = new InputValidator(contract);
-  let binaryPos = jsonEnd;
-  for (const raw of inputs) {
+  const headers: { name: string; datatype: unknown; shape: unknown }[] = new Array(inputs.length);
+  for (let i = 0; i < inputs.length; i++) {
+    const raw = inputs[i];
     if (!isObject(raw) || typeof raw.name !== 'string') throw invalid(`each entry of 'inputs' must be an object with a string 'name'`);
-    const input = validator.check({ name: raw.name, datatype: raw.datatype, shape: raw.shape });
+    headers[i] = { name: raw.name, datatype: raw.datatype, shape: raw.shape };
+  }
+  let outputList: Record<string, unknown>[] | undefined;
+  if (doc.outputs !== undefined) {
+    if (!Array.isArray(doc.outputs)) throw invalid(`'outputs' must be an array of {name, parameters}`);
+    outputList = doc.outputs as Record<string, unknown>[];
+    for (const raw of outputList) {
+      if (!isObject(raw) || typeof raw.name !== 'string') throw invalid(`each entry of 'outputs' must be an object with a string 'name'`);
+    }
+  }
+  // Triton's core checks the requested outputs before the inputs (src/infer_request.cc Normalize).
+  const outputSpecs: TensorSpec[] = [];
+  if (outputList !== undefined) {
+    const wanted = new Set<string>();
+    for (const raw of outputList) outputSpecs.push(checkRequestedOutput(contract, raw.name as string, wanted, id));
+  }
+  const { checked } = checkInputHeaders(contract, headers, id);
+  const sizeContext = { model: contract.name, requestId: id };
+  let binaryPos = jsonEnd;
+  for (let i = 0; i < inputs.length; i++) {
+    const raw = inputs[i] as Record<string, unknown>;
+    const input = checked[i]!;
     const { name, datatype, shape } = input;
 
     let tensor: TensorValue = { name, datatype, shape, data: [] };
@@ -166,16 +187,18 @@ export function decodeInferRequest(
         throw invalid(`input '${name}': has shared_memory_region and also ${raw.data !== undefined ? "'data'" : "'binary_data_size'"}; send the data one way`);
       }
       const bytes = shmInputBytes(shm, shmRef, name);
-      tensor = { ...tensorFromBytes(input, bytes, `data in shared memory region '${shmRef.region}'`), parameters: tensor.parameters };
+      tensor = { ...tensorFromBytes(input, bytes, `data in shared memory region '${shmRef.region}'`, sizeContext), parameters: tensor.parameters };
     } else if (binarySize !== undefined) {
       if (raw.data !== undefined) throw invalid(`input '${name}': has both 'data' and 'binary_data_size'; send one of them`);
       if (headerLength === undefined) {
-        throw invalid(`input '${name}': has 'binary_data_size' but the request has no Inference-Header-Content-Length header giving the JSON length`);
+        // as Triton's src/http_server.cc (which names the header so)
+        throw invalid(`must specify valid 'Infer-Header-Content-Length' in request header and 'binary_data_size' when passing inputs in binary data format`);
       }
       if (binaryPos + binarySize > body.byteLength) {
-        throw invalid(`input '${name}': binary_data_size ${binarySize} runs past the end of the body (${body.byteLength - binaryPos} bytes left)`);
+        // as Triton's src/http_server.cc: the bytes still missing
+        throw invalid(`unexpected size for input '${name}', expecting ${binaryPos + binarySize - body.byteLength} additional bytes for model '${contract.name}'`);
       }
-      tensor.data = tensorFromBytes(input, body.subarray(binaryPos, binaryPos + binarySize)).data;
+      tensor.data = tensorFromBytes(input, body.subarray(binaryPos, binaryPos + binarySize), 'binary data', sizeContext).data;
       binaryPos += binarySize;
     } else {
       if (!Array.isArray(raw.data)) {
@@ -187,18 +210,16 @@ export function decodeInferRequest(
     request.inputs.push(tensor);
   }
   if (binaryPos !== body.byteLength) {
-    throw invalid(`the body has ${body.byteLength - binaryPos} bytes after the inputs' binary data; check each input's binary_data_size and Inference-Header-Content-Length`);
+    // as Triton's src/http_server.cc
+    throw invalid(`unexpected additional input data for model '${contract.name}'`);
   }
-  validator.finish();
 
-  if (doc.outputs !== undefined) {
-    if (!Array.isArray(doc.outputs)) throw invalid(`'outputs' must be an array of {name, parameters}`);
+  if (outputList !== undefined) {
     const outputs: RequestedOutput[] = [];
-    const wanted = new Set<string>();
-    for (const raw of doc.outputs) {
-      if (!isObject(raw) || typeof raw.name !== 'string') throw invalid(`each entry of 'outputs' must be an object with a string 'name'`);
-      const name = raw.name;
-      const spec = checkRequestedOutput(contract, name, wanted);
+    for (let i = 0; i < outputList.length; i++) {
+      const raw = outputList[i]!;
+      const name = raw.name as string;
+      const spec = outputSpecs[i]!;
       const out: RequestedOutput = { name, binary: binaryOutputDefault };
       if (raw.parameters !== undefined) {
         const params = checkParameters(raw.parameters, `output '${name}'`);
@@ -245,7 +266,8 @@ function badElement(name: string, datatype: DataType, leaves: unknown[], i: numb
 export function fromJson(name: string, datatype: DataType, shape: number[], count: number, data: unknown[]): TensorValue['data'] {
   // As Triton: JSON numbers cannot say which 16-bit float they mean (1.0 and 1 are one number).
   if (datatype === 'FP16' || datatype === 'BF16') {
-    throw invalid(`receiving ${datatype} data via JSON is not supported. Please use the binary data format for input '${name}' (parameters.binary_data_size and the bytes after the JSON)`);
+    // as Triton's src/http_server.cc ReadDataFromJson, word for word
+    throw invalid(`receiving ${datatype} data via JSON is not supported. Please use the binary data format for input ${name}`);
   }
   // Nested arrays (as Triton accepts) are flattened; a flat array is used as is.
   const leaves: unknown[] = data.length > 0 && Array.isArray(data[0]) ? (data.flat(Infinity as 1) as unknown[]) : data;

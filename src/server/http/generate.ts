@@ -74,7 +74,7 @@ export function decodeGenerateRequest(
     }
   }
   // Shapes against the config's dims, as for any infer request.
-  validateInferInputs(contract, request.inputs);
+  validateInferInputs(contract, request.inputs, request.id);
   return request;
 }
 

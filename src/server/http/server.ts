@@ -11,12 +11,13 @@ import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { StubhostError, httpStatusOf } from '../../errors.js';
-import type { InferenceService } from '../../core/service.js';
+import type { InferenceService, RepositoryIndexEntry } from '../../core/service.js';
 import type { InferRequest, InferResult } from '../../core/types.js';
 import { decodeInferRequest, encodeInferResponse, parseHeaderLength } from './codec.js';
 import { decodeGenerateRequest, encodeGenerateResponse } from './generate.js';
 import { checkJsonNesting } from '../../core/json-nesting.js';
-import { CUDA_SHM_UNSUPPORTED, type SharedMemoryRegistry } from '../shm-registry.js';
+import { type SharedMemoryRegistry, cudaShmRegisterUnsupported, cudaShmStatus } from '../shm-registry.js';
+import { parseModelVersion } from '../../core/validate.js';
 import { headerMatches, httpRestrictedMessage, type RestrictedCategory, type RestrictedFeatures } from '../restricted-features.js';
 
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
@@ -66,7 +67,7 @@ interface ActiveInfer {
 type RouteKind =
   | 'server' | 'live' | 'ready' | 'allStats' | 'modelMeta' | 'modelReady' | 'modelConfig' | 'infer'
   | 'modelStats' | 'repoIndex' | 'load' | 'unload' | 'logging'
-  | 'shmStatus' | 'shmRegister' | 'shmUnregister' | 'cudaShmStatus' | 'cudaShmChange'
+  | 'shmStatus' | 'shmRegister' | 'shmUnregister' | 'cudaShmStatus' | 'cudaShmRegister' | 'cudaShmUnregister'
   | 'generate' | 'generateStream' | 'trace';
 
 /**
@@ -80,7 +81,7 @@ const ROUTE_CATEGORY: Record<RouteKind, RestrictedCategory> = {
   server: 'metadata', modelMeta: 'metadata',
   infer: 'inference', generate: 'inference', generateStream: 'inference',
   shmStatus: 'shared-memory', shmRegister: 'shared-memory', shmUnregister: 'shared-memory',
-  cudaShmStatus: 'shared-memory', cudaShmChange: 'shared-memory',
+  cudaShmStatus: 'shared-memory', cudaShmRegister: 'shared-memory', cudaShmUnregister: 'shared-memory',
   modelConfig: 'model-config',
   repoIndex: 'model-repository', load: 'model-repository', unload: 'model-repository',
   allStats: 'statistics', modelStats: 'statistics',
@@ -129,8 +130,8 @@ function route(path: string): Route | undefined {
       if (n !== i + 1) return undefined;
       const cuda = p[2] === 'cudasharedmemory';
       if (p[i] === 'status') return { kind: cuda ? 'cudaShmStatus' : 'shmStatus', methods: GET, region };
-      if (p[i] === 'unregister') return { kind: cuda ? 'cudaShmChange' : 'shmUnregister', methods: POST, region };
-      if (p[i] === 'register' && region !== undefined) return { kind: cuda ? 'cudaShmChange' : 'shmRegister', methods: POST, region };
+      if (p[i] === 'unregister') return { kind: cuda ? 'cudaShmUnregister' : 'shmUnregister', methods: POST, region };
+      if (p[i] === 'register' && region !== undefined) return { kind: cuda ? 'cudaShmRegister' : 'shmRegister', methods: POST, region };
       return undefined;
     }
     case 'repository':
@@ -357,13 +358,17 @@ function sendEmpty(res: ServerResponse, status: number): void {
   res.end();
 }
 
-function parseVersion(version: string): number {
-  const n = Number(version);
-  if (version === '' || !Number.isSafeInteger(n) || n < 0) {
-    throw new StubhostError('STUBHOST_INVALID_ARG', `model version must be a non-negative integer, got '${version}'`);
-  }
-  return n;
+/** The path's version as the service takes it, read as Triton reads it (refused before the model is looked up). */
+function versionOf(version: string | undefined): string | undefined {
+  const n = parseModelVersion(version);
+  return n === undefined ? undefined : String(n);
 }
+
+/** Triton's words for a decoupled model on the HTTP infer endpoint (src/http_server.cc CheckTransactionPolicy). */
+export const HTTP_DECOUPLED_UNSUPPORTED = "HTTP end point doesn't support models with decoupled transaction policy";
+
+/** Triton's answer when non-streaming generate gets other than one response (src/http_server.cc SendChunkResponse). */
+export const GENERATE_NOT_ONE_RESPONSE = 'generate expects model to produce exactly 1 response, use generate stream for model that generates various number of responses';
 
 export class HttpServer {
   readonly #service: InferenceService;
@@ -498,12 +503,12 @@ export class HttpServer {
       case 'live': return sendEmpty(res, svc.isLive() ? 200 : 400);
       case 'ready': return sendEmpty(res, svc.isReady() ? 200 : 400);
       case 'server': return sendJson(res, 200, JSON.stringify(svc.serverMetadata()));
-      case 'modelMeta': return sendJson(res, 200, JSON.stringify(svc.modelMetadata(r.model!, r.version)));
-      case 'modelReady': return sendEmpty(res, svc.modelReady(r.model!, r.version) ? 200 : 400);
-      case 'modelConfig': return sendJson(res, 200, JSON.stringify(svc.modelConfig(r.model!, r.version)));
+      case 'modelMeta': return sendJson(res, 200, JSON.stringify(svc.modelMetadata(r.model!, versionOf(r.version))));
+      case 'modelReady': return sendEmpty(res, svc.modelReady(r.model!, versionOf(r.version)) ? 200 : 400);
+      case 'modelConfig': return sendJson(res, 200, JSON.stringify(svc.modelConfig(r.model!, versionOf(r.version))));
       case 'allStats':
       case 'modelStats':
-        return sendJson(res, 200, JSON.stringify({ model_stats: svc.modelStatistics(r.model, r.version) }));
+        return sendJson(res, 200, JSON.stringify({ model_stats: svc.modelStatistics(r.model, versionOf(r.version)) }));
       case 'infer': return this.#infer(req, res, r.model!, r.version);
       case 'generate': return this.#generate(req, res, r.model!, r.version, false);
       case 'generateStream': return this.#generate(req, res, r.model!, r.version, true);
@@ -511,7 +516,7 @@ export class HttpServer {
         const body = await readJsonObject(req, this.#maxBody);
         const ready = body?.ready;
         if (ready !== undefined && typeof ready !== 'boolean') throw new StubhostError('STUBHOST_INVALID_ARG', `'ready' must be true or false`);
-        return sendJson(res, 200, JSON.stringify(svc.repositoryIndex(ready)));
+        return sendJson(res, 200, JSON.stringify(svc.repositoryIndex(ready).map(indexEntryJson)));
       }
       case 'load': {
         const params = parametersOf(await readJsonObject(req, this.#maxBody));
@@ -562,11 +567,19 @@ export class HttpServer {
         this.#shm().unregister(r.region);
         return sendEmpty(res, 200);
       case 'cudaShmStatus':
-        return sendJson(res, 200, '[]');
-      case 'cudaShmChange':
+        // No GPU: no CUDA region is ever registered (a system region of that name is named so).
+        return sendJson(res, 200, JSON.stringify(cudaShmStatus(this.#opts.shm, r.region)));
+      case 'cudaShmRegister':
+        // As Triton's HandleCudaSharedMemory built without GPUs (src/http_server.cc): "disabled"
+        // first, then the region name, then GPUs not supported.
         await readDecodedBody(req, this.#maxBody, 0);
-        this.#opts.shm?.assertAllowed(); // Triton answers "disabled" first, for CUDA regions too
-        throw new StubhostError('STUBHOST_UNSUPPORTED', CUDA_SHM_UNSUPPORTED);
+        this.#shm().assertAllowed();
+        throw cudaShmRegisterUnsupported(r.region!);
+      case 'cudaShmUnregister':
+        // Nothing to unregister without GPUs: success, once client shared memory is allowed.
+        await readDecodedBody(req, this.#maxBody, 0);
+        this.#shm().assertAllowed();
+        return sendEmpty(res, 200);
       case 'trace':
         // Triton's answer when it is built without tracing (src/http_server.cc HandleTrace).
         throw new StubhostError('STUBHOST_UNAVAILABLE', 'the server does not support tracing');
@@ -583,8 +596,11 @@ export class HttpServer {
   async #infer(req: IncomingMessage, res: ServerResponse, model: string, version: string | undefined): Promise<void> {
     const headerLength = parseHeaderLength(req.headers['inference-header-content-length']);
     const body = await readDecodedBody(req, this.#maxBody, headerLength ?? 0);
-    const modelVersion = version === undefined ? undefined : parseVersion(version);
-    const contract = this.#service.modelContract(model, version);
+    // As Triton's HandleInfer (src/http_server.cc): the version, then the model's transaction
+    // policy, before the body is parsed or anything runs.
+    const modelVersion = parseModelVersion(version);
+    const contract = this.#service.modelContract(model, modelVersion === undefined ? undefined : String(modelVersion));
+    if (contract.decoupled) throw new StubhostError('STUBHOST_NOT_IMPLEMENTED', HTTP_DECOUPLED_UNSUPPORTED);
     if (res.destroyed) return; // the client left while the body was read
     const shm = this.#opts.shm?.session();
     // Copies out of client shared memory count until the answer is sent or the client is gone.
@@ -596,7 +612,7 @@ export class HttpServer {
     this.#active.set(res, { ac, model }); // aborted by #onResponseClose if the client leaves
     request.signal = ac.signal;
 
-    const result = contract.decoupled ? await this.#inferDecoupled(request, ac) : await this.#service.infer(request);
+    const result = await this.#service.infer(request);
     if (res.headersSent || res.destroyed) return; // closed meanwhile, or failed by close()
     const enc = encodeInferResponse(result, { requested: request.outputs, binaryDefault: binaryOutputDefault, maxBatchSize: contract.maxBatchSize, shm });
     if (enc.binary.length === 0) {
@@ -623,17 +639,24 @@ export class HttpServer {
    */
   async #generate(req: IncomingMessage, res: ServerResponse, model: string, version: string | undefined, stream: boolean): Promise<void> {
     const body = await readDecodedBody(req, this.#maxBody, 0);
-    const modelVersion = version === undefined ? undefined : parseVersion(version);
-    const contract = this.#service.modelContract(model, version);
+    const modelVersion = parseModelVersion(version);
+    const contract = this.#service.modelContract(model, modelVersion === undefined ? undefined : String(modelVersion));
     const request = decodeGenerateRequest(body, contract, { modelName: model, modelVersion });
     const ac = new AbortController();
     if (res.destroyed) return;
     this.#active.set(res, { ac, model }); // aborted by #onResponseClose if the client leaves
     request.signal = ac.signal;
     if (!stream) {
-      const result = contract.decoupled ? await this.#inferDecoupled(request, ac) : await this.#service.infer(request);
+      if (!contract.decoupled) {
+        const result = await this.#service.infer(request);
+        if (res.headersSent || res.destroyed) return;
+        return sendJson(res, 200, JSON.stringify(encodeGenerateResponse(result)));
+      }
+      // Triton runs a decoupled model here too, and answers with the status of its first response
+      // (200 when it succeeded, or when there was none) and this error unless it sent exactly one.
+      const result = await this.#oneResponse(request, ac);
       if (res.headersSent || res.destroyed) return;
-      return sendJson(res, 200, JSON.stringify(encodeGenerateResponse(result)));
+      return sendJson(res, 200, JSON.stringify(result === undefined ? { error: GENERATE_NOT_ONE_RESPONSE } : encodeGenerateResponse(result)));
     }
     res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' });
     try {
@@ -647,22 +670,26 @@ export class HttpServer {
     res.end();
   }
 
-  /** Decoupled models over HTTP: allowed only when they send exactly one response, as in Triton. */
-  async #inferDecoupled(request: InferRequest, ac: AbortController): Promise<InferResult> {
+  /**
+   * A decoupled model's only response; undefined when it sent none or more than one (it is
+   * cancelled at the second: the answer is known then). The first response's error is thrown.
+   */
+  async #oneResponse(request: InferRequest, ac: AbortController): Promise<InferResult | undefined> {
     let first: InferResult | undefined;
     let count = 0;
-    for await (const result of this.#service.inferStream(request)) {
-      if (++count === 1) first = result;
-      else {
-        ac.abort(new StubhostError('STUBHOST_CANCELLED', 'second response of a decoupled model over HTTP'));
-        break;
+    try {
+      for await (const result of this.#service.inferStream(request)) {
+        if (++count === 1) first = result;
+        else {
+          ac.abort(new StubhostError('STUBHOST_CANCELLED', 'second response of a decoupled model to non-streaming generate'));
+          break;
+        }
       }
+    } catch (err) {
+      if (count === 0) throw err;
+      return undefined; // a later response failed: the answer is still "not exactly one"
     }
-    if (count !== 1) {
-      throw new StubhostError('STUBHOST_UNSUPPORTED',
-        `model '${request.modelName}' sent ${count === 0 ? 'no response' : 'more than one response'}; the HTTP infer endpoint doesn't support models with decoupled transaction policy unless they send exactly one response (use gRPC ModelStreamInfer)`);
-    }
-    return first!;
+    return count === 1 ? first : undefined;
   }
 
   #sendError(res: ServerResponse, err: unknown): void {
@@ -687,6 +714,20 @@ export class HttpServer {
 function headerValue(req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name.toLowerCase()];
   return Array.isArray(v) ? v[0] : v;
+}
+
+/**
+ * A repository index entry as Triton writes it (core src/tritonserver.cc
+ * TRITONSERVER_ServerModelIndex): a model never loaded is only its name; `version` and `reason`
+ * appear only when there is one.
+ */
+function indexEntryJson(e: RepositoryIndexEntry): Record<string, string> {
+  if (e.state === undefined) return { name: e.name };
+  const out: Record<string, string> = { name: e.name };
+  if (e.version !== undefined) out.version = e.version;
+  out.state = e.state;
+  if (e.reason) out.reason = e.reason;
+  return out;
 }
 
 function parametersOf(body: Record<string, unknown> | undefined): Record<string, unknown> {
