@@ -133,9 +133,9 @@ const HTTP_PROBES: Record<RestrictedCategory, HttpProbe[]> = {
     { method: 'POST', path: '/v2/systemsharedmemory/region/nope/register', body: { key: '/nope', offset: 0, byte_size: 16 }, expect: 'not-refused' },
     { method: 'POST', path: '/v2/systemsharedmemory/unregister', expect: 'not-refused' },
     { method: 'GET', path: '/v2/cudasharedmemory/status', expect: 200 },
-    // Client shared memory is off here: Triton's HTTP answers "disabled" (501) first, for CUDA too.
-    { method: 'POST', path: '/v2/cudasharedmemory/region/nope/register', body: { raw_handle: { b64: '' }, device_id: 0, byte_size: 16 }, expect: 501 },
-    { method: 'POST', path: '/v2/cudasharedmemory/unregister', expect: 501 },
+    // Client shared memory is on here; built without GPUs, CUDA register fails (400) and unregister succeeds, as Triton's.
+    { method: 'POST', path: '/v2/cudasharedmemory/region/nope/register', body: { raw_handle: { b64: '' }, device_id: 0, byte_size: 16 }, expect: 400 },
+    { method: 'POST', path: '/v2/cudasharedmemory/unregister', expect: 200 },
   ],
   'model-config': [
     { method: 'GET', path: '/v2/models/add_sub/config', expect: 200 },
