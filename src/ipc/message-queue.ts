@@ -32,6 +32,8 @@ export interface MessageQueueOptions {
    * consumer's spins end only on their budget.
    */
   peerProgressOffset?: number;
+  /** Whether the peer is waking up at our call (the other direction's `peerWaking`). */
+  peerWaking?: () => boolean;
 }
 
 export type MessageHandler = (message: Uint8Array) => void;
@@ -54,6 +56,8 @@ export class MessageQueue {
   private readonly spinMicros: number;
   private readonly words: Int32Array;
   private readonly takenIndex: number;
+  /** Producer: `taken` when our last post had to wake the consumer (-1: never). */
+  private wokeAtTaken = -1;
   private tail = 0;
   private head = 0;
   /** Producer: messages waiting for free slots, in order; `pendingOffset` into the first one. */
@@ -91,8 +95,8 @@ export class MessageQueue {
     const peerProgress = (offset: number | undefined) => (offset === undefined ? undefined : { words: this.words, index: offset >> 2 });
     // The consumer waits for the peer's next message; the producer waits for the consumer to
     // free slots, which follows its taking them.
-    const filledGate = new SpinGate({ sharesOneCpu, peerProgress: peerProgress(options.peerProgressOffset) });
-    const freeGate = new SpinGate({ sharesOneCpu, peerProgress: peerProgress(h + kTaken) });
+    const filledGate = new SpinGate({ sharesOneCpu, peerProgress: peerProgress(options.peerProgressOffset), peerWaking: options.peerWaking });
+    const freeGate = new SpinGate({ sharesOneCpu, peerProgress: peerProgress(h + kTaken), peerWaking: () => this.peerWaking() });
     this.filled = new Semaphore(buffer, h + kFilledCount, h + kFilledSleeper, { spinMicros: this.spinMicros, gate: filledGate });
     this.free = new Semaphore(buffer, h + kFreeCount, h + kFreeSleeper, { spinMicros: this.spinMicros, gate: freeGate });
   }
@@ -107,6 +111,11 @@ export class MessageQueue {
   /** Slots the consumer has taken so far (wraps at 2^31). */
   get taken(): number {
     return Atomics.load(this.words, this.takenIndex);
+  }
+
+  /** Producer: the consumer is waking up because we woke it, and has taken nothing since. */
+  peerWaking(): boolean {
+    return this.wokeAtTaken === Atomics.load(this.words, this.takenIndex);
   }
 
   /** Takes a filled slot (the consumer), recording the progress the producer's spins watch. */
@@ -190,7 +199,11 @@ export class MessageQueue {
       posted++;
     } while (more);
     // One post per batch of slots: one wake syscall at most.
-    if (posted > 0) this.filled.post(posted);
+    if (posted > 0) {
+      const wakes = this.filled.stats.wakes;
+      this.filled.post(posted);
+      if (this.filled.stats.wakes !== wakes) this.wokeAtTaken = Atomics.load(this.words, this.takenIndex);
+    }
     return more ? offset : DONE;
   }
 

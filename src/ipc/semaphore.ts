@@ -5,10 +5,10 @@
  * `post` makes the futex wake syscall only when the flag is set, and clears it as it wakes, so
  * a burst of posts to a sleeper costs one syscall and posts to a side that is awake cost none.
  * The protocol (no wake is ever lost): the waiter stores the flag, re-checks the count, then
- * futex-waits on the count word expecting 0; the poster adds to the count, then reads the flag.
- * Both are sequentially consistent Atomics, so at least one side sees the other's write: either
- * the waiter's re-check sees the unit, or the poster sees the flag (and its wake comes after the
- * kernel's own re-check of the count, or that re-check sees the unit).
+ * futex-waits on the count word expecting 0; the poster adds to the count, then reads the flag
+ * (sequentially consistent Atomics, so neither reorders). If the add comes before the kernel's
+ * compare in futex_wait, the wait returns at once; if after, the waiter was already flagged, so
+ * the poster sees the flag and wakes it. (The re-check only saves a syscall.)
  *
  * Waiting spins briefly first, when that can pay (see spin-gate.ts): a futex sleep/wake costs
  * tens of microseconds, and a peer running on another CPU often answers faster than that.
@@ -24,6 +24,15 @@ import { SpinGate } from './spin-gate.js';
 const INT32_MAX = 0x7fffffff;
 const AWAKE = 0;
 const SLEEPING = 1;
+/** The shortest adaptive spin worth starting, in microseconds. */
+const MIN_SPIN_US = 4;
+/**
+ * After this many spins in a row on a peer we had just woken that did not answer in time (its
+ * wake-up takes longer than our budget), the next SKIP_WAKING_SPINS waits on a waking peer
+ * sleep at once.
+ */
+const WAKING_MISSES_BEFORE_SKIP = 4;
+const SKIP_WAKING_SPINS = 32;
 
 export interface SemaphoreOptions {
   /** The longest `wait`/`waitAsync` poll the count before sleeping, in microseconds. */
@@ -40,6 +49,9 @@ export interface SemaphoreStats {
   sleeps: number;
   /** Synchronous sleeps that timed out with a unit available: a post that did not wake us. */
   missedWakes: number;
+  /** Spins started, and those that found a unit. */
+  spins: number;
+  spinHits: number;
   /** Spins cut short because the peer made no progress. */
   stalledSpins: number;
 }
@@ -47,7 +59,7 @@ export interface SemaphoreStats {
 let defaultGate: SpinGate | undefined;
 
 export class Semaphore {
-  readonly stats: SemaphoreStats = { wakes: 0, sleeps: 0, missedWakes: 0, stalledSpins: 0 };
+  readonly stats: SemaphoreStats = { wakes: 0, sleeps: 0, missedWakes: 0, spins: 0, spinHits: 0, stalledSpins: 0 };
   private readonly words: Int32Array;
   private readonly countIndex: number;
   private readonly sleeperIndex: number;
@@ -60,6 +72,8 @@ export class Semaphore {
   /** Current spin length of the adaptive spin (see spinUntilAvailable), in microseconds. */
   private adaptiveSpin: number;
   private spinProbe = 0;
+  private wakingMisses = 0;
+  private skipWakingSpins = 0;
 
   /** `countByteOffset` and `sleeperByteOffset` are byte offsets of two Int32 words of `buffer`. */
   constructor(private readonly buffer: SharedArrayBuffer, countByteOffset: number, sleeperByteOffset: number, options: SemaphoreOptions = {}) {
@@ -106,29 +120,45 @@ export class Semaphore {
   }
 
   /**
-   * Polls for up to `micros` for the count to become positive, without taking it. Without an
-   * argument the spin adapts: it halves after each spin that found nothing and doubles (up to
-   * `spinMicros`) after one that did, with a full-length probe every 32nd call once it reached
-   * zero. Either way it does not spin when the gate says the peer cannot run meanwhile, and it
-   * stops once the peer's progress word stood still for the gate's stall time. (On 2 cores
-   * under load, a fixed 30 µs spin took pipelined echo from 1.3 M to 0.17 M messages/s.)
+   * Polls for up to `micros` for the count to become positive, without taking it. It does not
+   * spin when the gate says the peer cannot run meanwhile, and it stops once the peer's
+   * progress word stood still for the gate's stall time. Without an argument the length adapts:
+   * a spin that found nothing in its whole budget halves it (to zero, then a full-length probe
+   * every 32nd call); one that found the unit after t µs raises it to at least 2t; a stalled
+   * spin changes nothing, except that a peer we woke which keeps answering later than the
+   * budget is, for a while, not waited for (see WAKING_MISSES_BEFORE_SKIP).
+   * (On 2 cores under load, a fixed 30 µs spin took pipelined echo from 1.3 M to 0.17 M
+   * messages/s; with both processes on one CPU, spinning tripled the round trip.)
    */
   spinUntilAvailable(micros?: number): boolean {
     if (Atomics.load(this.words, this.countIndex) > 0) return true;
     const gate = this.gate;
     if (!gate.canSpin()) return false;
     const adaptive = micros === undefined;
+    const tracks = gate.tracksProgress;
+    const waking = tracks && gate.peerWaking();
+    if (adaptive && waking && this.skipWakingSpins > 0) {
+      this.skipWakingSpins--;
+      return false;
+    }
     let budget = micros ?? this.adaptiveSpin;
     if (adaptive && budget === 0 && (++this.spinProbe & 31) === 0) budget = this.spinMicros;
     if (budget <= 0) return false;
+    this.stats.spins++;
     const start = performance.now();
     const deadline = start + budget / 1000;
-    const tracks = gate.tracksProgress;
     let progress = gate.peerProgress();
     let lastMove = start;
+    // A peer we just woke gets the whole budget to show progress; one that was running, the stall time.
+    let stallMs = waking ? budget / 1000 : gate.stallMs;
     for (let i = 0; ; i++) {
       if (Atomics.load(this.words, this.countIndex) > 0) {
-        if (adaptive) this.adaptiveSpin = Math.min(this.spinMicros, Math.max(1, this.adaptiveSpin * 2));
+        this.stats.spinHits++;
+        if (adaptive) {
+          const tookUs = (performance.now() - start) * 1000;
+          this.adaptiveSpin = Math.min(this.spinMicros, Math.max(this.adaptiveSpin, MIN_SPIN_US, 2 * tookUs));
+          if (waking) this.wakingMisses = 0;
+        }
         return true;
       }
       if ((i & 63) !== 63) continue;
@@ -139,11 +169,21 @@ export class Semaphore {
         if (p !== progress) {
           progress = p;
           lastMove = now;
-        } else stalled = now - lastMove >= gate.stallMs;
+          stallMs = gate.stallMs;
+        } else stalled = now - lastMove >= stallMs;
       }
-      if (stalled || now >= deadline) {
-        if (stalled) this.stats.stalledSpins++;
-        if (adaptive) this.adaptiveSpin = this.adaptiveSpin < 2 ? 0 : this.adaptiveSpin / 2;
+      if (stalled) {
+        // The peer did not run (or works on something long): not a reason to spin less next
+        // time it runs; a peer that wakes too slowly, though, is not worth waiting for.
+        this.stats.stalledSpins++;
+        if (adaptive && waking && stallMs !== gate.stallMs && ++this.wakingMisses >= WAKING_MISSES_BEFORE_SKIP) {
+          this.wakingMisses = 0;
+          this.skipWakingSpins = SKIP_WAKING_SPINS;
+        }
+        return false;
+      }
+      if (now >= deadline) {
+        if (adaptive) this.adaptiveSpin = this.adaptiveSpin < 2 * MIN_SPIN_US ? 0 : this.adaptiveSpin / 2;
         return false;
       }
     }

@@ -11,14 +11,19 @@
 import fs from 'node:fs';
 import os from 'node:os';
 
-/** A spin ends once the peer's progress word has not moved for this long. */
-export const DEFAULT_STALL_MICROS = 12;
+/** A spin ends once the peer's progress word has not moved for this long (see SpinGate). */
+export const DEFAULT_STALL_MICROS = 20;
 
 export interface SpinGateOptions {
   /** True while the peer cannot run at the same time as us. */
   sharesOneCpu?: () => boolean;
   /** A word of `words` the peer moves whenever it makes progress (takes a slot we wrote). */
   peerProgress?: { words: Int32Array; index: number };
+  /**
+   * True while the peer is waking up because we woke it and it has taken nothing since: it is
+   * not stalled, just late, so a spin gives it its whole budget before judging it.
+   */
+  peerWaking?: () => boolean;
   stallMicros?: number;
 }
 
@@ -26,12 +31,14 @@ export class SpinGate {
   private readonly sharesOneCpu: () => boolean;
   private readonly progressWords?: Int32Array;
   private readonly progressIndex: number;
+  private readonly waking?: () => boolean;
   readonly stallMs: number;
 
   constructor(options: SpinGateOptions = {}) {
     this.sharesOneCpu = options.sharesOneCpu ?? localCpuOnly;
     this.progressWords = options.peerProgress?.words;
     this.progressIndex = options.peerProgress?.index ?? 0;
+    this.waking = options.peerWaking;
     this.stallMs = (options.stallMicros ?? DEFAULT_STALL_MICROS) / 1000;
   }
 
@@ -42,6 +49,10 @@ export class SpinGate {
   /** Whether peerProgress() means anything (no: a spin then only ends on its budget). */
   get tracksProgress(): boolean {
     return this.progressWords !== undefined;
+  }
+
+  peerWaking(): boolean {
+    return this.waking?.() ?? false;
   }
 
   peerProgress(): number {
