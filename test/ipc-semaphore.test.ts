@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { Worker } from 'node:worker_threads';
 import { Semaphore } from '../src/ipc/semaphore.js';
+import { SpinGate } from '../src/ipc/spin-gate.js';
 
 let sems: Semaphore[] = [];
 function semaphore(initial = 0): Semaphore {
@@ -87,5 +89,100 @@ describe('Semaphore', () => {
     expect(() => s.whenAvailable(1000)).toThrow(/already pending/);
     s.post();
     expect(await first).toBe(true);
+  });
+});
+
+describe('Semaphore wake-ups (a poster and a waiter object over one buffer, as two processes have)', () => {
+  function pair(): { poster: Semaphore; waiter: Semaphore } {
+    const buffer = new SharedArrayBuffer(128);
+    const poster = new Semaphore(buffer, 0, 64);
+    poster.init(0);
+    const waiter = new Semaphore(buffer, 0, 64);
+    sems.push(poster, waiter);
+    return { poster, waiter };
+  }
+
+  it('posts to a side that does not wait make no wake syscall', () => {
+    const { poster, waiter } = pair();
+    for (let i = 0; i < 100; i++) poster.post();
+    expect(poster.stats.wakes).toBe(0);
+    for (let i = 0; i < 100; i++) expect(waiter.tryWait()).toBe(true);
+  });
+
+  it('a burst of posts to a sleeping waiter makes one wake syscall, and the next sleep gets its own', async () => {
+    const { poster, waiter } = pair();
+    const first = waiter.whenAvailable(10_000);
+    expect(waiter.sleeperAnnounced).toBe(true);
+    for (let i = 0; i < 100; i++) poster.post();
+    expect(poster.stats.wakes).toBe(1);
+    expect(waiter.sleeperAnnounced).toBe(false);
+    expect(await first).toBe(true);
+    while (waiter.tryWait());
+    const second = waiter.whenAvailable(10_000);
+    poster.post(3);
+    poster.post();
+    expect(await second).toBe(true);
+    expect(poster.stats.wakes).toBe(2);
+  });
+
+  it('a wait that times out withdraws its announcement: a later post wakes nobody', async () => {
+    const { poster, waiter } = pair();
+    expect(waiter.wait(20)).toBe(false);
+    expect(waiter.sleeperAnnounced).toBe(false);
+    expect(await waiter.whenAvailable(20)).toBe(false);
+    expect(waiter.sleeperAnnounced).toBe(false);
+    poster.post();
+    expect(poster.stats.wakes).toBe(0);
+    expect(waiter.wait(0)).toBe(true);
+  });
+
+  it('refuses a synchronous wait while an async one is pending on the same object', async () => {
+    const { poster, waiter } = pair();
+    const pending = waiter.whenAvailable(10_000);
+    expect(() => waiter.wait(0)).toThrow(/async wait is pending/);
+    poster.post();
+    expect(await pending).toBe(true);
+  });
+});
+
+describe('Semaphore spins (SpinGate)', () => {
+  it('does not spin when the peer cannot run meanwhile (both on one CPU)', () => {
+    const s = new Semaphore(new SharedArrayBuffer(128), 0, 64, { gate: new SpinGate({ sharesOneCpu: () => true }) });
+    s.init(0);
+    sems.push(s);
+    const t0 = performance.now();
+    expect(s.spinUntilAvailable(2_000_000)).toBe(false);
+    expect(s.stats.spins).toBe(0);
+    expect(performance.now() - t0).toBeLessThan(1000); // a 2 s budget was not spent
+  });
+
+  it('stops spinning once the peer progress word stands still, and keeps spinning while it moves', async () => {
+    const buffer = new SharedArrayBuffer(128);
+    const progress = { words: new Int32Array(buffer), index: 16 };
+    const gate = new SpinGate({ sharesOneCpu: () => false, peerProgress: progress, stallMicros: 20_000 });
+    const s = new Semaphore(buffer, 0, 64, { gate });
+    s.init(0);
+    sems.push(s);
+    // Nobody moves the word: the spin ends after the 20 ms stall time, not its 5 s budget.
+    const t0 = performance.now();
+    expect(s.spinUntilAvailable(5_000_000)).toBe(false);
+    expect(s.stats.stalledSpins).toBe(1);
+    expect(performance.now() - t0).toBeLessThan(2500);
+    // A worker moves the word for 300 ms, then posts: the spin outlasts many stall times.
+    const worker = new Worker(
+      `const { workerData: { buffer } } = require('node:worker_threads');
+       const w = new Int32Array(buffer);
+       const end = performance.now() + 300;
+       while (performance.now() < end) Atomics.add(w, 16, 1);
+       Atomics.add(w, 0, 1);`,
+      { eval: true, workerData: { buffer } },
+    );
+    try {
+      while (Atomics.load(progress.words, 16) === 0) await new Promise((r) => setTimeout(r, 1)); // the worker runs
+      expect(s.spinUntilAvailable(30_000_000)).toBe(true);
+      expect(s.stats.stalledSpins).toBe(1);
+    } finally {
+      await worker.terminate();
+    }
   });
 });

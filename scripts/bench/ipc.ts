@@ -13,6 +13,12 @@
  *                          cost of one sleeping hand-off each way.
  *   (d) pipelinedMsgsPerSec / childProcessPipelinedMsgsPerSec: echo with 64 messages in flight,
  *                          async on both sides.
+ *   (f) sameCoreRoundTripUs  (a) with the bench process and an echo peer both pinned to one CPU
+ *                          (taskset; the bench re-pins itself around each measurement), against
+ *                          the cross-core idle round trip of the same round: a peer that must be
+ *                          woken is what sharing a core costs at best, and spinning must not make
+ *                          it worse (target ≤ 1.5×). Skipped, with the reason, without taskset or
+ *                          with one CPU only.
  *   (e) tensorGBps         a 64 MiB Float32 tensor written once into the host's arena, described
  *                          in a msgpack Ping, viewed in place by the peer (which reads one float
  *                          per 4 KiB page plus the last one and answers with their sum), acked;
@@ -20,7 +26,8 @@
  *
  * The peers are this same file run as `--peer <kind>` child processes.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -70,6 +77,13 @@ function runPeer(kind: string, names: string[]): void {
       native.futexWake(sab, 0, 1);
     }
   }
+  if (kind === 'echo') {
+    const region = Region.attach(names[0]!, { spinMicros: SPIN_US });
+    region.hostToStub.setRef(true);
+    region.hostToStub.onMessage((m) => region.stubToHost.send(m));
+    process.stdout.write('ready\n');
+    return;
+  }
   // 'queue': two raw echo regions (round trip, pipelined) and one Channel for tensors.
   for (const name of names.slice(0, 2)) {
     const region = Region.attach(name, { spinMicros: SPIN_US });
@@ -97,11 +111,46 @@ function runPeer(kind: string, names: string[]): void {
   process.stdout.write('ready\n');
 }
 
-function spawnPeer(kind: string, names: string[], ipc = false): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', thisFile, '--peer', kind, ...names], {
+function spawnPeer(kind: string, names: string[], ipc = false, cpu?: number): ChildProcess {
+  const node = [process.execPath, '--import', 'tsx', thisFile, '--peer', kind, ...names];
+  const [command, ...args] = cpu === undefined ? node : ['taskset', '-c', String(cpu), ...node];
+  return spawn(command!, args, {
     cwd: repoRoot,
     stdio: ['ignore', 'pipe', 'inherit', ...(ipc ? (['ipc'] as const) : [])],
   });
+}
+
+// ---- CPU pinning (same-core case) --------------------------------------------------------
+
+/** This process's allowed CPUs as taskset's list syntax ("0-1"), from /proc. */
+function allowedCpuList(): string {
+  const status = fs.readFileSync('/proc/self/status', 'utf8');
+  const list = /^Cpus_allowed_list:\s*(\S+)/m.exec(status)?.[1];
+  if (!list) throw new Error('no Cpus_allowed_list in /proc/self/status');
+  return list;
+}
+
+function expandCpuList(list: string): number[] {
+  const out: number[] = [];
+  for (const part of list.split(',')) {
+    const [lo, hi] = part.split('-').map(Number);
+    for (let c = lo!; c <= (hi ?? lo!); c++) out.push(c);
+  }
+  return out;
+}
+
+/** Why the same-core case cannot run here, or undefined when it can. */
+function sameCoreUnavailable(): string | undefined {
+  const probe = spawnSync('taskset', ['--version'], { encoding: 'utf8' });
+  if (probe.error || probe.status !== 0) return 'taskset not found (Debian/Ubuntu: apt-get install util-linux)';
+  if (expandCpuList(allowedCpuList()).length < 2) return 'this process may use one CPU only: every case is same-core';
+  return undefined;
+}
+
+/** Pins every thread of this process to `cpus` (taskset list syntax). */
+function pinSelf(cpus: string): void {
+  const r = spawnSync('taskset', ['-a', '-p', '-c', cpus, String(process.pid)], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`taskset -a -p -c ${cpus} ${process.pid} failed: ${r.stderr || r.error?.message}`);
 }
 
 async function waitReady(child: ChildProcess): Promise<void> {
@@ -241,6 +290,28 @@ export default async function run(argv: string[]): Promise<void> {
     const futexPeer = spawnPeer('futex', [futexName]);
     const cpPeer = spawnPeer('cp', [], true);
     children.push(queuePeer, futexPeer, cpPeer);
+    // Same-core: an echo peer pinned to the last CPU we may use; we pin ourselves there per round.
+    const sameCoreSkipped = sameCoreUnavailable();
+    const cpuList = allowedCpuList();
+    const sameCpu = expandCpuList(cpuList).at(-1)!;
+    let same: Region | undefined;
+    if (!sameCoreSkipped) {
+      same = Region.create(`${base}same`, { spinMicros: SPIN_US });
+      regions.push(same);
+      const samePeer = spawnPeer('echo', [same.name], false, sameCpu);
+      children.push(samePeer);
+      await waitReady(samePeer);
+    } else progress(`same-core case skipped: ${sameCoreSkipped}`);
+    const onSameCore = <T>(fn: () => T): T => {
+      pinSelf(String(sameCpu));
+      same!.publishCpu('host');
+      try {
+        return fn();
+      } finally {
+        pinSelf(cpuList);
+        same!.publishCpu('host');
+      }
+    };
     await Promise.all([waitReady(queuePeer), waitReady(futexPeer)]);
     native.shmUnlink(futexName);
     await childProcessRoundTripUs(cpPeer, 10); // the cp peer has no ready line: its first echo is one
@@ -270,24 +341,26 @@ export default async function run(argv: string[]): Promise<void> {
     progress('warming up');
     futexRoundTripUs(futexSab, 200);
     queueRoundTripUs(rt, 500);
+    if (same) onSameCore(() => queueRoundTripUs(same!, 500));
     await childProcessRoundTripUs(cpPeer, 200);
     await pipelined(() => pipe.hostToStub.send(message), queueSubscribe, 5000, IN_FLIGHT);
     await pipelined(() => cpPeer.send(0), cpSubscribe, 5000, IN_FLIGHT);
     tensorGBps(channel, src, expected, 2);
     memcpyGBps(copyFrom, copyTo, 2);
 
-    const r = { idle: [] as number[], futex: [] as number[], rt: [] as number[], cp: [] as number[], pipe: [] as number[], cpPipe: [] as number[], tensor: [] as number[], memcpy: [] as number[] };
+    const r = { same: [] as number[], idle: [] as number[], futex: [] as number[], rt: [] as number[], cp: [] as number[], pipe: [] as number[], cpPipe: [] as number[], tensor: [] as number[], memcpy: [] as number[] };
     for (let round = 0; round < ROUNDS; round++) {
       r.futex.push(futexRoundTripUs(futexSab, RT_ITERATIONS));
       r.rt.push(queueRoundTripUs(rt, RT_ITERATIONS));
       r.idle.push(idleQueueRoundTripUs(rt, 300, 0.3));
+      if (same) r.same.push(onSameCore(() => queueRoundTripUs(same!, RT_ITERATIONS)));
       r.cp.push(await childProcessRoundTripUs(cpPeer, RT_ITERATIONS));
       r.pipe.push(await pipelined(() => pipe.hostToStub.send(message), queueSubscribe, PIPELINE_MESSAGES, IN_FLIGHT));
       r.cpPipe.push(await pipelined(() => cpPeer.send(0), cpSubscribe, PIPELINE_MESSAGES, IN_FLIGHT));
       r.tensor.push(median(tensorGBps(channel, src, expected, TENSOR_ITERATIONS)));
       r.memcpy.push(median(memcpyGBps(copyFrom, copyTo, TENSOR_ITERATIONS)));
       progress(
-        `round ${round + 1}/${ROUNDS}: rt ${fmt(r.rt.at(-1)!)} µs (idle ${fmt(r.idle.at(-1)!)}), futex ${fmt(r.futex.at(-1)!)} µs, cp ${fmt(r.cp.at(-1)!)} µs, ` +
+        `round ${round + 1}/${ROUNDS}: rt ${fmt(r.rt.at(-1)!)} µs (idle ${fmt(r.idle.at(-1)!)}, same-core ${same ? fmt(r.same.at(-1)!) : '-'}), futex ${fmt(r.futex.at(-1)!)} µs, cp ${fmt(r.cp.at(-1)!)} µs, ` +
           `pipelined ${fmt(r.pipe.at(-1)!)}/s vs cp ${fmt(r.cpPipe.at(-1)!)}/s, tensor ${fmt(r.tensor.at(-1)!)} GB/s vs memcpy ${fmt(r.memcpy.at(-1)!)} GB/s`,
       );
     }
@@ -300,6 +373,8 @@ export default async function run(argv: string[]): Promise<void> {
       childProcessPipelinedMsgsPerSec: median(r.cpPipe),
       tensorGBps: median(r.tensor),
       memcpyGBps: median(r.memcpy),
+      idleRoundTripUs: median(r.idle),
+      ...(same ? { sameCoreRoundTripUs: median(r.same) } : {}),
     };
     const row = (what: string, value: number, unit: string, baseline: string, ratio: number, target: string, ok: boolean) =>
       [what, `${fmt(value)} ${unit}`, baseline, fmt(ratio, 2), target, ok ? 'ok' : 'MISSED'];
@@ -309,7 +384,11 @@ export default async function run(argv: string[]): Promise<void> {
       row(`pipelined (${IN_FLIGHT} in flight)`, result.pipelinedMsgsPerSec, 'msg/s', `${fmt(result.childProcessPipelinedMsgsPerSec)} msg/s`, result.pipelinedMsgsPerSec / result.childProcessPipelinedMsgsPerSec, '≥ 4', result.pipelinedMsgsPerSec >= 4 * result.childProcessPipelinedMsgsPerSec),
       row('64 MiB tensor hand-off', result.tensorGBps, 'GB/s', `${fmt(result.memcpyGBps)} GB/s`, result.tensorGBps / result.memcpyGBps, '≥ 0.4', result.tensorGBps >= 0.4 * result.memcpyGBps),
     ];
-    const idle = median(r.idle);
+    const idle = result.idleRoundTripUs;
+    if (result.sameCoreRoundTripUs !== undefined) {
+      const sc = result.sameCoreRoundTripUs;
+      rows.push(row(`same-core round trip vs cross-core idle (CPU ${sameCpu})`, sc, 'µs', `${fmt(idle)} µs`, sc / idle, '≤ 1.5', sc <= 1.5 * idle));
+    } else rows.push([`same-core round trip`, 'skipped', sameCoreSkipped ?? '', '', '≤ 1.5', '']);
     rows.push(['idle round trip (peer asleep)', `${fmt(idle)} µs`, `${fmt(result.futexFloorUs)} µs`, fmt(idle / result.futexFloorUs, 2), 'info', '']);
     const text =
       `IPC benchmark: medians of ${ROUNDS} interleaved rounds (${((nowMs() - started) / 1000).toFixed(1)} s)\n` +

@@ -6,7 +6,7 @@
  */
 
 export const REGION_MAGIC = 0x53544248; // 'STBH'
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
 
 /** Control block words (Int32 each). */
 export const kMagic = 0;
@@ -20,6 +20,12 @@ export const kState = 20;
 export const kRegionSize = 24;
 export const kSlotCount = 28;
 export const kSlotSize = 32;
+/**
+ * The CPU each side is pinned to, plus one; -1: it may run on several; 0: not known yet. Both
+ * pinned to the same CPU: spinning for the other cannot pay (see spin-gate.ts).
+ */
+export const kHostCpu = 36;
+export const kStubCpu = 40;
 
 export const RegionState = {
   Created: 0,
@@ -30,13 +36,16 @@ export const RegionState = {
 export const CONTROL_BLOCK_SIZE = 64;
 
 /**
- * A queue header: two counting semaphores (filled, free), each a count word and a waiters word,
- * on separate cache lines so producer and consumer do not bounce one line between cores.
+ * A queue header: two counting semaphores (filled, free), each a count word and a sleeper-flag
+ * word (see semaphore.ts), on separate cache lines so producer and consumer do not bounce one
+ * line between cores. `taken` counts the slots the consumer has taken, ever (wrapping): the
+ * producer side's spins watch it to tell a working peer from one that does not run.
  */
 export const kFilledCount = 0;
-export const kFilledWaiters = 4;
+export const kFilledSleeper = 4;
+export const kTaken = 8;
 export const kFreeCount = 64;
-export const kFreeWaiters = 68;
+export const kFreeSleeper = 68;
 export const QUEUE_HEADER_SIZE = 128;
 
 export const H2S_QUEUE_OFFSET = CONTROL_BLOCK_SIZE;

@@ -12,7 +12,8 @@
  * once the consumer frees slots (an async wait on `free`: no busy loop, nothing dropped).
  */
 import { Semaphore } from './semaphore.js';
-import { SLOT_FLAG_MORE, SLOT_HEADER_SIZE, kFilledCount, kFilledWaiters, kFreeCount, kFreeWaiters } from './layout.js';
+import { SpinGate, localCpuOnly } from './spin-gate.js';
+import { SLOT_FLAG_MORE, SLOT_HEADER_SIZE, kFilledCount, kFilledSleeper, kFreeCount, kFreeSleeper, kTaken } from './layout.js';
 
 export interface MessageQueueOptions {
   /** Byte offset of the queue header in `buffer`. */
@@ -23,6 +24,16 @@ export interface MessageQueueOptions {
   slotSize: number;
   /** How long the consumer polls for more work before it sleeps. */
   spinMicros?: number;
+  /** True while the peer cannot run at the same time as us (default: we may use one CPU only). */
+  sharesOneCpu?: () => boolean;
+  /**
+   * Byte offset of the peer's progress word for the consumer's spins: the `taken` word of the
+   * queue in the other direction (the peer working through what we sent it). Without it the
+   * consumer's spins end only on their budget.
+   */
+  peerProgressOffset?: number;
+  /** Whether the peer is waking up at our call (the other direction's `peerWaking`). */
+  peerWaking?: () => boolean;
 }
 
 export type MessageHandler = (message: Uint8Array) => void;
@@ -43,6 +54,10 @@ export class MessageQueue {
   private readonly slotSize: number;
   private readonly slotsOffset: number;
   private readonly spinMicros: number;
+  private readonly words: Int32Array;
+  private readonly takenIndex: number;
+  /** Producer: `taken` when our last post had to wake the consumer (-1: never). */
+  private wokeAtTaken = -1;
   private tail = 0;
   private head = 0;
   /** Producer: messages waiting for free slots, in order; `pendingOffset` into the first one. */
@@ -74,14 +89,40 @@ export class MessageQueue {
     this.slotsOffset = options.slotsOffset;
     this.spinMicros = options.spinMicros ?? 30;
     const h = options.headerOffset;
-    this.filled = new Semaphore(buffer, h + kFilledCount, h + kFilledWaiters, { spinMicros: this.spinMicros });
-    this.free = new Semaphore(buffer, h + kFreeCount, h + kFreeWaiters, { spinMicros: this.spinMicros });
+    this.words = new Int32Array(buffer);
+    this.takenIndex = (h + kTaken) >> 2;
+    const sharesOneCpu = options.sharesOneCpu ?? localCpuOnly;
+    const peerProgress = (offset: number | undefined) => (offset === undefined ? undefined : { words: this.words, index: offset >> 2 });
+    // The consumer waits for the peer's next message; the producer waits for the consumer to
+    // free slots, which follows its taking them.
+    const filledGate = new SpinGate({ sharesOneCpu, peerProgress: peerProgress(options.peerProgressOffset), peerWaking: options.peerWaking });
+    const freeGate = new SpinGate({ sharesOneCpu, peerProgress: peerProgress(h + kTaken), peerWaking: () => this.peerWaking() });
+    this.filled = new Semaphore(buffer, h + kFilledCount, h + kFilledSleeper, { spinMicros: this.spinMicros, gate: filledGate });
+    this.free = new Semaphore(buffer, h + kFreeCount, h + kFreeSleeper, { spinMicros: this.spinMicros, gate: freeGate });
   }
 
   /** Creator side: an empty ring. */
   init(): void {
     this.filled.init(0);
     this.free.init(this.slotCount);
+    Atomics.store(this.words, this.takenIndex, 0);
+  }
+
+  /** Slots the consumer has taken so far (wraps at 2^31). */
+  get taken(): number {
+    return Atomics.load(this.words, this.takenIndex);
+  }
+
+  /** Producer: the consumer is waking up because we woke it, and has taken nothing since. */
+  peerWaking(): boolean {
+    return this.wokeAtTaken === Atomics.load(this.words, this.takenIndex);
+  }
+
+  /** Takes a filled slot (the consumer), recording the progress the producer's spins watch. */
+  private takeFilled(): boolean {
+    if (!this.filled.tryWait()) return false;
+    Atomics.add(this.words, this.takenIndex, 1);
+    return true;
   }
 
   private get payloadSize(): number {
@@ -158,7 +199,11 @@ export class MessageQueue {
       posted++;
     } while (more);
     // One post per batch of slots: one wake syscall at most.
-    if (posted > 0) this.filled.post(posted);
+    if (posted > 0) {
+      const wakes = this.filled.stats.wakes;
+      this.filled.post(posted);
+      if (this.filled.stats.wakes !== wakes) this.wokeAtTaken = Atomics.load(this.words, this.takenIndex);
+    }
     return more ? offset : DONE;
   }
 
@@ -206,7 +251,7 @@ export class MessageQueue {
   /** Reads every complete message available now; returns how many were delivered. */
   drain(handler: MessageHandler): number {
     let delivered = 0;
-    while (this.filled.tryWait()) if (this.readSlot(handler)) delivered++;
+    while (this.takeFilled()) if (this.readSlot(handler)) delivered++;
     return delivered;
   }
 
@@ -217,6 +262,7 @@ export class MessageQueue {
     while (!got) {
       const left = deadline === Infinity ? -1 : Math.max(0, deadline - performance.now());
       if (!this.filled.wait(left)) return undefined;
+      Atomics.add(this.words, this.takenIndex, 1);
       this.readSlot((m) => (got = m.slice()));
     }
     return got;

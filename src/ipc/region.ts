@@ -7,10 +7,11 @@ import { native } from './native.js';
 import { trackOwnShm, untrackOwnShm } from './own-shm.js';
 import {
   CONTROL_BLOCK_SIZE, DEFAULT_SLOT_COUNT, DEFAULT_SLOT_SIZE, H2S_QUEUE_OFFSET, LAYOUT_VERSION, REGION_MAGIC, RegionState,
-  S2H_QUEUE_OFFSET, SLOT_HEADER_SIZE, kHealth, kHostPid, kLayoutVersion, kMagic, kRegionSize, kSlotCount, kSlotSize,
-  kState, kStubPid, regionSize, slotsOffset,
+  S2H_QUEUE_OFFSET, SLOT_HEADER_SIZE, kHealth, kHostCpu, kHostPid, kLayoutVersion, kMagic, kRegionSize, kSlotCount, kSlotSize,
+  kState, kStubCpu, kStubPid, kTaken, regionSize, slotsOffset,
 } from './layout.js';
 import { MessageQueue } from './message-queue.js';
+import { localCpuOnly, pinnedCpu } from './spin-gate.js';
 import { StubhostError } from '../errors.js';
 
 export interface RegionOptions {
@@ -29,8 +30,35 @@ export class Region {
 
   private constructor(readonly name: string, readonly buffer: SharedArrayBuffer, slotCount: number, slotSize: number, spinMicros?: number) {
     this.words = new Int32Array(buffer, 0, CONTROL_BLOCK_SIZE / 4);
-    this.hostToStub = new MessageQueue(buffer, { headerOffset: H2S_QUEUE_OFFSET, slotsOffset: slotsOffset('h2s', slotCount, slotSize), slotCount, slotSize, spinMicros });
-    this.stubToHost = new MessageQueue(buffer, { headerOffset: S2H_QUEUE_OFFSET, slotsOffset: slotsOffset('s2h', slotCount, slotSize), slotCount, slotSize, spinMicros });
+    const sharesOneCpu = () => this.sharesOneCpu();
+    // Each direction's consumer watches the other direction's `taken`: the peer working
+    // through what this side sent it.
+    this.hostToStub = new MessageQueue(buffer, {
+      headerOffset: H2S_QUEUE_OFFSET, slotsOffset: slotsOffset('h2s', slotCount, slotSize), slotCount, slotSize, spinMicros,
+      sharesOneCpu, peerProgressOffset: S2H_QUEUE_OFFSET + kTaken, peerWaking: () => this.stubToHost.peerWaking(),
+    });
+    this.stubToHost = new MessageQueue(buffer, {
+      headerOffset: S2H_QUEUE_OFFSET, slotsOffset: slotsOffset('s2h', slotCount, slotSize), slotCount, slotSize, spinMicros,
+      sharesOneCpu, peerProgressOffset: H2S_QUEUE_OFFSET + kTaken, peerWaking: () => this.hostToStub.peerWaking(),
+    });
+  }
+
+  /**
+   * Both sides pinned to the same single CPU (as published at create/attach): neither can run
+   * while the other spins. Until both are known, whether this process may use one CPU only.
+   */
+  sharesOneCpu(): boolean {
+    const host = Atomics.load(this.words, kHostCpu >> 2);
+    const stub = Atomics.load(this.words, kStubCpu >> 2);
+    if (host > 0 && stub > 0) return host === stub;
+    if (host < 0 || stub < 0) return false; // one side may run on any of several CPUs
+    return localCpuOnly();
+  }
+
+  /** Records the CPU this process is pinned to (if any) for the peer; again after re-pinning. */
+  publishCpu(side: 'host' | 'stub'): void {
+    const cpu = pinnedCpu();
+    Atomics.store(this.words, (side === 'host' ? kHostCpu : kStubCpu) >> 2, cpu < 0 ? -1 : cpu + 1);
   }
 
   /** Host side: a new region file (mode 0600) with empty queues. */
@@ -48,6 +76,8 @@ export class Region {
     Atomics.store(w, kSlotSize >> 2, slotSize);
     Atomics.store(w, kHostPid >> 2, process.pid);
     Atomics.store(w, kStubPid >> 2, 0);
+    Atomics.store(w, kStubCpu >> 2, 0);
+    region.publishCpu('host');
     Atomics.store(w, kHealth >> 2, 0);
     Atomics.store(w, kState >> 2, RegionState.Created);
     region.hostToStub.init();
@@ -69,6 +99,7 @@ export class Region {
     try {
       const region = Region.check(name, buffer, options.spinMicros);
       Atomics.store(region.words, kStubPid >> 2, process.pid);
+      region.publishCpu('stub');
       Atomics.store(region.words, kState >> 2, RegionState.Attached);
       return region;
     } finally {

@@ -1,59 +1,105 @@
 /**
  * A counting semaphore in shared memory, usable across processes.
  *
- * Two Int32 words: the count, and how many waiters may be asleep on it. `post` only makes the
- * futex wake syscall when someone may be asleep, so an uncontended hand-off is two atomics.
- * Waiting spins briefly first: a futex sleep/wake costs tens of microseconds, and the peer often
- * answers faster than that.
+ * Two Int32 words: the count, and a sleeper flag the waiting side sets just before it sleeps.
+ * `post` makes the futex wake syscall only when the flag is set, and clears it as it wakes, so
+ * a burst of posts to a sleeper costs one syscall and posts to a side that is awake cost none.
+ * The protocol (no wake is ever lost): the waiter stores the flag, re-checks the count, then
+ * futex-waits on the count word expecting 0; the poster adds to the count, then reads the flag
+ * (sequentially consistent Atomics, so neither reorders). If the add comes before the kernel's
+ * compare in futex_wait, the wait returns at once; if after, the waiter was already flagged, so
+ * the poster sees the flag and wakes it. (The re-check only saves a syscall.)
  *
- * Threading: any number of posters and waiters, in any process mapping the buffer. `waitAsync`
- * never blocks the event loop; `wait` does, and is for places where nothing else is pending.
+ * Waiting spins briefly first, when that can pay (see spin-gate.ts): a futex sleep/wake costs
+ * tens of microseconds, and a peer running on another CPU often answers faster than that.
+ *
+ * Threading: any number of posters, in any process mapping the buffer; ONE waiting side (one
+ * process, one wait at a time: a `wait` or one pending `whenAvailable`), which is how a
+ * single-producer single-consumer queue uses its two semaphores. `waitAsync` never blocks the
+ * event loop; `wait` does, and is for places where nothing else is pending.
  */
-import { native, WATCH_CHANGED, type NativeWatcher } from './native.js';
+import { native, FUTEX_TIMED_OUT, WATCH_CHANGED, type NativeWatcher } from './native.js';
+import { SpinGate } from './spin-gate.js';
 
 const INT32_MAX = 0x7fffffff;
+const AWAKE = 0;
+const SLEEPING = 1;
+/** The shortest adaptive spin worth starting, in microseconds. */
+const MIN_SPIN_US = 4;
 
 export interface SemaphoreOptions {
-  /** How long `wait`/`waitAsync` poll the count before sleeping. */
+  /** The longest `wait`/`waitAsync` poll the count before sleeping, in microseconds. */
   spinMicros?: number;
+  /** Whether a spin can pay now (default: this process may run on more than one CPU). */
+  gate?: SpinGate;
 }
 
+/** Counters for tests and benchmarks (this object's side only). */
+export interface SemaphoreStats {
+  /** futex wake syscalls made by post. */
+  wakes: number;
+  /** futex sleeps (synchronous waits and watcher arms). */
+  sleeps: number;
+  /** Synchronous sleeps that timed out with a unit available: a post that did not wake us. */
+  missedWakes: number;
+  /** Spins started, and those that found a unit. */
+  spins: number;
+  spinHits: number;
+  /** Spins cut short because the peer made no progress. */
+  stalledSpins: number;
+}
+
+let defaultGate: SpinGate | undefined;
+
 export class Semaphore {
+  readonly stats: SemaphoreStats = { wakes: 0, sleeps: 0, missedWakes: 0, spins: 0, spinHits: 0, stalledSpins: 0 };
   private readonly words: Int32Array;
   private readonly countIndex: number;
-  private readonly waitersIndex: number;
+  private readonly sleeperIndex: number;
   private readonly countByteOffset: number;
   private readonly spinMicros: number;
+  private readonly gate: SpinGate;
   private watcher?: NativeWatcher;
-  private asyncWaiter?: { resolve: (ok: boolean) => void; timer?: NodeJS.Timeout };
+  private asyncWaiter?: { resolve: (ok: boolean) => void };
   private closed = false;
   /** Current spin length of the adaptive spin (see spinUntilAvailable), in microseconds. */
   private adaptiveSpin: number;
   private spinProbe = 0;
 
-  /** `countByteOffset` and `waitersByteOffset` are byte offsets of two Int32 words of `buffer`. */
-  constructor(private readonly buffer: SharedArrayBuffer, countByteOffset: number, waitersByteOffset: number, options: SemaphoreOptions = {}) {
+  /** `countByteOffset` and `sleeperByteOffset` are byte offsets of two Int32 words of `buffer`. */
+  constructor(private readonly buffer: SharedArrayBuffer, countByteOffset: number, sleeperByteOffset: number, options: SemaphoreOptions = {}) {
     this.words = new Int32Array(buffer);
     this.countIndex = countByteOffset >> 2;
-    this.waitersIndex = waitersByteOffset >> 2;
+    this.sleeperIndex = sleeperByteOffset >> 2;
     this.countByteOffset = countByteOffset;
     this.spinMicros = options.spinMicros ?? 20;
     this.adaptiveSpin = this.spinMicros;
+    this.gate = options.gate ?? (defaultGate ??= new SpinGate());
   }
 
   /** Sets the initial count; only the creator calls it, before the peer attaches. */
   init(count: number): void {
     Atomics.store(this.words, this.countIndex, count);
-    Atomics.store(this.words, this.waitersIndex, 0);
+    Atomics.store(this.words, this.sleeperIndex, AWAKE);
   }
 
   get value(): number {
     return Atomics.load(this.words, this.countIndex);
   }
 
+  /** Whether the waiting side has announced that it sleeps and no post has woken it since. */
+  get sleeperAnnounced(): boolean {
+    return Atomics.load(this.words, this.sleeperIndex) !== AWAKE;
+  }
+
   post(n = 1): void {
     Atomics.add(this.words, this.countIndex, n);
-    if (Atomics.load(this.words, this.waitersIndex) > 0) native.futexWake(this.buffer, this.countByteOffset, INT32_MAX);
+    // The plain load keeps the common case (peer awake) to two atomics; the exchange makes
+    // exactly one of several concurrent posters pay for the wake.
+    if (Atomics.load(this.words, this.sleeperIndex) !== AWAKE && Atomics.exchange(this.words, this.sleeperIndex, AWAKE) !== AWAKE) {
+      this.stats.wakes++;
+      native.futexWake(this.buffer, this.countByteOffset, INT32_MAX);
+    }
   }
 
   tryWait(): boolean {
@@ -65,55 +111,120 @@ export class Semaphore {
   }
 
   /**
-   * Polls for up to `micros` for the count to become positive, without taking it. Without an
-   * argument the spin adapts: it halves after each spin that found nothing and doubles (up to
-   * `spinMicros`) after one that did, with a full-length probe every 32nd call once it reached
-   * zero. On an oversubscribed machine (more runnable threads than cores) a spin steals the
-   * core the peer needs to answer: measured on 2 cores under load, a fixed 30 µs spin took
-   * pipelined echo from 1.3 M to 0.17 M messages/s and the round trip from 75 to 108 µs.
+   * Polls for up to `micros` for the count to become positive, without taking it. It does not
+   * spin when the gate says the peer cannot run meanwhile, and it stops once the peer's
+   * progress word stood still for the gate's stall time. Without an argument the length adapts:
+   * a spin that found nothing in its whole budget halves it (to zero, then a full-length probe
+   * every 32nd call); one that found the unit after t µs raises it to at least 2t; one cut
+   * short because the peer stopped running changes nothing. A peer we just woke has not run
+   * yet, so it gets the whole budget to show progress.
+   * (On 2 cores under load, a fixed 30 µs spin took pipelined echo from 1.3 M to 0.17 M
+   * messages/s; with both processes on one CPU, spinning tripled the round trip.)
    */
   spinUntilAvailable(micros?: number): boolean {
     if (Atomics.load(this.words, this.countIndex) > 0) return true;
+    const gate = this.gate;
+    if (!gate.canSpin()) return false;
     const adaptive = micros === undefined;
+    const tracks = gate.tracksProgress;
+    const waking = tracks && gate.peerWaking();
     let budget = micros ?? this.adaptiveSpin;
     if (adaptive && budget === 0 && (++this.spinProbe & 31) === 0) budget = this.spinMicros;
     if (budget <= 0) return false;
-    const deadline = performance.now() + budget / 1000;
+    this.stats.spins++;
+    const start = performance.now();
+    const deadline = start + budget / 1000;
+    let progress = gate.peerProgress();
+    let lastMove = start;
+    // A peer we just woke gets the whole budget to show progress; one that was running, the stall time.
+    let stallMs = waking ? budget / 1000 : gate.stallMs;
     for (let i = 0; ; i++) {
       if (Atomics.load(this.words, this.countIndex) > 0) {
-        if (adaptive) this.adaptiveSpin = Math.min(this.spinMicros, Math.max(1, this.adaptiveSpin * 2));
+        this.stats.spinHits++;
+        if (adaptive) {
+          const tookUs = (performance.now() - start) * 1000;
+          this.adaptiveSpin = Math.min(this.spinMicros, Math.max(this.adaptiveSpin, MIN_SPIN_US, 2 * tookUs));
+        }
         return true;
       }
-      if ((i & 63) === 63 && performance.now() >= deadline) {
-        if (adaptive) this.adaptiveSpin = this.adaptiveSpin < 2 ? 0 : this.adaptiveSpin / 2;
+      if ((i & 63) !== 63) continue;
+      const now = performance.now();
+      let stalled = false;
+      if (tracks) {
+        const p = gate.peerProgress();
+        if (p !== progress) {
+          progress = p;
+          lastMove = now;
+          stallMs = gate.stallMs;
+        } else stalled = now - lastMove >= stallMs;
+      }
+      if (stalled && now < deadline) {
+        // The peer ran and then stopped (descheduled, or busy with something long): not a
+        // reason to spin less next time it runs.
+        this.stats.stalledSpins++;
+        return false;
+      }
+      if (now >= deadline) {
+        if (stalled) this.stats.stalledSpins++;
+        if (adaptive) this.adaptiveSpin = this.adaptiveSpin < 2 * MIN_SPIN_US ? 0 : this.adaptiveSpin / 2;
         return false;
       }
     }
   }
 
+  /**
+   * Announces that this side is about to sleep, then re-checks the count. True: a unit is there
+   * after all (the announcement is withdrawn); false: sleep now, on the count word expecting 0.
+   */
+  private announceSleep(): boolean {
+    Atomics.store(this.words, this.sleeperIndex, SLEEPING);
+    if (Atomics.load(this.words, this.countIndex) > 0) {
+      this.withdrawSleep();
+      return true;
+    }
+    return false;
+  }
+
+  /** We are not going to sleep (any more): a post need not wake us. Only the waiting side calls it. */
+  private withdrawSleep(): void {
+    Atomics.store(this.words, this.sleeperIndex, AWAKE);
+  }
+
+  /** One futex sleep on the count word while it is 0. */
+  private sleep(timeoutMs: number): void {
+    this.stats.sleeps++;
+    const rc = native.futexWait(this.buffer, this.countByteOffset, 0, timeoutMs);
+    if (rc === FUTEX_TIMED_OUT && Atomics.load(this.words, this.countIndex) > 0) this.stats.missedWakes++;
+  }
+
+  private checkNoAsyncWait(what: string): void {
+    if (this.asyncWaiter) throw new Error(`Semaphore.${what}: an async wait is pending on this side`);
+  }
+
   /** Blocks the calling thread until the count is positive (not taken) or `timeoutMs` passes. */
   waitUntilAvailable(timeoutMs: number): boolean {
     if (Atomics.load(this.words, this.countIndex) > 0) return true;
-    Atomics.add(this.words, this.waitersIndex, 1);
-    if (Atomics.load(this.words, this.countIndex) <= 0) native.futexWait(this.buffer, this.countByteOffset, 0, timeoutMs);
-    Atomics.sub(this.words, this.waitersIndex, 1);
-    return Atomics.load(this.words, this.countIndex) > 0;
+    this.checkNoAsyncWait('waitUntilAvailable');
+    if (this.announceSleep()) return true;
+    this.sleep(timeoutMs);
+    if (Atomics.load(this.words, this.countIndex) > 0) return true;
+    this.withdrawSleep(); // timed out (or a spurious wake-up): nobody needs to wake us now
+    return false;
   }
 
   /** Blocks the calling thread until a unit is taken or `timeoutMs` passes (-1: forever). */
   wait(timeoutMs = -1): boolean {
     if (this.tryWait()) return true;
+    this.checkNoAsyncWait('wait');
     if (this.spinUntilAvailable() && this.tryWait()) return true;
     const deadline = timeoutMs < 0 ? Infinity : performance.now() + timeoutMs;
     for (;;) {
-      Atomics.add(this.words, this.waitersIndex, 1);
-      if (Atomics.load(this.words, this.countIndex) <= 0) {
-        const left = deadline === Infinity ? -1 : Math.max(0, deadline - performance.now());
-        native.futexWait(this.buffer, this.countByteOffset, 0, left);
-      }
-      Atomics.sub(this.words, this.waitersIndex, 1);
+      if (!this.announceSleep()) this.sleep(deadline === Infinity ? -1 : Math.max(0, deadline - performance.now()));
       if (this.tryWait()) return true;
-      if (performance.now() >= deadline) return false;
+      if (performance.now() >= deadline) {
+        this.withdrawSleep();
+        return false;
+      }
     }
   }
 
@@ -125,17 +236,10 @@ export class Semaphore {
     if (Atomics.load(this.words, this.countIndex) > 0) return Promise.resolve(true);
     if (this.closed) return Promise.resolve(false);
     if (this.asyncWaiter) throw new Error('Semaphore.whenAvailable: a wait is already pending on this side');
+    if (this.announceSleep()) return Promise.resolve(true);
     return new Promise<boolean>((resolve) => {
-      Atomics.add(this.words, this.waitersIndex, 1);
-      // Re-check after announcing ourselves: a post between the first check and the increment
-      // would otherwise skip the wake and we would sleep through it.
-      if (Atomics.load(this.words, this.countIndex) > 0) {
-        Atomics.sub(this.words, this.waitersIndex, 1);
-        resolve(true);
-        return;
-      }
-      const waiter: { resolve: (ok: boolean) => void; timer?: NodeJS.Timeout } = { resolve };
-      this.asyncWaiter = waiter;
+      this.asyncWaiter = { resolve };
+      this.stats.sleeps++;
       this.watcher ??= new native.Watcher(this.buffer, this.countByteOffset, (result) => this.onWatch(result));
       this.watcher.arm(0, timeoutMs);
     });
@@ -160,10 +264,11 @@ export class Semaphore {
   }
 
   private onWatch(result: number): void {
-    Atomics.sub(this.words, this.waitersIndex, 1);
     const waiter = this.asyncWaiter;
     this.asyncWaiter = undefined;
-    waiter?.resolve(result === WATCH_CHANGED || Atomics.load(this.words, this.countIndex) > 0);
+    const available = Atomics.load(this.words, this.countIndex) > 0;
+    if (!available) this.withdrawSleep(); // timed out or closed: the next wait announces again
+    waiter?.resolve(result === WATCH_CHANGED || available);
   }
 
   /** Stops the watcher thread; a pending `whenAvailable` resolves false. Safe to call twice. */
@@ -178,6 +283,7 @@ export class Semaphore {
     const waiter = this.asyncWaiter;
     if (waiter) {
       this.asyncWaiter = undefined;
+      this.withdrawSleep();
       waiter.resolve(false);
     }
   }
