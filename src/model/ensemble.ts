@@ -11,6 +11,7 @@ import { StubhostError, toStubhostError } from '../errors.js';
 import { ModelStatsRecorder, failureReasonOf, type Metrics } from '../metrics/index.js';
 import type { VersionState } from './model-version.js';
 import { cycleMessage, findEnsembleCycle } from './ensemble-graph.js';
+import { readOutputLabels, type OutputLabels } from './output-labels.js';
 
 export interface EnsembleStepTarget {
   infer(request: InferRequest): Promise<InferResult>;
@@ -20,6 +21,8 @@ export interface EnsembleOptions {
   name: string;
   version: number;
   config: ModelConfig;
+  /** The ensemble's folder: its outputs' label files are read from it. */
+  modelDir?: string;
   metrics?: Metrics;
   /** Resolves a step's model (name, version -1 = newest) at request time. */
   resolve: (model: string, version: number) => EnsembleStepTarget;
@@ -37,6 +40,7 @@ export class EnsembleModel {
   state: VersionState = 'LOADING';
   reason = '';
   private contractCache?: ModelIOContract;
+  outputLabels?: OutputLabels;
 
   constructor(private readonly opts: EnsembleOptions) {
     this.name = opts.name;
@@ -101,6 +105,13 @@ export class EnsembleModel {
       this.state = 'UNAVAILABLE';
       this.reason = problems.join('; ');
       throw new StubhostError('STUBHOST_CONFIG', `${this.label}: ${this.reason}`);
+    }
+    try {
+      if (this.opts.modelDir !== undefined) this.outputLabels = readOutputLabels(this.opts.modelDir, this.config);
+    } catch (err) {
+      this.state = 'UNAVAILABLE';
+      this.reason = (err as Error).message;
+      throw err;
     }
     this.state = 'READY';
   }

@@ -22,6 +22,7 @@ import { tensorFromBytes, validateInferInputs } from '../server/validate.js';
 import type { Logger } from '../log/logger.js';
 import { ModelStatsRecorder, failureReasonOf, type Metrics } from '../metrics/index.js';
 import type { InstanceRateSpec, RateLimiter } from '../scheduler/rate-limiter.js';
+import { readOutputLabels, type OutputLabels } from './output-labels.js';
 
 /** One instance the instance groups ask for. */
 interface InstanceSpec {
@@ -80,6 +81,7 @@ export class ModelVersion {
   private contractCache?: ModelIOContract;
   private reshapeCache?: { contract: ModelIOContract; inputs: boolean; outputs: boolean };
   readonly stats: ModelStatsRecorder;
+  outputLabels?: OutputLabels;
 
   constructor(private readonly opts: ModelVersionOptions) {
     this.name = opts.name;
@@ -151,6 +153,7 @@ export class ModelVersion {
         // Every request would be refused as carrying unknown inputs: say so at load, as Triton does.
         throw new StubhostError('STUBHOST_CONFIG', `${this.label} (${this.opts.modelDir}): the config declares no inputs and no outputs; list them in config.pbtxt (input [...] output [...]) or complete them in the model's static autoCompleteConfig(config)`);
       }
+      this.outputLabels = readOutputLabels(this.opts.modelDir, this.config);
       // Again: a completed config may have changed the instance groups.
       const specs = this.instanceSpecs();
       const rest = specs.slice(1).map((spec) => this.makeInstance(spec));

@@ -136,7 +136,7 @@ export class ModelRepository {
         checkModelPaths({ modelDir: dir, config, versions, uploaded: upload !== undefined });
         loaded = versions.map((v): ServableModel => config.platform === 'ensemble'
           ? new EnsembleModel({
-            name, version: v, config: structuredClone(config), metrics: this.opts.metrics,
+            name, version: v, config: structuredClone(config), modelDir: dir, metrics: this.opts.metrics,
             resolve: (model, version) => this.get(model, version > 0 ? version : undefined),
             exists: (model) => this.hasModel(model),
             stepModelsOf: (model) => this.ensembleStepsOf(model),

@@ -14,6 +14,8 @@ import { logSettings, type Level } from '../log/logger.js';
 import { validateInferInputs, validateRequestedOutputs } from './validate.js';
 import { DEFAULT_UNLOAD_GRACE_MS } from '../model/model-version.js';
 import type { ServableModel } from '../model/servable.js';
+import { applyClassification } from './classification.js';
+import { NO_LABELS } from '../model/output-labels.js';
 
 export type ModelControlMode = 'none' | 'poll' | 'explicit';
 
@@ -110,7 +112,8 @@ export class ServerCore implements InferenceService {
     this.refuseWhenClosing(request.modelName);
     this.inflight++;
     try {
-      return await this.repository.get(request.modelName, request.modelVersion).infer(request);
+      const mv = this.repository.get(request.modelName, request.modelVersion);
+      return classified(mv, request, await mv.infer(request));
     } finally {
       this.requestDone();
     }
@@ -122,7 +125,8 @@ export class ServerCore implements InferenceService {
       self.refuseWhenClosing(request.modelName);
       self.inflight++;
       try {
-        yield* self.repository.get(request.modelName, request.modelVersion).inferStream(request);
+        const mv = self.repository.get(request.modelName, request.modelVersion);
+        for await (const r of mv.inferStream(request)) yield classified(mv, request, r);
       } finally {
         self.requestDone();
       }
@@ -243,6 +247,11 @@ function levelRank(level: Level): number {
 
 function lowerOf(level: Level): Level {
   return level === 'info' ? 'warn' : 'error';
+}
+
+/** Outputs asked for as classification become their top-k strings, as Triton's front-ends make them (both protocols). */
+function classified(mv: ServableModel, request: InferRequest, result: InferResult): InferResult {
+  return applyClassification(result, request.outputs, mv.config.max_batch_size, mv.outputLabels ?? NO_LABELS);
 }
 
 /** Triton's statistics of one version, plus the executes running past --execute-warn-secs (a stubhost field; empty when none). */

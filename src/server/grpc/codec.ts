@@ -11,6 +11,7 @@ import type { InferRequest, InferResult, ParamValue, Parameters, RequestedOutput
 import { StubhostError } from '../../errors.js';
 import type { NumericTypedArray } from '../../core/dtypes.js';
 import { type CheckedInput, InputValidator, fmtShape, invalidInput, tensorBytes, tensorFromBytes, validateRequestedOutputs } from '../validate.js';
+import { grpcClassificationCount } from '../classification.js';
 import { type ShmAccess, checkShmOutput, shmInputBytes, shmRefOf, withoutShmParameters, writeShmOutput } from '../shm-registry.js';
 
 // ---- wire shapes (the subset the front-end reads or writes) ----
@@ -226,7 +227,9 @@ export function decodeInferRequest(msg: ModelInferRequestMsg, contract: ModelIOC
   const outputs: RequestedOutput[] = (msg.outputs ?? []).map((o) => {
     const params = decodeParameters(o.parameters);
     const ref = shmRefOf(params, `output '${o.name}'`);
+    const classes = grpcClassificationCount(o.parameters?.classification, ref !== undefined);
     if (ref !== undefined) checkShmOutput(shm, ref, o.name);
+    if (classes !== undefined) params.classification = classes; // applied by the server core (../classification.ts)
     return Object.keys(params).length > 0 ? { name: o.name, parameters: params } : { name: o.name };
   });
   validateRequestedOutputs(contract, outputs.map((o) => o.name));
