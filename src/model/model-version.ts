@@ -23,6 +23,7 @@ import type { Logger } from '../log/logger.js';
 import { ModelStatsRecorder, failureReasonOf, type Metrics } from '../metrics/index.js';
 import type { InstanceRateSpec, RateLimiter } from '../scheduler/rate-limiter.js';
 import { readOutputLabels, type OutputLabels } from './output-labels.js';
+import { readInitialStates } from '../scheduler/initial-state.js';
 
 /** One instance the instance groups ask for. */
 interface InstanceSpec {
@@ -416,7 +417,10 @@ export class ModelVersion {
   private makeScheduler(): Pick<Scheduler, 'submit' | 'schedule' | 'addTarget' | 'close' | 'idle' | 'levelOf'> {
     const sb = this.config.sequence_batching;
     if (sb) {
-      return new SequenceBatcher({ modelLabel: this.label, maxBatchSize: this.config.max_batch_size, config: sb, onPending: (n) => this.stats.setPending(n) });
+      return new SequenceBatcher({
+        modelLabel: this.label, maxBatchSize: this.config.max_batch_size, config: sb, onPending: (n) => this.stats.setPending(n),
+        initialStates: readInitialStates(this.opts.modelDir, this.config, `${this.label} (${this.opts.modelDir})`),
+      });
     }
     const db = this.config.dynamic_batching;
     const levels = db && db.priority_levels > 0 ? db.priority_levels : 1;

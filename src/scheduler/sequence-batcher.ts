@@ -20,6 +20,7 @@ import type { TensorValue } from '../core/types.js';
 import type { ExecOutcome } from '../instance/stub-process.js';
 import type { Job } from './job.js';
 import type { ExecutionTarget } from './scheduler.js';
+import type { InitialStates } from './initial-state.js';
 
 type SequenceConfig = NonNullable<ModelConfig['sequence_batching']>;
 
@@ -53,7 +54,11 @@ export class SequenceBatcher {
   private idleWaiters: (() => void)[] = [];
   private closed = false;
 
-  constructor(private readonly opts: { modelLabel: string; maxBatchSize: number; config: SequenceConfig; onPending?: (n: number) => void }) {
+  constructor(private readonly opts: {
+    modelLabel: string; maxBatchSize: number; config: SequenceConfig; onPending?: (n: number) => void;
+    /** The states' initial_state tensors (./initial-state.ts); a state without one starts as zeros. */
+    initialStates?: InitialStates;
+  }) {
     this.slotsPerInstance = Math.max(1, opts.maxBatchSize);
     this.oldest = opts.config.oldest !== undefined;
     this.idleMs = (opts.config.max_sequence_idle_microseconds || 1_000_000) / 1000;
@@ -202,13 +207,18 @@ export class SequenceBatcher {
     }
     for (const st of this.opts.config.state) {
       const prev = seq.state.get(st.output_name);
-      extra.push(prev ? { ...prev, name: st.input_name } : initialState(st, batched));
+      const init = prev ? undefined : this.opts.initialStates?.get(st.input_name);
+      extra.push(prev ? { ...prev, name: st.input_name } : init ? { ...init } : initialState(st, batched));
     }
     const stateOutputs = new Set(this.opts.config.state.map((s) => s.output_name));
     const enqueuedAt = job.enqueuedAt;
+    // A client that names its outputs still gets its state kept: the model is asked for the state outputs too.
+    const outputs = r.outputs !== undefined && r.outputs.length > 0 && stateOutputs.size > 0
+      ? [...r.outputs.filter((o) => !stateOutputs.has(o.name)), ...[...stateOutputs].map((name) => ({ name }))]
+      : r.outputs;
     return {
       ...job,
-      request: { ...r, inputs: [...r.inputs, ...extra] },
+      request: { ...r, inputs: [...r.inputs, ...extra], outputs },
       finish: (outcome: ExecOutcome, timing) => {
         if (!outcome.error && stateOutputs.size > 0) {
           for (const t of outcome.outputs ?? []) if (stateOutputs.has(t.name)) seq.state.set(t.name, t);
