@@ -150,12 +150,13 @@ export class ServerCore implements InferenceService {
   /** The repository API's load (uploads included): explicit mode only, as in Triton. */
   async loadModel(name: string, options?: { config?: string; files?: Record<string, Uint8Array> }): Promise<void> {
     this.refuseUnlessExplicit();
-    return this.repository.loadModel(name, options);
+    return this.repository.loadWithComposing(name, options);
   }
 
-  async unloadModel(name: string): Promise<void> {
+  /** `unloadDependents`: also the composing models loaded only along with this ensemble, as Triton's. */
+  async unloadModel(name: string, options?: { unloadDependents?: boolean }): Promise<void> {
     this.refuseUnlessExplicit();
-    return this.repository.unloadModel(name);
+    return this.repository.unloadWithDependents(name, options);
   }
 
   /**
