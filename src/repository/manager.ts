@@ -9,7 +9,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { readModelConfig } from '../config/load.js';
+import { configToJson, readModelConfig } from '../config/load.js';
 import { StubhostError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/index.js';
@@ -140,6 +140,8 @@ export class ModelRepository {
         const available = (await scanModelDir(name, dir))?.versions ?? [];
         const versions = versionsToServe(config, config.platform === 'ensemble' && available.length === 0 ? [1] : available);
         checkModelPaths({ modelDir: dir, config, versions, uploaded: upload !== undefined });
+        this.opts.logger.verbose(`loading model '${name}' version(s) ${versions.join(', ')} from ${dir}`, { model: name }, 1);
+        this.opts.logger.verbose(`model '${name}' config: ${JSON.stringify(configToJson(config))}`, { model: name }, 2);
         loaded = versions.map((v): ServableModel => config.platform === 'ensemble'
           ? new EnsembleModel({
             name, version: v, config: structuredClone(config), modelDir: dir, metrics: this.opts.metrics,

@@ -10,7 +10,7 @@ import type {
 import type { InferRequest, InferResult } from '../core/types.js';
 import type { BlsHandler } from '../instance/stub-process.js';
 import { StubhostError, toStubhostError } from '../errors.js';
-import { logSettings, type Level } from '../log/logger.js';
+import { currentLogSettings, updateLogSettings, type LogProtocol } from '../log/log-settings.js';
 import { validateInferInputs, validateRequestedOutputs } from './validate.js';
 import { DEFAULT_UNLOAD_GRACE_MS } from '../model/model-version.js';
 import type { ServableModel } from '../model/servable.js';
@@ -171,31 +171,9 @@ export class ServerCore implements InferenceService {
     }
   }
 
-  logSettings(update?: Record<string, unknown>): Record<string, unknown> {
-    if (update) {
-      if ('log_verbose_level' in update) {
-        const n = Number(update.log_verbose_level);
-        if (!Number.isInteger(n) || n < 0) throw new StubhostError('STUBHOST_INVALID_ARG', 'log_verbose_level must be a non-negative integer');
-        logSettings.level = n > 0 ? 'verbose' : 'info';
-      }
-      if ('log_format' in update) {
-        const f = String(update.log_format);
-        if (f !== 'default' && f !== 'json' && f !== 'text') throw new StubhostError('STUBHOST_INVALID_ARG', 'log_format must be "default", "json" or "text"');
-        logSettings.format = f === 'text' ? 'text' : 'json';
-      }
-      for (const [key, level] of [['log_error', 'error'], ['log_warning', 'warn'], ['log_info', 'info']] as const) {
-        if (key in update && update[key] === false && levelRank(logSettings.level) >= levelRank(level)) logSettings.level = lowerOf(level);
-      }
-    }
-    const rank = levelRank(logSettings.level);
-    return {
-      log_file: '',
-      log_info: rank >= 2,
-      log_warning: rank >= 1,
-      log_error: true,
-      log_verbose_level: rank >= 3 ? 1 : 0,
-      log_format: logSettings.format === 'text' ? 'default' : 'json',
-    };
+  /** Triton's logging extension (../log/log-settings.ts); `protocol` picks Triton's error codes and words. */
+  logSettings(update?: Record<string, unknown>, protocol: LogProtocol = 'http'): Record<string, unknown> {
+    return update === undefined ? currentLogSettings() : updateLogSettings(update, protocol);
   }
 
   /**
@@ -240,14 +218,6 @@ export class ServerCore implements InferenceService {
     })();
     return () => abort.abort();
   };
-}
-
-function levelRank(level: Level): number {
-  return { error: 0, warn: 1, info: 2, verbose: 3 }[level];
-}
-
-function lowerOf(level: Level): Level {
-  return level === 'info' ? 'warn' : 'error';
 }
 
 /** Outputs asked for as classification become their top-k strings, as Triton's front-ends make them (both protocols). */
