@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { startServer } from './server/start.js';
 import { DEFAULT_CLIENT_SHM_MAX_INFLIGHT_BYTES, DEFAULT_CLIENT_SHM_MAX_REGIONS } from './server/shm-registry.js';
 import { createLogger, logSettings, setLogFile } from './log/logger.js';
+import { CacheConfigError, parseCacheConfig } from './cache/cache-config.js';
 import { GRPC_RESTRICTED_PROTOCOL, HTTP_RESTRICTED_API, RestrictedOptionError, parseRestrictedFeatures } from './server/restricted-features.js';
 
 export const HELP = `stubhost: a Triton-style inference server for TypeScript models
@@ -92,6 +93,10 @@ Options:
   --log-file <path>              Append log lines to this file instead of stderr (an unwritable
                                  path stops the start; not changeable over the network, as Triton).
   --exit-timeout-secs <n>        On SIGINT/SIGTERM, how long models get to finish (default 30).
+  --cache-config local,size=<n>  Triton's response cache: an LRU of up to <n> bytes in host
+                                 memory, shared by the models whose config has
+                                 response_cache { enable: true } (default: no cache; only the
+                                 local cache exists).
   -h, --help                     Show this help.
 `;
 
@@ -231,6 +236,7 @@ export async function main(argv: string[]): Promise<number> {
         'log-warning': { type: 'string' },
         'log-error': { type: 'string' },
         'log-file': { type: 'string' },
+        'cache-config': { type: 'string', multiple: true },
         'exit-timeout-secs': { type: 'string' },
         'stub-memory-limit-bytes': { type: 'string' },
         'execute-warn-secs': { type: 'string' },
@@ -282,6 +288,13 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
   const httpRestrictedApis = restricted(o['http-restricted-api'] as string[] | undefined, HTTP_RESTRICTED_API);
   const grpcRestrictedProtocols = restricted(o['grpc-restricted-protocol'] as string[] | undefined, GRPC_RESTRICTED_PROTOCOL);
   const grpcTls = grpcTlsFlags(o);
+  let cacheConfig;
+  try {
+    cacheConfig = parseCacheConfig((o['cache-config'] as string[] | undefined) ?? []);
+  } catch (err) {
+    if (err instanceof CacheConfigError) throw new CliError(err.message);
+    throw err;
+  }
   const logger = createLogger();
   const loadList = (o['load-model'] as string[] | undefined) ?? [];
   if (loadList.length > 0 && mode !== 'explicit') {
@@ -313,6 +326,7 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
     stubMemoryLimitBytes: o['stub-memory-limit-bytes'] === undefined ? undefined : wholeBytes('stub-memory-limit-bytes', o['stub-memory-limit-bytes'] as string),
     executeWarnMs: num('execute-warn-secs', 60) * 1000,
     unloadGraceMs: num('unload-grace-secs', num('exit-timeout-secs', 30)) * 1000,
+    responseCacheBytes: cacheConfig?.sizeBytes,
     logger,
   });
   const exitTimeoutMs = num('exit-timeout-secs', 30) * 1000;

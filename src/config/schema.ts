@@ -537,6 +537,14 @@ function checkConfig(c: ModelConfig, ctx: z.RefinementCtx): void {
   });
 
   for (const f of unsupportedFields(c)) issue(f.path, unsupportedMessage(f));
+
+  // Triton's words (core src/model_config_utils.cc, ValidateModelConfig).
+  if (c.response_cache?.enable && c.sequence_batching) {
+    issue(['response_cache', 'enable'], `Response Cache does not currently support model ${c.name} with sequence batching scheduler. Please disable the response cache.`);
+  }
+  if (c.response_cache?.enable && c.model_transaction_policy?.decoupled) {
+    issue(['response_cache', 'enable'], `Response Cache does not currently support model ${c.name} with 'decoupled' transaction policy. Please disable the response cache.`);
+  }
 }
 
 function checkTensors(

@@ -24,6 +24,8 @@ import { ModelStatsRecorder, failureReasonOf, type Metrics } from '../metrics/in
 import type { InstanceRateSpec, RateLimiter } from '../scheduler/rate-limiter.js';
 import { readOutputLabels, type OutputLabels } from './output-labels.js';
 import { readInitialStates } from '../scheduler/initial-state.js';
+import type { ResponseCache } from '../cache/response-cache.js';
+import { cacheUseOf, inferThroughCache, type CacheUse } from '../cache/cached-infer.js';
 
 /** One instance the instance groups ask for. */
 interface InstanceSpec {
@@ -55,6 +57,8 @@ export interface ModelVersionOptions {
   executeWarnMs?: number;
   onBls?: BlsHandler;
   rateLimiter?: RateLimiter;
+  /** The server's response cache; used when the config has response_cache { enable: true }. */
+  responseCache?: ResponseCache;
 }
 
 /** Default of ModelVersionOptions.unloadGraceMs: --exit-timeout-secs' default. */
@@ -83,6 +87,8 @@ export class ModelVersion {
   private reshapeCache?: { contract: ModelIOContract; inputs: boolean; outputs: boolean };
   readonly stats: ModelStatsRecorder;
   outputLabels?: OutputLabels;
+  /** Set at load when the config enables the response cache and the server has one. */
+  private cacheUse?: CacheUse;
 
   constructor(private readonly opts: ModelVersionOptions) {
     this.name = opts.name;
@@ -172,6 +178,7 @@ export class ModelVersion {
       const rateOf = new Map(specs.map((s) => [s.name, s.rate]));
       this.opts.rateLimiter?.register(this.name, this.instances.map((i) => ({ name: i.name, spec: rateOf.get(i.name) ?? { resources: [], priority: 0, device: 0 } })));
       await this.warmup();
+      this.cacheUse = cacheUseOf(this.config, this.opts.responseCache, this.stats, this.opts.logger, this.label);
       this.state = 'READY';
     } catch (err) {
       this.state = 'UNAVAILABLE';
@@ -222,6 +229,12 @@ export class ModelVersion {
       }
       return results[0]!;
     }
+    // A cache hit skips the scheduler (warmup, before READY, never uses the cache).
+    if (this.cacheUse && this.state === 'READY') return inferThroughCache(this.cacheUse, request, (r) => this.run(r));
+    return this.run(request);
+  }
+
+  private async run(request: InferRequest): Promise<InferResult> {
     const outcome = await new Promise<ExecOutcome>((resolve) => this.submit(request, resolve));
     if (outcome.error) throw outcome.error;
     return this.toResult(request, outcome);

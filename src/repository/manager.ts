@@ -16,6 +16,7 @@ import type { Metrics } from '../metrics/index.js';
 import type { BlsHandler } from '../instance/stub-process.js';
 import type { RateLimiter } from '../scheduler/rate-limiter.js';
 import type { RepositoryIndexEntry } from '../core/service.js';
+import type { ResponseCache } from '../cache/response-cache.js';
 import { ModelVersion } from '../model/model-version.js';
 import { EnsembleModel } from '../model/ensemble.js';
 import type { ServableModel } from '../model/servable.js';
@@ -53,6 +54,8 @@ export interface RepositoryOptions {
   executeWarnMs?: number;
   rateLimiter?: RateLimiter;
   onBls?: BlsHandler;
+  /** The server's response cache (--cache-config); models with response_cache { enable: true } use it. */
+  responseCache?: ResponseCache;
 }
 
 interface ModelEntry {
@@ -144,7 +147,7 @@ export class ModelRepository {
         this.opts.logger.verbose(`model '${name}' config: ${JSON.stringify(configToJson(config))}`, { model: name }, 2);
         loaded = versions.map((v): ServableModel => config.platform === 'ensemble'
           ? new EnsembleModel({
-            name, version: v, config: structuredClone(config), modelDir: dir, metrics: this.opts.metrics,
+            name, version: v, config: structuredClone(config), modelDir: dir, metrics: this.opts.metrics, responseCache: this.opts.responseCache, logger: this.opts.logger,
             resolve: (model, version) => this.get(model, version > 0 ? version : undefined),
             exists: (model) => this.hasModel(model),
             stepModelsOf: (model) => this.ensembleStepsOf(model),
@@ -154,6 +157,7 @@ export class ModelRepository {
             logger: this.opts.logger, metrics: this.opts.metrics, stubTimeoutMs: this.opts.stubTimeoutMs,
             arenaMaxBytes: this.opts.arenaMaxBytes, onBls: this.opts.onBls, rateLimiter: this.opts.rateLimiter,
             stubMemoryLimitBytes: this.opts.stubMemoryLimitBytes, unloadGraceMs: this.opts.unloadGraceMs, executeWarnMs: this.opts.executeWarnMs,
+            responseCache: this.opts.responseCache,
           }));
         const results = await Promise.allSettled(loaded.map((mv) => mv.load()));
         const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
