@@ -62,7 +62,7 @@ beforeAll(async () => {
     ens_cached: { 'config.pbtxt': ENSEMBLE },
     dec_cached: { 'config.pbtxt': DECOUPLED, '1/model.ts': COUNTED_TS },
     seq_cached: { 'config.pbtxt': SEQUENCE, '1/model.ts': COUNTED_TS },
-  }, { grpcPort: 0, responseCacheBytes: CACHE_BYTES });
+  }, { grpcPort: 0, responseCacheBytes: CACHE_BYTES, modelControlMode: 'explicit', loadModels: ['*'] });
   grpc = grpcClient(server.ports.grpc!);
 }, 120_000);
 
@@ -162,6 +162,14 @@ describe('response cache', () => {
     expect(await calls('ens_cached', [7, 8])).toBe(first);
     expect(await calls('uncached', [9, 9])).toBe(first + 1); // the step ran once for the ensemble
     expect((await stats('ens_cached')).inference_stats.cache_hit.count).toBe(1);
+  });
+
+  it('a reloaded model never gets the answers of its earlier load', async () => {
+    const before = await calls('counted', [5, 5]);
+    expect(before).toBeGreaterThan(1);
+    expect(await calls('counted', [5, 5])).toBe(before);
+    expect((await http(`${server.url}/v2/repository/models/counted/load`, 'POST', {})).status).toBe(200);
+    expect(await calls('counted', [5, 5])).toBe(1); // a new stub ran it
   });
 
   it("decoupled and sequence models cannot enable it: Triton's words, only they fail", async () => {

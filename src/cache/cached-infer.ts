@@ -17,11 +17,15 @@ export interface CacheUse {
   version: number;
   stats: ModelStatsRecorder;
   logger?: Logger;
+  /** This load of the version (see responseCacheKey). */
+  generation: number;
 }
+
+let loads = 0;
 
 export async function inferThroughCache(use: CacheUse, request: InferRequest, run: (request: InferRequest) => Promise<InferResult>): Promise<InferResult> {
   const started = performance.now();
-  const key = responseCacheKey(use.model, use.version, request);
+  const key = responseCacheKey(use.model, use.version, request, use.generation);
   const hit = use.cache.lookup(key);
   if (hit) {
     const result: InferResult = {
@@ -55,5 +59,5 @@ export function cacheUseOf(config: ModelConfig, cache: ResponseCache | undefined
     return undefined;
   }
   stats.enableCache();
-  return { cache, model: stats.model, version: Number(stats.version), stats, logger };
+  return { cache, model: stats.model, version: Number(stats.version), stats, logger, generation: ++loads };
 }

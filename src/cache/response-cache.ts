@@ -113,8 +113,12 @@ function sortedParams(p: Parameters | undefined): string {
   return JSON.stringify(Object.keys(p).sort().map((k) => [k, p[k]]));
 }
 
-/** The cache key of `request` to model `model` version `version` (see the file comment). */
-export function responseCacheKey(model: string, version: number, request: InferRequest): string {
+/**
+ * The cache key of `request` to model `model` version `version` (see the file comment).
+ * `generation` tells loads of the same version apart, so a reloaded model (new code or config
+ * under the same version number) never gets the old one's answers; those age out of the LRU.
+ */
+export function responseCacheKey(model: string, version: number, request: InferRequest, generation = 0): string {
   const h = createHash('sha256');
   const field = (s: string): void => {
     h.update(`${s.length}:`);
@@ -122,6 +126,7 @@ export function responseCacheKey(model: string, version: number, request: InferR
   };
   field(model);
   field(String(version));
+  field(String(generation));
   const inputs = [...request.inputs].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   field(String(inputs.length));
   for (const t of inputs) {
