@@ -13,10 +13,10 @@ const SHARED = ['src/errors.ts', 'src/core/'];
 /** Host layers, bottom to top. */
 const INSTANCE = [...SHARED, 'src/ipc/', 'src/log/', 'src/execution/'];
 const SCHEDULER = [...SHARED, 'src/log/', 'src/config/', 'src/execution/'];
-const MODEL = [...new Set([...INSTANCE, ...SCHEDULER, 'src/metrics/', 'src/instance/', 'src/scheduler/'])];
+const MODEL = [...new Set([...INSTANCE, ...SCHEDULER, 'src/metrics/', 'src/instance/', 'src/scheduler/', 'src/cache/'])];
 const REPOSITORY = [...MODEL, 'src/model/'];
-const SERVER_CORE = [...REPOSITORY, 'src/repository/'];
-const FRONT_END = [...SHARED, 'src/log/', 'src/server/shm-registry.ts', 'src/server/restricted-features.ts'];
+const SERVER_CORE = [...REPOSITORY, 'src/repository/', 'src/server/classification.ts'];
+const FRONT_END = [...SHARED, 'src/log/', 'src/server/shm-registry.ts', 'src/server/restricted-features.ts', 'src/server/classification.ts'];
 
 /** [layer, what it may import]. A layer ending in / is a folder, else one file. */
 const LAYERS = [
@@ -26,7 +26,11 @@ const LAYERS = [
   ['src/log/', SHARED],
   ['src/config/', SHARED],
   ['src/execution/', SHARED],
-  ['src/metrics/', SHARED],
+  // The response cache's store and its flag: data structures at the bottom (metrics read their counts).
+  ['src/cache/', SHARED],
+  ['src/metrics/', [...SHARED, 'src/cache/response-cache.ts']],
+  // A cache in front of a model's infer: records hits in the model's statistics.
+  ['src/cache/cached-infer.ts', [...SHARED, 'src/log/', 'src/config/', 'src/metrics/', 'src/cache/']],
   ['src/instance/', INSTANCE],
   ['src/scheduler/', SCHEDULER],
   ['src/model/', MODEL],
@@ -34,6 +38,7 @@ const LAYERS = [
   ['src/server/client-shm-file.ts', [...SHARED, 'src/ipc/']],
   ['src/server/shm-registry.ts', [...SHARED, 'src/ipc/', 'src/server/client-shm-file.ts']],
   ['src/server/restricted-features.ts', SHARED],
+  ['src/server/classification.ts', SHARED],
   ['src/server/fd-limit.ts', [...SHARED, 'src/ipc/']],
   ['src/server/http/', FRONT_END],
   ['src/server/grpc/', FRONT_END],
@@ -42,7 +47,7 @@ const LAYERS = [
   // The authoring commands (init, types): read configs and ONNX graphs, never start a server.
   ['src/tools/', SHARED],
   ['src/authoring/', [...SHARED, 'src/config/', 'src/repository/scan.ts', 'src/tools/', 'stub/backends/']],
-  ['src/cli.ts', ['src/log/', 'src/errors.ts', 'src/server/start.ts', 'src/server/shm-registry.ts', 'src/server/restricted-features.ts', 'src/tools/', 'src/authoring/']],
+  ['src/cli.ts', ['src/log/', 'src/errors.ts', 'src/server/start.ts', 'src/server/shm-registry.ts', 'src/server/restricted-features.ts', 'src/tools/', 'src/authoring/', 'src/cache/cache-config.ts']],
   // The stub: the model API knows nothing of the stub or the wire; backends are models.
   ['stub/api/', SHARED],
   ['stub/backends/', [...SHARED, 'stub/api/']],

@@ -4,7 +4,8 @@
 import { parseArgs } from 'node:util';
 import { startServer } from './server/start.js';
 import { DEFAULT_CLIENT_SHM_MAX_INFLIGHT_BYTES, DEFAULT_CLIENT_SHM_MAX_REGIONS } from './server/shm-registry.js';
-import { createLogger, logSettings } from './log/logger.js';
+import { createLogger, logSettings, setLogFile } from './log/logger.js';
+import { CacheConfigError, parseCacheConfig } from './cache/cache-config.js';
 import { GRPC_RESTRICTED_PROTOCOL, HTTP_RESTRICTED_API, RestrictedOptionError, parseRestrictedFeatures } from './server/restricted-features.js';
 import { AUTHORING_COMMANDS, AUTHORING_HELP } from './authoring/help.js';
 import { packageVersion } from './tools/package-info.js';
@@ -103,9 +104,21 @@ Options:
                                  their stubs are killed (default: --exit-timeout-secs; a model
                                  can override it with the parameter unload_grace_seconds).
   --strict-readiness <bool>      Ready only when every model is ready (default true).
-  --log-verbose <n>              Verbose logging when > 0 (default 0).
-  --log-format <fmt>             json | text (default: text on a terminal, else json).
+  --log-verbose <n>              Verbose level: verbose lines of level <= n show (default 0 =
+                                 none). Also settable with /v2/logging log_verbose_level.
+  --log-info <bool>              Info lines on or off (default true).
+  --log-warning <bool>           Warning lines on or off (default true).
+  --log-error <bool>             Error lines on or off (default true).
+  --log-format <fmt>             default (Triton's "I0520 12:34:56.789012 <pid> ..."), ISO8601
+                                 ("2024-05-20T12:34:56Z I <pid> ..."), or json (one object per
+                                 line); text = default (default: default on a terminal, else json).
+  --log-file <path>              Append log lines to this file instead of stderr (an unwritable
+                                 path stops the start; not changeable over the network, as Triton).
   --exit-timeout-secs <n>        On SIGINT/SIGTERM, how long models get to finish (default 30).
+  --cache-config local,size=<n>  Triton's response cache: an LRU of up to <n> bytes in host
+                                 memory, shared by the models whose config has
+                                 response_cache { enable: true } (default: no cache; only the
+                                 local cache exists).
   -h, --help                     Show this help.
   -v, --version                  Print the version of stubhost.
 `;
@@ -169,6 +182,35 @@ function grpcTlsFlags(o: Record<string, string | string[] | boolean | undefined>
   return { serverCert: cert, serverKey: key, rootCert: root, mutual };
 }
 
+/**
+ * Triton's logging flags (src/command_line_parser.cc): --log-verbose <level> (kept as given; a
+ * verbose line shows when its level is at most this), --log-info / --log-warning / --log-error,
+ * --log-format default | ISO8601 (plus stubhost's json, and text = default), --log-file <path>.
+ */
+function logFlags(o: Record<string, string | string[] | boolean | undefined>): void {
+  const verbose = o['log-verbose'] as string | undefined;
+  if (verbose !== undefined) {
+    const n = Number(verbose);
+    if (verbose.trim() === '' || !Number.isSafeInteger(n) || n < 0) throw new CliError(`--log-verbose ${JSON.stringify(verbose)}: expected a verbose level, a whole number >= 0 (0 = off)`);
+    logSettings.verboseLevel = n;
+  }
+  logSettings.info = strictBool('log-info', o['log-info'] as string | undefined, logSettings.info);
+  logSettings.warning = strictBool('log-warning', o['log-warning'] as string | undefined, logSettings.warning);
+  logSettings.error = strictBool('log-error', o['log-error'] as string | undefined, logSettings.error);
+  const fmt = o['log-format'] as string | undefined;
+  if (fmt === 'default' || fmt === 'text') logSettings.format = 'default';
+  else if (fmt === 'ISO8601' || fmt === 'json') logSettings.format = fmt;
+  else if (fmt !== undefined) throw new CliError(`--log-format ${JSON.stringify(fmt)}: expected default, ISO8601 or json (text = default)`);
+  const file = o['log-file'] as string | undefined;
+  if (file !== undefined) {
+    try {
+      setLogFile(file);
+    } catch (err) {
+      throw new CliError(`--log-file: ${(err as Error).message}`);
+    }
+  }
+}
+
 function wholeBytes(name: string, v: string): number {
   const n = Number(v);
   if (v.trim() === '' || !Number.isSafeInteger(n) || n < 0) throw new CliError(`--${name} ${JSON.stringify(v)}: expected a whole number of bytes (0 = no cap)`);
@@ -222,6 +264,11 @@ export async function main(argv: string[]): Promise<number> {
         'strict-readiness': { type: 'string' },
         'log-verbose': { type: 'string' },
         'log-format': { type: 'string' },
+        'log-info': { type: 'string' },
+        'log-warning': { type: 'string' },
+        'log-error': { type: 'string' },
+        'log-file': { type: 'string' },
+        'cache-config': { type: 'string', multiple: true },
         'exit-timeout-secs': { type: 'string' },
         'stub-memory-limit-bytes': { type: 'string' },
         'execute-warn-secs': { type: 'string' },
@@ -276,15 +323,18 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
     return n;
   };
   const secondsOf = (name: string): number | undefined => (o[name] === undefined ? undefined : num(name, 0) * 1000);
-  const verbose = num('log-verbose', 0);
-  if (verbose > 0) logSettings.level = 'verbose';
-  const fmt = o['log-format'] as string | undefined;
-  if (fmt === 'json' || fmt === 'text') logSettings.format = fmt;
-  else if (fmt !== undefined) throw new CliError(`--log-format ${JSON.stringify(fmt)}: expected json or text`);
+  logFlags(o);
 
   const httpRestrictedApis = restricted(o['http-restricted-api'] as string[] | undefined, HTTP_RESTRICTED_API);
   const grpcRestrictedProtocols = restricted(o['grpc-restricted-protocol'] as string[] | undefined, GRPC_RESTRICTED_PROTOCOL);
   const grpcTls = grpcTlsFlags(o);
+  let cacheConfig;
+  try {
+    cacheConfig = parseCacheConfig((o['cache-config'] as string[] | undefined) ?? []);
+  } catch (err) {
+    if (err instanceof CacheConfigError) throw new CliError(err.message);
+    throw err;
+  }
   const logger = createLogger();
   const loadList = (o['load-model'] as string[] | undefined) ?? [];
   if (loadList.length > 0 && mode !== 'explicit') {
@@ -330,6 +380,7 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
     stubMemoryLimitBytes: o['stub-memory-limit-bytes'] === undefined ? undefined : wholeBytes('stub-memory-limit-bytes', o['stub-memory-limit-bytes'] as string),
     executeWarnMs: num('execute-warn-secs', 60) * 1000,
     unloadGraceMs: num('unload-grace-secs', num('exit-timeout-secs', 30)) * 1000,
+    responseCacheBytes: cacheConfig?.sizeBytes,
     logger,
   });
   const exitTimeoutMs = num('exit-timeout-secs', 30) * 1000;

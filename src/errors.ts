@@ -33,6 +33,8 @@ export const ERROR_CODES = {
   STUBHOST_PROTOCOL: { http: 500, grpc: 13 },
   STUBHOST_CLOSED: { http: 503, grpc: 14 },
   STUBHOST_INTERNAL: { http: 500, grpc: 13 },
+  /** A server feature Triton answers TRITONSERVER_ERROR_UNSUPPORTED for (e.g. log_file over the network): 501 / UNIMPLEMENTED. */
+  STUBHOST_SERVER_UNSUPPORTED: { http: 501, grpc: 12 },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

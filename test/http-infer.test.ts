@@ -178,19 +178,7 @@ describe('data types', () => {
     expect(doc.outputs[0].parameters.binary_data_size).toBe(packed.byteLength);
     expect(Buffer.compare(binary.get('OUT_BYTES')!, Buffer.from(packed))).toBe(0);
   });
-
-  it('classification returns the top k as "value:index"', async () => {
-    const r = await postInfer('add_sub', JSON.stringify({
-      inputs: [
-        { name: 'INPUT0', datatype: 'FP32', shape: [2, 4], data: [1, 9, 3, 4, 8, 0, 0, 7] },
-        { name: 'INPUT1', datatype: 'FP32', shape: [2, 4], data: [0, 0, 0, 0, 0, 0, 0, 0] },
-      ],
-      outputs: [{ name: 'OUTPUT0', parameters: { classification: 2 } }],
-    }));
-    expect(json(r).outputs).toEqual([
-      { name: 'OUTPUT0', datatype: 'BYTES', shape: [2, 2], data: ['9.000000:1', '4.000000:3', '8.000000:0', '7.000000:3'] },
-    ]);
-  });
+  // Classification is the server core's (both protocols): test/compat-classification.test.ts.
 });
 
 describe('validation: bad requests never reach the model', () => {
@@ -215,7 +203,6 @@ describe('validation: bad requests never reach the model', () => {
     ['missing data', { inputs: [{ ...ok0, data: undefined }, ok1] }, /input 'INPUT0': 'data' must be an array/],
     ['unknown output', { inputs: [ok0, ok1], outputs: [{ name: 'OUTPUT7' }] }, /^unexpected inference output 'OUTPUT7' for model 'add_sub'$/],
     ['duplicate output', { inputs: [ok0, ok1], outputs: [{ name: 'OUTPUT0' }, { name: 'OUTPUT0' }] }, /^\[request id: <id_unknown>\] output 'OUTPUT0' already exists in request$/],
-    ['bad classification', { inputs: [ok0, ok1], outputs: [{ name: 'OUTPUT0', parameters: { classification: 0 } }] }, /'classification' must be a positive integer/],
     ['bad priority', { parameters: { priority: -1 }, inputs: [ok0, ok1] }, /parameter 'priority' must be a non-negative integer/],
     ['bad timeout', { parameters: { timeout: 'soon' }, inputs: [ok0, ok1] }, /parameter 'timeout' must be a non-negative integer \(microseconds\)/],
     ['bad sequence flag', { parameters: { sequence_start: 1 }, inputs: [ok0, ok1] }, /parameter 'sequence_start' must be true or false/],

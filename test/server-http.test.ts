@@ -442,7 +442,8 @@ describe('logging', () => {
     expect(p.json.log_verbose_level).toBe(1);
     expect((await http(`${server.url}/v2/logging`, 'POST', { log_verbose_level: 0 })).json.log_verbose_level).toBe(0);
     const bad = await http(`${server.url}/v2/logging`, 'POST', { log_verbose_level: -1 });
-    expect(bad.status).toBe(400);
-    expect(bad.json.error).toMatch(/log_verbose_level/);
+    // Triton's answer (its JSON reader's error, INTERNAL): see test/compat-logging.test.ts.
+    expect(bad.status).toBe(500);
+    expect(bad.json.error).toBe('attempt to access JSON non-unsigned-integer as unsigned-integer');
   });
 });

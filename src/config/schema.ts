@@ -2,9 +2,9 @@
  * The model configuration schema, in the field names of Triton's model_config.proto JSON mapping
  * (snake_case), so a Triton user's config.pbtxt / config.json reads the same here.
  *
- * Every field of Triton's ModelConfig is accepted (fields stubhost does not act on, such as
- * `optimization` or `batch_input`, are kept and shown by the config endpoint); any other field is
- * an error that lists the allowed ones, as Triton rejects them too. Numbers may be given as
+ * Every field of Triton's ModelConfig is parsed; the ones stubhost does not implement are refused
+ * when set (./unsupported.ts), and any other field is an error that lists the allowed ones, as
+ * Triton rejects them too. Numbers may be given as
  * strings wherever protobuf's JSON mapping allows it (int64 "16"); enums may be given by number.
  *
  * Cross-field rules (Triton's ValidateModelConfig) run in `superRefine`, so one parse reports
@@ -14,6 +14,7 @@
 import { z } from 'zod';
 import { DATA_TYPES, toConfigType } from '../core/dtypes.js';
 import type { FieldShape, MessageShape } from './pbtxt.js';
+import { unsupportedFields, unsupportedMessage } from './unsupported.js';
 
 // ---------------------------------------------------------------------------------------------
 // Value helpers: each gives an error message that says what was found and what is allowed.
@@ -534,6 +535,16 @@ function checkConfig(c: ModelConfig, ctx: z.RefinementCtx): void {
       if (input.data_type === undefined) issue([...p, 'inputs', name, 'data_type'], `is missing; use one of ${CONFIG_DATA_TYPES.join(', ')}`);
     }
   });
+
+  for (const f of unsupportedFields(c)) issue(f.path, unsupportedMessage(f));
+
+  // Triton's words (core src/model_config_utils.cc, ValidateModelConfig).
+  if (c.response_cache?.enable && c.sequence_batching) {
+    issue(['response_cache', 'enable'], `Response Cache does not currently support model ${c.name} with sequence batching scheduler. Please disable the response cache.`);
+  }
+  if (c.response_cache?.enable && c.model_transaction_policy?.decoupled) {
+    issue(['response_cache', 'enable'], `Response Cache does not currently support model ${c.name} with 'decoupled' transaction policy. Please disable the response cache.`);
+  }
 }
 
 function checkTensors(

@@ -74,6 +74,6 @@ export interface InferenceService {
   /** Loads or reloads a model; `config` is a JSON config override as Triton's load API allows. */
   loadModel(name: string, options?: { config?: string; files?: Record<string, Uint8Array> }): Promise<void>;
   unloadModel(name: string, options?: { unloadDependents?: boolean }): Promise<void>;
-  /** Triton's `/v2/logging` settings. */
-  logSettings(update?: Record<string, unknown>): Record<string, unknown>;
+  /** Triton's `/v2/logging` settings; `protocol` (default 'http') picks Triton's error codes and words for bad updates. */
+  logSettings(update?: Record<string, unknown>, protocol?: 'http' | 'grpc'): Record<string, unknown>;
 }

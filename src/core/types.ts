@@ -70,3 +70,6 @@ export interface TensorSpec {
   reshape?: number[];
   optional?: boolean;
 }
+
+/** Each output's class labels (`label_filename`, one per line), for the classification extension. */
+export type OutputLabels = ReadonlyMap<string, readonly string[]>;

@@ -16,6 +16,7 @@
 import type { ModelStatistics } from '../core/service.js';
 import { StubhostError } from '../errors.js';
 import type { FailureReason, Metrics, ModelSeries } from './registry.js';
+import type { CacheSeries } from './cache-metrics.js';
 
 export interface SuccessDurations {
   queueNs: number;
@@ -96,6 +97,11 @@ export class ModelStatsRecorder {
   private computeInputNs = 0;
   private computeInferNs = 0;
   private computeOutputNs = 0;
+  private cacheHitCount = 0;
+  private cacheHitNs = 0;
+  private cacheMissCount = 0;
+  private cacheMissNs = 0;
+  private cacheSeries: CacheSeries | undefined;
   /** Allocates once per distinct batch size, never per call. */
   private readonly batches = new Map<number, BatchCounters>();
   /** Response index → counters (decoupled models); allocates once per index seen. */
@@ -132,6 +138,52 @@ export class ModelStatsRecorder {
       s.computeInferUs += inferNs / 1e3;
       s.computeOutputUs += outputNs / 1e3;
       s.observeRequestUs(requestNs / 1e3);
+    }
+  }
+
+  /** This version uses the response cache: its nv_cache_*_per_model series start at 0 (Triton registers them at load). */
+  enableCache(): void {
+    if (this.series) this.cacheSeries ??= this.metrics?.cache?.model(this.model, this.version);
+  }
+
+  /**
+   * A request answered from the response cache, as Triton's InferenceStatsAggregator::
+   * UpdateSuccessCacheHit (core src/infer_stats.cc): a success with its duration, and a cache hit;
+   * no execution and no compute time.
+   */
+  recordCacheHit(d: { requestNs: number; hitNs: number }): void {
+    const requestNs = ns(d.requestNs);
+    const hitNs = ns(d.hitNs);
+    this.successCount++;
+    this.successNs += requestNs;
+    this.cacheHitCount++;
+    this.cacheHitNs += hitNs;
+    this.lastInferenceMs = Date.now();
+    const s = this.series;
+    if (s) {
+      s.success++;
+      s.requestUs += requestNs / 1e3;
+      s.observeRequestUs(requestNs / 1e3);
+    }
+    if (this.cacheSeries) {
+      this.cacheSeries.hits++;
+      this.cacheSeries.hitUs += hitNs / 1e3;
+    }
+  }
+
+  /**
+   * A request that missed the cache, ran, and had its result stored (UpdateSuccessCacheMiss): the
+   * lookup and insertion time is added to the request's duration and to cache_miss.
+   */
+  recordCacheMiss(missNs: number): void {
+    const n = ns(missNs);
+    this.successNs += n;
+    this.cacheMissCount++;
+    this.cacheMissNs += n;
+    if (this.series) this.series.requestUs += n / 1e3;
+    if (this.cacheSeries) {
+      this.cacheSeries.misses++;
+      this.cacheSeries.missUs += n / 1e3;
     }
   }
 
@@ -230,12 +282,12 @@ export class ModelStatsRecorder {
         success: { count: successCount, ns: this.successNs },
         fail: { count: this.failCount, ns: this.failNs },
         queue: { count: successCount, ns: this.queueNs },
-        compute_input: { count: successCount, ns: this.computeInputNs },
-        compute_infer: { count: successCount, ns: this.computeInferNs },
-        compute_output: { count: successCount, ns: this.computeOutputNs },
-        // No response cache in stubhost; the fields stay for clients that read them.
-        cache_hit: { count: 0, ns: 0 },
-        cache_miss: { count: 0, ns: 0 },
+        // Cache hits are successes without compute (Triton's compute_* counts leave them out).
+        compute_input: { count: successCount - this.cacheHitCount, ns: this.computeInputNs },
+        compute_infer: { count: successCount - this.cacheHitCount, ns: this.computeInferNs },
+        compute_output: { count: successCount - this.cacheHitCount, ns: this.computeOutputNs },
+        cache_hit: { count: this.cacheHitCount, ns: this.cacheHitNs },
+        cache_miss: { count: this.cacheMissCount, ns: this.cacheMissNs },
       },
       response_stats: this.responseStats(),
       batch_stats: batchSizes.map((size) => {
@@ -274,6 +326,7 @@ export class ModelStatsRecorder {
   close(): void {
     if (!this.series) return;
     this.series = undefined;
+    this.cacheSeries = undefined;
     this.metrics?.removeModel(this.model, this.version);
   }
 }

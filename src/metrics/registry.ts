@@ -5,6 +5,8 @@
  * keep series alive after a server closes.
  */
 import { Counter, Gauge, Registry, Summary } from 'prom-client';
+import { CacheMetrics } from './cache-metrics.js';
+import type { ResponseCache } from '../cache/response-cache.js';
 
 /** Triton's values of the `reason` label on nv_inference_request_failure. */
 export const FAILURE_REASONS = ['REJECTED', 'CANCELED', 'BACKEND', 'OTHER'] as const;
@@ -62,6 +64,8 @@ export class Metrics {
   private readonly models = new Map<string, ModelSeries>();
   /** Instances seen per model: prom-client removes only exact label sets, so we keep the list. */
   private readonly stubs = new Map<string, Set<string>>();
+  /** The response cache's metrics, once the server has a cache (enableCache). */
+  cache?: CacheMetrics;
 
   constructor(opts: MetricsOptions = {}) {
     this.registry = new Registry();
@@ -190,6 +194,11 @@ export class Metrics {
     return series;
   }
 
+  /** Adds the nv_cache_* families (the server was started with --cache-config). */
+  enableCache(cache: ResponseCache): void {
+    this.cache ??= new CacheMetrics(this.registry, cache);
+  }
+
   /**
    * Drops every series of a model version (on unload), so a scrape does not report a model that
    * is gone. A recorder holding the old series keeps adding to a detached object: harmless, and
@@ -200,6 +209,7 @@ export class Metrics {
     if (!series) return;
     this.models.delete(`${name}\0${version}`);
     this.requestSummary?.remove(series.labels);
+    this.cache?.remove(name, version);
   }
 
   setStubHealthy(model: string, instance: string, healthy: boolean): void {

@@ -11,6 +11,10 @@ import { StubhostError, toStubhostError } from '../errors.js';
 import { ModelStatsRecorder, failureReasonOf, type Metrics } from '../metrics/index.js';
 import type { VersionState } from './model-version.js';
 import { cycleMessage, findEnsembleCycle } from './ensemble-graph.js';
+import { readOutputLabels, type OutputLabels } from './output-labels.js';
+import type { ResponseCache } from '../cache/response-cache.js';
+import { cacheUseOf, inferThroughCache, type CacheUse } from '../cache/cached-infer.js';
+import type { Logger } from '../log/logger.js';
 
 export interface EnsembleStepTarget {
   infer(request: InferRequest): Promise<InferResult>;
@@ -20,7 +24,12 @@ export interface EnsembleOptions {
   name: string;
   version: number;
   config: ModelConfig;
+  /** The ensemble's folder: its outputs' label files are read from it. */
+  modelDir?: string;
   metrics?: Metrics;
+  /** The server's response cache: with response_cache { enable: true }, whole ensemble results are cached, as Triton's ensemble scheduler does. */
+  responseCache?: ResponseCache;
+  logger?: Logger;
   /** Resolves a step's model (name, version -1 = newest) at request time. */
   resolve: (model: string, version: number) => EnsembleStepTarget;
   /** Checked at load: the step's model exists in the repository. */
@@ -37,6 +46,8 @@ export class EnsembleModel {
   state: VersionState = 'LOADING';
   reason = '';
   private contractCache?: ModelIOContract;
+  outputLabels?: OutputLabels;
+  private cacheUse?: CacheUse;
 
   constructor(private readonly opts: EnsembleOptions) {
     this.name = opts.name;
@@ -102,6 +113,14 @@ export class EnsembleModel {
       this.reason = problems.join('; ');
       throw new StubhostError('STUBHOST_CONFIG', `${this.label}: ${this.reason}`);
     }
+    try {
+      if (this.opts.modelDir !== undefined) this.outputLabels = readOutputLabels(this.opts.modelDir, this.config);
+    } catch (err) {
+      this.state = 'UNAVAILABLE';
+      this.reason = (err as Error).message;
+      throw err;
+    }
+    if (this.opts.logger) this.cacheUse = cacheUseOf(this.config, this.opts.responseCache, this.stats, this.opts.logger, this.label);
     this.state = 'READY';
   }
 
@@ -113,6 +132,10 @@ export class EnsembleModel {
 
   async infer(request: InferRequest): Promise<InferResult> {
     if (this.state !== 'READY') throw new StubhostError('STUBHOST_MODEL_NOT_READY', `${this.label} is not ready`);
+    return this.cacheUse ? inferThroughCache(this.cacheUse, request, (r) => this.runRecorded(r)) : this.runRecorded(request);
+  }
+
+  private async runRecorded(request: InferRequest): Promise<InferResult> {
     // The load-time check sees the configs of that moment; two ensembles reloaded at the same
     // time could still close a cycle, which then fails the request instead of recursing.
     const path = [...(request.ensemblePath ?? []), this.name];

@@ -16,13 +16,17 @@ import type { InferRequest, InferResult, TensorValue } from '../core/types.js';
 import type { ModelIOContract } from '../core/service.js';
 import { configToJson, inputSpecs, isDecoupled, modelParameter, outputSpecs, validateModelConfig, type ModelConfig } from '../config/load.js';
 import { StubhostError } from '../errors.js';
-import { confinedPath, modelFileOf } from './model-paths.js';
+import { confinedPath, modelFileOf } from '../config/model-paths.js';
 import { maxInflightPerInstance, memoryLimitBytes, unloadGraceMs } from '../core/model-parameters.js';
 import { setLongTimeout } from '../core/long-timer.js';
 import { tensorFromBytes, validateInferInputs } from '../core/validate.js';
 import type { Logger } from '../log/logger.js';
 import { ModelStatsRecorder, failureReasonOf, type Metrics } from '../metrics/index.js';
 import type { InstanceRateSpec, RateLimiter } from '../scheduler/rate-limiter.js';
+import { readOutputLabels, type OutputLabels } from './output-labels.js';
+import { readInitialStates } from '../scheduler/initial-state.js';
+import type { ResponseCache } from '../cache/response-cache.js';
+import { cacheUseOf, inferThroughCache, type CacheUse } from '../cache/cached-infer.js';
 
 /** One instance the instance groups ask for. */
 interface InstanceSpec {
@@ -54,6 +58,8 @@ export interface ModelVersionOptions {
   executeWarnMs?: number;
   onBls?: BlsHandler;
   rateLimiter?: RateLimiter;
+  /** The server's response cache; used when the config has response_cache { enable: true }. */
+  responseCache?: ResponseCache;
 }
 
 /** Default of ModelVersionOptions.unloadGraceMs: --exit-timeout-secs' default. */
@@ -81,6 +87,9 @@ export class ModelVersion {
   private contractCache?: ModelIOContract;
   private reshapeCache?: { contract: ModelIOContract; inputs: boolean; outputs: boolean };
   readonly stats: ModelStatsRecorder;
+  outputLabels?: OutputLabels;
+  /** Set at load when the config enables the response cache and the server has one. */
+  private cacheUse?: CacheUse;
 
   constructor(private readonly opts: ModelVersionOptions) {
     this.name = opts.name;
@@ -152,6 +161,7 @@ export class ModelVersion {
         // Every request would be refused as carrying unknown inputs: say so at load, as Triton does.
         throw new StubhostError('STUBHOST_CONFIG', `${this.label} (${this.opts.modelDir}): the config declares no inputs and no outputs; list them in config.pbtxt (input [...] output [...]) or complete them in the model's static autoCompleteConfig(config)`);
       }
+      this.outputLabels = readOutputLabels(this.opts.modelDir, this.config);
       // Again: a completed config may have changed the instance groups.
       const specs = this.instanceSpecs();
       const rest = specs.slice(1).map((spec) => this.makeInstance(spec));
@@ -169,6 +179,7 @@ export class ModelVersion {
       const rateOf = new Map(specs.map((s) => [s.name, s.rate]));
       this.opts.rateLimiter?.register(this.name, this.instances.map((i) => ({ name: i.name, spec: rateOf.get(i.name) ?? { resources: [], priority: 0, device: 0 } })));
       await this.warmup();
+      this.cacheUse = cacheUseOf(this.config, this.opts.responseCache, this.stats, this.opts.logger, this.label);
       this.state = 'READY';
     } catch (err) {
       this.state = 'UNAVAILABLE';
@@ -219,6 +230,12 @@ export class ModelVersion {
       }
       return results[0]!;
     }
+    // A cache hit skips the scheduler (warmup, before READY, never uses the cache).
+    if (this.cacheUse && this.state === 'READY') return inferThroughCache(this.cacheUse, request, (r) => this.run(r));
+    return this.run(request);
+  }
+
+  private async run(request: InferRequest): Promise<InferResult> {
     const outcome = await new Promise<ExecOutcome>((resolve) => this.submit(request, resolve));
     if (outcome.error) throw outcome.error;
     return this.toResult(request, outcome);
@@ -408,7 +425,10 @@ export class ModelVersion {
   private makeScheduler(): Pick<Scheduler, 'submit' | 'schedule' | 'addTarget' | 'close' | 'idle' | 'levelOf'> {
     const sb = this.config.sequence_batching;
     if (sb) {
-      return new SequenceBatcher({ modelLabel: this.label, modelName: this.name, maxBatchSize: this.config.max_batch_size, config: sb, onPending: (n) => this.stats.setPending(n) });
+      return new SequenceBatcher({
+        modelLabel: this.label, modelName: this.name, maxBatchSize: this.config.max_batch_size, config: sb, onPending: (n) => this.stats.setPending(n),
+        initialStates: readInitialStates(this.opts.modelDir, this.config, `${this.label} (${this.opts.modelDir})`),
+      });
     }
     const db = this.config.dynamic_batching;
     const levels = db && db.priority_levels > 0 ? db.priority_levels : 1;

@@ -6,6 +6,7 @@ import type { ModelStatsRecorder } from '../metrics/index.js';
 import type { ModelInstance } from '../instance/model-instance.js';
 import type { StalledExecute } from '../instance/stub-process.js';
 import type { VersionState } from './model-version.js';
+import type { OutputLabels } from './output-labels.js';
 
 export interface ServableModel {
   readonly name: string;
@@ -18,6 +19,8 @@ export interface ServableModel {
   readonly decoupled: boolean;
   readonly label: string;
   readonly instanceList: readonly ModelInstance[];
+  /** The outputs' label files (label_filename), read at load; for the classification extension. */
+  readonly outputLabels?: OutputLabels;
   contract(): ModelIOContract;
   configJson(): Record<string, unknown>;
   load(): Promise<void>;

@@ -9,19 +9,21 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { readModelConfig } from '../config/load.js';
+import { configToJson, readModelConfig } from '../config/load.js';
 import { StubhostError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/index.js';
 import type { BlsHandler } from '../instance/stub-process.js';
 import type { RateLimiter } from '../scheduler/rate-limiter.js';
 import type { RepositoryIndexEntry } from '../core/service.js';
+import type { ResponseCache } from '../cache/response-cache.js';
 import { ModelVersion } from '../model/model-version.js';
 import { EnsembleModel } from '../model/ensemble.js';
 import type { ServableModel } from '../model/servable.js';
 import { resolveModelDir, scanRepository, scanModelDir, versionsToServe } from './scan.js';
-import { checkModelPaths } from '../model/model-paths.js';
+import { checkModelPaths } from '../config/model-paths.js';
 import { removeUpload, writeUpload, type UploadedModel } from './upload.js';
+import { composingModels, dependentsToUnload } from './dependents.js';
 
 /**
  * A load whose model could not be read — not in the repository, or a config (override) that does
@@ -52,6 +54,8 @@ export interface RepositoryOptions {
   executeWarnMs?: number;
   rateLimiter?: RateLimiter;
   onBls?: BlsHandler;
+  /** The server's response cache (--cache-config); models with response_cache { enable: true } use it. */
+  responseCache?: ResponseCache;
 }
 
 interface ModelEntry {
@@ -64,6 +68,8 @@ interface ModelEntry {
   op: Promise<void>;
   /** Temporary folder of the files a load request uploaded, while versions loaded from it serve. */
   tempDir?: string;
+  /** Loaded by a request or at start; false for a model loaded only along with an ensemble (./dependents.ts). */
+  explicit?: boolean;
 }
 
 export class ModelRepository {
@@ -79,7 +85,9 @@ export class ModelRepository {
   /** Loads every model in the repository (or only `names`); reports each outcome; never throws for one model. */
   async loadAll(names?: string[], onProgress?: (name: string, error?: Error) => void): Promise<void> {
     const entries = await scanRepository(this.root);
-    const wanted = names && names.length > 0 ? entries.filter((e) => names.includes(e.name)) : entries;
+    // Named models (explicit mode's --load-model) bring their ensembles' composing models, as Triton.
+    const along = new Set((names ?? []).flatMap((n) => composingModels(n, (m) => this.ensembleStepsOf(m))).filter((m) => !names!.includes(m)));
+    const wanted = names && names.length > 0 ? entries.filter((e) => names.includes(e.name) || along.has(e.name)) : entries;
     const missing = (names ?? []).filter((n) => !entries.some((e) => e.name === n));
     for (const n of missing) {
       this.entry(n).state = 'UNAVAILABLE';
@@ -89,7 +97,7 @@ export class ModelRepository {
     await Promise.all(
       wanted.map(async (e) => {
         try {
-          await this.loadModel(e.name, { fingerprint: e.fingerprint });
+          await this.loadModel(e.name, { fingerprint: e.fingerprint, explicit: !along.has(e.name) });
           onProgress?.(e.name);
         } catch (err) {
           onProgress?.(e.name, err instanceof RepositoryPollError ? new StubhostError('STUBHOST_CONFIG', err.detail) : err as Error);
@@ -102,8 +110,9 @@ export class ModelRepository {
    * Loads or reloads `name`; `config` is a JSON override (Triton's load API); `files` a model given
    * inline, written to a temporary folder that lives as long as the versions loaded from it.
    */
-  loadModel(name: string, options: { config?: string; files?: Record<string, Uint8Array>; fingerprint?: string } = {}): Promise<void> {
+  loadModel(name: string, options: { config?: string; files?: Record<string, Uint8Array>; fingerprint?: string; explicit?: boolean } = {}): Promise<void> {
     return this.serial(name, async (entry) => {
+      if (options.explicit !== false) entry.explicit = true;
       let dir = resolveModelDir(this.root, name);
       let upload: UploadedModel | undefined;
       if (options.files && Object.keys(options.files).length > 0) {
@@ -134,9 +143,11 @@ export class ModelRepository {
         const available = (await scanModelDir(name, dir))?.versions ?? [];
         const versions = versionsToServe(config, config.platform === 'ensemble' && available.length === 0 ? [1] : available);
         checkModelPaths({ modelDir: dir, config, versions, uploaded: upload !== undefined });
+        this.opts.logger.verbose(`loading model '${name}' version(s) ${versions.join(', ')} from ${dir}`, { model: name }, 1);
+        this.opts.logger.verbose(`model '${name}' config: ${JSON.stringify(configToJson(config))}`, { model: name }, 2);
         loaded = versions.map((v): ServableModel => config.platform === 'ensemble'
           ? new EnsembleModel({
-            name, version: v, config: structuredClone(config), metrics: this.opts.metrics,
+            name, version: v, config: structuredClone(config), modelDir: dir, metrics: this.opts.metrics, responseCache: this.opts.responseCache, logger: this.opts.logger,
             resolve: (model, version) => this.get(model, version > 0 ? version : undefined),
             exists: (model) => this.hasModel(model),
             stepModelsOf: (model) => this.ensembleStepsOf(model),
@@ -146,6 +157,7 @@ export class ModelRepository {
             logger: this.opts.logger, metrics: this.opts.metrics, stubTimeoutMs: this.opts.stubTimeoutMs,
             arenaMaxBytes: this.opts.arenaMaxBytes, onBls: this.opts.onBls, rateLimiter: this.opts.rateLimiter,
             stubMemoryLimitBytes: this.opts.stubMemoryLimitBytes, unloadGraceMs: this.opts.unloadGraceMs, executeWarnMs: this.opts.executeWarnMs,
+            responseCache: this.opts.responseCache,
           }));
         const results = await Promise.allSettled(loaded.map((mv) => mv.load()));
         const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -181,9 +193,42 @@ export class ModelRepository {
     });
   }
 
+  /**
+   * A load request (the repository API): an ensemble's composing models that are not loaded yet
+   * load first, as Triton's model control does (./dependents.ts); one that fails fails the load.
+   */
+  async loadWithComposing(name: string, options: { config?: string; files?: Record<string, Uint8Array> } = {}): Promise<void> {
+    const override = options.config === undefined ? undefined : stepsOfJson(options.config);
+    const stepsOf = (m: string) => (m === name && options.config !== undefined ? override : this.ensembleStepsOf(m));
+    for (const model of composingModels(name, stepsOf)) {
+      if (!this.hasModel(model) || (this.models.get(model)?.versions.size ?? 0) > 0) continue; // missing: the ensemble's load says so
+      try {
+        await this.loadModel(model, { explicit: false });
+      } catch (err) {
+        throw new StubhostError('STUBHOST_INVALID_ARG', `ensemble '${name}' depends on '${model}' which has no loaded version. Model '${model}' loading failed with error: ${loadFailureDetail(err)}`, { cause: err });
+      }
+    }
+    await this.loadModel(name, options);
+  }
+
+  /**
+   * An unload request; with `unloadDependents`, the composing models loaded only along with this
+   * ensemble (not explicitly, used by no other loaded ensemble) are unloaded after it, as Triton's.
+   */
+  async unloadWithDependents(name: string, opts: { unloadDependents?: boolean } = {}): Promise<void> {
+    const dependents = opts.unloadDependents ? dependentsToUnload(name, {
+      stepsOf: (m) => this.ensembleStepsOf(m),
+      loaded: () => [...this.models.values()].filter((e) => e.versions.size > 0).map((e) => e.name),
+      isExplicit: (m) => this.models.get(m)?.explicit === true,
+    }) : [];
+    await this.unloadModel(name);
+    for (const model of dependents) await this.unloadModel(model);
+  }
+
   /** `graceMs` bounds how long running executes get (shutdown); each model's own grace applies too. */
   unloadModel(name: string, opts: { graceMs?: number } = {}): Promise<void> {
     return this.serial(name, async (entry) => {
+      entry.explicit = false;
       entry.state = 'UNLOADING';
       const versions = [...entry.versions.values()];
       entry.versions = new Map();
@@ -340,6 +385,17 @@ export class ModelRepository {
     if (entry.versions.size > 0 || entry.tempDir || entry.state === 'LOADING' || entry.state === 'UNLOADING') return;
     if (isModelFolderSync(this.root, entry.name)) return;
     this.models.delete(entry.name);
+  }
+}
+
+/** The step models of a JSON config override, undefined when it is not an ensemble (or does not parse: its load says why). */
+function stepsOfJson(config: string): readonly string[] | undefined {
+  try {
+    const c = JSON.parse(config) as { platform?: unknown; ensemble_scheduling?: { step?: { model_name?: unknown }[] } };
+    if (c.platform !== 'ensemble') return undefined;
+    return (c.ensemble_scheduling?.step ?? []).map((s) => String(s.model_name ?? ''));
+  } catch {
+    return undefined;
   }
 }
 

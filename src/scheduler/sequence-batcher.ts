@@ -21,6 +21,7 @@ import { stacklessError } from '../errors.js';
 import type { ExecOutcome, ExecutionTarget, Job } from '../execution/contract.js';
 import { Fifo, type FifoEntry } from '../core/fifo.js';
 import { setLongTimeout, type LongTimer } from '../core/long-timer.js';
+import type { InitialStates } from './initial-state.js';
 
 type SequenceConfig = NonNullable<ModelConfig['sequence_batching']>;
 
@@ -60,7 +61,11 @@ export class SequenceBatcher {
   private closed = false;
 
   /** modelName: the model as Triton's client-facing messages name it. */
-  constructor(private readonly opts: { modelLabel: string; modelName?: string; maxBatchSize: number; config: SequenceConfig; onPending?: (n: number) => void }) {
+  constructor(private readonly opts: {
+    modelLabel: string; modelName?: string; maxBatchSize: number; config: SequenceConfig; onPending?: (n: number) => void;
+    /** The states' initial_state tensors (./initial-state.ts); a state without one starts as zeros. */
+    initialStates?: InitialStates;
+  }) {
     this.slotsPerInstance = Math.max(1, opts.maxBatchSize);
     this.oldest = opts.config.oldest !== undefined;
     this.idleMs = (opts.config.max_sequence_idle_microseconds || 1_000_000) / 1000;
@@ -234,15 +239,17 @@ export class SequenceBatcher {
     }
     for (const st of this.opts.config.state) {
       const prev = seq.state.get(st.output_name);
-      extra.push(prev ? { ...prev, name: st.input_name } : initialState(st, batched));
+      const init = prev ? undefined : this.opts.initialStates?.get(st.input_name);
+      extra.push(prev ? { ...prev, name: st.input_name } : init ? { ...init } : initialState(st, batched));
     }
     const stateOutputs = new Set(this.opts.config.state.map((s) => s.output_name));
-    // A request that names its outputs gets the state outputs added: the model must produce them
-    // every time (Triton's backends always compute state tensors), and the stub sends back only
-    // the outputs a request names.
-    const named = r.outputs !== undefined && r.outputs.length > 0;
-    const outputs = named ? [...r.outputs!, ...[...stateOutputs].filter((n) => !r.outputs!.some((o) => o.name === n)).map((name) => ({ name }))] : r.outputs;
     const enqueuedAt = job.enqueuedAt;
+    // A client that names its outputs still gets its state kept: the model is asked for the state
+    // outputs too (Triton's backends always compute state tensors; the stub sends back only the
+    // outputs a request names).
+    const outputs = r.outputs !== undefined && r.outputs.length > 0 && stateOutputs.size > 0
+      ? [...r.outputs.filter((o) => !stateOutputs.has(o.name)), ...[...stateOutputs].map((name) => ({ name }))]
+      : r.outputs;
     return {
       ...job,
       request: { ...r, inputs: [...r.inputs, ...extra], outputs },

@@ -10,10 +10,12 @@ import type {
 import type { InferRequest, InferResult } from '../core/types.js';
 import type { BlsHandler } from '../instance/stub-process.js';
 import { StubhostError, toStubhostError } from '../errors.js';
-import { logSettings, type Level } from '../log/logger.js';
+import { currentLogSettings, updateLogSettings, type LogProtocol } from '../log/log-settings.js';
 import { validateInferInputs, validateRequestedOutputs } from '../core/validate.js';
 import { DEFAULT_UNLOAD_GRACE_MS } from '../model/model-version.js';
 import type { ServableModel } from '../model/servable.js';
+import { applyClassification } from './classification.js';
+import { NO_LABELS } from '../model/output-labels.js';
 
 export type ModelControlMode = 'none' | 'poll' | 'explicit';
 
@@ -115,7 +117,8 @@ export class ServerCore implements InferenceService {
     this.refuseWhenClosing(request.modelName);
     this.inflight++;
     try {
-      return await this.repository.get(request.modelName, request.modelVersion).infer(request);
+      const mv = this.repository.get(request.modelName, request.modelVersion);
+      return classified(mv, request, await mv.infer(request));
     } finally {
       this.requestDone();
     }
@@ -127,7 +130,8 @@ export class ServerCore implements InferenceService {
       self.refuseWhenClosing(request.modelName);
       self.inflight++;
       try {
-        yield* self.repository.get(request.modelName, request.modelVersion).inferStream(request);
+        const mv = self.repository.get(request.modelName, request.modelVersion);
+        for await (const r of mv.inferStream(request)) yield classified(mv, request, r);
       } finally {
         self.requestDone();
       }
@@ -151,12 +155,13 @@ export class ServerCore implements InferenceService {
   /** The repository API's load (uploads included): explicit mode only, as in Triton. */
   async loadModel(name: string, options?: { config?: string; files?: Record<string, Uint8Array> }): Promise<void> {
     this.refuseUnlessExplicit();
-    return this.repository.loadModel(name, options);
+    return this.repository.loadWithComposing(name, options);
   }
 
-  async unloadModel(name: string): Promise<void> {
+  /** `unloadDependents`: also the composing models loaded only along with this ensemble, as Triton's. */
+  async unloadModel(name: string, options?: { unloadDependents?: boolean }): Promise<void> {
     this.refuseUnlessExplicit();
-    return this.repository.unloadModel(name);
+    return this.repository.unloadWithDependents(name, options);
   }
 
   /**
@@ -171,31 +176,9 @@ export class ServerCore implements InferenceService {
     }
   }
 
-  logSettings(update?: Record<string, unknown>): Record<string, unknown> {
-    if (update) {
-      if ('log_verbose_level' in update) {
-        const n = Number(update.log_verbose_level);
-        if (!Number.isInteger(n) || n < 0) throw new StubhostError('STUBHOST_INVALID_ARG', 'log_verbose_level must be a non-negative integer');
-        logSettings.level = n > 0 ? 'verbose' : 'info';
-      }
-      if ('log_format' in update) {
-        const f = String(update.log_format);
-        if (f !== 'default' && f !== 'json' && f !== 'text') throw new StubhostError('STUBHOST_INVALID_ARG', 'log_format must be "default", "json" or "text"');
-        logSettings.format = f === 'text' ? 'text' : 'json';
-      }
-      for (const [key, level] of [['log_error', 'error'], ['log_warning', 'warn'], ['log_info', 'info']] as const) {
-        if (key in update && update[key] === false && levelRank(logSettings.level) >= levelRank(level)) logSettings.level = lowerOf(level);
-      }
-    }
-    const rank = levelRank(logSettings.level);
-    return {
-      log_file: '',
-      log_info: rank >= 2,
-      log_warning: rank >= 1,
-      log_error: true,
-      log_verbose_level: rank >= 3 ? 1 : 0,
-      log_format: logSettings.format === 'text' ? 'default' : 'json',
-    };
+  /** Triton's logging extension (../log/log-settings.ts); `protocol` picks Triton's error codes and words. */
+  logSettings(update?: Record<string, unknown>, protocol: LogProtocol = 'http'): Record<string, unknown> {
+    return update === undefined ? currentLogSettings() : updateLogSettings(update, protocol);
   }
 
   /**
@@ -242,12 +225,9 @@ export class ServerCore implements InferenceService {
   };
 }
 
-function levelRank(level: Level): number {
-  return { error: 0, warn: 1, info: 2, verbose: 3 }[level];
-}
-
-function lowerOf(level: Level): Level {
-  return level === 'info' ? 'warn' : 'error';
+/** Outputs asked for as classification become their top-k strings, as Triton's front-ends make them (both protocols). */
+function classified(mv: ServableModel, request: InferRequest, result: InferResult): InferResult {
+  return applyClassification(result, request.outputs, mv.config.max_batch_size, mv.outputLabels ?? NO_LABELS);
 }
 
 /** Triton's statistics of one version, plus the executes running past --execute-warn-secs (a stubhost field; empty when none). */

@@ -18,6 +18,7 @@ import { loadGrpcTls, type GrpcTlsFiles } from './grpc/tls.js';
 import type { RestrictedFeatures } from './restricted-features.js';
 import { defaultStubMemoryLimitBytes } from '../instance/process-memory.js';
 import { createLogger, type Logger } from '../log/logger.js';
+import { ResponseCache } from '../cache/response-cache.js';
 
 export interface ServerOptions {
   modelRepository: string;
@@ -74,6 +75,8 @@ export interface ServerOptions {
   strictReadiness?: boolean;
   /** Poll interval for poll mode (the CLI's --repository-poll-secs, in ms). */
   pollIntervalMs?: number;
+  /** Triton's local response cache (--cache-config local,size=<bytes>); none when undefined. */
+  responseCacheBytes?: number;
   logger?: Logger;
 }
 
@@ -110,12 +113,18 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const mode = opts.modelControlMode ?? 'none';
   const metrics = new Metrics();
   const rateLimiter = new RateLimiter(opts.rateLimit ?? 'off', opts.rateLimitResources ?? []);
+  const responseCache = opts.responseCacheBytes !== undefined ? new ResponseCache(opts.responseCacheBytes) : undefined;
+  if (responseCache) {
+    metrics.enableCache(responseCache);
+    logger.info(`Response Cache is created with size ${responseCache.sizeBytes}`); // as Triton's local_cache
+  }
   const core = new ServerCore({
     root, logger, metrics, rateLimiter, stubTimeoutMs: opts.stubTimeoutMs ?? 1000, arenaMaxBytes: opts.arenaMaxBytes,
     strictReadiness: opts.strictReadiness, modelControlMode: mode,
     stubMemoryLimitBytes: opts.stubMemoryLimitBytes ?? defaultStubMemoryLimitBytes(),
     unloadGraceMs: opts.unloadGraceMs,
     executeWarnMs: opts.executeWarnMs ?? DEFAULT_EXECUTE_WARN_MS,
+    responseCache,
   });
 
   const shm = new SharedMemoryRegistry({ allowClientShm: opts.allowClientShm, maxRegions: opts.clientShmMaxRegions, maxInflightBytes: opts.clientShmMaxInflightBytes });

@@ -13,6 +13,7 @@ import { type NumericTypedArray, elementSize } from '../../core/dtypes.js';
 import {
   type CheckedInput, checkInputHeaders, invalidInput, logRequest, parseModelVersion, tensorBytes, tensorFromBytes, validateRequestedOutputs,
 } from '../../core/validate.js';
+import { grpcClassificationCount } from '../classification.js';
 import { type ShmAccess, checkShmOutput, shmInputBytes, shmRefOf, withoutShmParameters, writeShmOutput } from '../shm-registry.js';
 
 // ---- wire shapes (the subset the front-end reads or writes) ----
@@ -220,6 +221,8 @@ export function decodeInferRequest(msg: ModelInferRequestMsg, contract: ModelIOC
   // As Triton's core (src/infer_request.cc Normalize): requested outputs first, then the inputs.
   const outputs: RequestedOutput[] = (msg.outputs ?? []).map((o) => {
     const params = decodeParameters(o.parameters);
+    const classes = grpcClassificationCount(o.parameters?.classification, shmRefOf(params, `output '${o.name}'`) !== undefined);
+    if (classes !== undefined) params.classification = classes; // applied by the server core (../classification.ts)
     return Object.keys(params).length > 0 ? { name: o.name, parameters: params } : { name: o.name };
   });
   validateRequestedOutputs(contract, outputs.map((o) => o.name), msg.id);

@@ -293,7 +293,7 @@ export class GrpcServer {
         const entries = Object.entries((call.request.settings ?? {}) as Record<string, LogSettingMsg>);
         const update: Record<string, unknown> = {};
         for (const [k, v] of entries) update[k] = v.parameter_choice ? v[v.parameter_choice] : undefined;
-        const current = svc.logSettings(entries.length > 0 ? update : undefined);
+        const current = svc.logSettings(entries.length > 0 ? update : undefined, 'grpc');
         return { settings: encodeLogSettings(current) };
       }),
       ModelInfer: this.#unary((call) => this.#modelInfer(call)),

@@ -17,6 +17,7 @@ import {
   checkInputHeaders, checkRequestedOutput, fmtShape, invalidInput as invalid, isNonNegativeInt, tensorBytes, tensorFromBytes,
 } from '../../core/validate.js';
 import { checkJsonNesting } from '../../core/json-nesting.js';
+import { isClassifiable, unsupportedClassType } from '../classification.js';
 import { SHM_PARAMETERS, type ShmAccess, checkShmOutput, shmInputBytes, shmRefOf, writeShmOutput } from '../shm-registry.js';
 
 /** Request parameters the protocol itself consumes; the rest are passed to the model as given. */
@@ -224,6 +225,8 @@ export function decodeInferRequest(
       if (raw.parameters !== undefined) {
         const params = checkParameters(raw.parameters, `output '${name}'`);
         const ref = shmRefOf(params, `output '${name}'`);
+        // As Triton's ValidateOutputParameter (src/http_server.cc), before the region is looked up.
+        if (ref !== undefined && 'classification' in params) throw invalid(`Output can't set both 'shared_memory_region' and 'classification'`);
         if (ref !== undefined) checkShmOutput(shm, ref, name);
         for (const key in params) {
           const value = params[key]!;
@@ -231,11 +234,13 @@ export function decodeInferRequest(
             if (typeof value !== 'boolean') throw invalid(`output '${name}': 'binary_data' must be true or false`);
             out.binary = value;
           } else {
+            // As Triton's CheckClassificationOutput (src/http_server.cc): an unsigned integer; 0 means none.
             if (key === 'classification') {
-              if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-                throw invalid(`output '${name}': 'classification' must be a positive integer (the number of top classes)`);
+              if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+                throw new StubhostError('STUBHOST_INTERNAL', `Unable to set 'classification': attempt to access JSON non-unsigned-integer as unsigned-integer`);
               }
-              if (spec.datatype === 'BYTES') throw invalid(`output '${name}': classification needs a numeric output, this one is BYTES`);
+              if (!isClassifiable(spec.datatype)) throw unsupportedClassType(spec.datatype);
+              if (value === 0) continue;
             }
             (out.parameters ??= {})[key] = value;
           }
@@ -350,8 +355,6 @@ export interface EncodeOptions {
   requested?: RequestedOutput[];
   /** `binary_data_output` of the request. */
   binaryDefault: boolean;
-  /** The model's max_batch_size: classification ranks each batch row on its own when > 0. */
-  maxBatchSize: number;
   /** Where outputs requested in shared memory are written (decodeInferRequest checked their regions). */
   shm?: ShmAccess;
 }
@@ -379,9 +382,8 @@ export function encodeInferResponse(result: InferResult, opts: EncodeOptions): E
       }
       if (want === undefined) continue; // the core may return more than was asked; the client gets what it named
     }
-    let tensor = output;
-    const k = want?.parameters?.classification;
-    if (typeof k === 'number') tensor = classify(output, k, opts.maxBatchSize > 0);
+    // Classification (with labels) is applied by the server core for both protocols (../classification.ts).
+    const tensor = output;
 
     const ref = shmRefOf(want?.parameters, `output '${tensor.name}'`);
     if (ref !== undefined) {
@@ -433,31 +435,4 @@ function jsonData(t: TensorValue): string | undefined {
   if (t.datatype === 'BOOL') return JSON.stringify(Array.from(data as Uint8Array, (v) => v !== 0));
   // join() prints BigInts without the `n` and NaN/Infinity as Triton's RapidJSON writer does.
   return `[${data.join(',')}]`;
-}
-
-/**
- * Triton's classification extension: the top `k` entries of each row as BYTES `"<value>:<index>"`
- * (values with six decimals for floats, as Triton's std::to_string prints them).
- */
-export function classify(t: TensorValue, k: number, batched: boolean): TensorValue {
-  if (t.datatype === 'BYTES') throw invalid(`output '${t.name}': classification needs a numeric output, this one is BYTES`);
-  const data = t.data as NumericTypedArray;
-  const rows = batched && t.shape.length > 0 ? t.shape[0]! : 1;
-  const perRow = rows === 0 ? 0 : data.length / rows;
-  const take = Math.min(k, perRow);
-  const isFloat = t.datatype === 'FP32' || t.datatype === 'FP64';
-  const out: Uint8Array[] = [];
-  const idx = new Array<number>(perRow);
-  for (let r = 0; r < rows; r++) {
-    const base = r * perRow;
-    for (let i = 0; i < perRow; i++) idx[i] = i;
-    const value = (i: number): number => Number(data[base + i]!);
-    idx.sort((a, b) => value(b) - value(a) || a - b);
-    for (let j = 0; j < take; j++) {
-      const i = idx[j]!;
-      const v = data[base + i]!;
-      out.push(utf8Encoder.encode(`${isFloat ? (v as number).toFixed(6) : String(v)}:${i}`));
-    }
-  }
-  return { name: t.name, datatype: 'BYTES', shape: batched ? [rows, take] : [take], data: out };
 }

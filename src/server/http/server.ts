@@ -614,7 +614,7 @@ export class HttpServer {
 
     const result = await this.#service.infer(request);
     if (res.headersSent || res.destroyed) return; // closed meanwhile, or failed by close()
-    const enc = encodeInferResponse(result, { requested: request.outputs, binaryDefault: binaryOutputDefault, maxBatchSize: contract.maxBatchSize, shm });
+    const enc = encodeInferResponse(result, { requested: request.outputs, binaryDefault: binaryOutputDefault, shm });
     if (enc.binary.length === 0) {
       res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': enc.byteLength });
       res.end(enc.json);

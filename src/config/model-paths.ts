@@ -18,7 +18,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { StubhostError } from '../errors.js';
-import type { ModelConfig } from '../config/schema.js';
+import type { ModelConfig } from './schema.js';
 import { POINTER_SUFFIX, resolveModelFile } from '../core/model-file.js';
 
 /** A config value as shown in an error: quoted and bounded. */
