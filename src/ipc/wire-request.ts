@@ -116,6 +116,7 @@ export function decodeRequest<T>(w: WireRequest, read: (d: TensorDesc) => T): Co
   if (!Array.isArray(w.outs) || !w.outs.every((o) => typeof o === 'string')) throw corrupt(what, 'has requested outputs that are not a list of names');
   checkParameters(what, w.params);
   if (w.corr !== undefined && typeof w.corr !== 'string') throw corrupt(what, 'has a correlation id that is not text');
+  if (!optionalBoolean(w.corrInt) || !optionalBoolean(w.start) || !optionalBoolean(w.end)) throw corrupt(what, 'has a sequence flag that is not a boolean');
   if (w.prio !== undefined && typeof w.prio !== 'number') throw corrupt(what, 'has a priority that is not a number');
   if (w.timeoutMs !== undefined && (typeof w.timeoutMs !== 'number' || !(w.timeoutMs >= 0))) throw corrupt(what, 'has a timeout that is not a non-negative number');
   const n = w.ins.length;
@@ -221,6 +222,10 @@ export function responseHandles(w: WireResponse): Handle[] {
   const hs: Handle[] = [];
   if (Array.isArray(w?.outs)) for (const d of w.outs) if (d?.h) hs.push(d.h);
   return hs;
+}
+
+function optionalBoolean(v: unknown): boolean {
+  return v === undefined || typeof v === 'boolean';
 }
 
 function checkParameters(what: string, params: unknown): void {
