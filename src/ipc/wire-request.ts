@@ -125,7 +125,7 @@ export function decodeRequest<T>(w: WireRequest, read: (d: TensorDesc) => T): Co
   return {
     requestId: w.id ?? '',
     modelName: w.model,
-    // An older stub sent -1 for "unset".
+    // -1 (Triton's "unset") or 0: the version the target's policy serves.
     modelVersion: w.version !== undefined && w.version > 0 ? w.version : undefined,
     inputs,
     requestedOutputNames: w.outs,
@@ -231,8 +231,9 @@ function optionalBoolean(v: unknown): boolean {
 function checkParameters(what: string, params: unknown): void {
   if (params === undefined) return;
   if (typeof params !== 'object' || params === null || Array.isArray(params)) throw corrupt(what, 'has parameters that are not a map');
-  for (const [key, value] of Object.entries(params)) {
-    const t = typeof value;
+  // for-in, not Object.entries: this runs for every request, and allocates nothing.
+  for (const key in params) {
+    const t = typeof (params as Record<string, unknown>)[key];
     if (t !== 'string' && t !== 'number' && t !== 'boolean') throw corrupt(what, `has parameter '${key}' that is not a string, number or boolean`);
   }
 }
