@@ -7,13 +7,17 @@ import { format } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import type { Channel } from '../src/ipc/channel.js';
 import type { Handle } from '../src/ipc/arena.js';
-import { correlationFromWire, correlationToWire, type BlsResult, type Execute, type HostMessage, type InitArgs, type StubDebug, type StubMessage, type WireRequest, type WireResponse } from '../src/ipc/protocol.js';
-import { copyTensor, readTensor, writeTensor, type TensorDesc } from '../src/ipc/tensor-codec.js';
+import type { BlsResult, Execute, HostMessage, InitArgs, StubDebug, StubMessage } from '../src/ipc/protocol.js';
+import { copyTensor, readTensor, writeTensor } from '../src/ipc/tensor-codec.js';
+import {
+  decodeRequest, decodeResponse, encodeRequest, encodeResponse, errorResponse, responseHandles,
+  type RequestFields, type WireRequest, type WireResponse,
+} from '../src/ipc/wire-request.js';
 import { MODEL_ERROR_CODES, type ErrorBody } from '../src/errors.js';
 import type { TensorValue } from '../src/core/types.js';
 import { isDataType } from '../src/core/dtypes.js';
 import { Tensor } from './api/tensor.js';
-import { InferenceRequest } from './api/request.js';
+import { InferenceRequest, type InferenceRequestOptions } from './api/request.js';
 import { InferenceResponse } from './api/response.js';
 import { ModelError, asModelError } from './api/errors.js';
 import { INTERNAL, setRuntime, type BlsCallRequest, type LogLevel, type StubRuntime } from './api/runtime.js';
@@ -125,9 +129,10 @@ export class StubServer implements StubRuntime {
       return;
     }
     const blocks: Handle[] = [];
-    let ins: TensorDesc[];
+    let req: WireRequest;
     try {
-      ins = request.inputs.map((t) => writeTensor(this.channel.arena, tensorValueOf(t), blocks));
+      // Every field of the model's request travels: BlsCallRequest is a RequestFields.
+      req = encodeRequest<Tensor>(request, c, (t) => writeTensor(this.channel.arena, tensorValueOf(t), blocks));
     } catch (err) {
       for (const h of blocks) this.channel.arena.free(h);
       yield new InferenceResponse({ error: asModelError(err) });
@@ -136,12 +141,6 @@ export class StubServer implements StubRuntime {
     const call: BlsCall = { queue: new AsyncQueue<InferenceResponse>(), blocks, modelName: request.modelName, context };
     this.blsCalls.set(c, call);
     context?.calls.add(c);
-    const req: WireRequest = {
-      rid: c, id: request.requestId, model: request.modelName, version: request.modelVersion ?? -1, ins,
-      outs: request.requestedOutputNames, params: request.parameters, prio: request.priority,
-      ...correlationToWire(request.correlationId),
-      timeoutMs: request.timeoutMs,
-    };
     if (request.timeoutMs && request.timeoutMs > 0) {
       call.timer = setLongTimeout(() => {
         this.channel.send({ k: 'bls-cancel', c });
@@ -339,7 +338,7 @@ export class StubServer implements StubRuntime {
     const call = this.blsCalls.get(msg.c);
     if (!call) {
       // Cancelled or timed out already: still give back what the host lent us.
-      if (msg.r) this.channel.releaseLater(handlesOf(msg.r.outs));
+      if (msg.r) this.channel.releaseLater(responseHandles(msg.r));
       return;
     }
     let response: InferenceResponse | undefined;
@@ -351,18 +350,18 @@ export class StubServer implements StubRuntime {
       const context = call.context;
       const lend = context !== undefined && !context.done && !this.decoupled;
       try {
-        const outputs = msg.r.outs.map((d) => {
+        const f = decodeResponse(msg.r, (d) => {
           const t = readTensor(this.channel.peer, d);
           return toTensor(lend ? t : copyTensor(t));
         });
-        response = msg.r.err
-          ? new InferenceResponse({ error: new ModelError(msg.r.err.message, modelCodeOf(msg.r.err.code)) })
-          : new InferenceResponse({ outputs, parameters: msg.r.params });
+        response = f.error
+          ? new InferenceResponse({ error: new ModelError(f.error.message, modelCodeOf(f.error.code)) })
+          : new InferenceResponse({ outputs: f.outputs, parameters: f.parameters });
       } catch (err) {
         response = new InferenceResponse({ error: asModelError(err) });
       }
-      if (lend) context.lent.push(...handlesOf(msg.r.outs));
-      else this.channel.releaseLater(handlesOf(msg.r.outs));
+      if (lend) context.lent.push(...responseHandles(msg.r));
+      else this.channel.releaseLater(responseHandles(msg.r));
     }
     if (response) call.queue.push(response);
     if (msg.final) this.finishBls(msg.c);
@@ -396,40 +395,34 @@ export class StubServer implements StubRuntime {
     const live: LiveRequest = { cancelled: { value: this.cancelledBeforeStart.delete(w.rid) }, open: true, batch, outs: w.outs };
     batch.requests.push(live);
     this.live.set(w.rid, live);
+    // Spread: every field the host sent reaches the model (InferenceRequestOptions has them all,
+    // see OptionsCoverFields below).
     return new InferenceRequest({
-      modelName: w.model,
-      modelVersion: w.version,
-      inputs: w.ins.map((d) => toTensor(readTensor(this.channel.peer, d))),
-      requestedOutputNames: w.outs,
-      parameters: w.params,
-      correlationId: correlationFromWire(w),
-      priority: w.prio,
-      timeoutMs: w.timeoutMs,
-      [INTERNAL]: { rid: w.rid, requestId: w.id, cancelled: live.cancelled, decoupled: this.decoupled },
+      ...decodeRequest(w, (d) => toTensor(readTensor(this.channel.peer, d))),
+      [INTERNAL]: { rid: w.rid, cancelled: live.cancelled, decoupled: this.decoupled },
     });
   }
 
   /** A model's response (from either copy of the API module: duck-typed) as a wire response. */
   private toWire(resp: unknown, requested: string[] | undefined): WireResponse {
     if (!resp || typeof resp !== 'object') {
-      return { outs: [], err: { code: 'STUBHOST_MODEL_ERROR', message: `${this.label()}: execute returned ${String(resp)} where an InferenceResponse belongs` } };
+      return errorResponse({ code: 'STUBHOST_MODEL_ERROR', message: `${this.label()}: execute returned ${String(resp)} where an InferenceResponse belongs` });
     }
     const r = resp as { outputs?: unknown; error?: unknown; parameters?: Record<string, string | number | boolean> };
-    if (r.error) return { outs: [], err: this.errorBody(r.error, '') };
-    const outputs = Array.isArray(r.outputs) ? r.outputs : [];
+    if (r.error) return errorResponse(this.errorBody(r.error, ''));
+    const all = Array.isArray(r.outputs) ? r.outputs : [];
     const blocks: Handle[] = [];
     try {
-      const outs: TensorDesc[] = [];
-      for (const t of outputs) {
+      const outputs: TensorValue[] = [];
+      for (const t of all) {
         const value = tensorValueOf(t);
         if (requested && requested.length > 0 && !requested.includes(value.name)) continue;
-        outs.push(writeTensor(this.channel.arena, value, blocks));
+        outputs.push(value);
       }
-      // No `params` key when there are none: an undefined one would be packed and unpacked too.
-      return r.parameters && Object.keys(r.parameters).length > 0 ? { outs, params: r.parameters } : { outs };
+      return encodeResponse({ outputs, parameters: r.parameters }, (t) => writeTensor(this.channel.arena, t, blocks));
     } catch (err) {
       for (const h of blocks) this.channel.arena.free(h);
-      return { outs: [], err: this.errorBody(err, `${this.label()}: bad output`) };
+      return errorResponse(this.errorBody(err, `${this.label()}: bad output`));
     }
   }
 
@@ -526,11 +519,14 @@ function toTensor(t: TensorValue): Tensor {
   return new Tensor(t.name, t.data as never, t.shape, t.datatype);
 }
 
-function handlesOf(descs: TensorDesc[]): Handle[] {
-  const hs: Handle[] = [];
-  for (const d of descs) if (d.h) hs.push(d.h);
-  return hs;
-}
+/**
+ * The model API's options name every field a request carries on the wire, so the spread in
+ * toRequest passes them all: a field added to RequestFields and not to InferenceRequestOptions
+ * fails to compile here.
+ */
+type MissingOptions = Exclude<keyof RequestFields<Tensor>, keyof InferenceRequestOptions>;
+const OptionsCoverFields: [MissingOptions] extends [never] ? true : MissingOptions = true;
+void OptionsCoverFields;
 
 /** Host codes a BLS caller sees as ModelError codes (the message keeps the detail). */
 const HOST_TO_MODEL_CODE: Record<string, ConstructorParameters<typeof ModelError>[1]> = {

@@ -87,6 +87,8 @@ export async function requests(r: InferenceRequest): Promise<void> {
   const x: Tensor | undefined = r.input('X');
   const id: string = r.requestId;
   const corr: string | bigint | undefined = r.correlationId;
+  const starts: boolean = r.sequenceStart;
+  const ends: boolean = r.sequenceEnd;
   const params: Record<string, string | number | boolean> = r.parameters;
   const wanted: string[] = r.requestedOutputNames;
   const prio: number = r.priority;
@@ -99,14 +101,16 @@ export async function requests(r: InferenceRequest): Promise<void> {
   r.requestId = 'x';
   const call = new InferenceRequest({
     modelName: 'm', modelVersion: 1, inputs: [new Tensor('X', Float32Array.of(1))], requestedOutputNames: ['Y'],
-    parameters: { a: 'b', n: 1, f: true }, correlationId: 7n, priority: 1, timeoutMs: 100,
+    parameters: { a: 'b', n: 1, f: true }, correlationId: 7n, sequenceStart: true, sequenceEnd: false, priority: 1, timeoutMs: 100, requestId: 'r1',
   });
   new InferenceRequest({ modelName: 'm', inputs: [], correlationId: 'seq' });
   const one: InferenceResponse = await call.exec();
   for await (const each of call.stream()) void each.output('Y');
   // @ts-expect-error modelName is required
   new InferenceRequest({ inputs: [] });
-  void [inputs, x, id, corr, params, wanted, prio, cancelled, one];
+  // @ts-expect-error sequenceStart is readonly
+  r.sequenceStart = true;
+  void [inputs, x, id, corr, starts, ends, params, wanted, prio, cancelled, one];
 }
 
 export function responses(): InferenceResponse[] {

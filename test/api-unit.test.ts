@@ -87,15 +87,24 @@ describe('InferenceRequest (built by model code, for BLS)', () => {
     const inputs = [new Tensor('X', Float32Array.of(1))];
     const r = new InferenceRequest({
       modelName: 'm', modelVersion: 2, inputs, requestedOutputNames: ['Y'], parameters: { a: 'b', n: 1, f: true },
-      correlationId: 9007199254740993n, priority: 3, timeoutMs: 50,
+      correlationId: 9007199254740993n, sequenceStart: true, sequenceEnd: true, priority: 3, timeoutMs: 50, requestId: 'r1',
     });
-    expect(r).toMatchObject({ modelName: 'm', modelVersion: 2, requestedOutputNames: ['Y'], parameters: { a: 'b', n: 1, f: true }, correlationId: 9007199254740993n, priority: 3, timeoutMs: 50 });
+    expect(r).toMatchObject({
+      modelName: 'm', modelVersion: 2, requestedOutputNames: ['Y'], parameters: { a: 'b', n: 1, f: true }, correlationId: 9007199254740993n,
+      sequenceStart: true, sequenceEnd: true, priority: 3, timeoutMs: 50, requestId: 'r1',
+    });
     expect(r.inputs).toBe(inputs);
     expect(r.input('X')).toBe(inputs[0]);
     expect(r.input('nope')).toBeUndefined();
     const d = new InferenceRequest({ modelName: 'm', inputs: [], correlationId: 'seq' });
-    expect(d).toMatchObject({ requestedOutputNames: [], parameters: {}, priority: 0, requestId: '', correlationId: 'seq', modelVersion: undefined });
+    expect(d).toMatchObject({ requestedOutputNames: [], parameters: {}, priority: 0, requestId: '', correlationId: 'seq', modelVersion: undefined, sequenceStart: false, sequenceEnd: false });
     expect(d.isCancelled()).toBe(false);
+  });
+
+  it('refuses sequence flags that are not booleans, and a request id that is not a string', () => {
+    expect(() => new InferenceRequest({ modelName: 'm', inputs: [], sequenceStart: 1 as never })).toThrow(/sequenceStart must be true or false/);
+    expect(() => new InferenceRequest({ modelName: 'm', inputs: [], sequenceEnd: 'yes' as never })).toThrow(/sequenceEnd must be true or false/);
+    expect(() => new InferenceRequest({ modelName: 'm', inputs: [], requestId: 5 as never })).toThrow(/requestId must be a string/);
   });
 
   it('responseSender() belongs to requests execute received: a ModelError otherwise', () => {

@@ -59,8 +59,8 @@ let rid = 1;
 function request(inputs: Tensor[], requestedOutputNames: string[] = []): InferenceRequest {
   const n = rid++;
   return new InferenceRequest({
-    modelName: 'm', inputs, requestedOutputNames,
-    [INTERNAL]: { rid: n, requestId: `r${n}`, cancelled: { value: false }, decoupled: false },
+    modelName: 'm', inputs, requestedOutputNames, requestId: `r${n}`,
+    [INTERNAL]: { rid: n, cancelled: { value: false }, decoupled: false },
   });
 }
 

@@ -48,8 +48,8 @@ let rid = 1;
 function request(model: string, inputs: Tensor[], requestedOutputNames: string[] = []): InferenceRequest {
   const n = rid++;
   return new InferenceRequest({
-    modelName: model, inputs, requestedOutputNames,
-    [INTERNAL]: { rid: n, requestId: `r${n}`, cancelled: { value: false }, decoupled: false },
+    modelName: model, inputs, requestedOutputNames, requestId: `r${n}`,
+    [INTERNAL]: { rid: n, cancelled: { value: false }, decoupled: false },
   });
 }
 

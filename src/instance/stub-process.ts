@@ -19,8 +19,9 @@ import { newRegionName } from '../ipc/shm-names.js';
 import { MAX_CUT_LINE_BYTES, boundLine, readBoundedLines } from '../core/bounded-lines.js';
 import { residentBytes } from './process-memory.js';
 import type { Handle } from '../ipc/arena.js';
-import { correlationFromWire, correlationToWire, type HostMessage, type InitArgs, type StubMessage, type WireRequest, type WireResponse, type BlsRequest, type StubDebug } from '../ipc/protocol.js';
+import type { HostMessage, InitArgs, StubMessage, BlsRequest, StubDebug } from '../ipc/protocol.js';
 import { readTensor, writeTensor, copyTensor } from '../ipc/tensor-codec.js';
+import { decodeInferRequest, decodeResponse, encodeInferRequest, encodeResponse, errorResponse, responseHandles, type WireRequest, type WireResponse } from '../ipc/wire-request.js';
 import { StubhostError, type ErrorBody } from '../errors.js';
 import type { InferRequest, TensorValue } from '../core/types.js';
 import type { Logger } from '../log/logger.js';
@@ -242,7 +243,7 @@ export class StubProcess extends EventEmitter {
       for (const r of requests) {
         const rid = this.nextRid++;
         rids.push(rid);
-        wire.push(toWireRequest(r, rid, this.opts.modelVersion, (t) => writeTensor(this.channel!.arena, t, blocks)));
+        wire.push(encodeInferRequest(r, rid, this.opts.modelVersion, (t) => writeTensor(this.channel!.arena, t, blocks)));
       }
     } catch (err) {
       for (const h of blocks) this.channel.arena.free(h);
@@ -469,21 +470,16 @@ export class StubProcess extends EventEmitter {
 
   /** Copies a response's outputs out of the stub's arena and gives the blocks back. */
   private readResponse(r: WireResponse): ExecOutcome {
-    if (r.err) {
-      this.releaseLater(r);
-      return { error: StubhostError.fromBody(r.err) };
-    }
     try {
       const peer = this.channel!.peer;
-      const outputs: TensorValue[] = new Array(r.outs.length);
-      for (let i = 0; i < r.outs.length; i++) {
-        const d = r.outs[i]!;
+      // Only arena views need copying: inline bytes are already private (the message decoder
+      // copies them out of shared memory), and so is their message's shape array.
+      const f = decodeResponse(r, (d) => {
         const t = readTensor(peer, d);
-        // Only arena views need copying: inline bytes are already private (the message decoder
-        // copies them out of shared memory), and so is their message's shape array.
-        outputs[i] = d.d || !d.h ? t : copyTensor(t);
-      }
-      return { outputs, parameters: r.params };
+        return d.d || !d.h ? t : copyTensor(t);
+      });
+      if (f.error) return { error: StubhostError.fromBody(f.error) };
+      return { outputs: f.outputs, parameters: f.parameters };
     } catch (err) {
       return { error: new StubhostError('STUBHOST_PROTOCOL', `${this.label}: ${(err as Error).message}`) };
     } finally {
@@ -493,11 +489,8 @@ export class StubProcess extends EventEmitter {
 
   /** Gives the stub back the arena blocks of a response we have read. */
   private releaseLater(r: WireResponse): void {
-    const hs: Handle[] = [];
-    for (const d of r.outs) if (d.h) hs.push(d.h);
-    if (!this.exited) this.channel?.releaseLater(hs);
+    if (!this.exited) this.channel?.releaseLater(responseHandles(r));
   }
-
 
   private onBls(msg: BlsRequest): void {
     const channel = this.channel!;
@@ -511,7 +504,7 @@ export class StubProcess extends EventEmitter {
     }
     let request: InferRequest;
     try {
-      request = fromWireRequest(msg.req, (d) => readTensor(channel.peer, d));
+      request = decodeInferRequest(msg.req, (d) => readTensor(channel.peer, d));
     } catch (err) {
       reply({ k: 'bls-res', c: msg.c, err: { code: 'STUBHOST_INVALID_INPUT', message: (err as Error).message }, final: true });
       return;
@@ -519,17 +512,16 @@ export class StubProcess extends EventEmitter {
     const sink: StreamSink = {
       response: (outcome) => {
         if (this.exited) return;
-        if (outcome.error) {
-          reply({ k: 'bls-res', c: msg.c, r: { outs: [], err: outcome.error.toBody() }, final: false });
-          return;
-        }
         const blocks: Handle[] = [];
         try {
-          const outs = (outcome.outputs ?? []).map((t) => writeTensor(channel.arena, t, blocks));
-          reply({ k: 'bls-res', c: msg.c, r: { outs, params: outcome.parameters }, final: false });
+          const r = encodeResponse(
+            { outputs: outcome.outputs ?? [], parameters: outcome.parameters, error: outcome.error?.toBody() },
+            (t) => writeTensor(channel.arena, t, blocks),
+          );
+          reply({ k: 'bls-res', c: msg.c, r, final: false });
         } catch (err) {
           for (const h of blocks) channel.arena.free(h);
-          reply({ k: 'bls-res', c: msg.c, r: { outs: [], err: { code: 'STUBHOST_ARENA_FULL', message: (err as Error).message } }, final: false });
+          reply({ k: 'bls-res', c: msg.c, r: errorResponse({ code: 'STUBHOST_ARENA_FULL', message: (err as Error).message }), final: false });
         }
       },
       end: (error) => {
@@ -688,45 +680,4 @@ export class StubProcess extends EventEmitter {
     for (const w of this.debugWaiters.splice(0)) w(undefined);
     this.emit('exit', { code, signal, cause, expected: this.stopping, error });
   }
-}
-
-function toWireRequest(r: InferRequest, rid: number, version: number, write: (t: TensorValue) => WireRequest['ins'][number]): WireRequest {
-  const ins: WireRequest['ins'] = new Array(r.inputs.length);
-  for (let i = 0; i < r.inputs.length; i++) ins[i] = write(r.inputs[i]!);
-  const w: WireRequest = {
-    rid,
-    id: r.id,
-    model: r.modelName,
-    version,
-    ins,
-    outs: r.outputs?.map((o) => o.name) ?? [],
-    params: r.parameters,
-    prio: r.priority,
-  };
-  // Optional fields only when set: msgpack would carry each undefined as a key and a value,
-  // to be packed here and unpacked in the stub for every request.
-  if (r.correlationId !== undefined) {
-    const c = correlationToWire(r.correlationId);
-    w.corr = c.corr;
-    if (c.corrInt) w.corrInt = true;
-  }
-  if (r.sequenceStart !== undefined) w.start = r.sequenceStart;
-  if (r.sequenceEnd !== undefined) w.end = r.sequenceEnd;
-  if (r.timeoutUs) w.timeoutMs = r.timeoutUs / 1000;
-  return w;
-}
-
-function fromWireRequest(w: WireRequest, read: (d: WireRequest['ins'][number]) => TensorValue): InferRequest {
-  if (typeof w.model !== 'string' || w.model.length === 0) throw new Error('BLS request has no model name');
-  return {
-    id: w.id ?? '',
-    modelName: w.model,
-    modelVersion: w.version > 0 ? w.version : undefined,
-    inputs: w.ins.map(read),
-    outputs: w.outs.length > 0 ? w.outs.map((name) => ({ name })) : undefined,
-    parameters: w.params ?? {},
-    priority: w.prio ?? 0,
-    timeoutUs: w.timeoutMs ? Math.round(w.timeoutMs * 1000) : 0,
-    correlationId: correlationFromWire(w),
-  };
 }

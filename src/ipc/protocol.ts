@@ -9,8 +9,8 @@
  */
 import type { Handle } from './arena.js';
 import type { TensorDesc } from './tensor-codec.js';
+import type { WireRequest, WireResponse } from './wire-request.js';
 import type { ErrorBody } from '../errors.js';
-import type { Parameters } from '../core/types.js';
 
 /** What initialize receives (the model API's ModelInitArgs, stub/api/model.ts). */
 export interface InitArgs {
@@ -30,43 +30,8 @@ export interface InitArgs {
   healthIntervalMs: number;
 }
 
-export interface WireRequest {
-  /** Host-assigned id for matching responses (unique per stub). */
-  rid: number;
-  /** The client's request id. */
-  id: string;
-  model: string;
-  version: number;
-  ins: TensorDesc[];
-  /** Requested output names; empty means all. */
-  outs: string[];
-  params: Parameters;
-  /** The correlation id as text; `corrInt` says the client sent an integer (the model sees a bigint). */
-  corr?: string;
-  corrInt?: boolean;
-  prio: number;
-  start?: boolean;
-  end?: boolean;
-  timeoutMs?: number;
-}
-
-/** A correlation id on the wire: as text, with `corrInt` when the client sent an integer. */
-export function correlationToWire(id: string | bigint | undefined): Pick<WireRequest, 'corr' | 'corrInt'> {
-  return { corr: id === undefined ? undefined : String(id), corrInt: typeof id === 'bigint' ? true : undefined };
-}
-
-/** The correlation id as the client gave it: a bigint when it sent an integer, else the string. */
-export function correlationFromWire(w: Pick<WireRequest, 'corr' | 'corrInt'>): string | bigint | undefined {
-  if (w.corr === undefined) return undefined;
-  if (w.corrInt && /^\d+$/.test(w.corr)) return BigInt(w.corr);
-  return w.corr;
-}
-
-export interface WireResponse {
-  outs: TensorDesc[];
-  params?: Parameters;
-  err?: ErrorBody;
-}
+/** Requests and responses inside messages: encoded and decoded only by wire-request.ts. */
+export type { WireRequest, WireResponse } from './wire-request.js';
 
 // ---- host → stub ------------------------------------------------------------------------
 export interface Initialize { k: 'init'; args: InitArgs }

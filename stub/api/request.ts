@@ -10,9 +10,18 @@ export interface InferenceRequestOptions {
   inputs: Tensor[];
   requestedOutputNames?: string[];
   parameters?: Record<string, ParameterValue>;
+  /** The sequence (correlation) id of a stateful target: a bigint for an integer id, as clients send it. */
   correlationId?: string | bigint;
+  /**
+   * This request starts / ends the sequence `correlationId` names on a stateful target, as a
+   * client's `sequence_start` / `sequence_end` (Triton's BLS sets the same with `flags`).
+   */
+  sequenceStart?: boolean;
+  sequenceEnd?: boolean;
   priority?: number;
   timeoutMs?: number;
+  /** Echoed in the target's responses and logs (Triton's `request_id`). */
+  requestId?: string;
 }
 
 /** Sends a decoupled model's responses: 0..n per request, then exactly one final flag. */
@@ -56,6 +65,9 @@ export class InferenceRequest<S extends ModelSpec = ModelSpec> {
   readonly requestedOutputNames: string[];
   readonly parameters: Record<string, ParameterValue>;
   readonly correlationId?: string | bigint;
+  /** Whether this request starts / ends its sequence (execute sees the client's flags). */
+  readonly sequenceStart: boolean;
+  readonly sequenceEnd: boolean;
   readonly priority: number;
   readonly timeoutMs?: number;
   readonly requestId: string;
@@ -65,16 +77,21 @@ export class InferenceRequest<S extends ModelSpec = ModelSpec> {
   constructor(opts: InferenceRequestOptions & { [INTERNAL]?: RequestInternals }) {
     if (!opts || typeof opts.modelName !== 'string') throw new TypeError('InferenceRequest: modelName is required');
     if (!Array.isArray(opts.inputs)) throw new TypeError('InferenceRequest: inputs must be an array of Tensor');
+    if (opts.sequenceStart !== undefined && typeof opts.sequenceStart !== 'boolean') throw new TypeError(`InferenceRequest: sequenceStart must be true or false, not ${String(opts.sequenceStart)}`);
+    if (opts.sequenceEnd !== undefined && typeof opts.sequenceEnd !== 'boolean') throw new TypeError(`InferenceRequest: sequenceEnd must be true or false, not ${String(opts.sequenceEnd)}`);
+    if (opts.requestId !== undefined && typeof opts.requestId !== 'string') throw new TypeError('InferenceRequest: requestId must be a string');
     this.modelName = opts.modelName;
     this.modelVersion = opts.modelVersion;
     this.inputs = opts.inputs;
     this.requestedOutputNames = opts.requestedOutputNames ?? [];
     this.parameters = opts.parameters ?? {};
     this.correlationId = opts.correlationId;
+    this.sequenceStart = opts.sequenceStart === true;
+    this.sequenceEnd = opts.sequenceEnd === true;
     this.priority = opts.priority ?? 0;
     this.timeoutMs = opts.timeoutMs;
     this.internals = opts[INTERNAL];
-    this.requestId = this.internals?.requestId ?? '';
+    this.requestId = opts.requestId ?? '';
   }
 
   /** The input named `name`; typed by the spec: a required input is never undefined. */

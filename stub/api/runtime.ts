@@ -17,6 +17,8 @@ export interface BlsCallRequest {
   readonly requestedOutputNames: string[];
   readonly parameters: Record<string, ParameterValue>;
   readonly correlationId?: string | bigint;
+  readonly sequenceStart: boolean;
+  readonly sequenceEnd: boolean;
   readonly priority: number;
   readonly timeoutMs?: number;
   readonly requestId: string;
@@ -45,7 +47,6 @@ export const INTERNAL = Symbol.for('stubhost.request.internal');
 
 export interface RequestInternals {
   rid: number;
-  requestId: string;
   cancelled: { value: boolean };
   decoupled: boolean;
 }

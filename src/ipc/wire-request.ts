@@ -1,0 +1,243 @@
+/**
+ * The one encoder and the one decoder of inference requests and responses on the wire, used by
+ * both sides in both directions:
+ *
+ * | message | encoded by | decoded by |
+ * |---|---|---|
+ * | `exec` (requests) | host, `encodeInferRequest` | stub, `decodeRequest` |
+ * | `bls` (a request) | stub, `encodeRequest` | host, `decodeInferRequest` |
+ * | `exec-done`, `resp` (responses) | stub, `encodeResponse` | host, `decodeResponse` |
+ * | `bls-res` (a response) | host, `encodeResponse` | stub, `decodeResponse` |
+ *
+ * A request is a `RequestFields` — the fields that travel, named as the model API names them —
+ * so every field (ids, sequence id of either type, sequence start/end, priority, timeout,
+ * parameters, requested outputs) crosses the same way whichever side sends it. Written twice,
+ * once per side, the BLS direction once lost the sequence flags. Wire keys stay in this module.
+ * Tensors are the caller's: it passes how to write one into its arena and how to read one of
+ * the peer's (see tensor-codec.ts), and keeps the arena blocks it wrote.
+ */
+import type { Handle } from './arena.js';
+import type { TensorDesc } from './tensor-codec.js';
+import { StubhostError, type ErrorBody } from '../errors.js';
+import type { InferRequest, Parameters, TensorValue } from '../core/types.js';
+
+/** An inference request as it travels, its tensors of the side's kind (`T`). */
+export interface RequestFields<T> {
+  /** The client's request id ('' when none). */
+  requestId: string;
+  modelName: string;
+  /** Undefined: the version the target's version policy serves. */
+  modelVersion?: number;
+  inputs: T[];
+  /** Empty: every output. */
+  requestedOutputNames: string[];
+  parameters: Parameters;
+  /** The sequence (correlation) id: a bigint when the client sent an integer, else a string. */
+  correlationId?: string | bigint;
+  /** Sequence control, as Triton's TRITONSERVER_REQUEST_FLAG_SEQUENCE_START / _END flags. */
+  sequenceStart: boolean;
+  sequenceEnd: boolean;
+  /** 0 means the model's default priority level; lower runs first. */
+  priority: number;
+  /** Queue timeout (BLS: also the caller's deadline for the call); undefined or 0 for none. */
+  timeoutMs?: number;
+}
+
+/** A response as it travels: outputs and parameters, or an error. */
+export interface ResponseFields<T> {
+  outputs: T[];
+  parameters?: Parameters;
+  error?: ErrorBody;
+}
+
+/**
+ * Every key present, an optional one as `undefined`: an adapter typed with it does not compile
+ * until it names a field added to the type it builds.
+ */
+export type Complete<T> = { [K in keyof Required<T>]: T[K] };
+
+/** A request on the wire. Optional keys are left out when unset (each would cost a key and a value). */
+export interface WireRequest {
+  /** exec: the host's id for matching responses (unique per stub); bls: the call id. */
+  rid: number;
+  id: string;
+  model: string;
+  version?: number;
+  ins: TensorDesc[];
+  outs: string[];
+  params: Parameters;
+  /** The correlation id as text; `corrInt`: it was an integer (the reader gets a bigint). */
+  corr?: string;
+  corrInt?: boolean;
+  start?: boolean;
+  end?: boolean;
+  prio: number;
+  timeoutMs?: number;
+}
+
+/** A response on the wire. */
+export interface WireResponse {
+  outs: TensorDesc[];
+  params?: Parameters;
+  err?: ErrorBody;
+}
+
+// ---- requests -----------------------------------------------------------------------------
+
+export function encodeRequest<T>(f: RequestFields<T>, rid: number, write: (t: T) => TensorDesc): WireRequest {
+  const n = f.inputs.length;
+  const ins: TensorDesc[] = new Array(n);
+  for (let i = 0; i < n; i++) ins[i] = write(f.inputs[i]!);
+  const w: WireRequest = { rid, id: f.requestId, model: f.modelName, ins, outs: f.requestedOutputNames, params: f.parameters, prio: f.priority };
+  if (f.modelVersion !== undefined) w.version = f.modelVersion;
+  const corr = f.correlationId;
+  if (corr !== undefined) {
+    w.corr = String(corr);
+    // A number from JavaScript model code is an integer id too.
+    if (typeof corr === 'bigint' || (typeof corr === 'number' && Number.isInteger(corr))) w.corrInt = true;
+  }
+  if (f.sequenceStart) w.start = true;
+  if (f.sequenceEnd) w.end = true;
+  if (f.timeoutMs) w.timeoutMs = f.timeoutMs;
+  return w;
+}
+
+/**
+ * The request `w` describes; refuses a malformed one (the peer may be a model's broken or
+ * hostile process) with an error naming the field.
+ */
+export function decodeRequest<T>(w: WireRequest, read: (d: TensorDesc) => T): Complete<RequestFields<T>> {
+  if (typeof w !== 'object' || w === null) throw corrupt('request', 'is not a map');
+  if (typeof w.model !== 'string' || w.model.length === 0) throw corrupt('request', 'has no model name');
+  const what = `request to '${w.model}'`;
+  if (w.id !== undefined && typeof w.id !== 'string') throw corrupt(what, 'has a request id that is not a string');
+  if (w.version !== undefined && typeof w.version !== 'number') throw corrupt(what, 'has a model version that is not a number');
+  if (!Array.isArray(w.ins)) throw corrupt(what, 'has no input list');
+  if (!Array.isArray(w.outs) || !w.outs.every((o) => typeof o === 'string')) throw corrupt(what, 'has requested outputs that are not a list of names');
+  checkParameters(what, w.params);
+  if (w.corr !== undefined && typeof w.corr !== 'string') throw corrupt(what, 'has a correlation id that is not text');
+  if (!optionalBoolean(w.corrInt) || !optionalBoolean(w.start) || !optionalBoolean(w.end)) throw corrupt(what, 'has a sequence flag that is not a boolean');
+  if (w.prio !== undefined && typeof w.prio !== 'number') throw corrupt(what, 'has a priority that is not a number');
+  if (w.timeoutMs !== undefined && (typeof w.timeoutMs !== 'number' || !(w.timeoutMs >= 0))) throw corrupt(what, 'has a timeout that is not a non-negative number');
+  const n = w.ins.length;
+  const inputs: T[] = new Array(n);
+  for (let i = 0; i < n; i++) inputs[i] = read(w.ins[i]!);
+  return {
+    requestId: w.id ?? '',
+    modelName: w.model,
+    // -1 (Triton's "unset") or 0: the version the target's policy serves.
+    modelVersion: w.version !== undefined && w.version > 0 ? w.version : undefined,
+    inputs,
+    requestedOutputNames: w.outs,
+    parameters: w.params ?? {},
+    correlationId: w.corr === undefined ? undefined : w.corrInt && /^\d+$/.test(w.corr) ? BigInt(w.corr) : w.corr,
+    sequenceStart: w.start === true,
+    sequenceEnd: w.end === true,
+    priority: w.prio ?? 0,
+    timeoutMs: w.timeoutMs || undefined,
+  };
+}
+
+/**
+ * The fields of the host's request. `modelVersion` is the version that runs it (for `exec`, the
+ * stub's own). The rest of an InferRequest stays in the host: the abort signal, the ensemble
+ * path, and what the front-end alone uses (binary-output choices, tensor parameters).
+ */
+export function fieldsOfInferRequest(r: InferRequest, modelVersion = r.modelVersion): Complete<RequestFields<TensorValue>> {
+  return {
+    requestId: r.id,
+    modelName: r.modelName,
+    modelVersion,
+    inputs: r.inputs,
+    requestedOutputNames: r.outputs?.map((o) => o.name) ?? [],
+    parameters: r.parameters,
+    correlationId: r.correlationId,
+    sequenceStart: r.sequenceStart === true,
+    sequenceEnd: r.sequenceEnd === true,
+    priority: r.priority,
+    timeoutMs: r.timeoutUs ? r.timeoutUs / 1000 : undefined,
+  };
+}
+
+/** The host's request for `f` (a BLS call), ready for the scheduling path of a client request. */
+export function inferRequestOf(f: RequestFields<TensorValue>): Complete<Omit<InferRequest, 'signal' | 'ensemblePath'>> {
+  return {
+    id: f.requestId,
+    modelName: f.modelName,
+    modelVersion: f.modelVersion,
+    inputs: f.inputs,
+    outputs: f.requestedOutputNames.length > 0 ? f.requestedOutputNames.map((name) => ({ name })) : undefined,
+    parameters: f.parameters,
+    correlationId: f.correlationId,
+    sequenceStart: f.sequenceStart,
+    sequenceEnd: f.sequenceEnd,
+    priority: f.priority,
+    timeoutUs: f.timeoutMs ? Math.round(f.timeoutMs * 1000) : 0,
+  };
+}
+
+/** The host's `exec`: a request for the stub running `modelVersion`. */
+export function encodeInferRequest(r: InferRequest, rid: number, modelVersion: number, write: (t: TensorValue) => TensorDesc): WireRequest {
+  return encodeRequest(fieldsOfInferRequest(r, modelVersion), rid, write);
+}
+
+/** The host's `bls`: the request a stub sent. */
+export function decodeInferRequest(w: WireRequest, read: (d: TensorDesc) => TensorValue): InferRequest {
+  return inferRequestOf(decodeRequest(w, read));
+}
+
+// ---- responses ----------------------------------------------------------------------------
+
+export function encodeResponse<T>(r: ResponseFields<T>, write: (t: T) => TensorDesc): WireResponse {
+  if (r.error) return errorResponse(r.error);
+  const n = r.outputs.length;
+  const outs: TensorDesc[] = new Array(n);
+  for (let i = 0; i < n; i++) outs[i] = write(r.outputs[i]!);
+  // No `params` key when there are none: an undefined one would be packed and unpacked too.
+  return r.parameters && Object.keys(r.parameters).length > 0 ? { outs, params: r.parameters } : { outs };
+}
+
+/** A response that is only an error. */
+export function errorResponse(error: ErrorBody): WireResponse {
+  return { outs: [], err: error };
+}
+
+/** The response `w` describes: its error, or its outputs read with `read`. */
+export function decodeResponse<T>(w: WireResponse, read: (d: TensorDesc) => T): Complete<ResponseFields<T>> {
+  if (typeof w !== 'object' || w === null) throw corrupt('response', 'is not a map');
+  if (w.err !== undefined) {
+    if (typeof w.err !== 'object' || w.err === null || typeof w.err.code !== 'string' || typeof w.err.message !== 'string') throw corrupt('response', 'has an error that is not { code, message }');
+    return { outputs: [], parameters: undefined, error: w.err };
+  }
+  if (!Array.isArray(w.outs)) throw corrupt('response', 'has no output list');
+  if (w.params !== undefined) checkParameters('response', w.params);
+  const n = w.outs.length;
+  const outputs: T[] = new Array(n);
+  for (let i = 0; i < n; i++) outputs[i] = read(w.outs[i]!);
+  return { outputs, parameters: w.params, error: undefined };
+}
+
+/** The arena blocks a response's outputs occupy: the reader gives them back with `release`. */
+export function responseHandles(w: WireResponse): Handle[] {
+  const hs: Handle[] = [];
+  if (Array.isArray(w?.outs)) for (const d of w.outs) if (d?.h) hs.push(d.h);
+  return hs;
+}
+
+function optionalBoolean(v: unknown): boolean {
+  return v === undefined || typeof v === 'boolean';
+}
+
+function checkParameters(what: string, params: unknown): void {
+  if (params === undefined) return;
+  if (typeof params !== 'object' || params === null || Array.isArray(params)) throw corrupt(what, 'has parameters that are not a map');
+  // for-in, not Object.entries: this runs for every request, and allocates nothing.
+  for (const key in params) {
+    const t = typeof (params as Record<string, unknown>)[key];
+    if (t !== 'string' && t !== 'number' && t !== 'boolean') throw corrupt(what, `has parameter '${key}' that is not a string, number or boolean`);
+  }
+}
+
+function corrupt(what: string, problem: string): StubhostError {
+  return new StubhostError('STUBHOST_PROTOCOL', `corrupt ${what} on the wire: it ${problem}`);
+}
