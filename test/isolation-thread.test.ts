@@ -78,6 +78,18 @@ export default class Stuck {
 }
 `;
 
+/** X = 1: blocks in native code (execSync) for 3 s, where worker.terminate() cannot reach it. */
+const BLOCKED = `
+import { execSync } from 'node:child_process';
+import { InferenceRequest, InferenceResponse, Tensor } from 'stubhost';
+export default class Blocked {
+  execute(requests: InferenceRequest[]) {
+    if ((requests[0]!.input('X')!.data as Int32Array)[0] === 1) execSync('sleep 3');
+    return requests.map(() => new InferenceResponse({ outputs: [new Tensor('Y', Int32Array.of(0))] }));
+  }
+}
+`;
+
 const HOG = `
 import { InferenceRequest, InferenceResponse, Tensor } from 'stubhost';
 export default class Hog {
@@ -99,6 +111,7 @@ const MODELS: Record<string, Record<string, string>> = {
   thready_late: { 'config.pbtxt': THREADY_CONFIG('thready_late'), '1/model.ts': THREADY },
   canary: { 'config.pbtxt': simple('canary'), '1/model.ts': CANARY },
   stuck: { 'config.pbtxt': simple('stuck', `${THREAD}\nparameters { key: "execute_timeout_seconds" value: { string_value: "1" } }`), '1/model.ts': STUCK },
+  blocked: { 'config.pbtxt': simple('blocked', `${THREAD}\nparameters { key: "execute_timeout_seconds" value: { string_value: "1" } }`), '1/model.ts': BLOCKED },
   hog: { 'config.pbtxt': simple('hog', `${THREAD}\nparameters { key: "memory_limit_bytes" value: { string_value: "67108864" } }`), '1/model.ts': HOG },
   bad_isolation: { 'config.pbtxt': simple('bad_isolation', 'parameters { key: "isolation" value: { string_value: "threads" } }'), '1/model.ts': CANARY },
   thread_debug: { 'config.pbtxt': simple('thread_debug', `${THREAD}\nparameters { key: "debug_inspect_port" value: { string_value: "0" } }`), '1/model.ts': CANARY },
@@ -123,7 +136,7 @@ async function expectCanary(): Promise<void> {
 beforeAll(async () => {
   server = await startRepositoryServer(MODELS, {
     modelControlMode: 'explicit',
-    loadModels: ['thready', 'canary', 'stuck', 'hog', 'bad_isolation', 'thread_debug'],
+    loadModels: ['thready', 'canary', 'stuck', 'blocked', 'hog', 'bad_isolation', 'thread_debug'],
   });
 }, 60_000);
 
@@ -158,6 +171,8 @@ describe('a thread-isolated model', () => {
     const [bad, good] = await Promise.all([thready(1), thready(0, 3)]);
     expect(bad.status).toBe(500);
     expect(bad.json.error).toMatch(/^model 'thready' instance 'thready_0_0': execute threw: thrown by execute/);
+    // Source-mapped, relative to the model folder, as from a process stub.
+    expect(bad.json.error).toMatch(/at Thready\.execute \(1\/model\.ts:\d+:\d+\)/);
     expect([good.status, out(good, 'Y')]).toEqual([200, 3]);
     expect(instanceOf('thready').restarts).toBe(0);
   });
@@ -220,6 +235,25 @@ describe('hangs', () => {
     expect(inst.where).not.toBe(where);
     const after = await infer('stuck', { X: 0 });
     expect([after.status, out(after, 'Y')]).toEqual([200, 0]);
+  }, 20_000);
+
+  it('a thread blocked in native code, which terminate() cannot stop, is given up on after 1 s: its requests fail, the instance restarts', async () => {
+    const inst = instanceOf('blocked');
+    const where = inst.where;
+    const threadsBefore = threadCount();
+    const started = performance.now();
+    const r = await infer('blocked', { X: 1 });
+    expect(r.status).toBe(500);
+    expect(r.json.error).toBe(`model 'blocked' version 1 instance 'blocked_0_0' (${where}): execute ran longer than the execute timeout of 1000 ms (terminated)`);
+    // Answered before the native call returned (3 s): the execute timeout plus the terminate grace.
+    expect(performance.now() - started).toBeLessThan(2900);
+    expect(logs().find((l) => l.model === 'blocked' && l.level === 'warn' && /did not stop within 1000 ms of worker\.terminate\(\)/.test(l.msg))?.msg).toContain(where);
+    await expectCanary();
+    expect(await waitFor(() => inst.state === 'ready' && inst.restarts === 1, 10_000)).toBe(true);
+    const after = await infer('blocked', { X: 0 });
+    expect([after.status, out(after, 'Y')]).toEqual([200, 0]);
+    // Once execSync returns, the old thread ends: nothing of it stays.
+    expect(await waitFor(() => threadCount() <= threadsBefore, 10_000)).toBe(true);
   }, 20_000);
 });
 
