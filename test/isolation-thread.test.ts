@@ -9,6 +9,7 @@
  * V8 heap; console output reaches the log tagged; unload leaves no /dev/shm file and no thread.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { childPids, http, shmLeftovers, startRepositoryServer, waitFor, type RepositoryServer } from './helpers/server.js';
 import type { ModelInstance } from '../src/instance/model-instance.js';
@@ -105,7 +106,11 @@ export default class Hog {
 
 const simple = (name: string, extra = '') => `name: "${name}"\nbackend: "typescript"\nmax_batch_size: 0\n${io(['X'], ['Y'])}${extra}\n`;
 
-const MODELS: Record<string, Record<string, string>> = {
+const MODELS: Record<string, Record<string, string | Uint8Array>> = {
+  onnx_thread: {
+    'config.pbtxt': `name: "onnx_thread"\nbackend: "onnxruntime"\n${THREAD}\n`,
+    '1/model.onnx': fs.readFileSync(path.resolve(import.meta.dirname, 'fixtures/onnx/identity_fp32.onnx')),
+  },
   thready: { 'config.pbtxt': THREADY_CONFIG('thready'), '1/model.ts': THREADY },
   // Loaded and unloaded by the cleanup test only.
   thready_late: { 'config.pbtxt': THREADY_CONFIG('thready_late'), '1/model.ts': THREADY },
@@ -136,7 +141,7 @@ async function expectCanary(): Promise<void> {
 beforeAll(async () => {
   server = await startRepositoryServer(MODELS, {
     modelControlMode: 'explicit',
-    loadModels: ['thready', 'canary', 'stuck', 'blocked', 'hog', 'bad_isolation', 'thread_debug'],
+    loadModels: ['onnx_thread', 'thready', 'canary', 'stuck', 'blocked', 'hog', 'bad_isolation', 'thread_debug'],
   });
 }, 60_000);
 
@@ -160,6 +165,12 @@ describe('a thread-isolated model', () => {
     expect(stubs).toEqual([instanceOf('canary').pid]);
     const others = childPids().filter((pid) => !stubs.includes(pid)).map((pid) => fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim());
     expect(new Set(others)).toEqual(new Set(['esbuild']));
+  });
+
+  it('an ONNX model without code serves from a thread too (onnxruntime-node in a worker)', async () => {
+    const r = await http(`${server.url}/v2/models/onnx_thread/infer`, 'POST', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] });
+    expect([r.status, r.json.outputs?.[0]?.data]).toEqual([200, [1, 2, 3, 4]]);
+    expect(instanceOf('onnx_thread').where).toMatch(/^thread \d+$/);
   });
 
   it('makes BLS calls (to a process-isolated model)', async () => {
