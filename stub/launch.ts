@@ -92,9 +92,11 @@ function threadLaunch(settings: StubSettings): StubLaunch {
         report(`model code called process.exit(${code ?? ''})`);
         exitThread(code === undefined || code === null ? undefined : Number(code));
       }) as typeof process.exit;
-      // A signal to our own process would stop the server, not the stub.
+      // A signal to our own process (its pid, its group as 0 or -pid, or -1: every process)
+      // would reach the server, not the stub. Signal 0 only probes, and stays allowed.
       process.kill = ((pid: number, signal?: string | number) => {
-        if ((pid === process.pid || pid === 0) && signal !== 0) {
+        const reachesServer = pid === process.pid || pid === 0 || pid === -1 || pid === -process.pid;
+        if (reachesServer && signal !== 0) {
           throw new Error(`process.kill(${pid}${signal === undefined ? '' : `, ${JSON.stringify(signal)}`}) is refused: this model runs in a thread of the server (model parameter isolation "thread"), and the signal would reach the server; throw, or use isolation "process"`);
         }
         return kill(pid, signal);

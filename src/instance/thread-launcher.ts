@@ -47,7 +47,9 @@ export const threadLauncher: StubLauncher = {
       if (err.code === 'ERR_WORKER_OUT_OF_MEMORY') {
         events.fault(heapMb ? `exceeded its memory limit of ${spec.memoryLimitBytes} bytes (the V8 heap limit of a thread stub: ${err.message})` : `out of memory (${err.message})`);
       } else {
-        events.fault(`the stub thread failed: ${err.stack ?? err.message}`);
+        // The cause (it may reach clients) without the stack's absolute paths; the log gets it whole.
+        events.fault(`the stub thread failed: ${err.name}: ${err.message}`);
+        events.output(`the stub thread failed: ${err.stack ?? err.message}`, 'warn');
       }
     });
     worker.once('exit', (code) => afterStream(worker.stderr, () => exit(terminating ? 'terminated' : `exited with code ${code}`)));
