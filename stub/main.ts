@@ -1,67 +1,60 @@
 /**
- * The stub: one child process per model instance. Usage (the host spawns it):
+ * The stub: one per model instance, a child process of the host (`isolation: "process"`, the
+ * default) or a worker thread of it (`"thread"`). Usage (the host starts it):
  *   STUBHOST_REGION=<regionName> node dist/stub/main.js   (compiled; tsx is registered only to load a model.ts)
  * (the name comes by environment: argv is readable by every user in /proc, and the name is
- * meant to be known to the host and this stub only).
+ * meant to be known to the host and this stub only; a worker thread gets its own environment).
  * It attaches to the region, starts the health thread, says hello, and serves the host's
- * messages until `fin` or until the host disappears.
+ * messages until `fin` or until the host disappears. What differs between a process and a
+ * thread is in launch.ts.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { packageRoot } from '../src/core/package-root.js';
-import { native } from '../src/ipc/native.js';
 import { Region } from '../src/ipc/region.js';
 import { Channel } from '../src/ipc/channel.js';
 import { kHealth } from '../src/ipc/layout.js';
 import type { HostMessage, StubMessage } from '../src/ipc/protocol.js';
 import { StubServer } from './server.js';
+import { stubLaunch } from './launch.js';
 
-const regionName = process.env.STUBHOST_REGION;
-if (!regionName) {
-  console.error('usage: STUBHOST_REGION=<regionName> node dist/stub/main.js');
+const launch = stubLaunch();
+if (typeof launch === 'string') {
+  console.error(launch);
   process.exit(2);
 }
-const hostPid = Number(process.env.STUBHOST_HOST_PID ?? process.ppid);
-// Die with the host even when it is SIGKILLed; then make sure it did not die before the prctl.
-native.setParentDeathSignal(9);
-if (process.ppid !== hostPid) process.exit(70);
+const { settings } = launch;
+launch.bindToHost();
 
-// Under memory pressure the kernel's OOM killer should pick a stub (which restarts), not the
-// host that serves every model. Raising one's own score needs no privilege.
-try {
-  fs.writeFileSync('/proc/self/oom_score_adj', '500');
-} catch {
-  // not Linux, or /proc is read-only: nothing to adjust
-}
-
-const region = Region.attach(regionName, { spinMicros: Number(process.env.STUBHOST_SPIN_US ?? 50) });
-// The arena cap (--shm-max-bytes, or the model parameter shm_max_bytes) applies to both sides.
-const arenaMaxBytes = Number(process.env.STUBHOST_SHM_MAX_BYTES ?? 0) || undefined;
-const channel = new Channel<StubMessage, HostMessage>(region, 'stub', { arena: { maxBytes: arenaMaxBytes } });
+const region = Region.attach(settings.regionName, { spinMicros: settings.spinMicros });
+const channel = new Channel<StubMessage, HostMessage>(region, 'stub', { arena: { maxBytes: settings.arenaMaxBytes } });
 channel.setRef(true);
 
-// The worker is plain JavaScript kept in stub/ (tsc does not copy it to dist/). execArgv []: it
-// inherits none of the stub's node flags (STUBHOST_STUB_NODE_ARGS), which only slow its boot.
+// The health thread is a worker of the stub in both isolations, so a long synchronous execute
+// is not taken for death. The worker is plain JavaScript kept in stub/ (tsc does not copy it to
+// dist/). execArgv []: it inherits none of the stub's node flags (STUBHOST_STUB_NODE_ARGS),
+// which only slow its boot.
 const health = new Worker(path.join(packageRoot(), 'stub', 'health-worker.mjs'), {
   execArgv: [],
   workerData: {
     buffer: region.buffer,
     healthIndex: kHealth >> 2,
-    hostPid,
-    intervalMs: Number(process.env.STUBHOST_HEALTH_INTERVAL_MS ?? 300),
-    regionFile: regionName.slice(1),
+    hostPid: settings.hostPid,
+    watchHost: launch.watchHost,
+    intervalMs: settings.healthIntervalMs,
+    regionFile: settings.regionName.slice(1),
   },
 });
 health.on('error', (err) => {
   process.stderr.write(`stub health thread failed: ${err.stack ?? err.message}\n`);
-  process.exit(1);
+  launch.exit(1);
 });
 
 // Serve (say hello, accept init) only once the health thread beats: the host's stub timeout
 // starts when initialize finishes, and a fast initialize used to beat a health thread that was
 // still booting, so a busy machine saw healthy new stubs declared dead ("no health signal").
-const server = new StubServer(channel);
+const server = new StubServer(channel, { exit: launch.exit });
+launch.guardModelCode((cause) => server.reportFatal(cause));
 health.once('message', () => {
   health.unref();
   server.start();

@@ -82,7 +82,12 @@ export class StubServer implements StubRuntime {
   private readonly cancelledBeforeStart = new Set<number>();
   private errorLocator?: ErrorLocator;
 
-  constructor(private readonly channel: Channel<StubMessage, HostMessage>) {}
+  /** Ends the stub (its process, or its thread: see launch.ts). */
+  private readonly exit: (code: number) => void;
+
+  constructor(private readonly channel: Channel<StubMessage, HostMessage>, options: { exit?: (code: number) => void } = {}) {
+    this.exit = options.exit ?? ((code) => process.exit(code));
+  }
 
   start(): void {
     setRuntime(this);
@@ -331,7 +336,7 @@ export class StubServer implements StubRuntime {
     }
     this.channel.send({ k: 'fin-ok', err });
     // Let the queue deliver fin-ok before we go.
-    setTimeout(() => process.exit(0), 20);
+    setTimeout(() => this.exit(0), 20);
   }
 
   private onBlsResult(msg: BlsResult): void {
@@ -485,7 +490,17 @@ export class StubServer implements StubRuntime {
       // The queue is gone; stderr still reaches the host.
       process.stderr.write(`${message}\n`);
     }
-    setTimeout(() => process.exit(1), 20);
+    setTimeout(() => this.exit(1), 20);
+  }
+
+  /** Tells the host why the stub is about to end (its requests fail with this cause). */
+  reportFatal(cause: string): void {
+    try {
+      this.channel.send({ k: 'fatal', cause });
+      this.channel.send({ k: 'log', level: 'error', msg: `${this.label()}: ${cause}` });
+    } catch {
+      process.stderr.write(`${this.label()}: ${cause}\n`);
+    }
   }
 }
 

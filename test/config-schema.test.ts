@@ -297,3 +297,28 @@ describe('schema: cross-field rules', () => {
     expect(error(w({ name: '' }))).toBe('model_warmup[0].name: is missing; name the warmup sample');
   });
 });
+
+describe('schema: the isolation parameter', () => {
+  const iso = (value: string, extra: Record<string, unknown> = {}) => ({ isolation: { string_value: value }, ...extra });
+
+  it('accepts process and thread (and no value: process)', () => {
+    for (const v of ['process', 'thread', '']) expect(() => validateModelConfig(base({ parameters: iso(v) }), SRC)).not.toThrow();
+  });
+
+  it('refuses another value, naming the field and the allowed values', () => {
+    expect(error(base({ parameters: iso('Thread') }))).toBe(
+      'parameters.isolation.string_value: "Thread" is not an isolation; use "process" (the default: a child process per instance) or "thread" (a worker thread of the server per instance)',
+    );
+  });
+
+  it('refuses thread with debug_inspect_port, and isolation on an ensemble', () => {
+    expect(error(base({ parameters: iso('thread', { debug_inspect_port: { string_value: '9229' } }) }))).toMatch(/^parameters\.isolation\.string_value: "thread" cannot be combined with debug_inspect_port/);
+    const ensemble = {
+      name: 'e', platform: 'ensemble', max_batch_size: 0,
+      input: [{ name: 'IN', data_type: 'TYPE_FP32', dims: [4] }], output: [{ name: 'OUT', data_type: 'TYPE_FP32', dims: [4] }],
+      ensemble_scheduling: { step: [{ model_name: 'm', input_map: { IN: 'IN' }, output_map: { OUT: 'OUT' } }] },
+      parameters: iso('thread'),
+    };
+    expect(error(ensemble)).toBe('parameters.isolation.string_value: is not allowed for an ensemble: it runs no stub of its own (set isolation on its step models)');
+  });
+});

@@ -2,8 +2,10 @@
  * `npm run bench -- stub [--json]`: requests/s and p50/p99 latency of an identity model (FP32,
  * shape [1, 16]: models/identity_fp32) executed through real stub processes at the StubProcess
  * level (host arena → queue → stub → model.execute → queue → host, no HTTP, no scheduler), with
- * 1 and 2 instances at concurrency 1, 8 and 32, against the same model class called in this
- * process (`await model.execute([request])`) at the same concurrency, measured in the same run.
+ * 1 and 2 instances at concurrency 1, 8 and 32, and through one thread-isolated stub (a worker
+ * thread of this process, model parameter isolation "thread"), against the same model class
+ * called in this process (`await model.execute([request])`) at the same concurrency, measured in
+ * the same run.
  *
  * Concurrency c means c loops, each sending one request and awaiting its response; with 2
  * instances loop i uses instance i % 2. Cells are interleaved round by round (ROUNDS rounds of
@@ -74,8 +76,9 @@ export default async function main(argv: string[]): Promise<void> {
   const data = Float32Array.from({ length: ELEMENTS }, (_, i) => i * 0.5);
 
   // ---- the stubs ------------------------------------------------------------------------------
-  progress('starting 2 stubs (identity_fp32)');
-  const stubs = [0, 1].map((i) => new StubProcess({
+  progress('starting 2 stub processes and 1 stub thread (identity_fp32)');
+  const stubs = [0, 1, 2].map((i) => new StubProcess({
+    isolation: i === 2 ? 'thread' : 'process',
     modelName: 'identity_fp32',
     modelVersion: 1,
     instanceName: `identity_fp32_0_${i}`,
@@ -88,9 +91,12 @@ export default async function main(argv: string[]): Promise<void> {
   }));
   try {
     await Promise.all(stubs.map((s) => s.start()));
-    const check = await stubs[0]!.execute([hostRequest(data)]);
-    const echoed = check[0]?.outputs?.[0]?.data as Float32Array | undefined;
-    if (!echoed || echoed.length !== ELEMENTS || echoed.some((v, i) => v !== data[i])) throw new Error(`identity_fp32 did not echo its input: ${JSON.stringify(check[0]?.error?.message ?? echoed)}`);
+    const thread = stubs[2]!;
+    for (const s of [stubs[0]!, thread]) {
+      const check = await s.execute([hostRequest(data)]);
+      const echoed = check[0]?.outputs?.[0]?.data as Float32Array | undefined;
+      if (!echoed || echoed.length !== ELEMENTS || echoed.some((v, i) => v !== data[i])) throw new Error(`identity_fp32 did not echo its input: ${JSON.stringify(check[0]?.error?.message ?? echoed)}`);
+    }
 
     // ---- the in-process baseline: the same class, called directly ------------------------------
     const mod = (await import(pathToFileURL(MODEL_FILE).href)) as { default: new () => Model };
@@ -103,14 +109,17 @@ export default async function main(argv: string[]): Promise<void> {
       const responses = await model.execute([new InferenceRequest({ modelName: 'identity_fp32', inputs: [new Tensor('INPUT0', data, [1, ELEMENTS])] })]);
       if (!responses || responses.length !== 1) throw new Error('in-process execute returned no response');
     };
-    const viaStub = (n: number) => async (loop: number): Promise<void> => {
-      const [outcome] = await stubs[loop % n]!.execute([hostRequest(data)]);
+    const via = (pick: (loop: number) => StubProcess) => async (loop: number): Promise<void> => {
+      const [outcome] = await pick(loop).execute([hostRequest(data)]);
       if (!outcome || outcome.error) throw new Error(`stub execute failed: ${outcome?.error?.message}`);
     };
+    const viaStub = (n: number) => via((loop) => stubs[loop % n]!);
+    const viaThread = via(() => thread);
 
     progress(`warm-up: ${WARMUP_REQUESTS} requests per stub and in-process`);
     for (let i = 0; i < WARMUP_REQUESTS; i++) await inProcess();
     await drive(8, 300, viaStub(2));
+    await drive(8, 300, viaThread);
     for (const s of stubs) for (let i = 0; i < WARMUP_REQUESTS / 4; i++) await s.execute([hostRequest(data)]);
 
     // ---- interleaved rounds ---------------------------------------------------------------------
@@ -130,6 +139,9 @@ export default async function main(argv: string[]): Promise<void> {
           cell(`stub_i${n}_c${c}`).rps.push(r.rps);
           appendAll(cell(`stub_i${n}_c${c}`).latenciesMs, r.latenciesMs);
         }
+        const t = await drive(c, CELL_MS, viaThread);
+        cell(`thread_i1_c${c}`).rps.push(t.rps);
+        appendAll(cell(`thread_i1_c${c}`).latenciesMs, t.latenciesMs);
       }
       progress(`round ${round + 1}/${ROUNDS}`);
     }
@@ -144,19 +156,18 @@ export default async function main(argv: string[]): Promise<void> {
       result[`inproc_c${c}_p50_us`] = us(percentile(base.latenciesMs, 50));
       result[`inproc_c${c}_p99_us`] = us(percentile(base.latenciesMs, 99));
       rows.push([`in-process`, String(c), fmt(baseRps), fmt(percentile(base.latenciesMs, 50) * 1000), fmt(percentile(base.latenciesMs, 99) * 1000), '1']);
-      for (const n of INSTANCES) {
-        const r = cells.get(`stub_i${n}_c${c}`)!;
+      for (const [label, key] of [...INSTANCES.map((n) => [`stub × ${n}`, `stub_i${n}_c${c}`]), ['thread stub × 1', `thread_i1_c${c}`]] as const) {
+        const r = cells.get(key)!;
         const rps = median(r.rps);
-        const key = `stub_i${n}_c${c}`;
         result[`${key}_rps`] = Math.round(rps);
         result[`${key}_p50_us`] = us(percentile(r.latenciesMs, 50));
         result[`${key}_p99_us`] = us(percentile(r.latenciesMs, 99));
         result[`${key}_ratio`] = Number((rps / baseRps).toFixed(4));
-        rows.push([`stub × ${n}`, String(c), fmt(rps), fmt(percentile(r.latenciesMs, 50) * 1000), fmt(percentile(r.latenciesMs, 99) * 1000), fmt(rps / baseRps)]);
+        rows.push([label, String(c), fmt(rps), fmt(percentile(r.latenciesMs, 50) * 1000), fmt(percentile(r.latenciesMs, 99) * 1000), fmt(rps / baseRps)]);
       }
     }
     const text = [
-      `identity_fp32 (FP32 [1, ${ELEMENTS}]) through StubProcess.execute vs the same class in-process; ` +
+      `identity_fp32 (FP32 [1, ${ELEMENTS}]) through StubProcess.execute (stub processes, and a stub thread) vs the same class in-process; ` +
         `${ROUNDS} interleaved rounds of ${CELL_MS} ms per cell, requests/s = median of rounds`,
       '',
       formatTable(['path', 'concurrency', 'requests/s', 'p50 µs', 'p99 µs', 'vs in-process'], rows),

@@ -11,6 +11,7 @@
  * every problem with its field path. Context-free defaults are filled by zod; the ones that need
  * the model folder (name, backend, instance groups) are filled by load.ts.
  */
+import { DEBUG_INSPECT_PORT_PARAMETER, ISOLATION_PARAMETER, isolationOf } from '../core/model-parameters.js';
 import { z } from 'zod';
 import { DATA_TYPES, toConfigType } from '../core/dtypes.js';
 import type { FieldShape, MessageShape } from './pbtxt.js';
@@ -544,6 +545,19 @@ function checkConfig(c: ModelConfig, ctx: z.RefinementCtx): void {
   }
   if (c.response_cache?.enable && c.model_transaction_policy?.decoupled) {
     issue(['response_cache', 'enable'], `Response Cache does not currently support model ${c.name} with 'decoupled' transaction policy. Please disable the response cache.`);
+  }
+  // Isolation (a stubhost parameter, checked here so the error names the file and the field).
+  const isolation = c.parameters[ISOLATION_PARAMETER];
+  if (isolation !== undefined) {
+    const p = ['parameters', ISOLATION_PARAMETER, 'string_value'];
+    try {
+      if (isolationOf(c.parameters) === 'thread' && (c.parameters[DEBUG_INSPECT_PORT_PARAMETER]?.string_value ?? '') !== '') {
+        issue(p, `"thread" cannot be combined with debug_inspect_port: a thread stub has no inspector of its own (start the server with --inspect, or use "process")`);
+      }
+    } catch (err) {
+      issue(p, (err as Error).message);
+    }
+    if (isEnsemble) issue(p, 'is not allowed for an ensemble: it runs no stub of its own (set isolation on its step models)');
   }
 }
 

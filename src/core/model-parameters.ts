@@ -36,3 +36,23 @@ function nonNegative(parameters: ParameterMap, key: string, what: string, dflt: 
   if (!valid(n) || n < 0) throw new Error(`parameter '${key}' is ${JSON.stringify(raw)}; expected ${what} (>= 0; 0 turns it off)`);
   return n;
 }
+
+/**
+ * Where a model's stubs run (the model parameter `isolation`): `process`, the default, a child
+ * process per instance; `thread`, a worker thread of the host per instance. Both speak the same
+ * region, queues and arenas. Triton's ModelInstanceGroup has no parameters field (its
+ * model_config.proto), so the choice is per model, for all its instance groups.
+ */
+export const ISOLATIONS = ['process', 'thread'] as const;
+export type Isolation = (typeof ISOLATIONS)[number];
+export const ISOLATION_PARAMETER = 'isolation';
+/** Starts a model's stubs with an inspector (src/instance/debug-inspect.ts). */
+export const DEBUG_INSPECT_PORT_PARAMETER = 'debug_inspect_port';
+
+/** The model's isolation; throws a message naming the allowed values for any other value. */
+export function isolationOf(parameters: ParameterMap): Isolation {
+  const raw = parameters?.[ISOLATION_PARAMETER]?.string_value;
+  if (raw === undefined || raw === '') return 'process';
+  if ((ISOLATIONS as readonly string[]).includes(raw)) return raw as Isolation;
+  throw new Error(`${JSON.stringify(raw)} is not an isolation; use "process" (the default: a child process per instance) or "thread" (a worker thread of the server per instance)`);
+}

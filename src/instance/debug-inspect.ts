@@ -5,8 +5,9 @@
  * Only loopback: the inspector runs any code it is sent.
  */
 import { StubhostError } from '../errors.js';
+import { DEBUG_INSPECT_PORT_PARAMETER } from '../core/model-parameters.js';
 
-export const DEBUG_INSPECT_PORT = 'debug_inspect_port';
+export const DEBUG_INSPECT_PORT = DEBUG_INSPECT_PORT_PARAMETER;
 
 /** The node flag for this model's stubs, or none when the parameter is not set. */
 export function inspectFlags(modelName: string, parameters: unknown): string[] {

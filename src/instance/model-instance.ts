@@ -38,8 +38,14 @@ export class ModelInstance extends EventEmitter implements ExecutionTarget {
     this.name = opts.instanceName;
   }
 
+  /** The process the stub runs in (the server's own for a thread stub). */
   get pid(): number {
     return this.stub?.pid ?? 0;
+  }
+
+  /** How messages name the running stub ("pid 123", "thread 4"). */
+  get where(): string {
+    return this.stub?.where ?? '';
   }
 
   /** Starts the stub; rejects if initialize fails (a load failure, not retried). */
@@ -78,7 +84,7 @@ export class ModelInstance extends EventEmitter implements ExecutionTarget {
     }
   }
 
-  /** Test and operator hook: the process id to signal. */
+  /** Test and operator hook: signals a process stub, terminates a thread stub. */
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
     this.stub?.kill(signal);
   }

@@ -1,23 +1,21 @@
 /**
- * The host's handle on one stub process: spawns it, owns its region, sends execute batches and
- * matches responses to requests, watches its health word and its exit.
+ * The host's handle on one stub: starts it (a child process or a worker thread: its launcher,
+ * see stub-launcher.ts), owns its region, sends execute batches and matches responses to
+ * requests, watches its health word and its exit. Both isolations share this one code path.
  *
  * Failure model: when the process exits or stops answering (health word stale for longer than
  * the stub timeout, or an execute past the execute timeout), every request in flight on it
  * fails with an error naming the model, instance and cause, the region and its shm files are
  * removed, and 'exit' is emitted once. Restarting is the owner's job (ModelInstance).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
-import path from 'node:path';
-import v8 from 'node:v8';
 import { Channel } from '../ipc/channel.js';
 import { Region, type RegionOptions } from '../ipc/region.js';
 import { sweepRegion } from '../ipc/shm-sweep.js';
 import { newRegionName } from '../ipc/shm-names.js';
-import { MAX_CUT_LINE_BYTES, boundLine, readBoundedLines } from '../core/bounded-lines.js';
-import { residentBytes } from './process-memory.js';
+import { MAX_CUT_LINE_BYTES, boundLine } from '../core/bounded-lines.js';
+import type { Isolation } from '../core/model-parameters.js';
 import type { Handle } from '../ipc/arena.js';
 import type { HostMessage, InitArgs, StubMessage, BlsRequest, StubDebug } from '../ipc/protocol.js';
 import { readTensor, writeTensor, copyTensor } from '../ipc/tensor-codec.js';
@@ -26,20 +24,12 @@ import { StubhostError, type ErrorBody } from '../errors.js';
 import type { InferRequest, TensorValue } from '../core/types.js';
 import type { Logger } from '../log/logger.js';
 import type { ExecOutcome, ExecPhases, ResponseStat, StreamSink } from '../execution/contract.js';
-import { packageRoot } from '../core/package-root.js';
 import { inspectFlags } from './debug-inspect.js';
+import { STUB_MAIN, type LaunchedStub, type StubLauncher } from './stub-launcher.js';
+import { processLauncher } from './process-launcher.js';
+import { threadLauncher } from './thread-launcher.js';
 
-const ROOT = packageRoot();
-// The stub always runs compiled (npm install and npm test build dist/), also when the host runs
-// from its sources (vitest, scripts): it registers tsx itself, only to load a model.ts.
-const STUB_MAIN = path.join(ROOT, 'dist', 'stub', 'main.js');
-const TSCONFIG_FOR_MODELS = path.join(ROOT, 'stub', 'tsconfig.models.json');
-// Lets model code import the packages stubhost ships (onnxruntime-node) from anywhere.
-const SHIPPED_PACKAGES = path.join(ROOT, 'stub', 'shipped-packages.mjs');
-// Extra node flags for every stub (debugging aid, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
-const STUB_EXTRA_NODE_ARGS = (process.env.STUBHOST_STUB_NODE_ARGS ?? '').split(' ').filter(Boolean);
-/** V8's default heap limit for a node like this one: a memory cap below it lowers the stub's. */
-const DEFAULT_HEAP_LIMIT = v8.getHeapStatistics().heap_size_limit;
+const LAUNCHERS: Record<Isolation, StubLauncher> = { process: processLauncher, thread: threadLauncher };
 
 export interface BlsHandler {
   /** Runs a BLS request from this stub; pushes 0..n outcomes, then ends. Returns a cancel function. */
@@ -51,6 +41,8 @@ export interface StubProcessOptions {
   modelVersion: number;
   instanceName: string;
   init: Omit<InitArgs, 'healthIntervalMs'>;
+  /** A child process (default) or a worker thread of this process (model parameter isolation). */
+  isolation?: Isolation;
   /** Stub timeout: the health word must be set again within this (default 1000 ms). */
   healthTimeoutMs?: number;
   healthIntervalMs?: number;
@@ -64,7 +56,7 @@ export interface StubProcessOptions {
   onStalled?: (count: number) => void;
   /** Each response of a decoupled request (and a final flag sent alone), for the response statistics. */
   onResponseStat?: (stat: ResponseStat) => void;
-  /** Cap on the stub's resident memory outside shared memory (0: off): over it the stub is killed. */
+  /** Cap on the stub's memory (0: off): over it the stub is killed. A process stub's RSS outside shared memory, a thread stub's V8 heap. */
   memoryLimitBytes?: number;
   /** How long start() waits for hello + initialize. */
   startTimeoutMs?: number;
@@ -101,7 +93,7 @@ export class StubProcess extends EventEmitter {
   readonly modelName: string;
   readonly instanceName: string;
   private readonly opts: StubProcessOptions;
-  private child?: ChildProcess;
+  private launched?: LaunchedStub;
   private region?: Region;
   private channel?: Channel<HostMessage, StubMessage>;
   private readonly batches = new Map<number, PendingBatch>();
@@ -133,7 +125,7 @@ export class StubProcess extends EventEmitter {
   }
 
   get label(): string {
-    return `model '${this.modelName}' version ${this.opts.modelVersion} instance '${this.instanceName}'${this.pid ? ` (pid ${this.pid})` : ''}`;
+    return `model '${this.modelName}' version ${this.opts.modelVersion} instance '${this.instanceName}'${this.launched ? ` (${this.launched.where})` : ''}`;
   }
 
   /** Requests in flight on this stub. */
@@ -161,24 +153,24 @@ export class StubProcess extends EventEmitter {
     this.region = Region.create(name, this.opts.region);
     this.channel = new Channel<HostMessage, StubMessage>(this.region, 'host', { arena: { maxBytes: this.opts.arenaMaxBytes } });
     const healthIntervalMs = this.opts.healthIntervalMs ?? 300;
-    const child = spawn(process.execPath, [...STUB_EXTRA_NODE_ARGS, ...this.heapLimitArgs(), ...inspect, '--import', SHIPPED_PACKAGES, '--enable-source-maps', STUB_MAIN], {
-      cwd: this.opts.init.modelDir,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        ...process.env,
-        TSX_TSCONFIG_PATH: TSCONFIG_FOR_MODELS,
-        // The region name goes by environment, not argv: argv is world-readable in /proc.
-        STUBHOST_REGION: name,
-        STUBHOST_HOST_PID: String(process.pid),
-        STUBHOST_HEALTH_INTERVAL_MS: String(healthIntervalMs),
-        ...(this.opts.arenaMaxBytes ? { STUBHOST_SHM_MAX_BYTES: String(this.opts.arenaMaxBytes) } : {}),
-      },
-    });
-    this.child = child;
-    this.pid = child.pid ?? 0;
-    this.forwardOutput(child);
-    child.once('exit', (code, signal) => this.afterStderr(child, () => this.onExit(code, signal)));
-    child.once('error', (err) => this.fail(`could not start: ${err.message}`));
+    const tag = { model: this.modelName, instance: this.instanceName };
+    try {
+      this.launched = LAUNCHERS[this.isolation].launch(
+        { regionName: name, modelDir: this.opts.init.modelDir, healthIntervalMs, arenaMaxBytes: this.opts.arenaMaxBytes, memoryLimitBytes: this.opts.memoryLimitBytes ?? 0, inspect },
+        {
+          output: (line, level) => this.opts.logger[level](line, tag),
+          fault: (cause) => {
+            this.fault ??= cause;
+          },
+          exit: (how) => this.onExit(how),
+        },
+      );
+    } catch (err) {
+      // E.g. a worker refusing a node flag of STUBHOST_STUB_NODE_ARGS.
+      this.fail(`could not start: ${(err as Error).message}`);
+      throw new StubhostError('STUBHOST_LOAD_FAILED', `${this.label}: could not start the stub: ${(err as Error).message}`);
+    }
+    this.pid = this.launched.pid;
 
     const started = new Promise<Record<string, unknown> | undefined>((resolve, reject) => {
       this.initWaiter = { resolve, reject };
@@ -197,16 +189,6 @@ export class StubProcess extends EventEmitter {
     } finally {
       clearTimeout(timer);
     }
-  }
-
-  /**
-   * A memory cap below V8's own heap limit lowers that limit too, so a heap that outgrows the cap
-   * between two RSS polls ends in V8's out-of-memory report rather than in the machine's swap.
-   */
-  private heapLimitArgs(): string[] {
-    const cap = this.opts.memoryLimitBytes ?? 0;
-    if (!(cap > 0) || cap >= DEFAULT_HEAP_LIMIT) return [];
-    return [`--max-old-space-size=${Math.max(16, Math.floor(cap / (1024 * 1024)))}`];
   }
 
   /** Executes running longer than the warning limit now. */
@@ -328,8 +310,19 @@ export class StubProcess extends EventEmitter {
     await this.waitExit(5000);
   }
 
+  /** Stops the stub (a signal to a process stub; a thread stub is terminated whatever the signal). */
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
-    if (!this.exited && this.child && this.child.exitCode === null) this.child.kill(signal);
+    if (!this.exited) this.launched?.kill(signal);
+  }
+
+  /** How messages name the running stub ("pid 123", "thread 4"), or '' before it starts. */
+  get where(): string {
+    return this.launched?.where ?? '';
+  }
+
+  /** Where the stub runs. */
+  get isolation(): Isolation {
+    return this.opts.isolation ?? 'process';
   }
 
   private waitExit(timeoutMs: number): Promise<void> {
@@ -543,7 +536,6 @@ export class StubProcess extends EventEmitter {
     if (this.healthTimer || this.exited) return;
     const timeoutMs = this.opts.healthTimeoutMs ?? 1000;
     const executeTimeoutMs = this.opts.executeTimeoutMs ?? 0;
-    const memoryLimit = this.opts.memoryLimitBytes ?? 0;
     this.lastHealthy = performance.now();
     const tick = Math.max(50, Math.min(250, timeoutMs / 4));
     this.healthTimer = setInterval(() => {
@@ -553,13 +545,10 @@ export class StubProcess extends EventEmitter {
         this.fail(`stub is unhealthy: no health signal for ${Math.round(now - this.lastHealthy)} ms (stub timeout ${timeoutMs} ms)`, 'STUBHOST_STUB_UNHEALTHY');
         return;
       }
-      if (memoryLimit > 0 && this.pid) {
-        // Polled from here, not reported by the stub: a busy or wedged stub cannot under-report.
-        const rss = residentBytes(this.pid);
-        if (rss !== undefined && rss > memoryLimit) {
-          this.fail(`exceeded its memory limit of ${memoryLimit} bytes (RSS ${rss} bytes, not counting shared memory)`);
-          return;
-        }
+      const overMemory = this.launched?.memoryFault();
+      if (overMemory) {
+        this.fail(overMemory);
+        return;
       }
       if (executeTimeoutMs > 0) {
         for (const batch of this.batches.values()) {
@@ -600,65 +589,22 @@ export class StubProcess extends EventEmitter {
     this.opts.onStalled?.(count);
   }
 
-  private forwardOutput(child: ChildProcess): void {
-    const tag = { model: this.modelName, instance: this.instanceName };
-    for (const [stream, level] of [[child.stdout, 'info'], [child.stderr, 'warn']] as const) {
-      if (!stream) continue;
-      readBoundedLines(stream, (line) => {
-        if (!line.trim()) return;
-        this.opts.logger[level](line, tag);
-        // V8's last words before it aborts (heap out of memory): the cause, rather than "SIGABRT".
-        const fatal = stream === child.stderr && /^FATAL ERROR: (.*)$/.exec(line);
-        if (fatal) {
-          const oom = /out of memory/i.test(fatal[1]!);
-          const cap = this.opts.memoryLimitBytes ?? 0;
-          // With a cap, the heap limit is the cap's (see heapLimitArgs): name the cap.
-          this.fault ??= oom && this.heapLimitArgs().length > 0 ? `exceeded its memory limit of ${cap} bytes (V8: ${fatal[1]})` : oom ? `out of memory (${fatal[1]})` : `fatal error: ${fatal[1]}`;
-        }
-      });
-    }
-  }
-
-  /**
-   * Runs `then` once the child's stderr has been read to its end (at most 50 ms: a grandchild,
-   * such as tsx's esbuild service, may hold the pipe open). 'exit' can come before the last
-   * stderr lines, and those may carry the cause (V8's out-of-memory report).
-   */
-  private afterStderr(child: ChildProcess, then: () => void): void {
-    const stderr = child.stderr;
-    if (!stderr || stderr.readableEnded || stderr.destroyed) {
-      then();
-      return;
-    }
-    let done = false;
-    const finish = (): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      then();
-    };
-    const timer = setTimeout(finish, 50);
-    stderr.once('end', finish);
-    stderr.once('close', finish);
-  }
-
-  /** A fault: kill the process; onExit fails the work in flight. */
+  /** A fault: stop the stub; onExit (the launcher's exit) fails the work in flight. */
   private fail(cause: string, code: 'STUBHOST_STUB_DIED' | 'STUBHOST_STUB_UNHEALTHY' = 'STUBHOST_STUB_DIED'): void {
     if (this.exited) return;
     this.fault ??= cause;
     this.faultCode = code;
-    this.kill('SIGKILL');
-    if (!this.child || this.child.exitCode !== null || this.child.pid === undefined) this.onExit(null, null);
+    if (this.launched) this.launched.kill('SIGKILL');
+    else this.onExit('not started');
   }
 
   private faultCode: 'STUBHOST_STUB_DIED' | 'STUBHOST_STUB_UNHEALTHY' = 'STUBHOST_STUB_DIED';
 
-  private onExit(code: number | null, signal: NodeJS.Signals | null): void {
+  private onExit(how: string): void {
     if (this.exited) return;
     this.exited = true;
     if (this.healthTimer) clearInterval(this.healthTimer);
     this.setStalled(0);
-    const how = signal ? `killed by ${signal}` : `exited with code ${code}`;
     const cause = this.fault ? `${this.fault} (${how})` : `stub ${how}`;
     const error = new StubhostError(this.faultCode, `${this.label}: ${cause}`);
     const w = this.initWaiter;
@@ -678,6 +624,6 @@ export class StubProcess extends EventEmitter {
     if (this.region) sweepRegion(this.region.name);
     this.finWaiter?.();
     for (const w of this.debugWaiters.splice(0)) w(undefined);
-    this.emit('exit', { code, signal, cause, expected: this.stopping, error });
+    this.emit('exit', { how, cause, expected: this.stopping, error });
   }
 }

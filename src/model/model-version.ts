@@ -17,7 +17,7 @@ import type { ModelIOContract } from '../core/service.js';
 import { configToJson, inputSpecs, isDecoupled, modelParameter, outputSpecs, validateModelConfig, type ModelConfig } from '../config/load.js';
 import { StubhostError } from '../errors.js';
 import { confinedPath, modelFileOf } from '../config/model-paths.js';
-import { maxInflightPerInstance, memoryLimitBytes, unloadGraceMs } from '../core/model-parameters.js';
+import { isolationOf, maxInflightPerInstance, memoryLimitBytes, unloadGraceMs } from '../core/model-parameters.js';
 import { setLongTimeout } from '../core/long-timer.js';
 import { tensorFromBytes, validateInferInputs } from '../core/validate.js';
 import type { Logger } from '../log/logger.js';
@@ -528,6 +528,8 @@ export class ModelVersion {
       modelName: this.name,
       modelVersion: this.version,
       instanceName: spec.name,
+      // Checked with the config (parameters["isolation"]).
+      isolation: isolationOf(this.config.parameters),
       decoupled: this.decoupled,
       maxInflight: this.instanceDepth(),
       healthTimeoutMs: seconds('stub_timeout_seconds') ?? this.opts.stubTimeoutMs,
