@@ -2,7 +2,6 @@
  * `stubhost serve --model-repository <dir> ...`: Triton's flag names where Triton has them.
  */
 import { parseArgs } from 'node:util';
-import { startServer } from './server/start.js';
 import { DEFAULT_CLIENT_SHM_MAX_INFLIGHT_BYTES, DEFAULT_CLIENT_SHM_MAX_REGIONS } from './server/shm-registry.js';
 import { createLogger, logSettings, setLogFile } from './log/logger.js';
 import { CacheConfigError, parseCacheConfig } from './cache/cache-config.js';
@@ -348,6 +347,8 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));
   });
+  // Loaded here, not at the top: --help, --version, init and types never pay for the server's modules.
+  const { startServer } = await import('./server/start.js');
   const server = await startServer({
     modelRepository: repos[0]!,
     modelControlMode: mode as 'none' | 'poll' | 'explicit',

@@ -15,7 +15,7 @@ const BIN = path.join(ROOT, 'bin/stubhost.js');
 
 function run(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 20_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 90_000 }, (err, stdout, stderr) => {
       resolve({ status: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
     });
   });
@@ -32,7 +32,7 @@ describe('flags', () => {
       expect(r.stdout).toContain(flag);
     }
     expect(r.stdout).toMatch(/none.*\n?.*poll.*\n?.*explicit/s);
-  });
+  }, 120_000);
 
   it('bad flags and values exit 2 with a message', async () => {
     const cases: [string[], RegExp][] = [
@@ -57,7 +57,7 @@ describe('flags', () => {
       expect(r.status, cases[i]![0].join(' ')).toBe(2);
       expect(r.stderr).toMatch(cases[i]![1]);
     });
-  });
+  }, 120_000);
 });
 
 describe('serve', () => {
