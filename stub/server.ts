@@ -18,6 +18,7 @@ import { InferenceResponse } from './api/response.js';
 import { ModelError, asModelError } from './api/errors.js';
 import { INTERNAL, setRuntime, type BlsCallRequest, type LogLevel, type StubRuntime } from './api/runtime.js';
 import type { Model, ModelClass, ModelConfig } from './api/model.js';
+import { withAutoCompleteHelpers } from './api/auto-complete.js';
 import { AsyncQueue } from '../src/core/async-queue.js';
 import { boundLine } from '../src/core/bounded-lines.js';
 import { ErrorLocator } from './error-location.js';
@@ -225,13 +226,15 @@ export class StubServer implements StubRuntime {
       let config = args.modelConfig as ModelConfig;
       let completed: Record<string, unknown> | undefined;
       if (typeof ModelCtor.autoCompleteConfig === 'function') {
-        const draft = structuredClone(config);
+        // The draft carries Triton's helpers (addInput, setMaxBatchSize, ...): see api/auto-complete.ts.
+        const draft = withAutoCompleteHelpers(structuredClone(config));
         const returned = await ModelCtor.autoCompleteConfig(draft, { modelFile: args.modelFile, modelDir: args.modelDir });
         // Returning the config is the contract; one completed in place and not returned counts too.
         if (returned !== undefined && (returned === null || typeof returned !== 'object')) {
           throw new Error(`${args.modelFile}: autoCompleteConfig must return the completed config, it returned ${String(returned)}`);
         }
-        config = returned ?? draft;
+        // A plain copy: the helpers (and anything else that is not config data) stay behind.
+        config = JSON.parse(JSON.stringify(returned ?? draft)) as ModelConfig;
         completed = config as Record<string, unknown>;
       }
       this.decoupled = Boolean((config.model_transaction_policy as { decoupled?: boolean } | undefined)?.decoupled);

@@ -147,6 +147,8 @@ export class ModelVersion {
         const by = this.opts.autoComplete ? `auto-completed by the ${this.config.backend} backend` : 'completed by autoCompleteConfig';
         this.config = validateModelConfig(completed, `${this.opts.modelDir} (${by})`);
         this.contractCache = undefined;
+        // autoCompleteConfig may make the model decoupled (setModelTransactionPolicy).
+        first.decoupled = this.decoupled;
       }
       if (this.config.input.length === 0 && this.config.output.length === 0) {
         // Every request would be refused as carrying unknown inputs: say so at load, as Triton does.

@@ -13,6 +13,7 @@ export type { ModelErrorCode } from './errors.js';
 export { logger } from './logger.js';
 export type { AutoCompleteContext, Model, ModelClass, ModelConfig, ModelInitArgs } from './model.js';
 export { concatInputs, splitOutput, type HasInputs } from './batching.js';
+export type { AutoCompleteInput, AutoCompleteModelConfig, AutoCompleteOutput } from './auto-complete.js';
 
 import type { ModelConfig as ModelConfigType } from './model.js';
 declare global {

@@ -59,6 +59,10 @@ export interface AutoCompleteContext {
 
 export interface ModelClass {
   new (): Model;
-  /** Completes a config that lacks fields (inputs, outputs, max_batch_size), like Triton's. */
+  /**
+   * Completes a config that lacks fields (inputs, outputs, max_batch_size), like Triton's. The
+   * config it receives is an `AutoCompleteModelConfig` (declare the parameter so to use them):
+   * `addInput`, `addOutput`, `setMaxBatchSize`, `setDynamicBatching`, `setModelTransactionPolicy`.
+   */
   autoCompleteConfig?(config: ModelConfig, context?: AutoCompleteContext): ModelConfig | Promise<ModelConfig>;
 }
