@@ -408,7 +408,7 @@ export class StubServer implements StubRuntime {
       correlationId: correlationFromWire(w),
       priority: w.prio,
       timeoutMs: w.timeoutMs,
-      [INTERNAL]: { rid: w.rid, requestId: w.id, cancelled: live.cancelled, decoupled: this.decoupled },
+      [INTERNAL]: { rid: w.rid, requestId: w.id, cancelled: live.cancelled, decoupled: this.decoupled, sequenceSlot: w.slot },
     });
   }
 

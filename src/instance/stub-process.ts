@@ -684,6 +684,7 @@ function toWireRequest(r: InferRequest, rid: number, version: number, write: (t:
   if (r.sequenceStart !== undefined) w.start = r.sequenceStart;
   if (r.sequenceEnd !== undefined) w.end = r.sequenceEnd;
   if (r.timeoutUs) w.timeoutMs = r.timeoutUs / 1000;
+  if (r.sequenceSlot !== undefined) w.slot = r.sequenceSlot;
   return w;
 }
 

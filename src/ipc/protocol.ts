@@ -48,6 +48,8 @@ export interface WireRequest {
   start?: boolean;
   end?: boolean;
   timeoutMs?: number;
+  /** The sequence batcher's slot for this request's sequence (direct strategy), as `request.sequenceSlot`. */
+  slot?: number;
 }
 
 /** A correlation id on the wire: as text, with `corrInt` when the client sent an integer. */

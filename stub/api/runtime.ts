@@ -48,4 +48,6 @@ export interface RequestInternals {
   requestId: string;
   cancelled: { value: boolean };
   decoupled: boolean;
+  /** The sequence batcher's slot (direct strategy), when the model uses sequence batching. */
+  sequenceSlot?: number;
 }

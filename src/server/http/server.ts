@@ -18,6 +18,7 @@ import { decodeGenerateRequest, encodeGenerateResponse } from './generate.js';
 import { checkJsonNesting } from '../../core/json-nesting.js';
 import { CUDA_SHM_UNSUPPORTED, type SharedMemoryRegistry } from '../shm-registry.js';
 import { headerMatches, httpRestrictedMessage, type RestrictedCategory, type RestrictedFeatures } from '../restricted-features.js';
+import { forwardHeaders, type HeaderForwardPattern } from '../header-forward.js';
 
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
@@ -55,6 +56,8 @@ export interface HttpServerOptions {
   shm?: SharedMemoryRegistry;
   /** API categories open only to requests with a given header (Triton's --http-restricted-api). */
   restrictedApis?: RestrictedFeatures;
+  /** Infer requests: headers matching it become request parameters (Triton's --http-header-forward-pattern). */
+  headerForwardPattern?: HeaderForwardPattern;
 }
 
 /** An infer in flight on a response: aborted if the client leaves or the server closes. */
@@ -590,6 +593,8 @@ export class HttpServer {
     // Copies out of client shared memory count until the answer is sent or the client is gone.
     if (shm) res.once('close', () => shm.release());
     const { request, binaryOutputDefault } = decodeInferRequest(body, headerLength, contract, { modelName: model, modelVersion }, shm);
+    // As Triton's HandleInfer: infer only (not generate), after the body's own parameters.
+    if (this.#opts.headerForwardPattern) forwardHeaders(this.#opts.headerForwardPattern, req.rawHeaders, request.parameters);
 
     const ac = new AbortController();
     if (res.destroyed) return; // the client left while the body was parsed
