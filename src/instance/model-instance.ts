@@ -89,6 +89,17 @@ export class ModelInstance extends EventEmitter implements ExecutionTarget {
     return this.state === 'ready' && (this.stub?.isHealthy() ?? false);
   }
 
+  /** The model has an isReady() hook: readiness asks it. */
+  get hasReadyHook(): boolean {
+    return this.stub?.hasReadyHook ?? false;
+  }
+
+  /** Ready and, when the model has an isReady() hook, what it answers (see StubProcess.checkReady). */
+  checkReady(): Promise<boolean> {
+    if (this.state !== 'ready' || !this.stub) return Promise.resolve(false);
+    return this.stub.checkReady();
+  }
+
   /** Requests in flight on the stub (running, sent ahead, or decoupled streams still open). */
   get inflight(): number {
     return this.stub?.inflight ?? 0;

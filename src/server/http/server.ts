@@ -499,10 +499,10 @@ export class HttpServer {
     switch (r.kind) {
       // Not live / not ready is 400, as Triton answers (evhtp's BADREQ), not 503.
       case 'live': return sendEmpty(res, svc.isLive() ? 200 : 400);
-      case 'ready': return sendEmpty(res, svc.isReady() ? 200 : 400);
+      case 'ready': return sendEmpty(res, (await svc.isReady()) ? 200 : 400);
       case 'server': return sendJson(res, 200, JSON.stringify(svc.serverMetadata()));
       case 'modelMeta': return sendJson(res, 200, JSON.stringify(svc.modelMetadata(r.model!, r.version)));
-      case 'modelReady': return sendEmpty(res, svc.modelReady(r.model!, r.version) ? 200 : 400);
+      case 'modelReady': return sendEmpty(res, (await svc.modelReady(r.model!, r.version)) ? 200 : 400);
       case 'modelConfig': return sendJson(res, 200, JSON.stringify(svc.modelConfig(r.model!, r.version)));
       case 'allStats':
       case 'modelStats':
