@@ -492,7 +492,9 @@ export class StubProcess extends EventEmitter {
         break;
       case 'metrics': {
         this.metricsSession ??= this.opts.customMetrics?.();
-        const result = this.metricsSession ? this.metricsSession.apply(msg.batch) : { n: msg.batch.n, errors: [{ family: -1, message: 'custom metrics are not available here' }] };
+        const result = this.metricsSession
+          ? this.metricsSession.apply(msg.batch)
+          : { n: msg.batch.n, errors: (msg.batch.families ?? []).map((f) => ({ family: f.id, message: `MetricFamily '${f.name}': custom metrics are not available here` })) };
         if (!this.exited) this.channel?.send({ k: 'metrics-ok', result });
         break;
       }
