@@ -16,7 +16,7 @@ const SCHEDULER = [...SHARED, 'src/log/', 'src/config/', 'src/execution/'];
 const MODEL = [...new Set([...INSTANCE, ...SCHEDULER, 'src/metrics/', 'src/instance/', 'src/scheduler/', 'src/cache/'])];
 const REPOSITORY = [...MODEL, 'src/model/'];
 const SERVER_CORE = [...REPOSITORY, 'src/repository/', 'src/server/classification.ts'];
-const FRONT_END = [...SHARED, 'src/log/', 'src/server/shm-registry.ts', 'src/server/restricted-features.ts', 'src/server/classification.ts'];
+const FRONT_END = [...SHARED, 'src/log/', 'src/server/shm-registry.ts', 'src/server/restricted-features.ts', 'src/server/classification.ts', 'src/server/header-forward.ts'];
 
 /** [layer, what it may import]. A layer ending in / is a folder, else one file. */
 const LAYERS = [
@@ -39,15 +39,16 @@ const LAYERS = [
   ['src/server/shm-registry.ts', [...SHARED, 'src/ipc/', 'src/server/client-shm-file.ts']],
   ['src/server/restricted-features.ts', SHARED],
   ['src/server/classification.ts', SHARED],
+  ['src/server/header-forward.ts', SHARED],
   ['src/server/fd-limit.ts', [...SHARED, 'src/ipc/']],
   ['src/server/http/', FRONT_END],
   ['src/server/grpc/', FRONT_END],
   ['src/server/core.ts', SERVER_CORE],
-  ['src/server/start.ts', [...SERVER_CORE, 'src/server/core.ts', 'src/server/shm-registry.ts', 'src/server/restricted-features.ts', 'src/server/fd-limit.ts', 'src/server/http/', 'src/server/grpc/']],
+  ['src/server/start.ts', [...SERVER_CORE, 'src/server/core.ts', 'src/server/shm-registry.ts', 'src/server/restricted-features.ts', 'src/server/fd-limit.ts', 'src/server/header-forward.ts', 'src/server/http/', 'src/server/grpc/']],
   // The authoring commands (init, types): read configs and ONNX graphs, never start a server.
   ['src/tools/', SHARED],
   ['src/authoring/', [...SHARED, 'src/config/', 'src/repository/scan.ts', 'src/tools/', 'stub/backends/']],
-  ['src/cli.ts', ['src/log/', 'src/errors.ts', 'src/server/start.ts', 'src/server/shm-registry.ts', 'src/server/restricted-features.ts', 'src/tools/', 'src/authoring/', 'src/cache/cache-config.ts']],
+  ['src/cli.ts', ['src/log/', 'src/errors.ts', 'src/server/start.ts', 'src/server/shm-registry.ts', 'src/server/restricted-features.ts', 'src/server/header-forward.ts', 'src/tools/', 'src/authoring/', 'src/cache/cache-config.ts']],
   // The stub: the model API knows nothing of the stub or the wire; backends are models.
   ['stub/api/', SHARED],
   ['stub/backends/', [...SHARED, 'stub/api/']],

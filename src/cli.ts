@@ -7,6 +7,7 @@ import { createLogger, logSettings, setLogFile } from './log/logger.js';
 import { CacheConfigError, parseCacheConfig } from './cache/cache-config.js';
 import { GRPC_RESTRICTED_PROTOCOL, HTTP_RESTRICTED_API, RestrictedOptionError, parseRestrictedFeatures } from './server/restricted-features.js';
 import { AUTHORING_COMMANDS, AUTHORING_HELP } from './authoring/help.js';
+import { parseHeaderForwardPattern } from './server/header-forward.js';
 import { packageVersion } from './tools/package-info.js';
 
 export const HELP = `stubhost: a Triton-style inference server for TypeScript models
@@ -51,6 +52,10 @@ Options:
                                  shared-memory, model-config, model-repository, statistics,
                                  trace, logging (repeatable; an API in one group only). Others
                                  get 403.
+  --http-header-forward-pattern <regex>
+                                 HTTP infer requests: headers whose name matches (searched,
+                                 case-insensitive unless the pattern starts with (?-i)) reach
+                                 the model as string request parameters, as Triton's.
   --grpc-restricted-protocol <p>:<key>=<value>
                                  Only gRPC calls with metadata triton-grpc-protocol-<key>: <value>
                                  may use the protocols <p> (same names as above; repeatable).
@@ -241,6 +246,7 @@ export async function main(argv: string[]): Promise<number> {
         'metrics-port': { type: 'string' },
         'metrics-address': { type: 'string' },
         'http-restricted-api': { type: 'string', multiple: true },
+        'http-header-forward-pattern': { type: 'string' },
         'grpc-restricted-protocol': { type: 'string', multiple: true },
         'grpc-use-ssl': { type: 'string' },
         'grpc-use-ssl-mutual': { type: 'string' },
@@ -334,6 +340,14 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
     if (err instanceof CacheConfigError) throw new CliError(err.message);
     throw err;
   }
+  const headerForward = o['http-header-forward-pattern'] as string | undefined;
+  if (headerForward !== undefined) {
+    try {
+      parseHeaderForwardPattern(headerForward);
+    } catch (err) {
+      throw new CliError((err as Error).message);
+    }
+  }
   const logger = createLogger();
   const loadList = (o['load-model'] as string[] | undefined) ?? [];
   if (loadList.length > 0 && mode !== 'explicit') {
@@ -369,6 +383,7 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
     metricsPort: bool(o['allow-metrics'] as string | undefined, true) ? port('metrics-port', o['metrics-port'] as string | undefined, 8002) : undefined,
     metricsAddress: address('metrics-address', o['metrics-address'] as string | undefined),
     httpRestrictedApis,
+    httpHeaderForwardPattern: headerForward,
     stubTimeoutMs: num('stub-timeout-seconds', 1) * 1000,
     arenaMaxBytes: o['shm-max-bytes'] === undefined ? undefined : num('shm-max-bytes', 0),
     allowClientShm: strictBool('allow-client-shm', o['allow-client-shm'] as string | undefined, false),

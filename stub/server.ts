@@ -7,8 +7,8 @@ import { format } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import type { Channel } from '../src/ipc/channel.js';
 import type { Handle } from '../src/ipc/arena.js';
-import type { BlsResult, Execute, HostMessage, InitArgs, StubDebug, StubMessage } from '../src/ipc/protocol.js';
-import { copyTensor, readTensor, writeTensor } from '../src/ipc/tensor-codec.js';
+import type { BlsResult, Execute, HostMessage, InitArgs, ModelControlDone, StubDebug, StubMessage } from '../src/ipc/protocol.js';
+import { copyTensor, readTensor, writeTensor, type TensorDesc } from '../src/ipc/tensor-codec.js';
 import {
   decodeRequest, decodeResponse, encodeRequest, encodeResponse, errorResponse, responseHandles,
   type RequestFields, type WireRequest, type WireResponse,
@@ -20,14 +20,16 @@ import { Tensor } from './api/tensor.js';
 import { InferenceRequest, type InferenceRequestOptions } from './api/request.js';
 import { InferenceResponse } from './api/response.js';
 import { ModelError, asModelError } from './api/errors.js';
-import { INTERNAL, setRuntime, type BlsCallRequest, type LogLevel, type StubRuntime } from './api/runtime.js';
+import { INTERNAL, setRuntime, type BlsCallRequest, type LogLevel, type MetricHandle, type MetricKindName, type ModelControlCall, type StubRuntime } from './api/runtime.js';
 import type { Model, ModelClass, ModelConfig } from './api/model.js';
+import { withAutoCompleteHelpers } from './api/auto-complete.js';
 import { AsyncQueue } from '../src/core/async-queue.js';
 import { boundLine } from '../src/core/bounded-lines.js';
 import { ErrorLocator } from './error-location.js';
 import { setLongTimeout, type LongTimer } from '../src/core/long-timer.js';
 import { maxInflightPerInstance, type ParameterMap } from '../src/core/model-parameters.js';
 import { registerTypeScript } from './typescript-loader.js';
+import { MetricsClient } from './metrics-client.js';
 
 interface LiveRequest {
   cancelled: { value: boolean };
@@ -81,6 +83,13 @@ export class StubServer implements StubRuntime {
   private maxConcurrent = 1;
   private readonly cancelledBeforeStart = new Set<number>();
   private errorLocator?: ErrorLocator;
+  /** Custom metrics (MetricFamily): kept here, sent to the host in batches. */
+  private readonly metrics = new MetricsClient((batch) => this.channel.send({ k: 'metrics', batch }));
+  /** loadModel / unloadModel / isModelReady calls waiting for the host's answer, and their file blocks. */
+  private readonly controlCalls = new Map<number, { resolve: (ready: boolean | undefined) => void; reject: (err: Error) => void; blocks: Handle[] }>();
+  private nextControl = 1;
+  /** Triton refuses model control during auto_complete_config and finalize; so do we. */
+  private phase: 'starting' | 'autoComplete' | 'serving' | 'finalizing' = 'starting';
 
   /** Ends the stub (its process, or its thread: see launch.ts). */
   private readonly exit: (code: number) => void;
@@ -98,7 +107,7 @@ export class StubServer implements StubRuntime {
       (msg) => this.dispatch(msg),
       (err) => this.crash('protocol error', err),
       // Idle (no request or BLS call open): sleep on the queue synchronously, in short slices.
-      { idleBlockMs: () => (this.live.size === 0 && this.blsCalls.size === 0 && this.executing === 0 && this.model !== undefined ? 10 : 0) },
+      { idleBlockMs: () => (this.live.size === 0 && this.blsCalls.size === 0 && this.controlCalls.size === 0 && this.executing === 0 && this.model !== undefined ? 10 : 0) },
     );
     this.channel.send({ k: 'hello', pid: process.pid });
   }
@@ -123,7 +132,44 @@ export class StubServer implements StubRuntime {
       live.open = false;
       this.live.delete(rid);
     }
-    this.channel.send({ k: 'resp', rid, r, final });
+    this.sendFlushed({ k: 'resp', rid, r, final });
+  }
+
+  metricFamily(name: string, description: string, kind: MetricKindName): number {
+    return this.metrics.family(name, description, kind);
+  }
+
+  metric(family: number, labels: Record<string, string>, buckets: number[] | undefined): MetricHandle {
+    return this.metrics.metric(family, labels, buckets);
+  }
+
+  control(call: ModelControlCall): Promise<boolean | undefined> {
+    const what = call.op === 'load' ? 'loadModel' : call.op === 'unload' ? 'unloadModel' : 'isModelReady';
+    if (this.phase === 'autoComplete' || this.phase === 'finalizing') {
+      return Promise.reject(new ModelError(`${what}('${call.name}') is not supported during ${this.phase === 'autoComplete' ? 'autoCompleteConfig' : 'finalize'} (as in Triton's python backend)`, 'UNSUPPORTED'));
+    }
+    const blocks: Handle[] = [];
+    let files: TensorDesc[] | undefined;
+    try {
+      if (call.files) {
+        files = Object.entries(call.files).map(([file, bytes]) =>
+          writeTensor(this.channel.arena, { name: file, datatype: 'UINT8', shape: [bytes.length], data: bytes }, blocks));
+      }
+    } catch (err) {
+      for (const h of blocks) this.channel.arena.free(h);
+      return Promise.reject(asModelError(err));
+    }
+    const c = this.nextControl++;
+    return new Promise<boolean | undefined>((resolve, reject) => {
+      this.controlCalls.set(c, { resolve, reject, blocks });
+      this.channel.send({
+        k: 'ctl', c, op: call.op, name: call.name,
+        ...(call.version !== undefined ? { version: call.version } : {}),
+        ...(call.config !== undefined ? { config: call.config } : {}),
+        ...(files ? { files } : {}),
+        ...(call.unloadDependents ? { unloadDependents: true } : {}),
+      });
+    });
   }
 
   async *bls(request: BlsCallRequest, stream: boolean): AsyncIterable<InferenceResponse> {
@@ -201,9 +247,47 @@ export class StubServer implements StubRuntime {
       case 'ping':
         this.channel.send({ k: 'pong', t: msg.t, dbg: msg.dbg ? this.debugStats() : undefined });
         break;
+      case 'ready?':
+        void this.checkReady(msg.c);
+        break;
+      case 'ctl-ok':
+        this.onControlDone(msg);
+        break;
+      case 'metrics-ok':
+        this.metrics.onResult(msg.result);
+        break;
       default:
         break;
     }
+  }
+
+  /** Runs the model's isReady() for the host (Triton's is_ready: a boolean, else not ready). */
+  private async checkReady(c: number): Promise<void> {
+    let ready = false;
+    let err: string | undefined;
+    try {
+      const result: unknown = await this.model?.isReady?.();
+      if (typeof result === 'boolean') ready = result;
+      else err = `isReady() must return a boolean value, it returned ${result === null ? 'null' : typeof result}`;
+    } catch (e) {
+      err = `isReady() threw: ${this.clientDescription(e)}`;
+    }
+    this.channel.send({ k: 'ready-ok', c, ready, ...(err !== undefined ? { err } : {}) });
+  }
+
+  private onControlDone(msg: ModelControlDone): void {
+    const call = this.controlCalls.get(msg.c);
+    if (!call) return;
+    this.controlCalls.delete(msg.c);
+    for (const h of call.blocks) this.channel.arena.free(h);
+    if (msg.err) call.reject(new ModelError(msg.err.message, modelCodeOf(msg.err.code)));
+    else call.resolve(msg.ready);
+  }
+
+  /** A message that answers the host (a response, initialize or finalize done): the metric changes made before it go first. */
+  private sendFlushed(msg: StubMessage): void {
+    this.metrics.flush();
+    this.channel.send(msg);
   }
 
   /** For leak checks (Ping with `dbg`): heap after a gc (if the stub runs with --expose-gc), arena, collections. */
@@ -229,14 +313,18 @@ export class StubServer implements StubRuntime {
       let config = args.modelConfig as ModelConfig;
       let completed: Record<string, unknown> | undefined;
       if (typeof ModelCtor.autoCompleteConfig === 'function') {
-        const draft = structuredClone(config);
+        this.phase = 'autoComplete';
+        // The draft carries Triton's helpers (addInput, setMaxBatchSize, ...): see api/auto-complete.ts.
+        const draft = withAutoCompleteHelpers(structuredClone(config));
         const returned = await ModelCtor.autoCompleteConfig(draft, { modelFile: args.modelFile, modelDir: args.modelDir });
         // Returning the config is the contract; one completed in place and not returned counts too.
         if (returned !== undefined && (returned === null || typeof returned !== 'object')) {
           throw new Error(`${args.modelFile}: autoCompleteConfig must return the completed config, it returned ${String(returned)}`);
         }
-        config = returned ?? draft;
+        // A plain copy: the helpers (and anything else that is not config data) stay behind.
+        config = JSON.parse(JSON.stringify(returned ?? draft)) as ModelConfig;
         completed = config as Record<string, unknown>;
+        this.phase = 'starting';
       }
       this.decoupled = Boolean((config.model_transaction_policy as { decoupled?: boolean } | undefined)?.decoupled);
       this.maxConcurrent = maxInflightPerInstance(config.parameters as ParameterMap);
@@ -253,7 +341,8 @@ export class StubServer implements StubRuntime {
         modelFile: args.modelFile,
         modelDir: args.modelDir,
       });
-      this.channel.send({ k: 'init-ok', config: completed });
+      this.phase = 'serving';
+      this.sendFlushed({ k: 'init-ok', config: completed, ...(typeof this.model.isReady === 'function' ? { readyHook: true } : {}) });
     } catch (err) {
       this.log('error', `${this.label()}: initialize failed: ${describe(err)}`);
       this.channel.send({ k: 'init-err', err: { code: 'STUBHOST_LOAD_FAILED', message: this.clientDescription(err) } });
@@ -275,7 +364,7 @@ export class StubServer implements StubRuntime {
     const model = this.model;
     if (!model) {
       for (const w of msg.reqs) this.cancelledBeforeStart.delete(w.rid);
-      this.channel.send({ k: 'exec-done', b: msg.b, err: { code: 'STUBHOST_MODEL_NOT_READY', message: 'execute before initialize finished' } });
+      this.sendFlushed({ k: 'exec-done', b: msg.b, err: { code: 'STUBHOST_MODEL_NOT_READY', message: 'execute before initialize finished' } });
       return;
     }
     let requests: InferenceRequest[];
@@ -287,7 +376,7 @@ export class StubServer implements StubRuntime {
         this.live.delete(w.rid);
         this.cancelledBeforeStart.delete(w.rid);
       }
-      this.channel.send({ k: 'exec-done', b: msg.b, err: { code: 'STUBHOST_PROTOCOL', message: this.clientDescription(err) } });
+      this.sendFlushed({ k: 'exec-done', b: msg.b, err: { code: 'STUBHOST_PROTOCOL', message: this.clientDescription(err) } });
       return;
     }
     let result: unknown;
@@ -297,19 +386,19 @@ export class StubServer implements StubRuntime {
       this.returnLent(context);
       // Decoupled too: the host ends these requests' streams with this error.
       for (const w of msg.reqs) this.live.delete(w.rid);
-      this.channel.send({ k: 'exec-done', b: msg.b, err: this.errorBody(err, `${this.label()}: execute threw`) });
+      this.sendFlushed({ k: 'exec-done', b: msg.b, err: this.errorBody(err, `${this.label()}: execute threw`) });
       return;
     }
     if (this.decoupled) {
       this.returnLent(context);
-      this.channel.send({ k: 'exec-done', b: msg.b });
+      this.sendFlushed({ k: 'exec-done', b: msg.b });
       return;
     }
     for (const w of msg.reqs) this.live.delete(w.rid);
     if (!Array.isArray(result) || result.length !== requests.length) {
       this.returnLent(context);
       const got = Array.isArray(result) ? `${result.length} responses` : `${result === undefined ? 'nothing' : typeof result}`;
-      this.channel.send({
+      this.sendFlushed({
         k: 'exec-done', b: msg.b,
         err: { code: 'STUBHOST_MODEL_ERROR', message: `${this.label()}: execute must return one response per request (${requests.length}), it returned ${got}` },
       });
@@ -318,7 +407,7 @@ export class StubServer implements StubRuntime {
     // Outputs are written into our arena before the lent BLS views go back to the host.
     const rs = result.map((resp, i) => this.toWire(resp, msg.reqs[i]!.outs));
     this.returnLent(context);
-    this.channel.send({ k: 'exec-done', b: msg.b, rs });
+    this.sendFlushed({ k: 'exec-done', b: msg.b, rs });
   }
 
   private returnLent(context: ExecuteContext): void {
@@ -328,13 +417,14 @@ export class StubServer implements StubRuntime {
   }
 
   private async finalize(): Promise<void> {
+    this.phase = 'finalizing';
     let err: ErrorBody | undefined;
     try {
       await this.model?.finalize?.();
     } catch (e) {
       err = this.errorBody(e, `${this.label()}: finalize threw`);
     }
-    this.channel.send({ k: 'fin-ok', err });
+    this.sendFlushed({ k: 'fin-ok', err });
     // Let the queue deliver fin-ok before we go.
     setTimeout(() => this.exit(0), 20);
   }
@@ -404,7 +494,7 @@ export class StubServer implements StubRuntime {
     // see OptionsCoverFields below).
     return new InferenceRequest({
       ...decodeRequest(w, (d) => toTensor(readTensor(this.channel.peer, d))),
-      [INTERNAL]: { rid: w.rid, cancelled: live.cancelled, decoupled: this.decoupled },
+      [INTERNAL]: { rid: w.rid, cancelled: live.cancelled, decoupled: this.decoupled, sequenceSlot: w.slot },
     });
   }
 

@@ -56,11 +56,12 @@ export interface ModelStatistics {
 
 export interface InferenceService {
   isLive(): boolean;
-  /** Ready: the server is up and every model that should be loaded is ready. */
-  isReady(): boolean;
+  /** Ready: the server is up and every model that should be loaded is ready (isReady() hooks asked: may be async). */
+  isReady(): boolean | Promise<boolean>;
   serverMetadata(): ServerMetadata;
   modelMetadata(name: string, version?: string): ModelMetadata;
-  modelReady(name: string, version?: string): boolean;
+  /** The version is ready; a model with an isReady() hook is asked (async). */
+  modelReady(name: string, version?: string): boolean | Promise<boolean>;
   /** The model's completed config in Triton's JSON form (snake_case fields). */
   modelConfig(name: string, version?: string): Record<string, unknown>;
   /** The IO contract the front-end validates a request against before it reaches a stub. */

@@ -42,6 +42,11 @@ export interface InferRequest {
   correlationId?: string | bigint;
   sequenceStart?: boolean;
   sequenceEnd?: boolean;
+  /**
+   * Set by the sequence batcher (direct strategy): the slot of the instance the sequence is bound
+   * to, the same for every request of the sequence, free again once it ends or is released.
+   */
+  sequenceSlot?: number;
   /** Aborted when the client goes away or the request is cancelled. */
   signal?: AbortSignal;
   /** The ensembles this request is a step of, outermost first (a cycle guard). */

@@ -28,6 +28,11 @@ export class ModelInstance extends EventEmitter implements ExecutionTarget {
   readonly name: string;
   state: InstanceState = 'starting';
   restarts = 0;
+  /**
+   * Whether the model sends its responses through responseSender(): from the config, and set
+   * again when the model's autoCompleteConfig made it decoupled (setModelTransactionPolicy).
+   */
+  decoupled: boolean;
   private stub?: StubProcess;
   private running = 0;
   private failuresInARow = 0;
@@ -36,6 +41,7 @@ export class ModelInstance extends EventEmitter implements ExecutionTarget {
   constructor(private readonly opts: ModelInstanceOptions) {
     super();
     this.name = opts.instanceName;
+    this.decoupled = opts.decoupled;
   }
 
   /** The process the stub runs in (the server's own for a thread stub). */
@@ -71,7 +77,7 @@ export class ModelInstance extends EventEmitter implements ExecutionTarget {
     const started = performance.now();
     try {
       const requests = jobs.map((j) => j.request);
-      const outcomes: ExecOutcome[] = this.opts.decoupled
+      const outcomes: ExecOutcome[] = this.decoupled
         ? await stub.executeStreaming(requests, jobs.map((j) => j.sink ?? noSink))
         : await stub.execute(requests);
       const computeMs = performance.now() - started;
@@ -91,6 +97,17 @@ export class ModelInstance extends EventEmitter implements ExecutionTarget {
 
   isHealthy(): boolean {
     return this.state === 'ready' && (this.stub?.isHealthy() ?? false);
+  }
+
+  /** The model has an isReady() hook: readiness asks it. */
+  get hasReadyHook(): boolean {
+    return this.stub?.hasReadyHook ?? false;
+  }
+
+  /** Ready and, when the model has an isReady() hook, what it answers (see StubProcess.checkReady). */
+  checkReady(): Promise<boolean> {
+    if (this.state !== 'ready' || !this.stub) return Promise.resolve(false);
+    return this.stub.checkReady();
   }
 
   /** Requests in flight on the stub (running, sent ahead, or decoupled streams still open). */

@@ -28,6 +28,8 @@ import { inspectFlags } from './debug-inspect.js';
 import { STUB_MAIN, type LaunchedStub, type StubLauncher } from './stub-launcher.js';
 import { processLauncher } from './process-launcher.js';
 import { threadLauncher } from './thread-launcher.js';
+import type { MetricsSession } from '../core/metric-updates.js';
+import type { ModelControl, ReadyCheckDone } from '../ipc/protocol.js';
 
 const LAUNCHERS: Record<Isolation, StubLauncher> = { process: processLauncher, thread: threadLauncher };
 
@@ -35,6 +37,23 @@ export interface BlsHandler {
   /** Runs a BLS request from this stub; pushes 0..n outcomes, then ends. Returns a cancel function. */
   (request: InferRequest, stream: boolean, sink: StreamSink): () => void;
 }
+
+/** loadModel / unloadModel / isModelReady from model code; `caller` is the model that asks. */
+export interface ModelControlRequest {
+  op: 'load' | 'unload' | 'ready';
+  name: string;
+  version?: string;
+  config?: string;
+  files?: Record<string, Uint8Array>;
+  unloadDependents?: boolean;
+  caller: string;
+}
+
+/** Carries out a model-control request; rejects with a StubhostError the model sees as a ModelError. */
+export type ModelControlHandler = (request: ModelControlRequest) => Promise<{ ready?: boolean }>;
+
+/** How long the model's isReady() may take before the check counts as not ready (Triton's kUserModelReadinessTimeoutMs). */
+export const READY_CHECK_TIMEOUT_MS = 5000;
 
 export interface StubProcessOptions {
   modelName: string;
@@ -64,6 +83,10 @@ export interface StubProcessOptions {
   region?: RegionOptions;
   arenaMaxBytes?: number;
   onBls?: BlsHandler;
+  /** Model control from model code (loadModel, unloadModel, isModelReady). */
+  onControl?: ModelControlHandler;
+  /** Custom metrics of this model: a session per stub process (the stub numbers its families and metrics itself). */
+  customMetrics?: () => MetricsSession;
 }
 
 interface PendingBatch {
@@ -115,6 +138,12 @@ export class StubProcess extends EventEmitter {
   /** The host stopped the stub on purpose (unload): its exit is not a crash to restart from. */
   private stopping = false;
   private stalledCount = 0;
+  /** The model has an isReady() hook (init-ok said so). */
+  private readyHook = false;
+  /** The isReady() call in flight, shared by every check that arrives meanwhile (as Triton's). */
+  private readyCheck?: { c: number; done: (ready: boolean) => void; promise: Promise<boolean> };
+  private nextReadyCheck = 1;
+  private metricsSession?: MetricsSession;
   pid = 0;
 
   constructor(opts: StubProcessOptions) {
@@ -274,6 +303,75 @@ export class StubProcess extends EventEmitter {
     });
   }
 
+  /**
+   * The model's own readiness (its isReady(), Triton's is_ready): true without a hook; false when
+   * it answers false, throws, or takes longer than `timeoutMs`. One call at a time: checks that
+   * arrive while one runs share its answer.
+   */
+  get hasReadyHook(): boolean {
+    return this.readyHook;
+  }
+
+  checkReady(timeoutMs = READY_CHECK_TIMEOUT_MS): Promise<boolean> {
+    if (!this.isHealthy()) return Promise.resolve(false);
+    if (!this.readyHook) return Promise.resolve(true);
+    if (this.readyCheck) return this.readyCheck.promise;
+    const c = this.nextReadyCheck++;
+    let done!: (ready: boolean) => void;
+    const promise = new Promise<boolean>((resolve) => (done = resolve));
+    const timer = setTimeout(() => {
+      this.opts.logger.verbose(`isReady() did not answer within ${timeoutMs} ms: not ready for this check`, { model: this.modelName, instance: this.instanceName });
+      finish(false);
+    }, timeoutMs);
+    const finish = (ready: boolean): void => {
+      clearTimeout(timer);
+      if (this.readyCheck?.c === c) this.readyCheck = undefined;
+      done(ready);
+    };
+    this.readyCheck = { c, done: finish, promise };
+    this.channel!.send({ k: 'ready?', c });
+    return promise;
+  }
+
+  private onReadyCheckDone(msg: ReadyCheckDone): void {
+    // A late answer (after the timeout) finds another call, or none: dropped.
+    if (this.readyCheck?.c !== msg.c) return;
+    if (msg.err) this.opts.logger.verbose(`not ready: ${msg.err}`, { model: this.modelName, instance: this.instanceName });
+    else if (!msg.ready) this.opts.logger.verbose('not ready: isReady() returned false', { model: this.modelName, instance: this.instanceName });
+    this.readyCheck.done(msg.ready && !msg.err);
+  }
+
+  /** Model control from model code: the files are read out of the stub's arena (copied), the answer sent back. */
+  private onControl(msg: ModelControl): void {
+    const channel = this.channel!;
+    const reply = (m: HostMessage): void => {
+      if (!this.exited) channel.send(m);
+    };
+    const handler = this.opts.onControl;
+    if (!handler) {
+      reply({ k: 'ctl-ok', c: msg.c, err: { code: 'STUBHOST_UNSUPPORTED', message: 'model control is not available here' } });
+      return;
+    }
+    let files: Record<string, Uint8Array> | undefined;
+    try {
+      if (msg.files) {
+        files = {};
+        for (const d of msg.files) {
+          const t = readTensor(channel.peer, d);
+          if (t.datatype !== 'UINT8' || !(t.data instanceof Uint8Array)) throw new Error(`file '${t.name}' is not bytes`);
+          files[t.name] = t.data.slice();
+        }
+      }
+    } catch (err) {
+      reply({ k: 'ctl-ok', c: msg.c, err: { code: 'STUBHOST_PROTOCOL', message: (err as Error).message } });
+      return;
+    }
+    handler({ op: msg.op, name: msg.name, version: msg.version, config: msg.config, files, unloadDependents: msg.unloadDependents, caller: this.modelName }).then(
+      (r) => reply({ k: 'ctl-ok', c: msg.c, ...(r.ready !== undefined ? { ready: r.ready } : {}) }),
+      (err: unknown) => reply({ k: 'ctl-ok', c: msg.c, err: err instanceof StubhostError ? err.toBody() : { code: 'STUBHOST_INTERNAL', message: (err as Error).message } }),
+    );
+  }
+
   /** Marks requests cancelled in the stub (request.isCancelled() turns true). */
   cancel(rids: number[]): void {
     if (!this.exited && this.channel) this.channel.send({ k: 'cancel', rids });
@@ -350,6 +448,7 @@ export class StubProcess extends EventEmitter {
         this.startHealthWatch();
         break;
       case 'init-ok': {
+        this.readyHook = msg.readyHook === true;
         const w = this.initWaiter;
         this.initWaiter = undefined;
         w?.resolve(msg.config);
@@ -392,6 +491,20 @@ export class StubProcess extends EventEmitter {
       case 'pong':
         if (msg.dbg) for (const w of this.debugWaiters.splice(0)) w(msg.dbg);
         break;
+      case 'ready-ok':
+        this.onReadyCheckDone(msg);
+        break;
+      case 'ctl':
+        this.onControl(msg);
+        break;
+      case 'metrics': {
+        this.metricsSession ??= this.opts.customMetrics?.();
+        const result = this.metricsSession
+          ? this.metricsSession.apply(msg.batch)
+          : { n: msg.batch.n, errors: (msg.batch.families ?? []).map((f) => ({ family: f.id, message: `MetricFamily '${f.name}': custom metrics are not available here` })) };
+        if (!this.exited) this.channel?.send({ k: 'metrics-ok', result });
+        break;
+      }
       case 'fin-ok':
         if (msg.err) this.opts.logger.warn(msg.err.message, { model: this.modelName, instance: this.instanceName });
         this.finWaiter?.();
@@ -623,6 +736,7 @@ export class StubProcess extends EventEmitter {
     this.region?.unlink();
     if (this.region) sweepRegion(this.region.name);
     this.finWaiter?.();
+    this.readyCheck?.done(false);
     for (const w of this.debugWaiters.splice(0)) w(undefined);
     this.emit('exit', { how, cause, expected: this.stopping, error });
   }

@@ -11,6 +11,7 @@ import type { Handle } from './arena.js';
 import type { TensorDesc } from './tensor-codec.js';
 import type { WireRequest, WireResponse } from './wire-request.js';
 import type { ErrorBody } from '../errors.js';
+import type { MetricsBatch, MetricsBatchResult } from '../core/metric-updates.js';
 
 /** What initialize receives (the model API's ModelInitArgs, stub/api/model.ts). */
 export interface InitArgs {
@@ -45,7 +46,8 @@ export interface Ping { k: 'ping'; t: number; outs?: TensorDesc[]; dbg?: boolean
 
 // ---- stub → host ------------------------------------------------------------------------
 export interface Hello { k: 'hello'; pid: number }
-export interface InitializeDone { k: 'init-ok'; config?: Record<string, unknown> }
+/** `readyHook`: the model has an isReady() the host polls on readiness checks (Triton's is_ready). */
+export interface InitializeDone { k: 'init-ok'; config?: Record<string, unknown>; readyHook?: boolean }
 export interface InitializeFailed { k: 'init-err'; err: ErrorBody }
 /** Execute returned: non-decoupled models carry one response per request, in order. */
 export interface ExecuteDone { k: 'exec-done'; b: number; rs?: WireResponse[]; err?: ErrorBody }
@@ -71,6 +73,30 @@ export interface Fatal { k: 'fatal'; cause: string }
 /** Either side: the sender dropped these arena segments; the reader forgets its mappings. */
 export interface SegmentDrop { k: 'seg-drop'; ids: number[] }
 
-export type HostMessage = Initialize | Execute | Cancel | Release | BlsResult | Finalize | Ping | SegmentDrop;
+// ---- the model API's services: isReady, model control, custom metrics ----------------------
+
+/** Host → stub: run the model's isReady() (sent only when `init-ok` said it has one). */
+export interface ReadyCheck { k: 'ready?'; c: number }
+/** Stub → host: what isReady() returned; `err`: it threw, or returned something else than a boolean. */
+export interface ReadyCheckDone { k: 'ready-ok'; c: number; ready: boolean; err?: string }
+/**
+ * Stub → host: loadModel / unloadModel / isModelReady from model code (Triton's pb_utils.load_model,
+ * unload_model, is_model_ready). The files of a load are in the stub's arena (UINT8 tensors named
+ * by their path), freed by the stub when the answer arrives.
+ */
+export interface ModelControl {
+  k: 'ctl'; c: number; op: 'load' | 'unload' | 'ready'; name: string;
+  version?: string; config?: string; files?: TensorDesc[]; unloadDependents?: boolean;
+}
+/** Host → stub: `ready` answers op 'ready'; `err`: the operation failed. */
+export interface ModelControlDone { k: 'ctl-ok'; c: number; ready?: boolean; err?: ErrorBody }
+/** Stub → host: custom metric changes since the last flush (see core/metric-updates.ts). */
+export interface MetricsFlush { k: 'metrics'; batch: MetricsBatch }
+/** Host → stub: the server's values after the flush, and what it refused. */
+export interface MetricsFlushDone { k: 'metrics-ok'; result: MetricsBatchResult }
+
+export type HostMessage = Initialize | Execute | Cancel | Release | BlsResult | Finalize | Ping | SegmentDrop
+  | ReadyCheck | ModelControlDone | MetricsFlushDone;
 export type StubMessage =
-  | Release | Hello | InitializeDone | InitializeFailed | ExecuteDone | Response | Log | BlsRequest | BlsCancel | FinalizeDone | Pong | Fatal | SegmentDrop;
+  | Release | Hello | InitializeDone | InitializeFailed | ExecuteDone | Response | Log | BlsRequest | BlsCancel | FinalizeDone | Pong | Fatal | SegmentDrop
+  | ReadyCheckDone | ModelControl | MetricsFlush;

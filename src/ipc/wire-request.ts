@@ -73,6 +73,8 @@ export interface WireRequest {
   end?: boolean;
   prio: number;
   timeoutMs?: number;
+  /** exec only: the sequence batcher's slot for the request's sequence (direct strategy), as `request.sequenceSlot`. */
+  slot?: number;
 }
 
 /** A response on the wire. */
@@ -160,7 +162,7 @@ export function fieldsOfInferRequest(r: InferRequest, modelVersion = r.modelVers
 }
 
 /** The host's request for `f` (a BLS call), ready for the scheduling path of a client request. */
-export function inferRequestOf(f: RequestFields<TensorValue>): Complete<Omit<InferRequest, 'signal' | 'ensemblePath'>> {
+export function inferRequestOf(f: RequestFields<TensorValue>): Complete<Omit<InferRequest, 'signal' | 'ensemblePath' | 'sequenceSlot'>> {
   return {
     id: f.requestId,
     modelName: f.modelName,
@@ -178,7 +180,10 @@ export function inferRequestOf(f: RequestFields<TensorValue>): Complete<Omit<Inf
 
 /** The host's `exec`: a request for the stub running `modelVersion`. */
 export function encodeInferRequest(r: InferRequest, rid: number, modelVersion: number, write: (t: TensorValue) => TensorDesc): WireRequest {
-  return encodeRequest(fieldsOfInferRequest(r, modelVersion), rid, write);
+  const w = encodeRequest(fieldsOfInferRequest(r, modelVersion), rid, write);
+  // The slot is the host's to give: it travels host → stub only, never in a BLS request.
+  if (r.sequenceSlot !== undefined) w.slot = r.sequenceSlot;
+  return w;
 }
 
 /** The host's `bls`: the request a stub sent. */

@@ -8,3 +8,4 @@ export {
   type ExecutionDurations,
 } from './model-stats.js';
 export { MetricsServer, type MetricsServerOptions } from './server.js';
+export { CustomMetrics, MAX_METRICS_PER_OWNER } from './custom-metrics.js';

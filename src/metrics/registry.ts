@@ -7,6 +7,7 @@
 import { Counter, Gauge, Registry, Summary } from 'prom-client';
 import { CacheMetrics } from './cache-metrics.js';
 import type { ResponseCache } from '../cache/response-cache.js';
+import { CustomMetrics } from './custom-metrics.js';
 
 /** Triton's values of the `reason` label on nv_inference_request_failure. */
 export const FAILURE_REASONS = ['REJECTED', 'CANCELED', 'BACKEND', 'OTHER'] as const;
@@ -54,6 +55,8 @@ const STUB_LABELS = ['model', 'instance'] as const;
 
 export class Metrics {
   readonly registry: Registry;
+  /** The families models create (MetricFamily), on the same registry. */
+  readonly custom: CustomMetrics;
 
   private readonly requestSummary?: Summary<'model' | 'version'>;
   private readonly stubHealthy: Gauge<'model' | 'instance'>;
@@ -164,6 +167,7 @@ export class Metrics {
       labelNames: STUB_LABELS,
       registers,
     });
+    this.custom = new CustomMetrics(this.registry);
   }
 
   /**

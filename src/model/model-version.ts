@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ModelInstance } from '../instance/model-instance.js';
-import type { BlsHandler, StalledExecute } from '../instance/stub-process.js';
+import type { BlsHandler, ModelControlHandler, StalledExecute } from '../instance/stub-process.js';
 import { Scheduler, markAnswered } from '../scheduler/scheduler.js';
 import { SequenceBatcher } from '../scheduler/sequence-batcher.js';
 import type { ExecOutcome, ExecutionTarget, Job, JobTiming, StreamSink } from '../execution/contract.js';
@@ -57,6 +57,8 @@ export interface ModelVersionOptions {
   /** Executes running longer are reported (--execute-warn-secs; 0 = off). */
   executeWarnMs?: number;
   onBls?: BlsHandler;
+  /** loadModel / unloadModel / isModelReady from model code. */
+  onControl?: ModelControlHandler;
   rateLimiter?: RateLimiter;
   /** The server's response cache; used when the config has response_cache { enable: true }. */
   responseCache?: ResponseCache;
@@ -90,12 +92,15 @@ export class ModelVersion {
   outputLabels?: OutputLabels;
   /** Set at load when the config enables the response cache and the server has one. */
   private cacheUse?: CacheUse;
+  /** The owner of the custom metrics (MetricFamily) this version's stubs make: removed at unload. */
+  private readonly metricsOwner?: string;
 
   constructor(private readonly opts: ModelVersionOptions) {
     this.name = opts.name;
     this.version = opts.version;
     this.config = opts.config;
     this.stats = new ModelStatsRecorder(opts.name, String(opts.version), opts.metrics);
+    this.metricsOwner = opts.metrics?.custom.owner(`model '${opts.name}' version ${opts.version}`);
   }
 
   get label(): string {
@@ -108,6 +113,17 @@ export class ModelVersion {
 
   get decoupled(): boolean {
     return isDecoupled(this.config);
+  }
+
+  /**
+   * Ready, and the isReady() hook of every ready instance says so (as Triton's TritonModel::IsReady,
+   * core src/backend_model.cc). Without a hook the answer is immediate, with no call to a stub.
+   */
+  checkReady(): boolean | Promise<boolean> {
+    if (!this.ready) return false;
+    const hooked = this.instances.filter((i) => i.state === 'ready' && i.hasReadyHook);
+    if (hooked.length === 0) return true;
+    return Promise.all(hooked.map((i) => i.checkReady())).then((answers) => this.ready && answers.every(Boolean));
   }
 
   /** Instances (for tests and the operator: kill, pids). */
@@ -156,6 +172,8 @@ export class ModelVersion {
         const by = this.opts.autoComplete ? `auto-completed by the ${this.config.backend} backend` : 'completed by autoCompleteConfig';
         this.config = validateModelConfig(completed, `${this.opts.modelDir} (${by})`);
         this.contractCache = undefined;
+        // autoCompleteConfig may make the model decoupled (setModelTransactionPolicy).
+        first.decoupled = this.decoupled;
       }
       if (this.config.input.length === 0 && this.config.output.length === 0) {
         // Every request would be refused as carrying unknown inputs: say so at load, as Triton does.
@@ -186,6 +204,7 @@ export class ModelVersion {
       this.reason = (err as Error).message;
       await Promise.all(this.instances.map((i) => i.close()));
       this.stats.close();
+      this.removeCustomMetrics();
       throw err;
     }
   }
@@ -214,6 +233,8 @@ export class ModelVersion {
     if (!replaced) this.opts.rateLimiter?.unregister(this.name);
     this.state = 'UNAVAILABLE';
     this.reason = 'unloaded';
+    // The families this version made go with it (a reload's new version owns its own).
+    this.removeCustomMetrics();
     if (!opts.replacedBy?.includes(this.version)) {
       this.stats.close();
       if (!replaced) for (const inst of this.instances) this.opts.metrics?.removeStubs(this.name, inst.name);
@@ -518,6 +539,10 @@ export class ModelVersion {
     return this.maxInflight() + this.prefetch();
   }
 
+  private removeCustomMetrics(): void {
+    if (this.metricsOwner !== undefined) this.opts.metrics?.custom.removeOwner(this.metricsOwner);
+  }
+
   private makeInstance(spec: InstanceSpec): ModelInstance {
     const seconds = (key: string): number | undefined => {
       const v = modelParameter(this.config, key);
@@ -542,6 +567,8 @@ export class ModelVersion {
       arenaMaxBytes: Number(modelParameter(this.config, 'shm_max_bytes') ?? 0) || this.opts.arenaMaxBytes,
       logger: this.opts.logger,
       onBls: this.opts.onBls,
+      onControl: this.opts.onControl,
+      customMetrics: this.opts.metrics && this.metricsOwner !== undefined ? () => this.opts.metrics!.custom.session(this.metricsOwner!) : undefined,
       onHealth: (healthy, restarted) => {
         this.opts.metrics?.setStubHealthy(this.name, spec.name, healthy);
         if (restarted) this.opts.metrics?.incStubRestarts(this.name, spec.name);

@@ -26,6 +26,8 @@ export interface ServableModel {
   load(): Promise<void>;
   /** `graceMs`: the longest running executes get before their stubs are killed (shutdown passes what is left of its own). */
   unload(opts?: { graceMs?: number }): Promise<void>;
+  /** Ready, and every ready instance's isReady() hook agrees (stub-backed models; Triton's TritonModel::IsReady). */
+  checkReady?(): boolean | Promise<boolean>;
   /** Executes running past the execute warning limit (stub-backed models). */
   stalledExecutes?(): StalledExecute[];
   infer(request: InferRequest): Promise<InferResult>;

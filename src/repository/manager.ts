@@ -13,7 +13,7 @@ import { configToJson, readModelConfig } from '../config/load.js';
 import { StubhostError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/index.js';
-import type { BlsHandler } from '../instance/stub-process.js';
+import type { BlsHandler, ModelControlHandler } from '../instance/stub-process.js';
 import type { RateLimiter } from '../scheduler/rate-limiter.js';
 import type { RepositoryIndexEntry } from '../core/service.js';
 import type { ResponseCache } from '../cache/response-cache.js';
@@ -56,6 +56,8 @@ export interface RepositoryOptions {
   onBls?: BlsHandler;
   /** The server's response cache (--cache-config); models with response_cache { enable: true } use it. */
   responseCache?: ResponseCache;
+  /** loadModel / unloadModel / isModelReady from model code. */
+  onControl?: ModelControlHandler;
 }
 
 interface ModelEntry {
@@ -155,7 +157,7 @@ export class ModelRepository {
           : new ModelVersion({
             name, version: v, modelDir: dir, repository: this.root, config: structuredClone(config), autoComplete,
             logger: this.opts.logger, metrics: this.opts.metrics, stubTimeoutMs: this.opts.stubTimeoutMs,
-            arenaMaxBytes: this.opts.arenaMaxBytes, onBls: this.opts.onBls, rateLimiter: this.opts.rateLimiter,
+            arenaMaxBytes: this.opts.arenaMaxBytes, onBls: this.opts.onBls, onControl: this.opts.onControl, rateLimiter: this.opts.rateLimiter,
             stubMemoryLimitBytes: this.opts.stubMemoryLimitBytes, unloadGraceMs: this.opts.unloadGraceMs, executeWarnMs: this.opts.executeWarnMs,
             responseCache: this.opts.responseCache,
           }));
@@ -333,6 +335,24 @@ export class ModelRepository {
   async close(opts: { graceMs?: number } = {}): Promise<void> {
     await Promise.all([...this.models.keys()].map((n) => this.unloadModel(n, opts).catch(() => {})));
     await Promise.all([...this.draining]);
+  }
+
+  /**
+   * The loaded ensembles that use `name` in a step, directly or through another ensemble: what
+   * Triton's unload with `unload_dependents` unloads with it.
+   */
+  dependentsOf(name: string): string[] {
+    const found = new Set<string>();
+    const visit = (target: string): void => {
+      for (const [n, entry] of this.models) {
+        if (n === name || found.has(n) || entry.versions.size === 0) continue;
+        if (!(this.ensembleStepsOf(n) ?? []).includes(target)) continue;
+        found.add(n);
+        visit(n);
+      }
+    };
+    visit(name);
+    return [...found];
   }
 
   /** A model an ensemble step may name: loaded (an upload included) or a model folder on disk. */

@@ -33,6 +33,8 @@ interface Sequence {
   running: boolean;
   /** direct: the instance the sequence is bound to. */
   target?: ExecutionTarget;
+  /** direct: its slot on that instance, 0 .. slots per instance - 1, for the sequence's lifetime. */
+  slot?: number;
   state: Map<string, TensorValue>;
   idleTimer?: LongTimer;
   ended: boolean;
@@ -47,6 +49,8 @@ export class SequenceBatcher {
   private readonly retired = new Set<Sequence>();
   private readonly targets: ExecutionTarget[] = [];
   private readonly bound = new Map<ExecutionTarget, number>();
+  /** direct: the slots of each instance its bound sequences hold (the model sees them as request.sequenceSlot). */
+  private readonly slotsInUse = new Map<ExecutionTarget, Set<number>>();
   /** direct: START requests waiting for a free slot. */
   private readonly backlog: Sequence[] = [];
   private readonly slotsPerInstance: number;
@@ -186,6 +190,7 @@ export class SequenceBatcher {
       const seq = this.backlog.shift()!;
       if (seq.ended && seq.queue.length === 0) continue;
       seq.target = target;
+      seq.slot = this.takeSlot(target);
       this.bound.set(target, (this.bound.get(target) ?? 0) + 1);
     }
   }
@@ -215,6 +220,16 @@ export class SequenceBatcher {
       this.schedule();
       this.notifyIdle();
     });
+  }
+
+  /** The lowest free slot of `target` (bindBacklog only binds a sequence to an instance with one free). */
+  private takeSlot(target: ExecutionTarget): number {
+    let used = this.slotsInUse.get(target);
+    if (!used) this.slotsInUse.set(target, (used = new Set()));
+    let slot = 0;
+    while (used.has(slot)) slot++;
+    used.add(slot);
+    return slot;
   }
 
   /** A new sequence whose id still has a retired one with work: that work goes first. */
@@ -252,7 +267,7 @@ export class SequenceBatcher {
       : r.outputs;
     return {
       ...job,
-      request: { ...r, inputs: [...r.inputs, ...extra], outputs },
+      request: { ...r, inputs: [...r.inputs, ...extra], outputs, ...(seq.slot !== undefined ? { sequenceSlot: seq.slot } : {}) },
       finish: (outcome: ExecOutcome, timing) => {
         if (!outcome.error && stateOutputs.size > 0) {
           for (const t of outcome.outputs ?? []) if (stateOutputs.has(t.name)) seq.state.set(t.name, t);
@@ -325,7 +340,9 @@ export class SequenceBatcher {
     if (this.sequences.get(seq.key) === seq) this.sequences.delete(seq.key);
     if (seq.target) {
       this.bound.set(seq.target, Math.max(0, (this.bound.get(seq.target) ?? 1) - 1));
+      if (seq.slot !== undefined) this.slotsInUse.get(seq.target)?.delete(seq.slot);
       seq.target = undefined;
+      seq.slot = undefined;
     }
     this.schedule();
   }

@@ -8,7 +8,7 @@ import type {
   InferenceService, ModelIOContract, ModelMetadata, ModelStatistics, RepositoryIndexEntry, ServerMetadata,
 } from '../core/service.js';
 import type { InferRequest, InferResult } from '../core/types.js';
-import type { BlsHandler } from '../instance/stub-process.js';
+import type { BlsHandler, ModelControlHandler } from '../instance/stub-process.js';
 import { StubhostError, toStubhostError } from '../errors.js';
 import { currentLogSettings, updateLogSettings, type LogProtocol } from '../log/log-settings.js';
 import { validateInferInputs, validateRequestedOutputs } from '../core/validate.js';
@@ -48,12 +48,12 @@ export class ServerCore implements InferenceService {
    * strictReadiness (default true, as Triton's --strict-readiness): ready only when every model is.
    * modelControlMode (default none): the repository API loads and unloads only in explicit mode.
    */
-  constructor(options: Omit<RepositoryOptions, 'onBls'> & { strictReadiness?: boolean; modelControlMode?: ModelControlMode }) {
+  constructor(options: Omit<RepositoryOptions, 'onBls' | 'onControl'> & { strictReadiness?: boolean; modelControlMode?: ModelControlMode }) {
     const { strictReadiness, modelControlMode, ...repository } = options;
     this.strictReadiness = strictReadiness ?? true;
     this.modelControlMode = modelControlMode ?? 'none';
     this.unloadGraceMs = options.unloadGraceMs ?? DEFAULT_UNLOAD_GRACE_MS;
-    this.repository = new ModelRepository({ ...repository, onBls: this.blsHandler });
+    this.repository = new ModelRepository({ ...repository, onBls: this.blsHandler, onControl: this.controlHandler });
   }
 
   /** Marks start-up done: readiness then reflects the models. */
@@ -65,8 +65,17 @@ export class ServerCore implements InferenceService {
     return this.live;
   }
 
-  isReady(): boolean {
-    return this.live && !this.closing && this.started && (!this.strictReadiness || this.repository.allReady());
+  /**
+   * With strict readiness, also asks the isReady() hook of every ready model (as Triton's strict
+   * readiness asks each READY model's IsReady, core src/server.cc): a Promise then, else a boolean.
+   */
+  isReady(): boolean | Promise<boolean> {
+    const ready = this.live && !this.closing && this.started && (!this.strictReadiness || this.repository.allReady());
+    if (!ready || !this.strictReadiness) return ready;
+    const answers = this.repository.loadedVersions().filter((v) => v.state === 'READY').map((v) => v.checkReady?.() ?? v.ready);
+    if (answers.some((a) => a === false)) return false;
+    if (answers.every((a) => a === true)) return true;
+    return Promise.all(answers).then((all) => all.every(Boolean));
   }
 
   serverMetadata(): ServerMetadata {
@@ -87,9 +96,11 @@ export class ServerCore implements InferenceService {
     };
   }
 
-  modelReady(name: string, version?: string): boolean {
+  /** A model with an isReady() hook is asked (a Promise then); without one the answer is immediate. */
+  modelReady(name: string, version?: string): boolean | Promise<boolean> {
     try {
-      return this.repository.get(name, version).ready;
+      const mv = this.repository.get(name, version);
+      return mv.checkReady ? mv.checkReady() : mv.ready;
     } catch {
       return false;
     }
@@ -204,6 +215,22 @@ export class ServerCore implements InferenceService {
     this.live = false;
     await this.repository.close({ graceMs: Math.max(0, this.unloadGraceMs - (performance.now() - started)) });
   }
+
+  /**
+   * loadModel / unloadModel / isModelReady from model code (Triton's pb_utils.load_model,
+   * unload_model, is_model_ready): the repository API's rules, explicit mode included, apply.
+   */
+  private readonly controlHandler: ModelControlHandler = async (request) => {
+    if (request.op === 'ready') return { ready: await this.modelReady(request.name, request.version) };
+    if (this.closing) throw new StubhostError('STUBHOST_CLOSED', `the server is shutting down: ${request.op} of model '${request.name}' refused`);
+    if (request.name === request.caller) {
+      this.refuseUnlessExplicit();
+      throw new StubhostError('STUBHOST_INVALID_ARG', `model '${request.caller}' cannot ${request.op} itself from its own code (the ${request.op} would wait for the call that makes it); use the repository API (/v2/repository/models/${request.caller}/${request.op})`);
+    }
+    if (request.op === 'load') await this.loadModel(request.name, { config: request.config, files: request.files });
+    else await this.unloadModel(request.name, { unloadDependents: request.unloadDependents });
+    return {};
+  };
 
   /** BLS from a stub: validated like a client request, then scheduled like one. */
   private readonly blsHandler: BlsHandler = (request, _stream, sink) => {

@@ -16,6 +16,7 @@ import { sweepOrphans } from '../ipc/shm-sweep.js';
 import { sweepOrphanUploads } from '../repository/upload.js';
 import { loadGrpcTls, type GrpcTlsFiles } from './grpc/tls.js';
 import type { RestrictedFeatures } from './restricted-features.js';
+import { parseHeaderForwardPattern } from './header-forward.js';
 import { defaultStubMemoryLimitBytes } from '../instance/process-memory.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { ResponseCache } from '../cache/response-cache.js';
@@ -53,6 +54,8 @@ export interface ServerOptions {
   metricsAddress?: string;
   /** HTTP API categories that need a header (Triton's --http-restricted-api). */
   httpRestrictedApis?: RestrictedFeatures;
+  /** Headers of HTTP infer requests whose name matches become request parameters (Triton's --http-header-forward-pattern). */
+  httpHeaderForwardPattern?: string;
   /** gRPC protocol categories that need a metadata key (Triton's --grpc-restricted-protocol). */
   grpcRestrictedProtocols?: RestrictedFeatures;
   stubTimeoutMs?: number;
@@ -105,6 +108,7 @@ export const DEFAULT_EXECUTE_WARN_MS = 60_000;
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const logger = opts.logger ?? createLogger();
   const root = path.resolve(opts.modelRepository);
+  const headerForwardPattern = opts.httpHeaderForwardPattern === undefined ? undefined : parseHeaderForwardPattern(opts.httpHeaderForwardPattern);
   const connectionCaps = connectionCapsOf(opts, raiseFdLimit(), logger);
   const swept = sweepOrphans();
   if (swept > 0) logger.info(`removed ${swept} shared-memory files left by stubhost processes that no longer run`);
@@ -149,7 +153,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     // Endpoints come up first (live, not ready) so health checks answer while models load.
     if (opts.httpPort !== undefined) {
       const http = new HttpServer(core, {
-        port: opts.httpPort, host: httpAddress, maxBodyBytes: opts.maxBodyBytes, logger: log, shm, restrictedApis: opts.httpRestrictedApis,
+        port: opts.httpPort, host: httpAddress, maxBodyBytes: opts.maxBodyBytes, logger: log, shm, restrictedApis: opts.httpRestrictedApis, headerForwardPattern,
         requestTimeoutMs: opts.httpRequestTimeoutMs, headersTimeoutMs: opts.httpHeadersTimeoutMs, keepAliveTimeoutMs: opts.httpKeepAliveTimeoutMs,
         maxConnections: connectionCaps.http,
       });

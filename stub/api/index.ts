@@ -13,6 +13,11 @@ export type { ModelErrorCode } from './errors.js';
 export { logger } from './logger.js';
 export type { AutoCompleteContext, Model, ModelClass, ModelConfig, ModelInitArgs } from './model.js';
 export { concatInputs, splitOutput, type HasInputs } from './batching.js';
+export type { AutoCompleteInput, AutoCompleteModelConfig, AutoCompleteOutput } from './auto-complete.js';
+export { MetricFamily, Metric } from './metrics.js';
+export type { MetricFamilyOptions, MetricKind } from './metrics.js';
+export { loadModel, unloadModel, isModelReady } from './models.js';
+export type { LoadModelOptions } from './models.js';
 
 import type { ModelConfig as ModelConfigType } from './model.js';
 declare global {

@@ -47,6 +47,14 @@ export interface Model<S extends ModelSpec = ModelSpec> {
   /** One response per request, in order; decoupled models send through responseSender() and return nothing. */
   execute(requests: InferenceRequest<S>[]): InferenceResponse<S>[] | void | Promise<InferenceResponse<S>[] | void>;
   finalize?(): void | Promise<void>;
+  /**
+   * Optional, as Triton's python backend `is_ready`: asked on every model readiness check
+   * (`/v2/models/{m}/ready`, gRPC ModelReady, and server readiness with --strict-readiness). It
+   * must return a boolean soon (5 s, as Triton): false, a throw, another value or no answer in
+   * time make the model not ready for that check. Concurrent checks share one call per instance.
+   * Readiness only: requests are still scheduled to the instance.
+   */
+  isReady?(): boolean | Promise<boolean>;
 }
 
 /** Where the model lives, for backends that complete the config from their files. */
@@ -59,6 +67,10 @@ export interface AutoCompleteContext {
 
 export interface ModelClass {
   new (): Model;
-  /** Completes a config that lacks fields (inputs, outputs, max_batch_size), like Triton's. */
+  /**
+   * Completes a config that lacks fields (inputs, outputs, max_batch_size), like Triton's. The
+   * config it receives is an `AutoCompleteModelConfig` (declare the parameter so to use them):
+   * `addInput`, `addOutput`, `setMaxBatchSize`, `setDynamicBatching`, `setModelTransactionPolicy`.
+   */
   autoCompleteConfig?(config: ModelConfig, context?: AutoCompleteContext): ModelConfig | Promise<ModelConfig>;
 }

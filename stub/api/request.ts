@@ -94,6 +94,18 @@ export class InferenceRequest<S extends ModelSpec = ModelSpec> {
     this.requestId = opts.requestId ?? '';
   }
 
+  /**
+   * Sequence models with the direct strategy: the slot (0 .. max(1, max_batch_size) - 1) of the
+   * instance the sequence is bound to, the same for every request of the sequence, so per-sequence
+   * state can live in an array indexed by it instead of a map keyed by correlationId. A slot is
+   * reused once its sequence ends (the request with the END control) or is released after
+   * max_sequence_idle_microseconds. Undefined for the oldest strategy (a sequence may move between
+   * instances) and for models without sequence batching.
+   */
+  get sequenceSlot(): number | undefined {
+    return this.internals?.sequenceSlot;
+  }
+
   /** The input named `name`; typed by the spec: a required input is never undefined. */
   input<K extends InputName<S>>(name: K): InputTensor<S, K> {
     return this.inputs.find((t) => t.name === name) as InputTensor<S, K>;

@@ -24,12 +24,37 @@ export interface BlsCallRequest {
   readonly requestId: string;
 }
 
+/** loadModel / unloadModel / isModelReady from model code, as the host carries them out. */
+export interface ModelControlCall {
+  op: 'load' | 'unload' | 'ready';
+  name: string;
+  version?: string;
+  config?: string;
+  files?: Record<string, Uint8Array>;
+  unloadDependents?: boolean;
+}
+
+export type MetricKindName = 'COUNTER' | 'GAUGE' | 'HISTOGRAM';
+
+/** One metric of a family as the stub keeps it: changes are applied here and flushed in batches. */
+export interface MetricHandle {
+  increment(value: number): void;
+  set(value: number): void;
+  observe(value: number): void;
+  value(): number;
+}
+
 export interface StubRuntime {
   /** BLS: sends the request to the host; yields 1 response (or 0..n, `stream`) then ends. */
   bls(request: BlsCallRequest, stream: boolean): AsyncIterable<InferenceResponse>;
   /** Decoupled models: one response and/or the final flag for the request with host id `rid`. */
   sendResponse(rid: number, response: InferenceResponse | undefined, final: boolean): void;
   log(level: LogLevel, message: string): void;
+  /** Model control (explicit mode's load / unload, and readiness of any model); resolves with the readiness for 'ready'. */
+  control?(call: ModelControlCall): Promise<boolean | undefined>;
+  /** Custom metrics: a family (its id), and a metric of it. Throw with Triton's messages for bad arguments. */
+  metricFamily?(name: string, description: string, kind: MetricKindName): number;
+  metric?(family: number, labels: Record<string, string>, buckets: number[] | undefined): MetricHandle;
 }
 
 const RUNTIME = Symbol.for('stubhost.runtime');
@@ -49,4 +74,6 @@ export interface RequestInternals {
   rid: number;
   cancelled: { value: boolean };
   decoupled: boolean;
+  /** The sequence batcher's slot (direct strategy), when the model uses sequence batching. */
+  sequenceSlot?: number;
 }

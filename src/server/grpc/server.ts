@@ -264,8 +264,8 @@ export class GrpcServer {
 
     return {
       ServerLive: this.#unary(() => ({ live: svc.isLive() })),
-      ServerReady: this.#unary(() => ({ ready: svc.isReady() })),
-      ModelReady: this.#unary((call) => ({ ready: svc.modelReady(call.request.name, versionOf(call.request.version)) })),
+      ServerReady: this.#unary(async () => ({ ready: await svc.isReady() })),
+      ModelReady: this.#unary(async (call) => ({ ready: await svc.modelReady(call.request.name, versionOf(call.request.version)) })),
       ServerMetadata: this.#unary(() => svc.serverMetadata()),
       ModelMetadata: this.#unary((call) => svc.modelMetadata(call.request.name, versionOf(call.request.version))),
       ModelConfig: this.#unary((call) => ({ config: svc.modelConfig(call.request.name, versionOf(call.request.version)) })),

@@ -19,6 +19,7 @@ import { checkJsonNesting } from '../../core/json-nesting.js';
 import { type SharedMemoryRegistry, cudaShmRegisterUnsupported, cudaShmStatus } from '../shm-registry.js';
 import { parseModelVersion } from '../../core/validate.js';
 import { headerMatches, httpRestrictedMessage, type RestrictedCategory, type RestrictedFeatures } from '../restricted-features.js';
+import { forwardHeaders, type HeaderForwardPattern } from '../header-forward.js';
 
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
@@ -56,6 +57,8 @@ export interface HttpServerOptions {
   shm?: SharedMemoryRegistry;
   /** API categories open only to requests with a given header (Triton's --http-restricted-api). */
   restrictedApis?: RestrictedFeatures;
+  /** Infer requests: headers matching it become request parameters (Triton's --http-header-forward-pattern). */
+  headerForwardPattern?: HeaderForwardPattern;
 }
 
 /** An infer in flight on a response: aborted if the client leaves or the server closes. */
@@ -501,10 +504,10 @@ export class HttpServer {
     switch (r.kind) {
       // Not live / not ready is 400, as Triton answers (evhtp's BADREQ), not 503.
       case 'live': return sendEmpty(res, svc.isLive() ? 200 : 400);
-      case 'ready': return sendEmpty(res, svc.isReady() ? 200 : 400);
+      case 'ready': return sendEmpty(res, (await svc.isReady()) ? 200 : 400);
       case 'server': return sendJson(res, 200, JSON.stringify(svc.serverMetadata()));
       case 'modelMeta': return sendJson(res, 200, JSON.stringify(svc.modelMetadata(r.model!, versionOf(r.version))));
-      case 'modelReady': return sendEmpty(res, svc.modelReady(r.model!, versionOf(r.version)) ? 200 : 400);
+      case 'modelReady': return sendEmpty(res, (await svc.modelReady(r.model!, versionOf(r.version))) ? 200 : 400);
       case 'modelConfig': return sendJson(res, 200, JSON.stringify(svc.modelConfig(r.model!, versionOf(r.version))));
       case 'allStats':
       case 'modelStats':
@@ -606,6 +609,8 @@ export class HttpServer {
     // Copies out of client shared memory count until the answer is sent or the client is gone.
     if (shm) res.once('close', () => shm.release());
     const { request, binaryOutputDefault } = decodeInferRequest(body, headerLength, contract, { modelName: model, modelVersion }, shm);
+    // As Triton's HandleInfer: infer only (not generate), after the body's own parameters.
+    if (this.#opts.headerForwardPattern) forwardHeaders(this.#opts.headerForwardPattern, req.rawHeaders, request.parameters);
 
     const ac = new AbortController();
     if (res.destroyed) return; // the client left while the body was parsed
