@@ -21,6 +21,7 @@ import type { Model, ModelClass, ModelConfig } from './api/model.js';
 import { AsyncQueue } from '../src/core/async-queue.js';
 import { boundLine } from '../src/core/bounded-lines.js';
 import { ErrorLocator } from './error-location.js';
+import { OutputSites } from './output-sites.js';
 import { setLongTimeout, type LongTimer } from '../src/core/long-timer.js';
 import { maxInflightPerInstance, type ParameterMap } from '../src/core/model-parameters.js';
 import { registerTypeScript } from './typescript-loader.js';
@@ -77,6 +78,8 @@ export class StubServer implements StubRuntime {
   private maxConcurrent = 1;
   private readonly cancelledBeforeStart = new Set<number>();
   private errorLocator?: ErrorLocator;
+  /** Where model code built outputs that may break the output contract (set once the config is final). */
+  private outputSites?: OutputSites;
 
   constructor(private readonly channel: Channel<StubMessage, HostMessage>) {}
 
@@ -236,6 +239,8 @@ export class StubServer implements StubRuntime {
       }
       this.decoupled = Boolean((config.model_transaction_policy as { decoupled?: boolean } | undefined)?.decoupled);
       this.maxConcurrent = maxInflightPerInstance(config.parameters as ParameterMap);
+      this.outputSites = new OutputSites(config as Record<string, unknown>, () => this.locator());
+      this.outputSites.install();
       this.model = new ModelCtor();
       if (typeof this.model.execute !== 'function') throw new Error(`${args.modelFile}: the default-exported class has no execute() method`);
       await this.model.initialize?.({
@@ -351,10 +356,10 @@ export class StubServer implements StubRuntime {
       const context = call.context;
       const lend = context !== undefined && !context.done && !this.decoupled;
       try {
-        const outputs = msg.r.outs.map((d) => {
+        const outputs = this.quietly(() => msg.r!.outs.map((d) => {
           const t = readTensor(this.channel.peer, d);
           return toTensor(lend ? t : copyTensor(t));
-        });
+        }));
         response = msg.r.err
           ? new InferenceResponse({ error: new ModelError(msg.r.err.message, modelCodeOf(msg.r.err.code)) })
           : new InferenceResponse({ outputs, parameters: msg.r.params });
@@ -399,7 +404,7 @@ export class StubServer implements StubRuntime {
     return new InferenceRequest({
       modelName: w.model,
       modelVersion: w.version,
-      inputs: w.ins.map((d) => toTensor(readTensor(this.channel.peer, d))),
+      inputs: this.quietly(() => w.ins.map((d) => toTensor(readTensor(this.channel.peer, d)))),
       requestedOutputNames: w.outs,
       parameters: w.params,
       correlationId: correlationFromWire(w),
@@ -420,17 +425,27 @@ export class StubServer implements StubRuntime {
     const blocks: Handle[] = [];
     try {
       const outs: TensorDesc[] = [];
+      let sites: Record<string, string> | undefined;
       for (const t of outputs) {
         const value = tensorValueOf(t);
         if (requested && requested.length > 0 && !requested.includes(value.name)) continue;
         outs.push(writeTensor(this.channel.arena, value, blocks));
+        const site = this.outputSites?.siteOf(t);
+        if (site) (sites ??= {})[value.name] = site;
       }
       // No `params` key when there are none: an undefined one would be packed and unpacked too.
-      return r.parameters && Object.keys(r.parameters).length > 0 ? { outs, params: r.parameters } : { outs };
+      const wire: WireResponse = r.parameters && Object.keys(r.parameters).length > 0 ? { outs, params: r.parameters } : { outs };
+      if (sites) wire.sites = sites;
+      return wire;
     } catch (err) {
       for (const h of blocks) this.channel.arena.free(h);
       return { outs: [], err: this.errorBody(err, `${this.label()}: bad output`) };
     }
+  }
+
+  /** The stub's own tensors (inputs, BLS results) are not model outputs: the output-site hook skips them. */
+  private quietly<T>(build: () => T): T {
+    return this.outputSites ? this.outputSites.quietly(build) : build();
   }
 
   private locator(): ErrorLocator {
@@ -519,7 +534,16 @@ function tensorValueOf(t: unknown): TensorValue {
   if (!name || !isDataType(dtype) || !Array.isArray(v.shape) || v.data === undefined) {
     throw new ModelError(`output ${name ? `'${name}' ` : ''}is not a Tensor (needs name, dtype, shape, data): build it with new Tensor(name, data, shape)`, 'INTERNAL');
   }
-  return { name, datatype: dtype, shape: v.shape as number[], data: v.data as TensorValue['data'] };
+  // A Tensor checked this when it was built; a plain object did not, and the host would refuse
+  // its bytes as a corrupt message.
+  const shape = v.shape as number[];
+  let count = 1;
+  for (let k = 0; k < shape.length; k++) count *= shape[k]!;
+  const length = (v.data as { length?: unknown }).length;
+  if (length !== count) {
+    throw new ModelError(`output '${name}' has shape [${shape.join(', ')}], which needs ${count} elements, but its data has ${String(length)}; build it with new Tensor(name, data, shape)`, 'INTERNAL');
+  }
+  return { name, datatype: dtype, shape, data: v.data as TensorValue['data'] };
 }
 
 function toTensor(t: TensorValue): Tensor {

@@ -12,6 +12,8 @@ export interface ExecOutcome {
   outputs?: TensorValue[];
   parameters?: Parameters;
   error?: StubhostError;
+  /** Where model code built outputs the stub thought might break the output contract (name → `1/model.ts:12:9`). */
+  sites?: Record<string, string>;
 }
 
 /** Decoupled responses arrive one by one. */

@@ -455,7 +455,7 @@ export class StubProcess extends EventEmitter {
         // copies them out of shared memory), and so is their message's shape array.
         outputs[i] = d.d || !d.h ? t : copyTensor(t);
       }
-      return { outputs, parameters: r.params };
+      return { outputs, parameters: r.params, sites: r.sites };
     } catch (err) {
       return { error: new StubhostError('STUBHOST_PROTOCOL', `${this.label}: ${(err as Error).message}`) };
     } finally {

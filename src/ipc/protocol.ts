@@ -66,6 +66,8 @@ export interface WireResponse {
   outs: TensorDesc[];
   params?: Parameters;
   err?: ErrorBody;
+  /** Where model code built outputs that may break the output contract (name → `1/model.ts:12:9`). */
+  sites?: Record<string, string>;
 }
 
 // ---- host → stub ------------------------------------------------------------------------
