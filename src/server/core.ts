@@ -146,12 +146,12 @@ export class ServerCore implements InferenceService {
   /** The repository API's load (uploads included): explicit mode only, as in Triton. */
   async loadModel(name: string, options?: { config?: string; files?: Record<string, Uint8Array> }): Promise<void> {
     this.refuseUnlessExplicit();
-    return this.repository.loadModel(name, options);
+    return this.repository.loadModel(name, { ...options, reason: options?.files ? 'repository API load request with files' : options?.config !== undefined ? 'repository API load request with a config' : 'repository API load request' });
   }
 
   async unloadModel(name: string): Promise<void> {
     this.refuseUnlessExplicit();
-    return this.repository.unloadModel(name);
+    return this.repository.unloadModel(name, { reason: 'repository API unload request' });
   }
 
   /**
