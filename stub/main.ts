@@ -16,12 +16,16 @@ import { Channel } from '../src/ipc/channel.js';
 import { kHealth } from '../src/ipc/layout.js';
 import type { HostMessage, StubMessage } from '../src/ipc/protocol.js';
 import { StubServer } from './server.js';
+import { registerTypeScript } from './typescript-loader.js';
 
 const regionName = process.env.STUBHOST_REGION;
 if (!regionName) {
   console.error('usage: STUBHOST_REGION=<regionName> node dist/stub/main.js');
   process.exit(2);
 }
+// A model.ts stub starts registering tsx (hundreds of ms) now, while the health thread boots and
+// the host's init arrives; initialize awaits the same registration (its error included).
+if (process.env.STUBHOST_PRELOAD_TYPESCRIPT === '1') registerTypeScript().catch(() => {});
 const hostPid = Number(process.env.STUBHOST_HOST_PID ?? process.ppid);
 // Die with the host even when it is SIGKILLed; then make sure it did not die before the prctl.
 native.setParentDeathSignal(9);

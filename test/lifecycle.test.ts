@@ -106,12 +106,12 @@ describe('lifecycle', () => {
     expect(await waitFor(async () => (await index(s.url)).some((e) => e.name === 'slow' && e.version === '1' && e.state === 'LOADING'), 10_000)).toBe(true);
     expect(await waitFor(() => s.messages().some((m) => /^still loading: slow \(\d+ s\)$/.test(m)), 10_000)).toBe(true);
     expect(await waitFor(async () => (await y(s.url, 'canary', 41)) === 42, 20_000)).toBe(true);
-    expect(s.messages()).toContainEqual(expect.stringMatching(/^loaded 'canary' version 1 in \d+ ms \(start-up\)$/));
+    expect(s.messages()).toContainEqual(expect.stringMatching(/^model 'canary' is ready \(version 1, loaded in \d+ ms; start-up\)$/));
 
     // An edit while slow's initialize still runs: picked up by the poll.
     fs.writeFileSync(path.join(repo.root, 'canary/1/model.ts'), canary(2));
     expect(await waitFor(async () => (await y(s.url, 'canary', 41)) === 43, 20_000)).toBe(true);
-    expect(s.messages()).toContainEqual(expect.stringMatching(/^reloaded 'canary' version 1 in \d+ ms \(poll: changed on disk\)$/));
+    expect(s.messages()).toContainEqual(expect.stringMatching(/^reloaded 'canary' in \d+ ms \(version 1; poll: changed on disk\)$/));
     expect((await index(s.url)).find((e) => e.name === 'slow')).toMatchObject({ state: 'LOADING' });
 
     // A broken edit: the reload fails, version 1 keeps serving, the index says why beside it.
@@ -163,7 +163,7 @@ describe('lifecycle', () => {
     expect(await waitFor(async () => (await index(s.url)).some((e) => e.name === 'gated' && e.state === 'LOADING'), 10_000)).toBe(true);
     fs.writeFileSync(path.join(gates, 'gated-load'), '');
     expect((await load).status).toBe(200);
-    expect(s.messages()).toContainEqual(expect.stringMatching(/^loaded 'gated' version 1 in \d+ ms \(repository API load request\)$/));
+    expect(s.messages()).toContainEqual(expect.stringMatching(/^model 'gated' is ready \(version 1, loaded in \d+ ms; repository API load request\)$/));
     const unload = http(`${s.url}/v2/repository/models/gated/unload`, 'POST');
     expect(await waitFor(async () => (await index(s.url)).some((e) => e.name === 'gated' && e.version === '1' && e.state === 'UNLOADING'), 10_000)).toBe(true);
     fs.writeFileSync(path.join(gates, 'gated-unload'), '');

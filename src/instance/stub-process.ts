@@ -165,6 +165,8 @@ export class StubProcess extends EventEmitter {
         STUBHOST_HOST_PID: String(process.pid),
         STUBHOST_HEALTH_INTERVAL_MS: String(healthIntervalMs),
         ...(this.opts.arenaMaxBytes ? { STUBHOST_SHM_MAX_BYTES: String(this.opts.arenaMaxBytes) } : {}),
+        // A model.ts: the stub registers tsx while it boots (an ONNX model's stub never loads it).
+        ...(this.opts.init.backend !== 'onnxruntime' ? { STUBHOST_PRELOAD_TYPESCRIPT: '1' } : {}),
       },
     });
     this.child = child;

@@ -40,6 +40,21 @@ export function loadFailureDetail(err: unknown): string {
   return err instanceof RepositoryPollError ? err.detail : (err as Error).message;
 }
 
+export interface LoadOptions {
+  /** A JSON config override (Triton's load API). */
+  config?: string;
+  /** A model given inline (Triton's load API `file:` parameters). */
+  files?: Record<string, Uint8Array>;
+  /** The repository fingerprint this load reads (poll mode). */
+  fingerprint?: string;
+  /** Why it loads, for the log line. */
+  reason?: LifecycleReason;
+  /** performance.now() the load time is counted from (dev mode: the save); default: when the load starts. */
+  startedAt?: number;
+  /** Called once the new versions are ready, before they serve; a rejection fails the load (the old versions keep serving). */
+  approve?: () => Promise<void>;
+}
+
 /**
  * Why a load or unload happens, for its log line: 'start-up', 'repository API load request',
  * 'poll: changed on disk', 'dev: 1/model.ts saved', ...
@@ -123,7 +138,7 @@ export class ModelRepository {
    * Loads or reloads `name`; `config` is a JSON override (Triton's load API); `files` a model given
    * inline, written to a temporary folder that lives as long as the versions loaded from it.
    */
-  loadModel(name: string, options: { config?: string; files?: Record<string, Uint8Array>; fingerprint?: string; reason?: LifecycleReason; startedAt?: number } = {}): Promise<void> {
+  loadModel(name: string, options: LoadOptions = {}): Promise<void> {
     const reason = options.reason ?? 'load request';
     const op = this.serial(name, async (entry) => {
       const started = options.startedAt ?? performance.now();
@@ -148,14 +163,15 @@ export class ModelRepository {
       }
       entry.reloadFailure = undefined;
       const ms = Math.round(performance.now() - started);
-      this.opts.logger.info(`${serving.length > 0 ? 'reloaded' : 'loaded'} '${name}' ${versionsText([...entry.versions.keys()])} in ${ms} ms (${reason})`, { model: name, reason, ms });
+      const versions = versionsText([...entry.versions.keys()]);
+      this.opts.logger.info(serving.length > 0 ? `reloaded '${name}' in ${ms} ms (${versions}; ${reason})` : `model '${name}' is ready (${versions}, loaded in ${ms} ms; ${reason})`, { model: name, reason, ms });
     });
     if (options.fingerprint) this.entry(name).queuedFingerprint = options.fingerprint;
     return op;
   }
 
   /** The body of loadModel, inside the model's queue. */
-  private async loadNow(entry: ModelEntry, name: string, options: { config?: string; files?: Record<string, Uint8Array>; fingerprint?: string }): Promise<void> {
+  private async loadNow(entry: ModelEntry, name: string, options: LoadOptions): Promise<void> {
     let dir = resolveModelDir(this.root, name);
     let upload: UploadedModel | undefined;
     if (options.files && Object.keys(options.files).length > 0) {
@@ -202,9 +218,14 @@ export class ModelRepository {
       entry.loading = loaded;
       const results = await Promise.allSettled(loaded.map((mv) => mv.load()));
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed) {
-        await Promise.all(loaded.map((mv) => mv.unload().catch(() => {})));
-        throw failed.reason;
+      // The new versions are ready; the caller may still refuse them (dev mode: a type error).
+      const refused = failed ? undefined : await options.approve?.().then(() => undefined, (err: unknown) => ({ reason: err }));
+      const failure = failed ?? refused;
+      if (failure) {
+        // Versions still serving share metrics series and rate-limiter entries with these: keep them.
+        const serving = [...entry.versions.keys()];
+        await Promise.all(loaded.map((mv) => (mv instanceof ModelVersion && serving.length > 0 ? mv.unload({ replacedBy: serving }) : mv.unload()).catch(() => {})));
+        throw failure.reason;
       }
     } catch (err) {
       // The upload served nothing: it goes now. Versions already serving keep their own folder.
