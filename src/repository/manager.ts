@@ -334,7 +334,11 @@ export class ModelRepository {
     return best;
   }
 
-  /** Every model with its state, as Triton's repository index lists them. */
+  /**
+   * Every model with its state, as Triton's repository index lists them: one entry per version,
+   * READY / LOADING / UNLOADING / UNAVAILABLE with a reason (core src/model_lifecycle.cc keeps a
+   * ModelReadyState and a reason per version).
+   */
   index(readyOnly = false): RepositoryIndexEntry[] {
     const out: RepositoryIndexEntry[] = [];
     const onDisk = new Set(modelFoldersSync(this.root));
