@@ -2,9 +2,9 @@
  * Where model code built a Tensor that may break the model's output contract: the host checks
  * every response against the config (src/model/output-contract.ts) and names this place in the
  * error (`1/model.ts:12:9`). A stack is captured only for a Tensor that could not be a correct
- * output (a name the config does not declare as an output, another dtype, another rank or
- * fixed dim), so correct outputs cost a map lookup; tensors the stub itself builds (inputs, BLS
- * results) are not looked at.
+ * output (a name the config declares neither as an output nor as an input, another dtype,
+ * another rank or fixed dim), so correct outputs cost a map lookup; tensors the stub itself
+ * builds (inputs, BLS results) are not looked at.
  */
 import { setTensorHook, type TensorHook } from './api/tensor-hook.js';
 import type { ErrorLocator } from './error-location.js';
@@ -17,6 +17,8 @@ interface Declared {
 
 export class OutputSites {
   private readonly outputs = new Map<string, Declared>();
+  /** Input names: tensors named so are inputs being built (concatInputs, BLS), not outputs gone wrong. */
+  private readonly inputs = new Set<string>();
   private readonly batched: boolean;
   private readonly stacks = new WeakMap<object, { stack?: string }>();
   /** Any stack captured yet: until then toWire does not look. */
@@ -31,6 +33,9 @@ export class OutputSites {
       const dtype = typeof o.data_type === 'string' ? fromConfigType(o.data_type) : undefined;
       const dims = Array.isArray(o.reshape?.shape) ? o.reshape.shape : o.dims;
       if (typeof o.name === 'string' && dtype && Array.isArray(dims)) this.outputs.set(o.name, { dtype, dims: dims as number[] });
+    }
+    for (const i of Array.isArray(config.input) ? (config.input as { name?: unknown }[]) : []) {
+      if (typeof i.name === 'string' && !this.outputs.has(i.name)) this.inputs.add(i.name);
     }
   }
 
@@ -60,7 +65,7 @@ export class OutputSites {
   }
 
   private readonly hook: TensorHook = (t) => {
-    if (this.internal > 0 || this.fits(t)) return;
+    if (this.internal > 0 || this.inputs.has(t.name) || this.fits(t)) return;
     const holder: { stack?: string } = {};
     Error.captureStackTrace(holder, this.hook);
     this.stacks.set(t, holder);
