@@ -48,7 +48,9 @@ const LAYERS = [
   // The authoring commands (init, types): read configs and ONNX graphs, never start a server.
   ['src/tools/', SHARED],
   ['src/authoring/', [...SHARED, 'src/config/', 'src/repository/scan.ts', 'src/tools/', 'stub/backends/']],
-  ['src/cli.ts', ['src/log/', 'src/errors.ts', 'src/server/start.ts', 'src/server/shm-registry.ts', 'src/server/restricted-features.ts', 'src/server/header-forward.ts', 'src/tools/', 'src/authoring/', 'src/cache/cache-config.ts']],
+  // stubhost dev: watches the repository, type-checks (a worker thread) and reloads saved models.
+  ['src/dev/', [...SHARED, 'src/log/', 'src/repository/', 'src/authoring/', 'src/tools/']],
+  ['src/cli.ts', ['src/log/', 'src/errors.ts', 'src/server/start.ts', 'src/server/shm-registry.ts', 'src/server/restricted-features.ts', 'src/server/header-forward.ts', 'src/tools/', 'src/authoring/', 'src/dev/', 'src/cache/cache-config.ts']],
   // The stub: the model API knows nothing of the stub or the wire; backends are models.
   ['stub/api/', SHARED],
   ['stub/backends/', [...SHARED, 'stub/api/']],

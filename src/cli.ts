@@ -14,6 +14,11 @@ export const HELP = `stubhost: a Triton-style inference server for TypeScript mo
 
 Usage:
   stubhost serve --model-repository <dir> [options]
+  stubhost dev --model-repository <dir> [options]
+                                 Serve, and reload a model as its files are saved: it is
+                                 type-checked first (errors with file:line in the log; the
+                                 old version keeps serving). Takes serve's options except
+                                 --model-control-mode, --load-model, --repository-poll-secs.
 ${AUTHORING_HELP}  stubhost --version
   stubhost --help
 
@@ -293,21 +298,25 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return o.help ? 0 : 2;
   }
-  if (args.positionals[0] !== 'serve') {
-    process.stderr.write(`stubhost: unknown command ${JSON.stringify(args.positionals[0])}; the commands are serve, ${AUTHORING_COMMANDS.join(', ')}\n`);
+  if (args.positionals[0] !== 'serve' && args.positionals[0] !== 'dev') {
+    process.stderr.write(`stubhost: unknown command ${JSON.stringify(args.positionals[0])}; the commands are serve, dev, ${AUTHORING_COMMANDS.join(', ')}\n`);
     return 2;
   }
   try {
-    return await serve(o);
+    return await serve(o, args.positionals[0] === 'dev');
   } catch (err) {
     process.stderr.write(`stubhost: ${(err as Error).message}\n`);
     return err instanceof CliError ? 2 : 1;
   }
 }
 
-async function serve(o: Record<string, string | string[] | boolean | undefined>): Promise<number> {
+async function serve(o: Record<string, string | string[] | boolean | undefined>, dev = false): Promise<number> {
   const repos = (o['model-repository'] as string[] | undefined) ?? [];
   if (repos.length !== 1) throw new CliError(repos.length === 0 ? '--model-repository <dir> is required' : 'give one --model-repository');
+  if (dev) {
+    const given = ['model-control-mode', 'load-model', 'repository-poll-secs'].filter((f) => o[f] !== undefined);
+    if (given.length > 0) throw new CliError(`stubhost dev loads every model and reloads them as they are saved: --${given.join(', --')} ${given.length > 1 ? 'are' : 'is'} for stubhost serve`);
+  }
   const mode = (o['model-control-mode'] as string | undefined) ?? 'none';
   if (!['none', 'poll', 'explicit'].includes(mode)) throw new CliError(`--model-control-mode ${JSON.stringify(mode)}: expected none, poll or explicit`);
   const rateMode = (o['rate-limit'] as string | undefined) ?? 'off';
@@ -399,8 +408,10 @@ async function serve(o: Record<string, string | string[] | boolean | undefined>)
     responseCacheBytes: cacheConfig?.sizeBytes,
     logger,
   });
+  const devMode = dev ? await (await import('./dev/dev-mode.js')).startDevMode({ repository: server.core.repository, logger }) : undefined;
   const exitTimeoutMs = num('exit-timeout-secs', 30) * 1000;
   logger.info(`${await stopSignal}: shutting down`);
+  await devMode?.close();
   // The process is gone within --exit-timeout-secs: the last part of it (up to 1 s) is kept for
   // answering what is still in flight and closing the endpoints.
   const marginMs = Math.min(1000, exitTimeoutMs / 4);

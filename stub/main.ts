@@ -17,6 +17,7 @@ import { kHealth } from '../src/ipc/layout.js';
 import type { HostMessage, StubMessage } from '../src/ipc/protocol.js';
 import { StubServer } from './server.js';
 import { stubLaunch } from './launch.js';
+import { registerTypeScript } from './typescript-loader.js';
 
 const launch = stubLaunch();
 if (typeof launch === 'string') {
@@ -25,6 +26,9 @@ if (typeof launch === 'string') {
 }
 const { settings } = launch;
 launch.bindToHost();
+// A model.ts stub starts registering tsx (hundreds of ms) now, while the health thread boots and
+// the host's init arrives; initialize awaits the same registration (its error included).
+if (process.env.STUBHOST_PRELOAD_TYPESCRIPT === '1') registerTypeScript().catch(() => {});
 
 const region = Region.attach(settings.regionName, { spinMicros: settings.spinMicros });
 const channel = new Channel<StubMessage, HostMessage>(region, 'stub', { arena: { maxBytes: settings.arenaMaxBytes } });

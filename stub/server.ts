@@ -26,6 +26,7 @@ import { withAutoCompleteHelpers } from './api/auto-complete.js';
 import { AsyncQueue } from '../src/core/async-queue.js';
 import { boundLine } from '../src/core/bounded-lines.js';
 import { ErrorLocator } from './error-location.js';
+import { OutputSites } from './output-sites.js';
 import { setLongTimeout, type LongTimer } from '../src/core/long-timer.js';
 import { maxInflightPerInstance, type ParameterMap } from '../src/core/model-parameters.js';
 import { registerTypeScript } from './typescript-loader.js';
@@ -90,6 +91,8 @@ export class StubServer implements StubRuntime {
   private nextControl = 1;
   /** Triton refuses model control during auto_complete_config and finalize; so do we. */
   private phase: 'starting' | 'autoComplete' | 'serving' | 'finalizing' = 'starting';
+  /** Where model code built outputs that may break the output contract (set once the config is final). */
+  private outputSites?: OutputSites;
 
   /** Ends the stub (its process, or its thread: see launch.ts). */
   private readonly exit: (code: number) => void;
@@ -328,6 +331,8 @@ export class StubServer implements StubRuntime {
       }
       this.decoupled = Boolean((config.model_transaction_policy as { decoupled?: boolean } | undefined)?.decoupled);
       this.maxConcurrent = maxInflightPerInstance(config.parameters as ParameterMap);
+      this.outputSites = new OutputSites(config as Record<string, unknown>, () => this.locator());
+      this.outputSites.install();
       this.model = new ModelCtor();
       if (typeof this.model.execute !== 'function') throw new Error(`${args.modelFile}: the default-exported class has no execute() method`);
       await this.model.initialize?.({
@@ -445,10 +450,10 @@ export class StubServer implements StubRuntime {
       const context = call.context;
       const lend = context !== undefined && !context.done && !this.decoupled;
       try {
-        const f = decodeResponse(msg.r, (d) => {
+        const f = this.quietly(() => decodeResponse(msg.r!, (d) => {
           const t = readTensor(this.channel.peer, d);
           return toTensor(lend ? t : copyTensor(t));
-        });
+        }));
         response = f.error
           ? new InferenceResponse({ error: new ModelError(f.error.message, modelCodeOf(f.error.code)) })
           : new InferenceResponse({ outputs: f.outputs, parameters: f.parameters });
@@ -493,7 +498,7 @@ export class StubServer implements StubRuntime {
     // Spread: every field the host sent reaches the model (InferenceRequestOptions has them all,
     // see OptionsCoverFields below).
     return new InferenceRequest({
-      ...decodeRequest(w, (d) => toTensor(readTensor(this.channel.peer, d))),
+      ...this.quietly(() => decodeRequest(w, (d) => toTensor(readTensor(this.channel.peer, d)))),
       [INTERNAL]: { rid: w.rid, cancelled: live.cancelled, decoupled: this.decoupled, sequenceSlot: w.slot },
     });
   }
@@ -509,16 +514,24 @@ export class StubServer implements StubRuntime {
     const blocks: Handle[] = [];
     try {
       const outputs: TensorValue[] = [];
+      let sites: Record<string, string> | undefined;
       for (const t of all) {
         const value = tensorValueOf(t);
         if (requested && requested.length > 0 && !requested.includes(value.name)) continue;
         outputs.push(value);
+        const site = this.outputSites?.siteOf(t);
+        if (site) (sites ??= {})[value.name] = site;
       }
-      return encodeResponse({ outputs, parameters: r.parameters }, (t) => writeTensor(this.channel.arena, t, blocks));
+      return encodeResponse({ outputs, parameters: r.parameters, sites }, (t) => writeTensor(this.channel.arena, t, blocks));
     } catch (err) {
       for (const h of blocks) this.channel.arena.free(h);
       return errorResponse(this.errorBody(err, `${this.label()}: bad output`));
     }
+  }
+
+  /** The stub's own tensors (inputs, BLS results) are not model outputs: the output-site hook skips them. */
+  private quietly<T>(build: () => T): T {
+    return this.outputSites ? this.outputSites.quietly(build) : build();
   }
 
   private locator(): ErrorLocator {
@@ -617,7 +630,16 @@ function tensorValueOf(t: unknown): TensorValue {
   if (!name || !isDataType(dtype) || !Array.isArray(v.shape) || v.data === undefined) {
     throw new ModelError(`output ${name ? `'${name}' ` : ''}is not a Tensor (needs name, dtype, shape, data): build it with new Tensor(name, data, shape)`, 'INTERNAL');
   }
-  return { name, datatype: dtype, shape: v.shape as number[], data: v.data as TensorValue['data'] };
+  // A Tensor checked this when it was built; a plain object did not, and the host would refuse
+  // its bytes as a corrupt message.
+  const shape = v.shape as number[];
+  let count = 1;
+  for (let k = 0; k < shape.length; k++) count *= shape[k]!;
+  const length = (v.data as { length?: unknown }).length;
+  if (length !== count) {
+    throw new ModelError(`output '${name}' has shape [${shape.join(', ')}], which needs ${count} elements, but its data has ${String(length)}; build it with new Tensor(name, data, shape)`, 'INTERNAL');
+  }
+  return { name, datatype: dtype, shape, data: v.data as TensorValue['data'] };
 }
 
 function toTensor(t: TensorValue): Tensor {

@@ -88,7 +88,8 @@ export default class Probe implements Model {
       };
       return new InferenceResponse({
         outputs: [
-          new Tensor('INFO', [JSON.stringify(info)]),
+          // One INFO row per batch row: the config's dims [1] come after the batch dimension.
+          new Tensor('INFO', Array.from({ length: x.shape[0]! }, () => JSON.stringify(info)), [x.shape[0]!, 1]),
           new Tensor('OUT_A', data.map((v) => v + 1), x.shape),
           new Tensor('OUT_B', data.map((v) => v * 2), x.shape),
         ],

@@ -22,7 +22,11 @@ export default class Warm {
   async execute(requests: InferenceRequest[]) {
     return requests.map((r) => {
       const x = r.input('INPUT0')!;
-      if (r.requestId.startsWith('warmup')) this.seen = Float32Array.from(x.data as Float32Array);
+      // Warmup: keep what the sample held and echo it (its batch); later requests (batch 1) get it back.
+      if (r.requestId.startsWith('warmup')) {
+        this.seen = Float32Array.from(x.data as Float32Array);
+        return new InferenceResponse({ outputs: [new Tensor('OUTPUT0', Float32Array.from(this.seen), x.shape)] });
+      }
       return new InferenceResponse({ outputs: [new Tensor('OUTPUT0', this.seen ?? new Float32Array(0), [1, this.seen?.length ?? 0])] });
     });
   }

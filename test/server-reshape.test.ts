@@ -11,10 +11,13 @@ export default class ShapeEcho {
   execute(requests: InferenceRequest[]) {
     return requests.map((r) => {
       const t = r.input('IN')!;
-      // Echo the data with the shape the model saw, and report that shape.
+      // Echo the data with the shape the model saw, and report that shape (batched: once per row,
+      // as the config's dims [-1] come after the batch dimension).
+      const rows = t.shape.length === 3 ? t.shape[0]! : 0;
+      const seen = rows > 0 ? new Tensor('SEEN', Int32Array.from({ length: rows * 3 }, (_, i) => t.shape[i % 3]!), [rows, 3]) : new Tensor('SEEN', Int32Array.from(t.shape));
       return new InferenceResponse({ outputs: [
         new Tensor('OUT', (t.data as Float32Array).slice(), t.shape),
-        new Tensor('SEEN', Int32Array.from(t.shape)),
+        seen,
       ] });
     });
   }
@@ -55,7 +58,7 @@ describe('reshape', () => {
   it('with a batch dimension: the model sees [b, 2, 2], the client gets [b, 4]', async () => {
     const r = await http(`${server.url}/v2/models/batched/infer`, 'POST', { inputs: [{ name: 'IN', shape: [2, 4], datatype: 'FP32', data: [1, 2, 3, 4, 5, 6, 7, 8] }] });
     expect(r.status).toBe(200);
-    expect(out(r.json, 'SEEN').data).toEqual([2, 2, 2]);
+    expect(out(r.json, 'SEEN')).toMatchObject({ shape: [2, 3], data: [2, 2, 2, 2, 2, 2] });
     expect(out(r.json, 'OUT')).toMatchObject({ shape: [2, 4], data: [1, 2, 3, 4, 5, 6, 7, 8] });
   });
 

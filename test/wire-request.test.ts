@@ -137,7 +137,7 @@ describe('requests', () => {
 
 describe('responses', () => {
   it('outputs and parameters survive encode and decode', () => {
-    const full: Complete<ResponseFields<TensorValue>> = { outputs: [x, s], parameters: { k: 'v', n: 1 }, error: undefined };
+    const full: Complete<ResponseFields<TensorValue>> = { outputs: [x, s], parameters: { k: 'v', n: 1 }, error: undefined, sites: { [x.name]: '1/model.ts:3:9' } };
     expectSameFields(decodeResponse(overTheWire(encodeResponse(full, write)), read), full);
   });
 

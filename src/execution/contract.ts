@@ -12,6 +12,8 @@ export interface ExecOutcome {
   outputs?: TensorValue[];
   parameters?: Parameters;
   error?: StubhostError;
+  /** Where model code built outputs the stub thought might break the output contract (name → `1/model.ts:12:9`). */
+  sites?: Record<string, string>;
   /**
    * The host's side of the execution this request was part of (Triton's compute_input and
    * compute_output): writing the batch's inputs into the stub's arena, and reading its outputs

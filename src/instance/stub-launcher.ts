@@ -33,6 +33,8 @@ export interface LaunchSpec {
   memoryLimitBytes: number;
   /** Node flags of the model's inspector (debug_inspect_port; process stubs only). */
   inspect: string[];
+  /** A model.ts: the stub registers tsx while it boots (an ONNX model's stub never loads it). */
+  preloadTypeScript?: boolean;
 }
 
 export interface LaunchEvents {
@@ -69,6 +71,7 @@ export function stubEnvironment(spec: LaunchSpec): Record<string, string> {
     STUBHOST_HOST_PID: String(process.pid),
     STUBHOST_HEALTH_INTERVAL_MS: String(spec.healthIntervalMs),
     ...(spec.arenaMaxBytes ? { STUBHOST_SHM_MAX_BYTES: String(spec.arenaMaxBytes) } : {}),
+    ...(spec.preloadTypeScript ? { STUBHOST_PRELOAD_TYPESCRIPT: '1' } : {}),
   };
 }
 

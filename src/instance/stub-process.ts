@@ -185,7 +185,7 @@ export class StubProcess extends EventEmitter {
     const tag = { model: this.modelName, instance: this.instanceName };
     try {
       this.launched = LAUNCHERS[this.isolation].launch(
-        { regionName: name, modelDir: this.opts.init.modelDir, healthIntervalMs, arenaMaxBytes: this.opts.arenaMaxBytes, memoryLimitBytes: this.opts.memoryLimitBytes ?? 0, inspect },
+        { regionName: name, modelDir: this.opts.init.modelDir, healthIntervalMs, arenaMaxBytes: this.opts.arenaMaxBytes, memoryLimitBytes: this.opts.memoryLimitBytes ?? 0, inspect, preloadTypeScript: this.opts.init.backend !== 'onnxruntime' },
         {
           output: (line, level) => this.opts.logger[level](line, tag),
           fault: (cause) => {
@@ -585,7 +585,7 @@ export class StubProcess extends EventEmitter {
         return d.d || !d.h ? t : copyTensor(t);
       });
       if (f.error) return { error: StubhostError.fromBody(f.error) };
-      return { outputs: f.outputs, parameters: f.parameters };
+      return { outputs: f.outputs, parameters: f.parameters, sites: f.sites };
     } catch (err) {
       return { error: new StubhostError('STUBHOST_PROTOCOL', `${this.label}: ${(err as Error).message}`) };
     } finally {

@@ -48,6 +48,8 @@ export interface ResponseFields<T> {
   outputs: T[];
   parameters?: Parameters;
   error?: ErrorBody;
+  /** Stub → host: where model code built outputs that may break the output contract (name → `1/model.ts:12:9`). */
+  sites?: Record<string, string>;
 }
 
 /**
@@ -82,6 +84,7 @@ export interface WireResponse {
   outs: TensorDesc[];
   params?: Parameters;
   err?: ErrorBody;
+  sites?: Record<string, string>;
 }
 
 // ---- requests -----------------------------------------------------------------------------
@@ -199,7 +202,9 @@ export function encodeResponse<T>(r: ResponseFields<T>, write: (t: T) => TensorD
   const outs: TensorDesc[] = new Array(n);
   for (let i = 0; i < n; i++) outs[i] = write(r.outputs[i]!);
   // No `params` key when there are none: an undefined one would be packed and unpacked too.
-  return r.parameters && Object.keys(r.parameters).length > 0 ? { outs, params: r.parameters } : { outs };
+  const w: WireResponse = r.parameters && Object.keys(r.parameters).length > 0 ? { outs, params: r.parameters } : { outs };
+  if (r.sites) w.sites = r.sites;
+  return w;
 }
 
 /** A response that is only an error. */
@@ -212,14 +217,17 @@ export function decodeResponse<T>(w: WireResponse, read: (d: TensorDesc) => T): 
   if (typeof w !== 'object' || w === null) throw corrupt('response', 'is not a map');
   if (w.err !== undefined) {
     if (typeof w.err !== 'object' || w.err === null || typeof w.err.code !== 'string' || typeof w.err.message !== 'string') throw corrupt('response', 'has an error that is not { code, message }');
-    return { outputs: [], parameters: undefined, error: w.err };
+    return { outputs: [], parameters: undefined, error: w.err, sites: undefined };
   }
   if (!Array.isArray(w.outs)) throw corrupt('response', 'has no output list');
   if (w.params !== undefined) checkParameters('response', w.params);
+  if (w.sites !== undefined && (typeof w.sites !== 'object' || w.sites === null || !Object.values(w.sites).every((v) => typeof v === 'string'))) {
+    throw corrupt('response', 'has output sites that are not a map of names to places');
+  }
   const n = w.outs.length;
   const outputs: T[] = new Array(n);
   for (let i = 0; i < n; i++) outputs[i] = read(w.outs[i]!);
-  return { outputs, parameters: w.params, error: undefined };
+  return { outputs, parameters: w.params, error: undefined, sites: w.sites };
 }
 
 /** The arena blocks a response's outputs occupy: the reader gives them back with `release`. */

@@ -22,6 +22,7 @@ import { setLongTimeout } from '../core/long-timer.js';
 import { tensorFromBytes, validateInferInputs } from '../core/validate.js';
 import type { Logger } from '../log/logger.js';
 import { ModelStatsRecorder, failureReasonOf, type Metrics } from '../metrics/index.js';
+import { OutputContract } from './output-contract.js';
 import type { InstanceRateSpec, RateLimiter } from '../scheduler/rate-limiter.js';
 import { readOutputLabels, type OutputLabels } from './output-labels.js';
 import { readInitialStates } from '../scheduler/initial-state.js';
@@ -88,6 +89,8 @@ export class ModelVersion {
   private scheduler?: Pick<Scheduler, 'submit' | 'schedule' | 'addTarget' | 'close' | 'idle' | 'levelOf'>;
   private contractCache?: ModelIOContract;
   private reshapeCache?: { contract: ModelIOContract; inputs: boolean; outputs: boolean };
+  /** Checks every response against the (completed) config; set once the config is final. */
+  private outputContract?: OutputContract;
   readonly stats: ModelStatsRecorder;
   outputLabels?: OutputLabels;
   /** Set at load when the config enables the response cache and the server has one. */
@@ -175,6 +178,10 @@ export class ModelVersion {
         // autoCompleteConfig may make the model decoupled (setModelTransactionPolicy).
         first.decoupled = this.decoupled;
       }
+      this.outputContract = new OutputContract({
+        label: this.label, modelName: this.name, config: this.config, original: completed ? this.opts.config : undefined,
+        modelFile: path.relative(this.opts.modelDir, this.modelFile()), logger: this.opts.logger,
+      });
       if (this.config.input.length === 0 && this.config.output.length === 0) {
         // Every request would be refused as carrying unknown inputs: say so at load, as Triton does.
         throw new StubhostError('STUBHOST_CONFIG', `${this.label} (${this.opts.modelDir}): the config declares no inputs and no outputs; list them in config.pbtxt (input [...] output [...]) or complete them in the model's static autoCompleteConfig(config)`);
@@ -271,8 +278,20 @@ export class ModelVersion {
       })();
     }
     const queue = new AsyncQueue<InferResult | StubhostError>();
+    const batchSize = this.batchSizeOf(request);
+    // A response that breaks the output contract fails the stream; what the model sends after it is dropped.
+    let broken = false;
     const sink: StreamSink = {
-      response: (o, final) => queue.push(o.error ?? (final ? { ...this.toResult(request, o), final } : this.toResult(request, o))),
+      response: (o, final) => {
+        if (broken) return;
+        const checked = o.error ? o : this.checkOutputs(o, batchSize);
+        if (checked.error) {
+          broken = checked !== o;
+          queue.push(checked.error);
+          return;
+        }
+        queue.push(final ? { ...this.toResult(request, o), final } : this.toResult(request, o));
+      },
       end: (err) => {
         if (err) queue.push(err);
         queue.end();
@@ -298,7 +317,7 @@ export class ModelVersion {
     }
     const arrived = performance.now();
     const maxBatch = this.config.max_batch_size;
-    const batchSize = maxBatch > 0 ? (request.inputs[0]?.shape[0] ?? 1) : 1;
+    const batchSize = this.batchSizeOf(request);
     const shapeKey = maxBatch > 0
       ? request.inputs.map((t) => `${t.name}:${t.shape.slice(1).join('x')}`).sort().join('|')
       : '';
@@ -352,6 +371,8 @@ export class ModelVersion {
         // Decoupled: the stream's end clears it, but a job failed before it ran (queue full,
         // cancelled or timed out in the queue) has no stream to end: clear it here.
         if (!sink || outcome.error) timeout.clear?.();
+        // Before the statistics: a response that breaks the output contract is a failure.
+        if (!sink && !outcome.error) outcome = self.checkOutputs(outcome, batchSize);
         if (!recorded) {
           recorded = true;
           self.recordOutcome(arrived, outcome, timing);
@@ -401,6 +422,19 @@ export class ModelVersion {
         parent?.removeEventListener('abort', onParent);
       },
     };
+  }
+
+  /** The request's batch dimension (1 when the model does not batch). */
+  private batchSizeOf(request: InferRequest): number {
+    return this.config.max_batch_size > 0 ? (request.inputs[0]?.shape[0] ?? 1) : 1;
+  }
+
+  /** `outcome`, or a failed one when its outputs break the output contract (output-contract.ts). */
+  private checkOutputs(outcome: ExecOutcome, batchSize: number): ExecOutcome {
+    const outputs = outcome.outputs;
+    if (!outputs || outputs.length === 0 || !this.outputContract) return outcome;
+    const error = this.outputContract.check(outputs, batchSize, outcome.sites);
+    return error ? { error } : outcome;
   }
 
   private toResult(request: InferRequest, outcome: ExecOutcome): InferResult {

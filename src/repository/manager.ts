@@ -42,6 +42,29 @@ export function loadFailureDetail(err: unknown): string {
   return err instanceof RepositoryPollError ? err.detail : (err as Error).message;
 }
 
+export interface LoadOptions {
+  /** A JSON config override (Triton's load API). */
+  config?: string;
+  /** A model given inline (Triton's load API `file:` parameters). */
+  files?: Record<string, Uint8Array>;
+  /** The repository fingerprint this load reads (poll mode). */
+  fingerprint?: string;
+  /** Why it loads, for the log line. */
+  reason?: LifecycleReason;
+  /** performance.now() the load time is counted from (dev mode: the save); default: when the load starts. */
+  startedAt?: number;
+  /** Called once the new versions are ready, before they serve; a rejection fails the load (the old versions keep serving). */
+  approve?: () => Promise<void>;
+  /** false: loaded only along with an ensemble (unload_dependents may unload it with the ensemble). Default true. */
+  explicit?: boolean;
+}
+
+/**
+ * Why a load or unload happens, for its log line: 'start-up', 'repository API load request',
+ * 'poll: changed on disk', 'dev: 1/model.ts saved', ...
+ */
+export type LifecycleReason = string;
+
 export interface RepositoryOptions {
   root: string;
   logger: Logger;
@@ -66,6 +89,15 @@ interface ModelEntry {
   state: 'LOADING' | 'READY' | 'UNAVAILABLE' | 'UNLOADING';
   reason: string;
   fingerprint?: string;
+  /** The fingerprint a load queued or running will record: poll does not ask for it again. */
+  queuedFingerprint?: string;
+  /** performance.now() when the running load began (progress lines name slow loads). */
+  loadingSince?: number;
+  /** Versions being loaded (not serving yet), and versions being unloaded: the index lists them. */
+  loading: ServableModel[];
+  unloading: ServableModel[];
+  /** The last reload failed while the versions in `versions` kept serving: why (the index shows it beside them). */
+  reloadFailure?: string;
   /** Serialises load/unload of this model. */
   op: Promise<void>;
   /** Temporary folder of the files a load request uploaded, while versions loaded from it serve. */
@@ -79,6 +111,8 @@ export class ModelRepository {
   private readonly models = new Map<string, ModelEntry>();
   /** Versions replaced by a reload, still draining; close() waits for them. */
   private readonly draining = new Set<Promise<void>>();
+  /** The scan of the initial load: poll waits for it, so it does not load the same models again. */
+  private initialScan?: Promise<unknown>;
 
   constructor(private readonly opts: RepositoryOptions) {
     this.root = path.resolve(opts.root);
@@ -86,7 +120,9 @@ export class ModelRepository {
 
   /** Loads every model in the repository (or only `names`); reports each outcome; never throws for one model. */
   async loadAll(names?: string[], onProgress?: (name: string, error?: Error) => void): Promise<void> {
-    const entries = await scanRepository(this.root);
+    const scan = scanRepository(this.root);
+    this.initialScan = scan.catch(() => {});
+    const entries = await scan;
     // Named models (explicit mode's --load-model) bring their ensembles' composing models, as Triton.
     const along = new Set((names ?? []).flatMap((n) => composingModels(n, (m) => this.ensembleStepsOf(m))).filter((m) => !names!.includes(m)));
     const wanted = names && names.length > 0 ? entries.filter((e) => names.includes(e.name) || along.has(e.name)) : entries;
@@ -94,12 +130,14 @@ export class ModelRepository {
     for (const n of missing) {
       this.entry(n).state = 'UNAVAILABLE';
       this.entry(n).reason = `model '${n}' is not in the repository ${this.root}`;
+      this.opts.logger.error(`model '${n}' failed to load: ${this.entry(n).reason} (start-up: --load-model ${n})`, { model: n, reason: 'start-up' });
       onProgress?.(n, new StubhostError('STUBHOST_MODEL_NOT_FOUND', this.entry(n).reason));
     }
+    if (wanted.length > 0) this.opts.logger.info(`loading ${wanted.length} model(s): ${wanted.map((e) => e.name).join(', ')}`, { models: wanted.map((e) => e.name) });
     await Promise.all(
       wanted.map(async (e) => {
         try {
-          await this.loadModel(e.name, { fingerprint: e.fingerprint, explicit: !along.has(e.name) });
+          await this.loadModel(e.name, { fingerprint: e.fingerprint, explicit: !along.has(e.name), reason: 'start-up' });
           onProgress?.(e.name);
         } catch (err) {
           onProgress?.(e.name, err instanceof RepositoryPollError ? new StubhostError('STUBHOST_CONFIG', err.detail) : err as Error);
@@ -112,100 +150,137 @@ export class ModelRepository {
    * Loads or reloads `name`; `config` is a JSON override (Triton's load API); `files` a model given
    * inline, written to a temporary folder that lives as long as the versions loaded from it.
    */
-  loadModel(name: string, options: { config?: string; files?: Record<string, Uint8Array>; fingerprint?: string; explicit?: boolean } = {}): Promise<void> {
-    return this.serial(name, async (entry) => {
-      if (options.explicit !== false) entry.explicit = true;
-      let dir = resolveModelDir(this.root, name);
-      let upload: UploadedModel | undefined;
-      if (options.files && Object.keys(options.files).length > 0) {
-        if (options.config === undefined) throw new StubhostError('STUBHOST_INVALID_ARG', `load '${name}': file: parameters need a config parameter too (as in Triton)`);
-        try {
-          upload = writeUpload(name, options.files);
-        } catch (err) {
-          if ((err as Error).cause) this.opts.logger.error(`${(err as Error).message}: ${((err as Error).cause as Error).message}`, { model: name });
-          throw err;
-        }
-        dir = upload.dir;
-      } else if (!fs.existsSync(dir)) {
-        // Triton's log line for a name in no repository (model_repository_manager.cc Poll).
-        this.opts.logger.error(`failed to poll model '${name}': model not found in any model repository.`, { model: name });
-        throw new RepositoryPollError(name, `model '${name}' is not in the repository ${this.root}`);
-      }
-      entry.state = entry.versions.size > 0 ? entry.state : 'LOADING';
-      let loaded: ServableModel[] = [];
+  loadModel(name: string, options: LoadOptions = {}): Promise<void> {
+    const reason = options.reason ?? 'load request';
+    const op = this.serial(name, async (entry) => {
+      const started = options.startedAt ?? performance.now();
+      const serving = [...entry.versions.keys()];
+      entry.loadingSince = performance.now();
       try {
-        let read: ReturnType<typeof readModelConfig>;
-        try {
-          read = readModelConfig(dir, { override: options.config, onWarning: (m) => this.opts.logger.warn(m, { model: name }) });
-        } catch (err) {
-          this.opts.logger.error(`Poll failed for model directory '${name}': ${(err as Error).message}`, { model: name });
-          throw new RepositoryPollError(name, (err as Error).message, { cause: err });
-        }
-        const { config, autoComplete } = read;
-        const available = (await scanModelDir(name, dir))?.versions ?? [];
-        const versions = versionsToServe(config, config.platform === 'ensemble' && available.length === 0 ? [1] : available);
-        checkModelPaths({ modelDir: dir, config, versions, uploaded: upload !== undefined });
-        this.opts.logger.verbose(`loading model '${name}' version(s) ${versions.join(', ')} from ${dir}`, { model: name }, 1);
-        this.opts.logger.verbose(`model '${name}' config: ${JSON.stringify(configToJson(config))}`, { model: name }, 2);
-        loaded = versions.map((v): ServableModel => config.platform === 'ensemble'
-          ? new EnsembleModel({
-            name, version: v, config: structuredClone(config), modelDir: dir, metrics: this.opts.metrics, responseCache: this.opts.responseCache, logger: this.opts.logger,
-            resolve: (model, version) => this.get(model, version > 0 ? version : undefined),
-            exists: (model) => this.hasModel(model),
-            stepModelsOf: (model) => this.ensembleStepsOf(model),
-          })
-          : new ModelVersion({
-            name, version: v, modelDir: dir, repository: this.root, config: structuredClone(config), autoComplete,
-            logger: this.opts.logger, metrics: this.opts.metrics, stubTimeoutMs: this.opts.stubTimeoutMs,
-            arenaMaxBytes: this.opts.arenaMaxBytes, onBls: this.opts.onBls, onControl: this.opts.onControl, rateLimiter: this.opts.rateLimiter,
-            stubMemoryLimitBytes: this.opts.stubMemoryLimitBytes, unloadGraceMs: this.opts.unloadGraceMs, executeWarnMs: this.opts.executeWarnMs,
-            responseCache: this.opts.responseCache,
-          }));
-        const results = await Promise.allSettled(loaded.map((mv) => mv.load()));
-        const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-        if (failed) {
-          await Promise.all(loaded.map((mv) => mv.unload().catch(() => {})));
-          throw failed.reason;
-        }
+        await this.loadNow(entry, name, options);
       } catch (err) {
-        // The upload served nothing: it goes now. Versions already serving keep their own folder.
-        removeUpload(upload?.base);
-        if (entry.versions.size === 0) {
-          entry.state = 'UNAVAILABLE';
-          entry.reason = loadFailureDetail(err);
+        const detail = loadFailureDetail(err);
+        const fields = { model: name, reason };
+        if (entry.versions.size > 0) {
+          entry.reloadFailure = `reload failed (${reason}): ${detail}`;
+          this.opts.logger.error(`model '${name}' failed to reload: ${detail}; ${versionsText(serving)} ${serving.length > 1 ? 'keep' : 'keeps'} serving (${reason})`, fields);
+        } else {
+          this.opts.logger.error(`model '${name}' failed to load: ${detail} (${reason})`, fields);
         }
         throw err;
+      } finally {
+        entry.loadingSince = undefined;
+        entry.loading = [];
+        if (entry.queuedFingerprint === options.fingerprint) entry.queuedFingerprint = undefined;
       }
-      const old = [...entry.versions.values()];
-      const oldUpload = entry.tempDir;
-      entry.versions = new Map(loaded.map((mv) => [mv.version, mv]));
-      entry.tempDir = upload?.base;
-      entry.state = 'READY';
-      entry.reason = '';
-      if (options.fingerprint) entry.fingerprint = options.fingerprint;
-      else entry.fingerprint = (await scanModelDir(name, dir))?.fingerprint;
-      // The old versions drain in the background; requests already go to the new ones. Their
-      // uploaded folder (if any) goes once they have finished with it.
-      const replacedBy = loaded.map((mv) => mv.version);
-      const drained = Promise.all(old.map((mv) => (mv instanceof ModelVersion ? mv.unload({ replacedBy }) : mv.unload())
-        .catch((e: Error) => this.opts.logger.warn(`unload of old version failed: ${e.message}`, { model: name }))))
-        .then(() => removeUpload(oldUpload));
-      this.draining.add(drained);
-      void drained.finally(() => this.draining.delete(drained));
+      entry.reloadFailure = undefined;
+      const ms = Math.round(performance.now() - started);
+      const versions = versionsText([...entry.versions.keys()]);
+      this.opts.logger.info(serving.length > 0 ? `reloaded '${name}' in ${ms} ms (${versions}; ${reason})` : `model '${name}' is ready (${versions}, loaded in ${ms} ms; ${reason})`, { model: name, reason, ms });
     });
+    if (options.fingerprint) this.entry(name).queuedFingerprint = options.fingerprint;
+    return op;
+  }
+
+  /** The body of loadModel, inside the model's queue. */
+  private async loadNow(entry: ModelEntry, name: string, options: LoadOptions): Promise<void> {
+    if (options.explicit !== false) entry.explicit = true;
+    let dir = resolveModelDir(this.root, name);
+    let upload: UploadedModel | undefined;
+    if (options.files && Object.keys(options.files).length > 0) {
+      if (options.config === undefined) throw new StubhostError('STUBHOST_INVALID_ARG', `load '${name}': file: parameters need a config parameter too (as in Triton)`);
+      try {
+        upload = writeUpload(name, options.files);
+      } catch (err) {
+        if ((err as Error).cause) this.opts.logger.error(`${(err as Error).message}: ${((err as Error).cause as Error).message}`, { model: name });
+        throw err;
+      }
+      dir = upload.dir;
+    } else if (!fs.existsSync(dir)) {
+      // Triton's log line for a name in no repository (model_repository_manager.cc Poll).
+      this.opts.logger.error(`failed to poll model '${name}': model not found in any model repository.`, { model: name });
+      throw new RepositoryPollError(name, `model '${name}' is not in the repository ${this.root}`);
+    }
+    entry.state = entry.versions.size > 0 ? entry.state : 'LOADING';
+    let loaded: ServableModel[] = [];
+    try {
+      let read: ReturnType<typeof readModelConfig>;
+      try {
+        read = readModelConfig(dir, { override: options.config, onWarning: (m) => this.opts.logger.warn(m, { model: name }) });
+      } catch (err) {
+        this.opts.logger.error(`Poll failed for model directory '${name}': ${(err as Error).message}`, { model: name });
+        throw new RepositoryPollError(name, (err as Error).message, { cause: err });
+      }
+      const { config, autoComplete } = read;
+      const available = (await scanModelDir(name, dir))?.versions ?? [];
+      const versions = versionsToServe(config, config.platform === 'ensemble' && available.length === 0 ? [1] : available);
+      checkModelPaths({ modelDir: dir, config, versions, uploaded: upload !== undefined });
+      this.opts.logger.verbose(`loading model '${name}' version(s) ${versions.join(', ')} from ${dir}`, { model: name }, 1);
+      this.opts.logger.verbose(`model '${name}' config: ${JSON.stringify(configToJson(config))}`, { model: name }, 2);
+      loaded = versions.map((v): ServableModel => config.platform === 'ensemble'
+        ? new EnsembleModel({
+          name, version: v, config: structuredClone(config), modelDir: dir, metrics: this.opts.metrics, responseCache: this.opts.responseCache, logger: this.opts.logger,
+          resolve: (model, version) => this.get(model, version > 0 ? version : undefined),
+          exists: (model) => this.hasModel(model),
+          stepModelsOf: (model) => this.ensembleStepsOf(model),
+        })
+        : new ModelVersion({
+          name, version: v, modelDir: dir, repository: this.root, config: structuredClone(config), autoComplete,
+          logger: this.opts.logger, metrics: this.opts.metrics, stubTimeoutMs: this.opts.stubTimeoutMs,
+          arenaMaxBytes: this.opts.arenaMaxBytes, onBls: this.opts.onBls, onControl: this.opts.onControl, rateLimiter: this.opts.rateLimiter,
+          stubMemoryLimitBytes: this.opts.stubMemoryLimitBytes, unloadGraceMs: this.opts.unloadGraceMs, executeWarnMs: this.opts.executeWarnMs,
+          responseCache: this.opts.responseCache,
+        }));
+      entry.loading = loaded;
+      const results = await Promise.allSettled(loaded.map((mv) => mv.load()));
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      // The new versions are ready; the caller may still refuse them (dev mode: a type error).
+      const refused = failed ? undefined : await options.approve?.().then(() => undefined, (err: unknown) => ({ reason: err }));
+      const failure = failed ?? refused;
+      if (failure) {
+        // Versions still serving share metrics series and rate-limiter entries with these: keep them.
+        const serving = [...entry.versions.keys()];
+        await Promise.all(loaded.map((mv) => (mv instanceof ModelVersion && serving.length > 0 ? mv.unload({ replacedBy: serving }) : mv.unload()).catch(() => {})));
+        throw failure.reason;
+      }
+    } catch (err) {
+      // The upload served nothing: it goes now. Versions already serving keep their own folder.
+      removeUpload(upload?.base);
+      if (entry.versions.size === 0) {
+        entry.state = 'UNAVAILABLE';
+        entry.reason = loadFailureDetail(err);
+      }
+      throw err;
+    }
+    const old = [...entry.versions.values()];
+    const oldUpload = entry.tempDir;
+    entry.versions = new Map(loaded.map((mv) => [mv.version, mv]));
+    entry.tempDir = upload?.base;
+    entry.state = 'READY';
+    entry.reason = '';
+    if (options.fingerprint) entry.fingerprint = options.fingerprint;
+    else entry.fingerprint = (await scanModelDir(name, dir))?.fingerprint;
+    // The old versions drain in the background; requests already go to the new ones. Their
+    // uploaded folder (if any) goes once they have finished with it.
+    const replacedBy = loaded.map((mv) => mv.version);
+    const drained = Promise.all(old.map((mv) => (mv instanceof ModelVersion ? mv.unload({ replacedBy }) : mv.unload())
+      .catch((e: Error) => this.opts.logger.warn(`unload of old version failed: ${e.message}`, { model: name }))))
+      .then(() => removeUpload(oldUpload));
+    this.draining.add(drained);
+    void drained.finally(() => this.draining.delete(drained));
   }
 
   /**
    * A load request (the repository API): an ensemble's composing models that are not loaded yet
    * load first, as Triton's model control does (./dependents.ts); one that fails fails the load.
    */
-  async loadWithComposing(name: string, options: { config?: string; files?: Record<string, Uint8Array> } = {}): Promise<void> {
+  async loadWithComposing(name: string, options: LoadOptions = {}): Promise<void> {
     const override = options.config === undefined ? undefined : stepsOfJson(options.config);
     const stepsOf = (m: string) => (m === name && options.config !== undefined ? override : this.ensembleStepsOf(m));
     for (const model of composingModels(name, stepsOf)) {
       if (!this.hasModel(model) || (this.models.get(model)?.versions.size ?? 0) > 0) continue; // missing: the ensemble's load says so
       try {
-        await this.loadModel(model, { explicit: false });
+        await this.loadModel(model, { explicit: false, reason: `composing model of ensemble '${name}'` });
       } catch (err) {
         throw new StubhostError('STUBHOST_INVALID_ARG', `ensemble '${name}' depends on '${model}' which has no loaded version. Model '${model}' loading failed with error: ${loadFailureDetail(err)}`, { cause: err });
       }
@@ -217,56 +292,73 @@ export class ModelRepository {
    * An unload request; with `unloadDependents`, the composing models loaded only along with this
    * ensemble (not explicitly, used by no other loaded ensemble) are unloaded after it, as Triton's.
    */
-  async unloadWithDependents(name: string, opts: { unloadDependents?: boolean } = {}): Promise<void> {
+  async unloadWithDependents(name: string, opts: { unloadDependents?: boolean; reason?: LifecycleReason } = {}): Promise<void> {
     const dependents = opts.unloadDependents ? dependentsToUnload(name, {
       stepsOf: (m) => this.ensembleStepsOf(m),
       loaded: () => [...this.models.values()].filter((e) => e.versions.size > 0).map((e) => e.name),
       isExplicit: (m) => this.models.get(m)?.explicit === true,
     }) : [];
-    await this.unloadModel(name);
-    for (const model of dependents) await this.unloadModel(model);
+    await this.unloadModel(name, { reason: opts.reason });
+    for (const model of dependents) await this.unloadModel(model, { reason: `unload_dependents of '${name}'` });
   }
 
   /** `graceMs` bounds how long running executes get (shutdown); each model's own grace applies too. */
-  unloadModel(name: string, opts: { graceMs?: number } = {}): Promise<void> {
+  unloadModel(name: string, opts: { graceMs?: number; reason?: LifecycleReason } = {}): Promise<void> {
+    const reason = opts.reason ?? 'unload request';
     return this.serial(name, async (entry) => {
       entry.explicit = false;
       entry.state = 'UNLOADING';
       const versions = [...entry.versions.values()];
       entry.versions = new Map();
+      entry.unloading = versions;
+      entry.reloadFailure = undefined;
       try {
         await Promise.all(versions.map((mv) => mv.unload(opts)));
+      } catch (err) {
+        this.opts.logger.error(`model '${name}': unload failed: ${(err as Error).message} (${reason})`, { model: name, reason });
+        throw err;
       } finally {
         entry.state = 'UNAVAILABLE';
         entry.reason = 'unloaded';
+        entry.unloading = [];
         removeUpload(entry.tempDir);
         entry.tempDir = undefined;
       }
+      if (versions.length > 0) this.opts.logger.info(`unloaded '${name}' ${versionsText(versions.map((v) => v.version))} (${reason})`, { model: name, reason });
     });
+  }
+
+  /** Loads in progress: model name and how long since it began (ms). */
+  loadsInProgress(): { name: string; ms: number }[] {
+    const now = performance.now();
+    const out: { name: string; ms: number }[] = [];
+    for (const e of this.models.values()) if (e.loadingSince !== undefined) out.push({ name: e.name, ms: now - e.loadingSince });
+    return out;
   }
 
   /** Poll mode: load added and changed models, unload removed ones. */
   async poll(): Promise<void> {
+    // Runs while the initial load is in progress: the models it is loading are not loaded twice.
+    await this.initialScan;
     const entries = await scanRepository(this.root);
     const seen = new Set<string>();
     const work: Promise<unknown>[] = [];
     for (const e of entries) {
       seen.add(e.name);
       const current = this.models.get(e.name);
+      if (current?.queuedFingerprint === e.fingerprint) continue;
       if (current && current.fingerprint === e.fingerprint && !current.tempDir) continue;
       if (current && current.state === 'UNAVAILABLE' && current.fingerprint === e.fingerprint) continue;
-      this.opts.logger.info(current ? 'model changed on disk: reloading' : 'new model in repository: loading', { model: e.name });
-      work.push(this.loadModel(e.name, { fingerprint: e.fingerprint }).catch((err: Error) => {
-        const entry = this.entry(e.name);
-        entry.fingerprint = e.fingerprint; // do not retry until it changes again
-        this.opts.logger.error(`load failed: ${loadFailureDetail(err)}`, { model: e.name });
+      const reason = current && (current.versions.size > 0 || current.fingerprint !== undefined) ? 'poll: changed on disk' : 'poll: new in the repository';
+      work.push(this.loadModel(e.name, { fingerprint: e.fingerprint, reason }).catch(() => {
+        // Logged by loadModel, with its reason. Not retried until it changes again.
+        this.entry(e.name).fingerprint = e.fingerprint;
       }));
     }
     for (const [name, entry] of this.models) {
       // A failed model whose folder went away is unloaded too, so it stops holding readiness down.
       if (seen.has(name) || entry.tempDir || (entry.versions.size === 0 && (entry.reason === 'unloaded' || entry.reason === ''))) continue;
-      this.opts.logger.info('model removed from repository: unloading', { model: name });
-      work.push(this.unloadModel(name).catch(() => {}));
+      work.push(this.unloadModel(name, { reason: 'poll: removed from the repository' }).catch(() => {}));
     }
     await Promise.all(work);
   }
@@ -291,25 +383,39 @@ export class ModelRepository {
     return best;
   }
 
-  /** Every model with its state, as Triton's repository index lists them. */
+  /**
+   * Every model with its state, as Triton's repository index lists them: one entry per version,
+   * READY / LOADING / UNLOADING / UNAVAILABLE with a reason (core src/model_lifecycle.cc keeps a
+   * ModelReadyState and a reason per version).
+   */
   index(readyOnly = false): RepositoryIndexEntry[] {
     const out: RepositoryIndexEntry[] = [];
     const onDisk = new Set(modelFoldersSync(this.root));
     const names = new Set([...onDisk, ...this.models.keys()]);
     for (const name of [...names].sort()) {
       const entry = this.models.get(name);
-      if (!entry || (entry.versions.size === 0 && entry.state !== 'LOADING')) {
+      // Versions serving, then versions loading (not yet serving) and unloading, by version.
+      const listed: RepositoryIndexEntry[] = [];
+      for (const mv of entry?.versions.values() ?? []) {
+        const state = mv.ready ? 'READY' : mv.state === 'LOADING' || mv.state === 'UNLOADING' ? mv.state : 'UNAVAILABLE';
+        // A failed reload (poll mode) is shown beside the version that keeps serving, as Triton's
+        // index carries a state and a reason per version.
+        listed.push({ name, version: String(mv.version), state, reason: state === 'READY' ? entry!.reloadFailure ?? '' : mv.reason });
+      }
+      for (const mv of [...entry?.loading ?? [], ...entry?.unloading ?? []]) {
+        if (listed.some((l) => l.version === String(mv.version))) continue;
+        const state = entry!.unloading.includes(mv) ? 'UNLOADING' : 'LOADING';
+        listed.push({ name, version: String(mv.version), state, reason: '' });
+      }
+      if (listed.length === 0) {
         // A model removed from disk and unloaded (poll mode) is no longer part of the repository.
         if (entry && !onDisk.has(name) && entry.reason === 'unloaded') continue;
         // Never loaded: Triton's index holds only the name (core model_repository_manager.cc RepositoryIndex).
-        if (!readyOnly) out.push(entry ? { name, state: entry.state, reason: entry.reason } : { name });
-        continue;
+        if (!entry) listed.push({ name });
+        else listed.push(entry.state === 'LOADING' || !entry.reason ? { name, state: entry.state } : { name, state: entry.state, reason: entry.reason });
       }
-      for (const mv of entry.versions.values()) {
-        const state = mv.ready ? 'READY' : mv.state === 'LOADING' ? 'LOADING' : 'UNAVAILABLE';
-        if (readyOnly && state !== 'READY') continue;
-        out.push({ name, version: String(mv.version), state, reason: mv.reason });
-      }
+      listed.sort((a, b) => Number(a.version ?? 0) - Number(b.version ?? 0));
+      for (const l of listed) if (!readyOnly || l.state === 'READY') out.push(l);
     }
     return out;
   }
@@ -333,7 +439,7 @@ export class ModelRepository {
 
   /** Unloads everything (server shutdown), old versions still draining included; `graceMs` bounds running executes. */
   async close(opts: { graceMs?: number } = {}): Promise<void> {
-    await Promise.all([...this.models.keys()].map((n) => this.unloadModel(n, opts).catch(() => {})));
+    await Promise.all([...this.models.keys()].map((n) => this.unloadModel(n, { ...opts, reason: 'server shutdown' }).catch(() => {})));
     await Promise.all([...this.draining]);
   }
 
@@ -380,7 +486,7 @@ export class ModelRepository {
   private entry(name: string): ModelEntry {
     let entry = this.models.get(name);
     if (!entry) {
-      entry = { name, versions: new Map(), state: 'UNAVAILABLE', reason: '', op: Promise.resolve() };
+      entry = { name, versions: new Map(), state: 'UNAVAILABLE', reason: '', op: Promise.resolve(), loading: [], unloading: [] };
       this.models.set(name, entry);
     }
     return entry;
@@ -417,6 +523,11 @@ function stepsOfJson(config: string): readonly string[] | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** `version 1` / `versions 1, 2`. */
+function versionsText(versions: readonly number[]): string {
+  return `version${versions.length === 1 ? '' : 's'} ${versions.join(', ') || 'none'}`;
 }
 
 /** Whether `<root>/<name>` is a model folder (a config file or a numeric version folder). */

@@ -166,13 +166,13 @@ export class ServerCore implements InferenceService {
   /** The repository API's load (uploads included): explicit mode only, as in Triton. */
   async loadModel(name: string, options?: { config?: string; files?: Record<string, Uint8Array> }): Promise<void> {
     this.refuseUnlessExplicit();
-    return this.repository.loadWithComposing(name, options);
+    return this.repository.loadWithComposing(name, { ...options, reason: options?.files ? 'repository API load request with files' : options?.config !== undefined ? 'repository API load request with a config' : 'repository API load request' });
   }
 
   /** `unloadDependents`: also the composing models loaded only along with this ensemble, as Triton's. */
   async unloadModel(name: string, options?: { unloadDependents?: boolean }): Promise<void> {
     this.refuseUnlessExplicit();
-    return this.repository.unloadWithDependents(name, options);
+    return this.repository.unloadWithDependents(name, { ...options, reason: 'repository API unload request' });
   }
 
   /**

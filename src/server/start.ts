@@ -14,6 +14,7 @@ import { Metrics, MetricsServer } from '../metrics/index.js';
 import { RateLimiter } from '../scheduler/rate-limiter.js';
 import { sweepOrphans } from '../ipc/shm-sweep.js';
 import { sweepOrphanUploads } from '../repository/upload.js';
+import { reportSlowLoads } from '../repository/load-progress.js';
 import { loadGrpcTls, type GrpcTlsFiles } from './grpc/tls.js';
 import type { RestrictedFeatures } from './restricted-features.js';
 import { parseHeaderForwardPattern } from './header-forward.js';
@@ -80,6 +81,8 @@ export interface ServerOptions {
   pollIntervalMs?: number;
   /** Triton's local response cache (--cache-config local,size=<bytes>); none when undefined. */
   responseCacheBytes?: number;
+  /** A log line names the models still loading every this long, while a load takes longer (default 5 s). */
+  loadProgressIntervalMs?: number;
   logger?: Logger;
 }
 
@@ -144,6 +147,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   }
   if (!isDir) throw new StubhostError('STUBHOST_INVALID_ARG', `model repository ${root} is not a folder; give the folder that holds the model folders to --model-repository`);
   const failed = new Map<string, string>();
+  let pollTimer: NodeJS.Timeout | undefined;
+  let closed = false;
+  const progress = reportSlowLoads(() => core.repository.loadsInProgress(), logger, opts.loadProgressIntervalMs);
   // Triton's defaults (src/command_line_parser.cc): every endpoint on 0.0.0.0, metrics on the HTTP address.
   const httpAddress = opts.httpAddress ?? '0.0.0.0';
   const grpcAddress = opts.grpcAddress ?? '0.0.0.0';
@@ -181,44 +187,42 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       logger.info(`metrics service listening on ${metricsAddress}:${ports.metrics}`, { port: ports.metrics, address: metricsAddress, service: 'metrics' });
     }
 
+    // Polling runs from the start, while the initial loads are still in progress: an edit to one
+    // model does not wait for another one's long initialize.
+    if (mode === 'poll') {
+      const interval = Math.max(100, opts.pollIntervalMs ?? 15_000);
+      const tick = async (): Promise<void> => {
+        try {
+          await core.repository.poll();
+        } catch (err) {
+          logger.error(`repository poll failed: ${(err as Error).message}`);
+        }
+        if (!closed) pollTimer = setTimeout(tick, interval);
+      };
+      pollTimer = setTimeout(tick, interval);
+    }
     const list = opts.loadModels ?? [];
     const names = mode === 'explicit' ? (list.includes('*') ? undefined : list) : undefined;
     if (mode !== 'explicit' || names === undefined || names.length > 0) {
       logger.info(`loading models from ${root}`);
       let ok = 0;
+      // Each outcome is logged by the repository, with its reason.
       await core.repository.loadAll(names, (name, err) => {
-        if (err) {
-          failed.set(name, err.message);
-          logger.error(`model '${name}' failed to load: ${err.message}`, { model: name });
-        } else {
-          ok++;
-          logger.info(`model '${name}' is ready`, { model: name });
-        }
+        if (err) failed.set(name, err.message);
+        else ok++;
       });
       logger.info(`${ok} model(s) ready, ${failed.size} failed`, { ready: ok, failed: failed.size });
     }
   } catch (err) {
     // Whatever opened stops again, so a failed start exits instead of hanging on open sockets.
+    closed = true;
+    if (pollTimer) clearTimeout(pollTimer);
+    progress.stop();
     await Promise.all(endpoints.map((e) => e.close().catch(() => {})));
     await core.close().catch(() => {});
     throw err;
   }
   core.markStarted();
-
-  let pollTimer: NodeJS.Timeout | undefined;
-  let closed = false;
-  if (mode === 'poll') {
-    const interval = Math.max(100, opts.pollIntervalMs ?? 15_000);
-    const tick = async (): Promise<void> => {
-      try {
-        await core.repository.poll();
-      } catch (err) {
-        logger.error(`repository poll failed: ${(err as Error).message}`);
-      }
-      if (!closed) pollTimer = setTimeout(tick, interval);
-    };
-    pollTimer = setTimeout(tick, interval);
-  }
 
   let endpointsClosed: Promise<void> | undefined;
   const closeEndpoints = (): Promise<void> =>
@@ -230,6 +234,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       if (closed) return;
       closed = true;
       if (pollTimer) clearTimeout(pollTimer);
+      progress.stop();
       // As Triton on SIGTERM: requests already queued or running finish and their answers still
       // reach the clients (the endpoints stay up while the models drain and finalize); new ones
       // are refused because every model is unloading. Only then do the endpoints close.

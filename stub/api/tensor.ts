@@ -3,6 +3,7 @@ import {
 } from '../../src/core/dtypes.js';
 
 import type { DataOf, DtypeOfArray } from './data-types.js';
+import { tensorHook } from './tensor-hook.js';
 
 export type { DataType };
 export type TypedArray = NumericTypedArray;
@@ -91,6 +92,7 @@ const TensorClass = class Tensor {
     if (count !== this.data.length) {
       throw new TypeError(`Tensor '${name}': shape [${this.shape.join(', ')}] needs ${count} elements, data has ${this.data.length}`);
     }
+    tensorHook()?.(this);
   }
 
   /** BYTES elements decoded as UTF-8. */

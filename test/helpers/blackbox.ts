@@ -49,13 +49,13 @@ export interface CliServer {
 }
 
 /**
- * Spawns `node bin/stubhost.js serve --model-repository <root> --http-port … --grpc-port …
+ * Spawns `node bin/stubhost.js serve (or opts.command) --model-repository <root> --http-port … --grpc-port …
  * --metrics-port … <extra>` from `os.tmpdir()` and waits until it listens on HTTP (and, unless
  * `waitReady` is false, until /v2/health/ready answers 200).
  */
-export async function startCli(root: string, extra: string[] = [], opts: { waitReady?: boolean; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliServer> {
+export async function startCli(root: string, extra: string[] = [], opts: { waitReady?: boolean; env?: Record<string, string>; timeoutMs?: number; command?: 'serve' | 'dev' } = {}): Promise<CliServer> {
   const [h, g, m] = [await freePort(), await freePort(), await freePort()];
-  const child = spawn(process.execPath, [BIN, 'serve', '--model-repository', root, '--http-port', String(h), '--grpc-port', String(g), '--metrics-port', String(m), '--log-format', 'json', ...extra], {
+  const child = spawn(process.execPath, [BIN, opts.command ?? 'serve', '--model-repository', root, '--http-port', String(h), '--grpc-port', String(g), '--metrics-port', String(m), '--log-format', 'json', ...extra], {
     cwd: os.tmpdir(),
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
