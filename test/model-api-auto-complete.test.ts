@@ -133,8 +133,12 @@ describe('autoCompleteConfig helpers', () => {
   it('setModelTransactionPolicy({ decoupled: true }) makes the model decoupled', async () => {
     const c = await http(`${server.url}/v2/models/streamer/config`);
     expect(c.json.model_transaction_policy).toEqual({ decoupled: true });
+    // Decoupled: refused on /infer as Triton does, served on /generate.
     const r = await infer('streamer', { inputs: [{ name: 'X', datatype: 'FP32', shape: [1], data: [5] }] });
-    expect([r.status, r.json.outputs?.[0]?.data]).toEqual([200, [5]]);
+    expect([r.status, r.json.error]).toEqual([501, "HTTP end point doesn't support models with decoupled transaction policy"]);
+    const g = await http(`${server.url}/v2/models/streamer/generate`, 'POST', { X: [5] });
+    expect(g.status, g.text).toBe(200);
+    expect(Object.values(g.json).some((v) => JSON.stringify(v) === '[5]' || v === 5)).toBe(true);
   });
 
   it.each([

@@ -140,11 +140,12 @@ describe('explicit mode', () => {
     expect(uploadLeftovers()).toEqual([]);
   });
 
-  it('unloadDependents: the ensembles that use the model go with it', async () => {
-    expect(await command(server, { op: 'load', name: 'target' })).toBe('loaded');
+  it('unloadDependents: an ensemble\'s composing models loaded along with it go with it (Triton\'s unload_dependents)', async () => {
+    expect(await command(server, { op: 'unload', name: 'target' })).toBe('unloaded');
+    // Loading the ensemble loads its composing model along with it, as Triton's model control does.
     expect(await command(server, { op: 'load', name: 'pipeline' })).toBe('loaded');
     expect(await inferStatus(server, 'pipeline')).toBe(200);
-    expect(await command(server, { op: 'unload', name: 'target', dependents: true })).toBe('unloaded');
+    expect(await command(server, { op: 'unload', name: 'pipeline', dependents: true })).toBe('unloaded');
     expect(await command(server, { op: 'ready', name: 'pipeline' })).toEqual({ ready: false });
     expect(await command(server, { op: 'ready', name: 'target' })).toEqual({ ready: false });
   });
