@@ -78,3 +78,13 @@ export interface TensorSpec {
 
 /** Each output's class labels (`label_filename`, one per line), for the classification extension. */
 export type OutputLabels = ReadonlyMap<string, readonly string[]>;
+
+/** loadModel / unloadModel / isModelReady from model code (stub/api/models.ts), as the host carries them out. */
+export interface ModelControlCall {
+  op: 'load' | 'unload' | 'ready';
+  name: string;
+  version?: string;
+  config?: string;
+  files?: Record<string, Uint8Array>;
+  unloadDependents?: boolean;
+}

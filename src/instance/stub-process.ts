@@ -21,7 +21,7 @@ import type { HostMessage, InitArgs, StubMessage, BlsRequest, StubDebug } from '
 import { readTensor, writeTensor, copyTensor } from '../ipc/tensor-codec.js';
 import { decodeInferRequest, decodeResponse, encodeInferRequest, encodeResponse, errorResponse, responseHandles, type WireRequest, type WireResponse } from '../ipc/wire-request.js';
 import { StubhostError, type ErrorBody } from '../errors.js';
-import type { InferRequest, TensorValue } from '../core/types.js';
+import type { InferRequest, ModelControlCall, TensorValue } from '../core/types.js';
 import type { Logger } from '../log/logger.js';
 import type { ExecOutcome, ExecPhases, ResponseStat, StreamSink } from '../execution/contract.js';
 import { inspectFlags } from './debug-inspect.js';
@@ -39,13 +39,7 @@ export interface BlsHandler {
 }
 
 /** loadModel / unloadModel / isModelReady from model code; `caller` is the model that asks. */
-export interface ModelControlRequest {
-  op: 'load' | 'unload' | 'ready';
-  name: string;
-  version?: string;
-  config?: string;
-  files?: Record<string, Uint8Array>;
-  unloadDependents?: boolean;
+export interface ModelControlRequest extends ModelControlCall {
   caller: string;
 }
 

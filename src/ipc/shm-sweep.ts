@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import { native } from './native.js';
 import { belongsToRegion, hostPidOf } from './shm-names.js';
+import { isAlive } from '../core/pid.js';
 
 const SHM_DIR = '/dev/shm';
 
@@ -38,15 +39,6 @@ function shmNames(): string[] {
     return fs.readdirSync(SHM_DIR);
   } catch {
     return [];
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

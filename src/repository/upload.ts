@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { StubhostError } from '../errors.js';
+import { isAlive } from '../core/pid.js';
 
 const PREFIX = 'stubhost-model-';
 /** Linux NAME_MAX: one file or folder name, in bytes. */
@@ -153,13 +154,4 @@ function track(base: string): void {
       }
     }
   });
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

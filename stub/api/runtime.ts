@@ -24,15 +24,8 @@ export interface BlsCallRequest {
   readonly requestId: string;
 }
 
-/** loadModel / unloadModel / isModelReady from model code, as the host carries them out. */
-export interface ModelControlCall {
-  op: 'load' | 'unload' | 'ready';
-  name: string;
-  version?: string;
-  config?: string;
-  files?: Record<string, Uint8Array>;
-  unloadDependents?: boolean;
-}
+export type { ModelControlCall } from '../../src/core/types.js';
+import type { ModelControlCall } from '../../src/core/types.js';
 
 export type MetricKindName = 'COUNTER' | 'GAUGE' | 'HISTOGRAM';
 
