@@ -21,17 +21,22 @@ ARG NODE_EXTRA_CA_CERTS
 ENV ONNXRUNTIME_NODE_INSTALL=skip
 COPY package.json package-lock.json .npmrc binding.gyp ./
 COPY native ./native
-# One step: `npm ci` runs the package's install script (node-gyp rebuild -> build/Release), then
-# the onnxruntime binaries of other platforms are dropped (about 250 MB). The host runs from its
-# TypeScript sources through tsx; a compiled host would install with dev dependencies here, copy
-# the sources, `npm run build`, then `npm prune --omit=dev`.
-RUN npm_config_nodedir="$(node -p 'require("path").resolve(process.execPath, "../..")')" npm ci --omit=dev --no-audit --no-fund \
- && node -e 'const fs=require("fs"),p=require("path");const d="node_modules/onnxruntime-node/bin/napi-v6";for(const os of fs.readdirSync(d))for(const a of fs.readdirSync(p.join(d,os)))if(os!==process.platform||a!==process.arch)fs.rmSync(p.join(d,os,a),{recursive:true})' \
- && rm -rf build/Release/obj.target build/Release/.deps native/*.o \
- && npm cache clean --force
+# Dependencies first (a layer that survives source edits): all of them, since the host and the
+# stub are compiled with the type packages; scripts off, because `prepare` compiles sources that
+# are not copied yet. Then the package's own install script: node-gyp rebuild -> build/Release.
+RUN npm_config_nodedir="$(node -p 'require("path").resolve(process.execPath, "../..")')" npm ci --ignore-scripts --no-audit --no-fund \
+ && npm_config_nodedir="$(node -p 'require("path").resolve(process.execPath, "../..")')" npm run install
+COPY tsconfig.json tsconfig.build.json ./
 COPY bin ./bin
 COPY src ./src
 COPY stub ./stub
+# Compile to dist/ (what bin/stubhost.js and the stubs run), drop the dev dependencies and the
+# onnxruntime binaries of other platforms (about 250 MB), and the compiler's intermediate files.
+RUN npm run build \
+ && npm prune --omit=dev --no-audit --no-fund \
+ && node -e 'const fs=require("fs"),p=require("path");const d="node_modules/onnxruntime-node/bin/napi-v6";for(const os of fs.readdirSync(d))for(const a of fs.readdirSync(p.join(d,os)))if(os!==process.platform||a!==process.arch)fs.rmSync(p.join(d,os,a),{recursive:true})' \
+ && rm -rf build/Release/obj.target build/Release/.deps native/*.o dist/.tsbuildinfo \
+ && npm cache clean --force
 
 # ---- runtime ------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE}
