@@ -7,7 +7,7 @@
  * the region name is in neither the host's environment nor any argv).
  */
 import fs from 'node:fs';
-import { isMainThread } from 'node:worker_threads';
+import { isMainThread, parentPort } from 'node:worker_threads';
 import { native } from '../src/ipc/native.js';
 
 export interface StubSettings {
@@ -89,7 +89,11 @@ function threadLaunch(settings: StubSettings): StubLaunch {
       // In a worker, process.exit() already ends the thread only; the host is told why, so the
       // requests that fail name the call rather than an exit code.
       process.exit = ((code?: number | string | null) => {
-        report(`model code called process.exit(${code ?? ''})`);
+        const cause = `model code called process.exit(${code ?? ''})`;
+        report(cause);
+        // Also by the worker's port: the host reads the queue asynchronously and may see the
+        // thread's exit first, but Node delivers a port's messages before the worker's 'exit'.
+        parentPort?.postMessage({ stubhostFault: cause });
         exitThread(code === undefined || code === null ? undefined : Number(code));
       }) as typeof process.exit;
       // A signal to our own process (its pid, its group as 0 or -pid, or -1: every process)

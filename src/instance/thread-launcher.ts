@@ -52,6 +52,10 @@ export const threadLauncher: StubLauncher = {
         events.output(`the stub thread failed: ${err.stack ?? err.message}`, 'warn');
       }
     });
+    // A cause the stub names as it ends the thread (process.exit in model code): see stub/launch.ts.
+    worker.on('message', (m: { stubhostFault?: unknown }) => {
+      if (typeof m?.stubhostFault === 'string') events.fault(m.stubhostFault);
+    });
     worker.once('exit', (code) => afterStream(worker.stderr, () => exit(terminating ? 'terminated' : `exited with code ${code}`)));
     const where = `thread ${worker.threadId}`;
     return {
