@@ -13,7 +13,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { inference } from './helpers/grpc.js';
 import { childPids, http, startRepositoryServer, waitFor, type RepositoryServer } from './helpers/server.js';
-import { ADD_SUB_TS, freePort, makeRepository, startCli } from './helpers/blackbox.js';
+import { ADD_SUB_TS, freePort, makeRepository, startCli, shmFilesOf } from './helpers/blackbox.js';
 import type { ServerOptions } from '../src/server/start.js';
 import { usePrivateTmpdir } from './helpers/private-tmp.js';
 
@@ -156,7 +156,7 @@ describe('the flags of `stubhost serve`', () => {
       repo.cleanup();
       expect(code).toBe(0);
     }
-    expect(fs.readdirSync('/dev/shm').filter((f) => f.startsWith(`stubhost-${cli.pid}-`))).toEqual([]);
+    expect(shmFilesOf(cli.pid)).toEqual([]);
   }, 150_000);
 });
 

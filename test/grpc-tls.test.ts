@@ -15,7 +15,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inference } from './helpers/grpc.js';
 import { childPids, http, startRepositoryServer, waitFor, type RepositoryServer } from './helpers/server.js';
-import { ADD_SUB_TS, BIN, freePort, makeRepository, startCli } from './helpers/blackbox.js';
+import { ADD_SUB_TS, BIN, freePort, makeRepository, startCli, shmFilesOf } from './helpers/blackbox.js';
 import { usePrivateTmpdir } from './helpers/private-tmp.js';
 
 const tmp = usePrivateTmpdir('grpc-tls-test-');
@@ -226,7 +226,7 @@ describe('the flags of `stubhost serve`', () => {
       repo.cleanup();
       expect(code).toBe(0);
     }
-    expect(fs.readdirSync('/dev/shm').filter((f) => f.startsWith(`stubhost-${cli.pid}-`))).toEqual([]);
+    expect(shmFilesOf(cli.pid)).toEqual([]);
   }, 150_000);
 });
 

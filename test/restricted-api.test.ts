@@ -23,7 +23,7 @@ import {
 } from '../src/server/restricted-features.js';
 import { health, inference } from './helpers/grpc.js';
 import { childPids, startRepositoryServer, waitFor, type RepositoryServer } from './helpers/server.js';
-import { ADD_SUB_TS, BIN, makeRepository, startCli } from './helpers/blackbox.js';
+import { ADD_SUB_TS, BIN, makeRepository, startCli, shmFilesOf } from './helpers/blackbox.js';
 import { usePrivateTmpdir } from './helpers/private-tmp.js';
 
 const CONFIG = (name: string): string => `name: "${name}"
@@ -534,7 +534,7 @@ describe('CLI', () => {
       repo.cleanup();
       expect(code).toBe(0);
     }
-    expect(fs.readdirSync('/dev/shm').filter((f) => f.startsWith(`stubhost-${cli.pid}-`))).toEqual([]);
+    expect(shmFilesOf(cli.pid)).toEqual([]);
   }, 150_000);
 });
 
