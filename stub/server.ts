@@ -28,7 +28,6 @@ import { boundLine } from '../src/core/bounded-lines.js';
 import { ErrorLocator } from './error-location.js';
 import { OutputSites } from './output-sites.js';
 import { setLongTimeout, type LongTimer } from '../src/core/long-timer.js';
-import { maxInflightPerInstance, type ParameterMap } from '../src/core/model-parameters.js';
 import { registerTypeScript } from './typescript-loader.js';
 import { MetricsClient } from './metrics-client.js';
 
@@ -330,7 +329,7 @@ export class StubServer implements StubRuntime {
         this.phase = 'starting';
       }
       this.decoupled = Boolean((config.model_transaction_policy as { decoupled?: boolean } | undefined)?.decoupled);
-      this.maxConcurrent = maxInflightPerInstance(config.parameters as ParameterMap);
+      this.maxConcurrent = args.settings.maxInflightPerInstance;
       this.outputSites = new OutputSites(config as Record<string, unknown>, () => this.locator());
       this.outputSites.install();
       this.model = new ModelCtor();
@@ -345,6 +344,8 @@ export class StubServer implements StubRuntime {
         instanceDeviceId: args.instanceDeviceId,
         modelFile: args.modelFile,
         modelDir: args.modelDir,
+        // The onnxruntime backend's session options, parsed by the host (ModelFileArgs.settings).
+        ...(args.backend === 'onnxruntime' ? { settings: args.settings } : {}),
       });
       this.phase = 'serving';
       this.sendFlushed({ k: 'init-ok', config: completed, ...(typeof this.model.isReady === 'function' ? { readyHook: true } : {}) });

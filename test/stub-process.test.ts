@@ -10,6 +10,7 @@ import { StubProcess, type StubProcessOptions } from '../src/instance/stub-proce
 import { ModelInstance } from '../src/instance/model-instance.js';
 import { createLogger, logSettings } from '../src/log/logger.js';
 import type { InferRequest } from '../src/core/types.js';
+import { parseModelSettings } from '../src/core/model-parameters.js';
 import { childPids, shmLeftovers, waitFor } from './helpers/server.js';
 
 const BASIC = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'models', 'stub', 'basic');
@@ -29,7 +30,7 @@ function options(model: string, instanceName = `${model}_0_0`, extra: Partial<St
     modelName: model, modelVersion: 1, instanceName, logger: createLogger(),
     init: {
       modelName: model, modelVersion: 1, modelRepository: BASIC, modelDir, modelFile: path.join(modelDir, '1', 'model.ts'), backend: 'typescript',
-      modelConfig: { name: model, max_batch_size: 0, input: [], output: [] }, instanceName, instanceKind: 'KIND_CPU', instanceDeviceId: 0,
+      modelConfig: { name: model, max_batch_size: 0, input: [], output: [] }, settings: parseModelSettings(undefined), instanceName, instanceKind: 'KIND_CPU', instanceDeviceId: 0,
     },
     ...extra,
   };

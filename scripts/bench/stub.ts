@@ -17,6 +17,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { StubProcess } from '../../src/instance/stub-process.js';
 import { createLogger, logSettings } from '../../src/log/logger.js';
 import type { InferRequest } from '../../src/core/types.js';
+import { parseModelSettings } from '../../src/core/model-parameters.js';
 import { InferenceRequest, Tensor, type Model } from '../../stub/api/index.js';
 import { fmt, formatTable, median, nowMs, parseArgs, percentile, progress, report } from './common.js';
 
@@ -85,7 +86,7 @@ export default async function main(argv: string[]): Promise<void> {
     logger,
     init: {
       modelName: 'identity_fp32', modelVersion: 1, modelRepository: path.dirname(MODEL_DIR), modelDir: MODEL_DIR, modelFile: MODEL_FILE,
-      backend: 'typescript', modelConfig: { name: 'identity_fp32', max_batch_size: 8, input: [], output: [] },
+      backend: 'typescript', modelConfig: { name: 'identity_fp32', max_batch_size: 8, input: [], output: [] }, settings: parseModelSettings(undefined),
       instanceName: `identity_fp32_0_${i}`, instanceKind: 'KIND_CPU', instanceDeviceId: 0,
     },
   }));

@@ -58,10 +58,9 @@ export interface ExecutionTarget {
   run(jobs: Job[]): Promise<unknown>;
 }
 
-/** One request waiting in, or passing through, a model's scheduler. */
-
 export type TimeoutAction = 'REJECT' | 'DELAY';
 
+/** One request waiting in, or passing through, a model's scheduler. */
 export interface Job {
   request: InferRequest;
   /** The request's batch dimension (1 when the model does not batch). */
@@ -90,4 +89,38 @@ export interface JobTiming {
   /** Of computeMs: the host's input copy and output copy (Triton's compute_input / compute_output); 0 when unknown. */
   inputMs?: number;
   outputMs?: number;
+}
+
+/** What a caller hands a scheduler: a job before the scheduler stamps its arrival, order and deadline. */
+export type SubmittedJob = Omit<Job, 'seq' | 'deadline' | 'timeoutAction' | 'enqueuedAt'> & {
+  /** The request's own queue timeout (0: the queue policy's default). */
+  timeoutUs: number;
+};
+
+/**
+ * Rate limiter hook: resolves once `target` holds its resources, with the function that gives
+ * them back; a plain function when it holds them at once.
+ */
+export type AcquireResources = (target: ExecutionTarget) => Promise<() => void> | (() => void);
+
+/**
+ * A model's scheduler, as its ModelVersion uses it: the default / dynamic batcher
+ * (src/scheduler/scheduler.ts) or the sequence batcher (src/scheduler/sequence-batcher.ts).
+ */
+export interface ModelScheduler {
+  /** Requests not yet executing: queued, or bound to an instance that waits for rate-limiter resources. */
+  readonly pending: number;
+  /** Requests dispatched and not yet finished (those waiting for resources included). */
+  readonly inflight: number;
+  addTarget(target: ExecutionTarget): void;
+  /** The priority level a request's `priority` maps to. */
+  levelOf(priority: number): number;
+  /** Queues a job; its finish is called exactly once, also when it is refused at once. */
+  submit(job: SubmittedJob): void;
+  /** Tries to dispatch: call when an instance frees up. */
+  schedule(): void;
+  /** Stops accepting work and fails everything still queued. */
+  close(reason: string): void;
+  /** Resolves once nothing is queued or executing. */
+  idle(): Promise<void>;
 }

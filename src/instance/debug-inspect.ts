@@ -5,17 +5,21 @@
  * Only loopback: the inspector runs any code it is sent.
  */
 import { StubhostError } from '../errors.js';
-import { DEBUG_INSPECT_PORT_PARAMETER } from '../core/model-parameters.js';
+import { DEBUG_INSPECT_PORT_PARAMETER, debugInspectPortOf, type ParameterMap } from '../core/model-parameters.js';
 
 export const DEBUG_INSPECT_PORT = DEBUG_INSPECT_PORT_PARAMETER;
 
-/** The node flag for this model's stubs, or none when the parameter is not set. */
+/**
+ * The node flag for this model's stubs, or none when the parameter is not set. ModelVersion
+ * refuses a bad port at load (InitArgs.settings.debugInspectPort); the check here covers a stub
+ * started on its own.
+ */
 export function inspectFlags(modelName: string, parameters: unknown): string[] {
-  const value = (parameters as Record<string, { string_value?: unknown }> | undefined)?.[DEBUG_INSPECT_PORT]?.string_value;
-  if (value === undefined || value === '') return [];
-  const port = Number(value);
-  if (typeof value !== 'string' || !/^\d+$/.test(value.trim()) || port > 65535) {
-    throw new StubhostError('STUBHOST_CONFIG', `model '${modelName}': parameters["${DEBUG_INSPECT_PORT}"]: ${JSON.stringify(value)} is not a port; give 0..65535 (0 = any free port)`);
+  let port: number | undefined;
+  try {
+    port = debugInspectPortOf(parameters as ParameterMap);
+  } catch (err) {
+    throw new StubhostError('STUBHOST_CONFIG', `model '${modelName}': ${(err as Error).message}`);
   }
-  return [`--inspect=127.0.0.1:${port}`];
+  return port === undefined ? [] : [`--inspect=127.0.0.1:${port}`];
 }

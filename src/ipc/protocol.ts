@@ -12,6 +12,7 @@ import type { TensorDesc } from './tensor-codec.js';
 import type { WireRequest, WireResponse } from './wire-request.js';
 import type { ErrorBody } from '../errors.js';
 import type { MetricsBatch, MetricsBatchResult } from '../core/metric-updates.js';
+import type { ModelSettings } from '../core/model-parameters.js';
 
 /** What initialize receives (the model API's ModelInitArgs, stub/api/model.ts). */
 export interface InitArgs {
@@ -24,6 +25,8 @@ export interface InitArgs {
   modelFile: string;
   backend: string;
   modelConfig: Record<string, unknown>;
+  /** The config's parameters as the host parsed them at load (src/core/model-parameters.ts). */
+  settings: ModelSettings;
   instanceName: string;
   instanceKind: string;
   instanceDeviceId: number;

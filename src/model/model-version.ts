@@ -6,36 +6,26 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ModelInstance } from '../instance/model-instance.js';
 import type { BlsHandler, ModelControlHandler, StalledExecute } from '../instance/stub-process.js';
-import { Scheduler, markAnswered } from '../scheduler/scheduler.js';
-import { SequenceBatcher } from '../scheduler/sequence-batcher.js';
-import type { ExecOutcome, ExecutionTarget, Job, JobTiming, StreamSink } from '../execution/contract.js';
-import type { QueuePolicy } from '../scheduler/priority-queue.js';
+import { markAnswered } from '../scheduler/scheduler.js';
+import type { ExecOutcome, ExecutionTarget, Job, JobTiming, ModelScheduler, StreamSink } from '../execution/contract.js';
 import { AsyncQueue } from '../core/async-queue.js';
 import { fromConfigType, typedArrayFor } from '../core/dtypes.js';
 import type { InferRequest, InferResult, TensorValue } from '../core/types.js';
 import type { ModelIOContract } from '../core/service.js';
-import { configToJson, inputSpecs, isDecoupled, modelParameter, outputSpecs, validateModelConfig, type ModelConfig } from '../config/load.js';
+import { configToJson, inputSpecs, isDecoupled, outputSpecs, validateModelConfig, type ModelConfig } from '../config/load.js';
 import { StubhostError } from '../errors.js';
 import { confinedPath, modelFileOf } from '../config/model-paths.js';
-import { isolationOf, maxInflightPerInstance, memoryLimitBytes, unloadGraceMs } from '../core/model-parameters.js';
+import type { ModelSettings } from '../core/model-parameters.js';
 import { setLongTimeout } from '../core/long-timer.js';
 import { tensorFromBytes, validateInferInputs } from '../core/validate.js';
 import type { Logger } from '../log/logger.js';
 import { ModelStatsRecorder, failureReasonOf, type Metrics } from '../metrics/index.js';
 import { OutputContract } from './output-contract.js';
-import type { InstanceRateSpec, RateLimiter } from '../scheduler/rate-limiter.js';
+import type { RateLimiter } from '../scheduler/rate-limiter.js';
 import { readOutputLabels, type OutputLabels } from './output-labels.js';
-import { readInitialStates } from '../scheduler/initial-state.js';
+import { instanceDepth, instanceSpecs, makeScheduler, settingsOf, type InstanceSpec } from './scheduler-assembly.js';
 import type { ResponseCache } from '../cache/response-cache.js';
 import { cacheUseOf, inferThroughCache, type CacheUse } from '../cache/cached-infer.js';
-
-/** One instance the instance groups ask for. */
-interface InstanceSpec {
-  name: string;
-  kind: string;
-  device: number;
-  rate: InstanceRateSpec;
-}
 
 export type VersionState = 'LOADING' | 'READY' | 'UNLOADING' | 'UNAVAILABLE';
 
@@ -85,8 +75,10 @@ export class ModelVersion {
   private warmingUp = false;
   reason = '';
   config: ModelConfig;
+  /** The config's parameters, parsed at load (again once the config is completed). */
+  private parsedSettings?: ModelSettings;
   private instances: ModelInstance[] = [];
-  private scheduler?: Pick<Scheduler, 'submit' | 'schedule' | 'addTarget' | 'close' | 'idle' | 'levelOf'>;
+  private scheduler?: ModelScheduler;
   private contractCache?: ModelIOContract;
   private reshapeCache?: { contract: ModelIOContract; inputs: boolean; outputs: boolean };
   /** Checks every response against the (completed) config; set once the config is final. */
@@ -165,9 +157,9 @@ export class ModelVersion {
 
   /** Starts every instance (the first one completes the config), warms up, becomes READY. */
   async load(): Promise<void> {
-    const groups = this.instanceSpecs();
     try {
-      this.unloadGraceMs(); // refuses a bad unload_grace_seconds at load, not at unload
+      this.parsedSettings = settingsOf(this.config, this.where);
+      const groups = instanceSpecs(this.config, this.label);
       const first = this.makeInstance(groups[0]!);
       this.instances.push(first);
       const completed = await first.start();
@@ -175,6 +167,7 @@ export class ModelVersion {
         const by = this.opts.autoComplete ? `auto-completed by the ${this.config.backend} backend` : 'completed by autoCompleteConfig';
         this.config = validateModelConfig(completed, `${this.opts.modelDir} (${by})`);
         this.contractCache = undefined;
+        this.parsedSettings = settingsOf(this.config, this.where);
         // autoCompleteConfig may make the model decoupled (setModelTransactionPolicy).
         first.decoupled = this.decoupled;
       }
@@ -188,7 +181,7 @@ export class ModelVersion {
       }
       this.outputLabels = readOutputLabels(this.opts.modelDir, this.config);
       // Again: a completed config may have changed the instance groups.
-      const specs = this.instanceSpecs();
+      const specs = instanceSpecs(this.config, this.label);
       const rest = specs.slice(1).map((spec) => this.makeInstance(spec));
       this.instances.push(...rest);
       await Promise.all(rest.map((i) => i.start()));
@@ -196,7 +189,10 @@ export class ModelVersion {
         this.opts.metrics?.setStubHealthy(this.name, inst.name, true);
         this.opts.metrics?.setStalledExecutes(this.name, inst.name, 0);
       }
-      this.scheduler = this.makeScheduler();
+      this.scheduler = makeScheduler({
+        name: this.name, label: this.label, modelDir: this.opts.modelDir, config: this.config, settings: this.settings,
+        onPending: (n) => this.stats.setPending(n), rateLimiter: this.opts.rateLimiter,
+      });
       for (const inst of this.instances) {
         this.scheduler.addTarget(this.targetOf(inst));
         inst.on('ready', () => this.scheduler?.schedule());
@@ -477,100 +473,34 @@ export class ModelVersion {
     };
   }
 
-  private makeScheduler(): Pick<Scheduler, 'submit' | 'schedule' | 'addTarget' | 'close' | 'idle' | 'levelOf'> {
-    const sb = this.config.sequence_batching;
-    if (sb) {
-      return new SequenceBatcher({
-        modelLabel: this.label, modelName: this.name, maxBatchSize: this.config.max_batch_size, config: sb, onPending: (n) => this.stats.setPending(n),
-        initialStates: readInitialStates(this.opts.modelDir, this.config, `${this.label} (${this.opts.modelDir})`),
-      });
-    }
-    const db = this.config.dynamic_batching;
-    const levels = db && db.priority_levels > 0 ? db.priority_levels : 1;
-    const defaultLevel = db && db.default_priority_level > 0 ? db.default_priority_level : Math.ceil(levels / 2) || 1;
-    const toPolicy = (p: { timeout_action: 'REJECT' | 'DELAY'; default_timeout_microseconds: number; allow_timeout_override: boolean; max_queue_size: number } | undefined): QueuePolicy => ({
-      timeoutAction: p?.timeout_action ?? 'REJECT',
-      defaultTimeoutUs: p?.default_timeout_microseconds ?? 0,
-      allowTimeoutOverride: p?.allow_timeout_override ?? false,
-      maxQueueSize: p?.max_queue_size ?? 0,
-    });
-    return new Scheduler({
-      modelLabel: this.label,
-      maxBatchSize: this.config.max_batch_size,
-      dynamicBatching: db
-        ? { preferredBatchSizes: db.preferred_batch_size, maxQueueDelayUs: db.max_queue_delay_microseconds, preserveOrdering: db.preserve_ordering }
-        : undefined,
-      priorityLevels: levels,
-      defaultPriorityLevel: defaultLevel,
-      policyOf: (level) => toPolicy(db?.priority_queue_policy[String(level)] ?? db?.default_queue_policy),
-      onPending: (n) => this.stats.setPending(n),
-      priorityAgingUs: Number(modelParameter(this.config, 'priority_aging_microseconds') ?? 0) || 0,
-      acquire: this.opts.rateLimiter?.enabled ? (target) => this.opts.rateLimiter!.acquire(this.name, target.name) : undefined,
-    });
-  }
-
-  private instanceSpecs(): InstanceSpec[] {
-    const specs: InstanceSpec[] = [];
-    for (const g of this.config.instance_group) {
-      const devices = g.kind === 'KIND_GPU' ? (g.gpus.length > 0 ? g.gpus : [0]) : [0];
-      const rate = { resources: g.rate_limiter?.resources ?? [], priority: g.rate_limiter?.priority ?? 0 };
-      for (const device of devices) {
-        for (let i = 0; i < g.count; i++) {
-          const name = g.kind === 'KIND_GPU' ? `${g.name}_${device}_${i}` : `${g.name}_${i}`;
-          specs.push({ name, kind: g.kind, device, rate: { ...rate, device } });
-        }
-      }
-    }
-    if (specs.length === 0) throw new StubhostError('STUBHOST_CONFIG', `${this.label}: instance_group gives no instances`);
-    return specs;
-  }
-
   /** Executes running past the execute warning limit, on every instance. */
   stalledExecutes(): StalledExecute[] {
     return this.instances.flatMap((i) => i.stalledExecutes());
   }
 
+  /** The version's settings: parsed at load; before that (an unload of a version never loaded), the config's as far as they parse. */
+  private get settings(): ModelSettings {
+    return this.parsedSettings ?? { isolation: 'process', maxInflightPerInstance: 1, priorityAgingUs: 0 };
+  }
+
+  /** The model and its folder, as config errors name them. */
+  private get where(): string {
+    return `${this.label} (${this.opts.modelDir})`;
+  }
+
   /** The per-stub memory cap: parameter memory_limit_bytes, else the server's. */
   private memoryLimitBytes(): number {
-    return this.parameter(() => memoryLimitBytes(this.config.parameters, this.opts.stubMemoryLimitBytes ?? 0));
+    return this.settings.memoryLimitBytes ?? this.opts.stubMemoryLimitBytes ?? 0;
   }
 
+  /** How long unload waits for running executes: parameter unload_grace_seconds, else the server's. */
   private unloadGraceMs(): number {
-    return this.parameter(() => unloadGraceMs(this.config.parameters, this.opts.unloadGraceMs ?? DEFAULT_UNLOAD_GRACE_MS), DEFAULT_UNLOAD_GRACE_MS);
+    return this.settings.unloadGraceMs ?? this.opts.unloadGraceMs ?? DEFAULT_UNLOAD_GRACE_MS;
   }
 
-  /** A checked parameter; a bad value is a config error naming the model's folder (or `fallback` once loaded, where it was checked). */
-  private parameter(read: () => number, fallback?: number): number {
-    try {
-      return read();
-    } catch (err) {
-      if (fallback !== undefined && this.state !== 'LOADING') return fallback;
-      throw new StubhostError('STUBHOST_CONFIG', `${this.label} (${this.opts.modelDir}): ${(err as Error).message}`);
-    }
-  }
-
-  /** Executions one instance may run at once (parameter max_inflight_per_instance; Triton: 1). */
-  private maxInflight(): number {
-    return maxInflightPerInstance(this.config.parameters);
-  }
-
-  /**
-   * Batches sent ahead to a busy instance, queued in its stub until it is free (parameter
-   * instance_prefetch). It hides the host⇄stub round trip between executions. Default 1 for
-   * models that execute one request at a time; 0 with dynamic or sequence batching (waiting in
-   * the host queue builds bigger batches and keeps priorities exact), a rate limiter (resources
-   * are held only while executing) and decoupled models.
-   */
-  private prefetch(): number {
-    const v = modelParameter(this.config, 'instance_prefetch');
-    if (v !== undefined && v !== '') return Math.max(0, Math.floor(Number(v) || 0));
-    const limited = this.config.instance_group.some((g) => (g.rate_limiter?.resources.length ?? 0) > 0);
-    return this.config.dynamic_batching || this.config.sequence_batching || limited || this.decoupled ? 0 : 1;
-  }
-
-  /** Batches one instance may hold: running plus sent ahead. */
+  /** Batches one instance may hold (scheduler-assembly.ts). */
   private instanceDepth(): number {
-    return this.maxInflight() + this.prefetch();
+    return instanceDepth(this.config, this.settings);
   }
 
   private removeCustomMetrics(): void {
@@ -578,27 +508,23 @@ export class ModelVersion {
   }
 
   private makeInstance(spec: InstanceSpec): ModelInstance {
-    const seconds = (key: string): number | undefined => {
-      const v = modelParameter(this.config, key);
-      return v === undefined || v === '' || Number.isNaN(Number(v)) ? undefined : Number(v) * 1000;
-    };
+    const settings = this.settings;
     const modelFile = this.modelFile();
     return new ModelInstance({
       modelName: this.name,
       modelVersion: this.version,
       instanceName: spec.name,
-      // Checked with the config (parameters["isolation"]).
-      isolation: isolationOf(this.config.parameters),
+      isolation: settings.isolation,
       decoupled: this.decoupled,
       maxInflight: this.instanceDepth(),
-      healthTimeoutMs: seconds('stub_timeout_seconds') ?? this.opts.stubTimeoutMs,
-      executeTimeoutMs: seconds('execute_timeout_seconds') ?? 0,
+      healthTimeoutMs: settings.stubTimeoutMs ?? this.opts.stubTimeoutMs,
+      executeTimeoutMs: settings.executeTimeoutMs ?? 0,
       executeWarnMs: this.opts.executeWarnMs ?? 0,
-      concurrentExecutes: this.maxInflight(),
+      concurrentExecutes: settings.maxInflightPerInstance,
       onStalled: (count) => this.opts.metrics?.setStalledExecutes(this.name, spec.name, count),
       onResponseStat: (stat) => this.stats.recordResponse(stat),
       memoryLimitBytes: this.memoryLimitBytes(),
-      arenaMaxBytes: Number(modelParameter(this.config, 'shm_max_bytes') ?? 0) || this.opts.arenaMaxBytes,
+      arenaMaxBytes: settings.shmMaxBytes || this.opts.arenaMaxBytes,
       logger: this.opts.logger,
       onBls: this.opts.onBls,
       onControl: this.opts.onControl,
@@ -615,6 +541,7 @@ export class ModelVersion {
         modelFile,
         backend: this.config.backend,
         modelConfig: configToJson(this.config),
+        settings,
         instanceName: spec.name,
         instanceKind: spec.kind,
         instanceDeviceId: spec.device,

@@ -14,24 +14,22 @@
  * max_queue_delay_microseconds, then goes as it is. Only requests whose non-batch input shapes
  * agree share a batch; others wait for a batch of their own.
  *
- * A batch is bound to its instance when dispatched; with the rate limiter on, it then waits
- * until the instance holds its resources. The scheduler counts an instance busy from dispatch,
- * not from execute, so work waiting for resources stays in the queue (where priorities,
- * batching and cancellation still apply) instead of piling onto one instance.
- *
- * Cancellation: a queued request whose `signal` aborts (client disconnected) leaves the queue
- * at once and fails with STUBHOST_CANCELLED; one already dispatched is cancelled in the stub.
+ * Dispatch through the rate limiter, cancellation of queued requests (a queued request whose
+ * `signal` aborts, the client having left, fails at once with STUBHOST_CANCELLED; one already
+ * dispatched is cancelled in the stub), the pending count and idle waiting: scheduler-base.ts.
  *
  * Owned by one ModelVersion; everything runs on the host's event loop (no locks).
  */
 import { StubhostError } from '../errors.js';
 import { stacklessError } from '../errors.js';
-import type { ExecOutcome, ExecutionTarget, Job, JobTiming } from '../execution/contract.js';
+import type { ExecOutcome, Job, JobTiming, SubmittedJob } from '../execution/contract.js';
 import { PriorityQueue, type QueuePolicy } from './priority-queue.js';
 import { MAX_TIMER_MS } from '../core/long-timer.js';
+import { SchedulerBase, clientCancelled, type SchedulerBaseOptions } from './scheduler-base.js';
 
-export interface SchedulerOptions {
-  modelLabel: string;
+export { markAnswered } from './scheduler-base.js';
+
+export interface SchedulerOptions extends SchedulerBaseOptions {
   maxBatchSize: number;
   dynamicBatching?: {
     preferredBatchSizes: number[];
@@ -41,56 +39,34 @@ export interface SchedulerOptions {
   priorityLevels: number;
   defaultPriorityLevel: number;
   policyOf: (level: number) => QueuePolicy;
-  /** Called when the number of pending requests (queued, or dispatched and waiting for rate-limiter resources) changes. */
-  onPending?: (pending: number) => void;
   /** Promote a request of level > 1 to the front after waiting this long (0: off); see priority-queue.ts. */
   priorityAgingUs?: number;
-  /** Rate limiter hook: resolves when the instance may execute; returns the release function. */
-  acquire?: (target: ExecutionTarget) => Promise<() => void> | (() => void);
 }
 
-export class Scheduler {
+export class Scheduler extends SchedulerBase {
   private readonly queue: PriorityQueue;
-  private readonly targets: ExecutionTarget[] = [];
   private timer?: NodeJS.Timeout;
   private timerAt = Infinity;
   private seq = 0;
-  private closed = false;
   /** preserve_ordering: outcomes held back until every earlier request has finished. */
   private nextToRelease = 0;
   private readonly held = new Map<number, () => void>();
   /** Seqs of submitted jobs whose outcome is not yet delivered. */
   private readonly unsettled = new Set<number>();
-  private inflightJobs = 0;
-  /** Jobs dispatched whose instance waits for rate-limiter resources. */
-  private waitingJobs = 0;
-  private readonly busy = new Map<ExecutionTarget, number>();
-  /** Abort listeners of queued jobs, removed when the job leaves the queue. */
-  private readonly listeners = new Map<Job, () => void>();
-  private idleWaiters: (() => void)[] = [];
   /** Dynamic batching: the preferred batch sizes within max_batch_size, and the size a batch is gathered up to. */
   private readonly preferred: number[];
   private readonly cap: number;
 
   constructor(private readonly opts: SchedulerOptions) {
+    super(opts);
     this.queue = new PriorityQueue(opts.priorityLevels, opts.policyOf, (opts.priorityAgingUs ?? 0) / 1000);
     const max = opts.maxBatchSize;
     this.preferred = opts.dynamicBatching?.preferredBatchSizes.filter((p) => p > 0 && p <= max) ?? [];
     this.cap = this.preferred.length > 0 ? Math.max(...this.preferred) : max;
   }
 
-  /** Requests not yet executing: queued, or bound to an instance that waits for resources. */
-  get pending(): number {
-    return this.queue.size + this.waitingJobs;
-  }
-
-  get inflight(): number {
-    return this.inflightJobs;
-  }
-
-  addTarget(target: ExecutionTarget): void {
-    this.targets.push(target);
-    this.schedule();
+  protected get queued(): number {
+    return this.queue.size;
   }
 
   /** The priority level a request asks for (0 or out of range: the default level). */
@@ -100,7 +76,7 @@ export class Scheduler {
   }
 
   /** Queues a job; rejects it at once when its level's queue is full. */
-  submit(job: Omit<Job, 'seq' | 'deadline' | 'timeoutAction' | 'enqueuedAt'> & { timeoutUs: number }): void {
+  submit(job: SubmittedJob): void {
     const now = performance.now();
     const policy = this.queue.policy(job.level);
     const timeoutUs = policy.allowTimeoutOverride && job.timeoutUs > 0 ? job.timeoutUs : policy.defaultTimeoutUs;
@@ -119,7 +95,7 @@ export class Scheduler {
     };
     this.unsettled.add(full.seq);
     if (this.closed) {
-      this.settle(full, { error: new StubhostError('STUBHOST_UNAVAILABLE', `${this.opts.modelLabel} is unloading`) }, now);
+      this.settle(full, { error: this.unloading() }, now);
       return;
     }
     const signal = full.request.signal;
@@ -142,17 +118,7 @@ export class Scheduler {
     if (signal) this.listeners.set(full, NOT_LISTENING);
     this.notePending();
     this.schedule();
-    if (signal && this.listeners.get(full) === NOT_LISTENING) {
-      if (clientCancelled(signal)) {
-        this.cancelQueued(full, signal);
-        return;
-      }
-      const onAbort = (): void => {
-        if (clientCancelled(signal)) this.cancelQueued(full, signal);
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.listeners.set(full, () => signal.removeEventListener('abort', onAbort));
-    }
+    if (signal && this.listeners.get(full) === NOT_LISTENING) this.watch(full, (s) => this.cancelQueued(full, s));
   }
 
   /** Tries to dispatch: call when work arrives or an instance frees up. */
@@ -165,41 +131,29 @@ export class Scheduler {
     for (const job of rejected) this.unlisten(job);
     let wakeAt = nextDeadline;
     while (this.queue.size > 0) {
-      const target = this.targets.find((t) => (this.busy.get(t) ?? 0) < (t.depth ?? 1) && t.canAccept());
+      const target = this.targets.find((t) => this.hasRoom(t));
       if (!target) break;
       const picked = this.pickBatch(now);
       if (picked.wait > 0) {
         wakeAt = Math.min(wakeAt, now + picked.wait);
         break;
       }
-      this.dispatch(target, picked.jobs, now);
+      for (const job of picked.jobs) this.queue.remove(job);
+      this.dispatch(target, picked.jobs);
     }
     if (rejected.length > 0) this.notePending();
     this.armTimer(wakeAt);
     // Also reached when the last queued request timed out or was cancelled.
-    if (this.queue.size === 0 && this.inflightJobs === 0 && this.idleWaiters.length > 0) {
-      const waiters = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const w of waiters) w();
-    }
+    this.notifyIdle();
   }
 
-  /** Stops accepting work and fails everything still queued. */
-  close(reason: string): void {
-    this.closed = true;
+  override close(reason: string): void {
     if (this.timer) clearTimeout(this.timer);
-    const now = performance.now();
-    for (const job of this.queue.clear()) {
-      this.unlisten(job);
-      this.settle(job, { error: new StubhostError('STUBHOST_UNAVAILABLE', `${this.opts.modelLabel}: ${reason}`) }, now);
-    }
-    this.notePending();
+    super.close(reason);
   }
 
-  /** Resolves once nothing is queued or executing (for unload and version swaps). */
-  idle(): Promise<void> {
-    if (this.queue.size === 0 && this.inflightJobs === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  protected drain(): Iterable<Job> {
+    return this.queue.clear();
   }
 
   private pickBatch(now: number): { jobs: Job[]; wait: number } {
@@ -236,86 +190,18 @@ export class Scheduler {
     return { jobs, wait: delayMs - waited };
   }
 
-  private dispatch(target: ExecutionTarget, jobs: Job[], now: number): void {
-    for (const job of jobs) {
-      this.queue.remove(job);
-      this.unlisten(job);
-    }
-    this.inflightJobs += jobs.length;
-    this.busy.set(target, (this.busy.get(target) ?? 0) + 1);
-    void this.runBatch(target, jobs);
-  }
-
-  /** Waits for the target's resources (rate limiter), runs the batch, then schedules again. */
-  private async runBatch(target: ExecutionTarget, jobs: Job[]): Promise<void> {
-    let release: (() => void) | undefined;
-    let waiting = 0;
-    try {
-      if (this.opts.acquire) {
-        const acquired = this.opts.acquire(target);
-        if (acquired instanceof Promise) {
-          waiting = jobs.length;
-          this.waitingJobs += waiting;
-          this.notePending();
-          release = await acquired;
-          this.waitingJobs -= waiting;
-          waiting = 0;
-        } else release = acquired;
-      }
-      this.notePending();
-      // Requests whose clients left while the instance waited for resources are not run.
-      const live = jobs.filter((job) => !clientCancelled(job.request.signal));
-      const startedAt = performance.now();
-      for (const job of jobs) if (clientCancelled(job.request.signal)) this.settle(job, { error: this.cancelledError(job.request.signal!) }, startedAt);
-      if (live.length > 0) await target.run(live.map((job) => this.wrap(job, startedAt, live.length)));
-    } catch (err) {
-      const error = err instanceof StubhostError ? err : new StubhostError('STUBHOST_INTERNAL', (err as Error).message);
-      for (const job of jobs) this.settle(job, { error }, performance.now());
-    } finally {
-      if (waiting > 0) this.waitingJobs -= waiting;
-      this.inflightJobs -= jobs.length;
-      this.busy.set(target, (this.busy.get(target) ?? 1) - 1);
-      // Dispatch this instance's next batch (its acquire queues) before giving the resources
-      // back, so the rate limiter sees every contender and its priority share holds.
-      this.schedule();
-      release?.();
-    }
-  }
-
-  private cancelQueued(job: Job, signal: AbortSignal): void {
-    this.listeners.delete(job);
-    if (!this.queue.remove(job)) return;
-    this.settle(job, { error: this.cancelledError(signal) }, performance.now());
-    this.notePending();
-    this.schedule();
-  }
-
-  private cancelledError(signal: AbortSignal): StubhostError {
-    const reason = signal.reason as unknown;
-    const why = reason instanceof Error ? reason.message : typeof reason === 'string' ? reason : 'the request was cancelled';
-    return stacklessError('STUBHOST_CANCELLED', `${this.opts.modelLabel}: request cancelled while queued (${why})`);
-  }
-
-  private unlisten(job: Job): void {
-    const off = this.listeners.get(job);
-    if (off) {
-      this.listeners.delete(job);
-      off();
-    }
-  }
-
-  private notePending(): void {
-    this.opts.onPending?.(this.pending);
-  }
+  private readonly cancelQueued = (job: Job, signal: AbortSignal): void => {
+    if (this.queue.remove(job)) this.cancelled(job, signal);
+  };
 
   /** A job whose finish also records timing and honours preserve_ordering. */
-  private wrap(job: Job, startedAt: number, batchSize: number): Job {
+  protected override forTarget(job: Job, startedAt: number, batchSize: number): Job {
     return new DispatchedJob(job, startedAt, batchSize, this.deliverDispatched);
   }
 
   private readonly deliverDispatched = (job: Job, outcome: ExecOutcome, timing: JobTiming): void => this.release(job, outcome, timing);
 
-  private settle(job: Job, outcome: ExecOutcome, now: number): void {
+  protected settle(job: Job, outcome: ExecOutcome, now: number): void {
     this.release(job, outcome, { queueMs: now - job.enqueuedAt, computeMs: 0, batchSize: 0 });
   }
 
@@ -349,29 +235,6 @@ export class Scheduler {
       this.schedule();
     }, Math.min(MAX_TIMER_MS, Math.max(0, at - performance.now())));
   }
-}
-
-/**
- * Aborted by the client (disconnect, explicit cancel), as opposed to by the request's own
- * `timeout` running out: ModelVersion aborts the signal with a STUBHOST_TIMEOUT reason so a
- * running model sees isCancelled(), but in the queue the queue policy (REJECT / DELAY) decides.
- */
-function clientCancelled(signal: AbortSignal | undefined): boolean {
-  if (!signal?.aborted) return false;
-  if (answeredSignals.has(signal)) return true;
-  const reason = signal.reason as { code?: unknown } | undefined;
-  return reason?.code !== 'STUBHOST_TIMEOUT';
-}
-
-/** Signals of requests whose client already has an answer (their deadline answered for them). */
-const answeredSignals = new WeakSet<AbortSignal>();
-
-/**
- * The request of this signal was answered without the model (its timeout's deadline passed):
- * if it is still queued it is dropped when it would be dispatched, instead of being run.
- */
-export function markAnswered(signal: AbortSignal): void {
-  answeredSignals.add(signal);
 }
 
 /** Marks a queued job whose abort listener is not added yet (see submit). */

@@ -12,16 +12,20 @@
  * output of the sequence's previous request (zeros, or initial_state, at START) and keeps the new
  * one; state outputs are not returned to the client. A sequence idle longer than
  * max_sequence_idle_microseconds is released.
+ *
+ * Dispatch through the rate limiter, cancellation of queued requests (a queued request whose
+ * client leaves fails at once with STUBHOST_CANCELLED; the rest of its sequence still runs), the
+ * pending count and idle waiting: scheduler-base.ts, as for the dynamic batcher.
  */
 import { StubhostError } from '../errors.js';
 import type { ModelConfig } from '../config/load.js';
 import { fromConfigType, typedArrayFor, elementCount, type DataType } from '../core/dtypes.js';
 import type { TensorValue } from '../core/types.js';
-import { stacklessError } from '../errors.js';
-import type { ExecOutcome, ExecutionTarget, Job } from '../execution/contract.js';
+import type { ExecOutcome, ExecutionTarget, Job, SubmittedJob } from '../execution/contract.js';
 import { Fifo, type FifoEntry } from '../core/fifo.js';
 import { setLongTimeout, type LongTimer } from '../core/long-timer.js';
 import type { InitialStates } from './initial-state.js';
+import { SchedulerBase, type SchedulerBaseOptions } from './scheduler-base.js';
 
 type SequenceConfig = NonNullable<ModelConfig['sequence_batching']>;
 
@@ -40,14 +44,22 @@ interface Sequence {
   ended: boolean;
 }
 
-export class SequenceBatcher {
+export interface SequenceBatcherOptions extends SchedulerBaseOptions {
+  /** The model as Triton's client-facing messages name it. */
+  modelName?: string;
+  maxBatchSize: number;
+  config: SequenceConfig;
+  /** The states' initial_state tensors (./initial-state.ts); a state without one starts as zeros. */
+  initialStates?: InitialStates;
+}
+
+export class SequenceBatcher extends SchedulerBase {
   private readonly sequences = new Map<string, Sequence>();
   /**
    * Sequences replaced by a new START for the same id while requests of theirs still ran or
    * waited: those requests still run, in order, before the new sequence's; then they are released.
    */
   private readonly retired = new Set<Sequence>();
-  private readonly targets: ExecutionTarget[] = [];
   private readonly bound = new Map<ExecutionTarget, number>();
   /** direct: the slots of each instance its bound sequences hold (the model sees them as request.sequenceSlot). */
   private readonly slotsInUse = new Map<ExecutionTarget, Set<number>>();
@@ -56,44 +68,34 @@ export class SequenceBatcher {
   private readonly slotsPerInstance: number;
   private readonly oldest: boolean;
   private readonly idleMs: number;
-  private inflightJobs = 0;
   /** Requests waiting in every sequence's queue. */
-  private queued = 0;
-  /** Abort listeners of queued requests whose client may cancel them. */
-  private readonly listeners = new Map<Job, () => void>();
-  private idleWaiters: (() => void)[] = [];
-  private closed = false;
+  private queuedJobs = 0;
 
-  /** modelName: the model as Triton's client-facing messages name it. */
-  constructor(private readonly opts: {
-    modelLabel: string; modelName?: string; maxBatchSize: number; config: SequenceConfig; onPending?: (n: number) => void;
-    /** The states' initial_state tensors (./initial-state.ts); a state without one starts as zeros. */
-    initialStates?: InitialStates;
-  }) {
+  constructor(private readonly opts: SequenceBatcherOptions) {
+    super(opts);
     this.slotsPerInstance = Math.max(1, opts.maxBatchSize);
     this.oldest = opts.config.oldest !== undefined;
     this.idleMs = (opts.config.max_sequence_idle_microseconds || 1_000_000) / 1000;
   }
 
-  get pending(): number {
-    return this.queued;
+  protected get queued(): number {
+    return this.queuedJobs;
   }
 
-  addTarget(target: ExecutionTarget): void {
-    this.targets.push(target);
+  override addTarget(target: ExecutionTarget): void {
     this.bound.set(target, 0);
-    this.schedule();
+    super.addTarget(target);
   }
 
   levelOf(): number {
     return 1;
   }
 
-  submit(job: Omit<Job, 'seq' | 'deadline' | 'timeoutAction' | 'enqueuedAt'> & { timeoutUs: number }): void {
+  submit(job: SubmittedJob): void {
     const full: Job = { ...job, seq: 0, enqueuedAt: performance.now(), deadline: Infinity, timeoutAction: 'REJECT' };
     const fail = (code: 'STUBHOST_INVALID_INPUT' | 'STUBHOST_UNAVAILABLE', message: string): void =>
       full.finish({ error: new StubhostError(code, message) }, { queueMs: 0, computeMs: 0, batchSize: 0 });
-    if (this.closed) return fail('STUBHOST_UNAVAILABLE', `${this.opts.modelLabel} is unloading`);
+    if (this.closed) return fail('STUBHOST_UNAVAILABLE', this.unloading().message);
     const r = job.request;
     const corr = r.correlationId;
     // Triton's checks and words, in its order (core src/sequence_batch_scheduler/
@@ -131,10 +133,10 @@ export class SequenceBatcher {
     }
     const queuedJob: Job = { ...full, request: { ...r, correlationId: corr } };
     const entry = seq.queue.push(queuedJob);
-    this.queued++;
-    this.listen(seq, entry);
+    this.queuedJobs++;
     this.touch(seq);
-    this.opts.onPending?.(this.pending);
+    this.notePending();
+    this.listen(seq, entry);
     this.schedule();
   }
 
@@ -153,32 +155,29 @@ export class SequenceBatcher {
   schedule(): void {
     if (!this.oldest) this.bindBacklog();
     for (const target of this.targets) {
-      while (target.canAccept()) {
+      while (this.hasRoom(target)) {
         const batch = this.pickFor(target);
         if (batch.length === 0) break;
-        this.dispatch(target, batch);
+        this.send(target, batch);
       }
     }
   }
 
-  close(reason: string): void {
-    this.closed = true;
+  protected drain(): Job[] {
+    const jobs: Job[] = [];
     for (const seq of [...this.sequences.values(), ...this.retired]) {
       seq.idleTimer?.clear();
-      for (const job of seq.queue) {
-        this.unlisten(job);
-        job.finish({ error: new StubhostError('STUBHOST_UNAVAILABLE', `${this.opts.modelLabel}: ${reason}`) }, { queueMs: 0, computeMs: 0, batchSize: 0 });
-      }
+      jobs.push(...seq.queue);
       seq.queue.clear();
     }
-    this.queued = 0;
+    this.queuedJobs = 0;
     this.sequences.clear();
     this.retired.clear();
+    return jobs;
   }
 
-  idle(): Promise<void> {
-    if (this.pending === 0 && this.inflightJobs === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  protected settle(job: Job, outcome: ExecOutcome, now: number): void {
+    job.finish(outcome, { queueMs: now - job.enqueuedAt, computeMs: 0, batchSize: 0 });
   }
 
   private bindBacklog(): void {
@@ -201,25 +200,17 @@ export class SequenceBatcher {
     return ready.slice(0, this.slotsPerInstance);
   }
 
-  private dispatch(target: ExecutionTarget, seqs: Sequence[]): void {
+  /** Takes the next request of each sequence and dispatches them as one batch (scheduler-base.ts). */
+  private send(target: ExecutionTarget, seqs: Sequence[]): void {
     const jobs = seqs.map((seq) => {
       seq.running = true;
       const job = seq.queue.shift()!;
-      this.queued--;
+      this.queuedJobs--;
       this.unlisten(job);
       return this.prepare(seq, job);
     });
-    this.inflightJobs += jobs.length;
-    this.opts.onPending?.(this.pending);
-    const startedAt = performance.now();
-    void target.run(jobs).catch((err: Error) => {
-      for (const j of jobs) j.finish({ error: new StubhostError('STUBHOST_INTERNAL', err.message) }, { queueMs: 0, computeMs: 0, batchSize: jobs.length });
-    }).finally(() => {
-      this.inflightJobs -= jobs.length;
-      void startedAt;
-      this.schedule();
-      this.notifyIdle();
-    });
+    this.dispatch(target, jobs);
+    this.notePending();
   }
 
   /** The lowest free slot of `target` (bindBacklog only binds a sequence to an instance with one free). */
@@ -265,10 +256,13 @@ export class SequenceBatcher {
     const outputs = r.outputs !== undefined && r.outputs.length > 0 && stateOutputs.size > 0
       ? [...r.outputs.filter((o) => !stateOutputs.has(o.name)), ...[...stateOutputs].map((name) => ({ name }))]
       : r.outputs;
+    let finished = false;
     return {
       ...job,
       request: { ...r, inputs: [...r.inputs, ...extra], outputs, ...(seq.slot !== undefined ? { sequenceSlot: seq.slot } : {}) },
       finish: (outcome: ExecOutcome, timing) => {
+        if (finished) return;
+        finished = true;
         if (!outcome.error && stateOutputs.size > 0) {
           for (const t of outcome.outputs ?? []) if (stateOutputs.has(t.name)) seq.state.set(t.name, t);
           outcome = { ...outcome, outputs: (outcome.outputs ?? []).filter((t) => !stateOutputs.has(t.name)) };
@@ -291,45 +285,15 @@ export class SequenceBatcher {
 
   /**
    * A queued request whose client leaves (disconnect, stream cancelled) leaves its sequence's
-   * queue at once, failing with STUBHOST_CANCELLED; the rest of the sequence still runs.
+   * queue at once and is answered; the rest of the sequence still runs.
    */
   private listen(seq: Sequence, entry: FifoEntry<Job>): void {
-    const job = entry.value;
-    const signal = job.request.signal;
-    if (!signal) return;
-    const onAbort = (): void => {
-      const reason = signal.reason as { code?: unknown; message?: unknown } | undefined;
-      if (reason?.code === 'STUBHOST_TIMEOUT') return; // its own timeout: the model sees isCancelled()
-      this.listeners.delete(job);
+    this.watch(entry.value, (signal) => {
       if (!seq.queue.delete(entry)) return;
-      this.queued--;
-      const why = typeof reason?.message === 'string' ? reason.message : 'the request was cancelled';
-      job.finish({ error: stacklessError('STUBHOST_CANCELLED', `${this.opts.modelLabel}: request cancelled while queued (${why})`) }, { queueMs: performance.now() - job.enqueuedAt, computeMs: 0, batchSize: 0 });
-      this.opts.onPending?.(this.pending);
+      this.queuedJobs--;
+      this.cancelled(entry.value, signal);
       if (seq.ended && !seq.running && seq.queue.length === 0) this.release(seq);
-      this.notifyIdle();
-    };
-    if (signal.aborted) {
-      onAbort();
-      return;
-    }
-    signal.addEventListener('abort', onAbort, { once: true });
-    this.listeners.set(job, () => signal.removeEventListener('abort', onAbort));
-  }
-
-  private unlisten(job: Job): void {
-    const off = this.listeners.get(job);
-    if (off === undefined) return;
-    this.listeners.delete(job);
-    off();
-  }
-
-  private notifyIdle(): void {
-    if (this.pending === 0 && this.inflightJobs === 0 && this.idleWaiters.length > 0) {
-      const w = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const f of w) f();
-    }
+    });
   }
 
   private release(seq: Sequence): void {

@@ -39,6 +39,7 @@ import { readGraphIO, type GraphIO } from './onnx/graph-io.js';
 import { ioSpec, list, type IOSpec } from './onnx/io-spec.js';
 import { resolveModelFile } from '../../src/core/model-file.js';
 import { sessionPlan } from './onnx/session-options.js';
+import { onnxSessionSettings, type ModelSettings } from '../../src/core/model-parameters.js';
 import { dtypeOfOrt, type OrtType } from './onnx/types.js';
 
 export { completeConfig, DEFAULT_MAX_BATCH_SIZE } from './onnx/complete-config.js';
@@ -50,6 +51,8 @@ export interface ModelFileArgs {
   modelRepository?: string;
   modelName?: string;
   modelVersion?: number;
+  /** The model's parsed parameters (InitArgs.settings). */
+  settings?: ModelSettings;
 }
 
 export default class OnnxRuntimeBackend implements Model {
@@ -89,7 +92,9 @@ export default class OnnxRuntimeBackend implements Model {
     this.outputs = io.outputs.map((v) => ioSpec(v, 'output', this.file));
     this.scalarOutputShapes = scalarOutputShapes(config, this.outputs);
 
-    const plan = sessionPlan(config as Parameters<typeof sessionPlan>[0], args.instanceKind, args.instanceDeviceId);
+    // The host parsed the parameters at load (InitArgs.settings); a backend used on its own parses them here.
+    const onnx = args.settings?.onnx ?? onnxSessionSettings(config.parameters);
+    const plan = sessionPlan(onnx, config as Parameters<typeof sessionPlan>[1], args.instanceKind, args.instanceDeviceId);
     try {
       this.session = await ort.InferenceSession.create(this.file, plan.options);
     } catch (err) {

@@ -15,10 +15,14 @@
  *   parameters { key: "execution_providers" value { string_value: "cuda,cpu" } }
  *       onnxruntime-node provider names in order of preference.
  *
+ * The parameters are parsed with the model's other settings (src/core/model-parameters.ts) and
+ * come in the stub's init args; the optimization fields are read here.
+ *
  * Providers: the parameter, else the accelerators, else `cuda` for KIND_GPU instances; `cpu` is
  * always appended last, and the backend retries with `cpu` alone when a provider cannot load.
  */
 import type { InferenceSession } from 'onnxruntime-node';
+import type { OnnxSessionSettings } from '../../../src/core/model-parameters.js';
 
 type SessionOptions = InferenceSession.SessionOptions;
 type Level = NonNullable<SessionOptions['graphOptimizationLevel']>;
@@ -29,10 +33,7 @@ export interface SessionPlan {
   providers: string[];
 }
 
-const LEVELS: readonly Level[] = ['disabled', 'basic', 'extended', 'layout', 'all'];
-
 interface ConfigLike {
-  parameters?: Record<string, { string_value?: string } | string | undefined>;
   optimization?: {
     graph?: { level?: number | string };
     execution_accelerators?: {
@@ -40,29 +41,6 @@ interface ConfigLike {
       cpu_execution_accelerator?: { name?: string; parameters?: Record<string, string> }[];
     };
   };
-}
-
-export function parameter(config: ConfigLike, key: string): string | undefined {
-  const p = config.parameters?.[key];
-  if (p === undefined) return undefined;
-  const v = typeof p === 'string' ? p : p.string_value;
-  return v === undefined || v.trim() === '' ? undefined : v.trim();
-}
-
-function intParam(config: ConfigLike, key: string, min: number): number | undefined {
-  const v = parameter(config, key);
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new Error(`config parameter ${key}: '${v}' is not an integer >= ${min}`);
-  return n;
-}
-
-function boolParam(config: ConfigLike, key: string): boolean | undefined {
-  const v = parameter(config, key)?.toLowerCase();
-  if (v === undefined) return undefined;
-  if (['1', 'true', 'on', 'yes'].includes(v)) return true;
-  if (['0', 'false', 'off', 'no'].includes(v)) return false;
-  throw new Error(`config parameter ${key}: '${v}' is not a boolean; use "1" or "0"`);
 }
 
 /** Triton's optimization.graph.level numbers, as its onnxruntime backend reads them. */
@@ -76,38 +54,24 @@ function tritonLevel(level: number | string | undefined): Level | undefined {
   return 'all';
 }
 
-export function sessionPlan(config: ConfigLike, instanceKind: string, deviceId: number): SessionPlan {
+export function sessionPlan(settings: OnnxSessionSettings, config: ConfigLike, instanceKind: string, deviceId: number): SessionPlan {
   const options: SessionOptions = {};
-  const intra = intParam(config, 'intra_op_thread_count', 0);
-  const inter = intParam(config, 'inter_op_thread_count', 0);
+  const intra = settings.intraOpThreadCount;
+  const inter = settings.interOpThreadCount;
   if (intra !== undefined && intra > 0) options.intraOpNumThreads = intra;
   if (inter !== undefined && inter > 0) options.interOpNumThreads = inter;
+  if (settings.executionMode !== undefined) options.executionMode = settings.executionMode;
+  if (settings.enableMemArena !== undefined) options.enableCpuMemArena = settings.enableMemArena;
+  if (settings.enableMemPattern !== undefined) options.enableMemPattern = settings.enableMemPattern;
 
-  const mode = parameter(config, 'execution_mode');
-  if (mode !== undefined) {
-    if (mode === '0' || mode === 'sequential') options.executionMode = 'sequential';
-    else if (mode === '1' || mode === 'parallel') options.executionMode = 'parallel';
-    else throw new Error(`config parameter execution_mode: '${mode}' is not 0 (sequential) or 1 (parallel)`);
-  }
-  const arena = boolParam(config, 'enable_mem_arena');
-  if (arena !== undefined) options.enableCpuMemArena = arena;
-  const pattern = boolParam(config, 'enable_mem_pattern');
-  if (pattern !== undefined) options.enableMemPattern = pattern;
-
-  let level = tritonLevel(config.optimization?.graph?.level);
-  const named = parameter(config, 'graph_optimization_level');
-  if (named !== undefined) {
-    if (!(LEVELS as readonly string[]).includes(named)) {
-      throw new Error(`config parameter graph_optimization_level: '${named}' is not one of ${LEVELS.join(', ')}`);
-    }
-    level = named as Level;
-  }
+  const fromGraph = tritonLevel(config.optimization?.graph?.level);
+  const level: Level | undefined = settings.graphOptimizationLevel ?? fromGraph;
   if (level) options.graphOptimizationLevel = level;
 
   let providers: string[] = [];
-  const listed = parameter(config, 'execution_providers');
+  const listed = settings.executionProviders;
   if (listed !== undefined) {
-    providers = listed.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+    providers = [...listed];
   } else {
     const acc = config.optimization?.execution_accelerators;
     const names = [...(acc?.gpu_execution_accelerator ?? []), ...(acc?.cpu_execution_accelerator ?? [])]

@@ -1,0 +1,219 @@
+/**
+ * What every scheduler of a model does the same way (the dynamic / default scheduler in
+ * scheduler.ts and the sequence batcher in sequence-batcher.ts): its instances and how busy each
+ * is, dispatch through the rate limiter, cancellation of queued requests, the pending count,
+ * waiting for idle, and closing. A subclass decides only which queued jobs go where.
+ *
+ * A batch is bound to its instance when dispatched; with the rate limiter on, it then waits until
+ * the instance holds its resources. An instance counts busy from dispatch, not from execute, so
+ * work waiting for resources stays in the subclass's queue instead of piling onto one instance.
+ * Triton's rate limiter gates every scheduler's executions alike (core src/rate_limiter.cc: the
+ * dynamic batch scheduler and the sequence batch scheduler both hand their payloads to
+ * RateLimiter::EnqueuePayload).
+ *
+ * Everything runs on the host's event loop (no locks).
+ */
+import { StubhostError, stacklessError } from '../errors.js';
+import type { AcquireResources, ExecOutcome, ExecutionTarget, Job, ModelScheduler, SubmittedJob } from '../execution/contract.js';
+
+export interface SchedulerBaseOptions {
+  modelLabel: string;
+  /** Called when the number of pending requests (queued, or dispatched and waiting for rate-limiter resources) changes. */
+  onPending?: (pending: number) => void;
+  /** Rate limiter hook: resolves when the instance may execute; returns the release function. */
+  acquire?: AcquireResources;
+}
+
+export abstract class SchedulerBase implements ModelScheduler {
+  protected readonly targets: ExecutionTarget[] = [];
+  protected closed = false;
+  private readonly busy = new Map<ExecutionTarget, number>();
+  private inflightJobs = 0;
+  /** Jobs dispatched whose instance waits for rate-limiter resources. */
+  private waitingJobs = 0;
+  /** Abort listeners of queued jobs, removed when the job leaves the queue. */
+  protected readonly listeners = new Map<Job, () => void>();
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(private readonly base: SchedulerBaseOptions) {}
+
+  /** Jobs in the subclass's queue. */
+  protected abstract get queued(): number;
+  abstract levelOf(priority: number): number;
+  abstract submit(job: SubmittedJob): void;
+  abstract schedule(): void;
+  /** Empties the subclass's queue at close: the jobs it held, to be failed. */
+  protected abstract drain(): Iterable<Job>;
+  /** Delivers the outcome of a job that did not run (refused, cancelled, failed before execute). */
+  protected abstract settle(job: Job, outcome: ExecOutcome, now: number): void;
+  /** The job as its instance gets it (timing, ordering); the job itself by default. */
+  protected forTarget(job: Job, _startedAt: number, _batchSize: number): Job {
+    return job;
+  }
+
+  get pending(): number {
+    return this.queued + this.waitingJobs;
+  }
+
+  get inflight(): number {
+    return this.inflightJobs;
+  }
+
+  addTarget(target: ExecutionTarget): void {
+    this.targets.push(target);
+    this.schedule();
+  }
+
+  close(reason: string): void {
+    this.closed = true;
+    const now = performance.now();
+    const error = new StubhostError('STUBHOST_UNAVAILABLE', `${this.base.modelLabel}: ${reason}`);
+    for (const job of [...this.drain()]) {
+      this.unlisten(job);
+      this.settle(job, { error }, now);
+    }
+    this.notePending();
+    this.notifyIdle();
+  }
+
+  idle(): Promise<void> {
+    if (this.pending === 0 && this.inflightJobs === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** The error of a job submitted after close. */
+  protected unloading(): StubhostError {
+    return new StubhostError('STUBHOST_UNAVAILABLE', `${this.base.modelLabel} is unloading`);
+  }
+
+  /** Whether `target` can take another batch now: a free slot of its depth, and ready. */
+  protected hasRoom(target: ExecutionTarget): boolean {
+    return (this.busy.get(target) ?? 0) < (target.depth ?? 1) && target.canAccept();
+  }
+
+  /**
+   * Sends `jobs` (already out of the queue) to `target`: the instance is busy from now; the batch
+   * waits for its resources, drops requests whose clients left meanwhile, runs, then the
+   * scheduler dispatches again.
+   */
+  protected dispatch(target: ExecutionTarget, jobs: Job[]): void {
+    for (const job of jobs) this.unlisten(job);
+    this.inflightJobs += jobs.length;
+    this.busy.set(target, (this.busy.get(target) ?? 0) + 1);
+    void this.runBatch(target, jobs);
+  }
+
+  private async runBatch(target: ExecutionTarget, jobs: Job[]): Promise<void> {
+    let release: (() => void) | undefined;
+    let waiting = 0;
+    try {
+      if (this.base.acquire) {
+        const acquired = this.base.acquire(target);
+        if (acquired instanceof Promise) {
+          waiting = jobs.length;
+          this.waitingJobs += waiting;
+          this.notePending();
+          release = await acquired;
+          this.waitingJobs -= waiting;
+          waiting = 0;
+        } else release = acquired;
+      }
+      this.notePending();
+      // Requests whose clients left while the instance waited for resources are not run.
+      const live = jobs.filter((job) => !clientCancelled(job.request.signal));
+      const startedAt = performance.now();
+      for (const job of jobs) if (clientCancelled(job.request.signal)) this.settle(job, { error: this.cancelledError(job.request.signal!) }, startedAt);
+      if (live.length > 0) await target.run(live.map((job) => this.forTarget(job, startedAt, live.length)));
+    } catch (err) {
+      const error = err instanceof StubhostError ? err : new StubhostError('STUBHOST_INTERNAL', (err as Error).message);
+      for (const job of jobs) this.settle(job, { error }, performance.now());
+    } finally {
+      if (waiting > 0) this.waitingJobs -= waiting;
+      this.inflightJobs -= jobs.length;
+      this.busy.set(target, (this.busy.get(target) ?? 1) - 1);
+      // Dispatch this instance's next batch (its acquire queues) before giving the resources
+      // back, so the rate limiter sees every contender and its priority share holds.
+      this.schedule();
+      this.notifyIdle();
+      release?.();
+    }
+  }
+
+  /**
+   * Calls `onCancel` once the client of queued `job` cancels it (at once if it already has);
+   * the request's own timeout does not count (see clientCancelled). unlisten() stops it.
+   */
+  protected watch(job: Job, onCancel: (signal: AbortSignal) => void): void {
+    const signal = job.request.signal;
+    if (!signal) return;
+    if (clientCancelled(signal)) {
+      this.listeners.delete(job);
+      onCancel(signal);
+      return;
+    }
+    const onAbort = (): void => {
+      if (!clientCancelled(signal)) return;
+      this.listeners.delete(job);
+      onCancel(signal);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    this.listeners.set(job, () => signal.removeEventListener('abort', onAbort));
+  }
+
+  protected unlisten(job: Job): void {
+    const off = this.listeners.get(job);
+    if (off) {
+      this.listeners.delete(job);
+      off();
+    }
+  }
+
+  /** A cancelled queued job has left the queue: answer it, then let the rest move. */
+  protected cancelled(job: Job, signal: AbortSignal): void {
+    this.settle(job, { error: this.cancelledError(signal) }, performance.now());
+    this.notePending();
+    this.schedule();
+    this.notifyIdle();
+  }
+
+  protected cancelledError(signal: AbortSignal): StubhostError {
+    const reason = signal.reason as unknown;
+    const why = reason instanceof Error ? reason.message : typeof reason === 'string' ? reason : 'the request was cancelled';
+    return stacklessError('STUBHOST_CANCELLED', `${this.base.modelLabel}: request cancelled while queued (${why})`);
+  }
+
+  protected notePending(): void {
+    this.base.onPending?.(this.pending);
+  }
+
+  /** Wakes idle() once nothing is queued or executing (also after the last queued job timed out or was cancelled). */
+  protected notifyIdle(): void {
+    if (this.idleWaiters.length === 0 || this.pending !== 0 || this.inflightJobs !== 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+}
+
+/**
+ * Aborted by the client (disconnect, explicit cancel), as opposed to by the request's own
+ * `timeout` running out: ModelVersion aborts the signal with a STUBHOST_TIMEOUT reason so a
+ * running model sees isCancelled(), but in the queue the queue policy (REJECT / DELAY) decides.
+ */
+export function clientCancelled(signal: AbortSignal | undefined): boolean {
+  if (!signal?.aborted) return false;
+  if (answeredSignals.has(signal)) return true;
+  const reason = signal.reason as { code?: unknown } | undefined;
+  return reason?.code !== 'STUBHOST_TIMEOUT';
+}
+
+/** Signals of requests whose client already has an answer (their deadline answered for them). */
+const answeredSignals = new WeakSet<AbortSignal>();
+
+/**
+ * The request of this signal was answered without the model (its timeout's deadline passed):
+ * if it is still queued it is dropped when it would be dispatched, instead of being run.
+ */
+export function markAnswered(signal: AbortSignal): void {
+  answeredSignals.add(signal);
+}
