@@ -168,11 +168,14 @@ export abstract class SchedulerBase implements ModelScheduler {
     }
   }
 
-  /** A cancelled queued job has left the queue: answer it, then let the rest move. */
-  protected cancelled(job: Job, signal: AbortSignal): void {
+  /**
+   * A cancelled queued job has left the queue: answer it, then (`reschedule`) let the rest move
+   * (a batch being gathered may now be complete).
+   */
+  protected cancelled(job: Job, signal: AbortSignal, reschedule = true): void {
     this.settle(job, { error: this.cancelledError(signal) }, performance.now());
     this.notePending();
-    this.schedule();
+    if (reschedule) this.schedule();
     this.notifyIdle();
   }
 

@@ -291,7 +291,8 @@ export class SequenceBatcher extends SchedulerBase {
     this.watch(entry.value, (signal) => {
       if (!seq.queue.delete(entry)) return;
       this.queuedJobs--;
-      this.cancelled(entry.value, signal);
+      // Nothing new can run: the instance the sequence waits for is as busy as before.
+      this.cancelled(entry.value, signal, false);
       if (seq.ended && !seq.running && seq.queue.length === 0) this.release(seq);
     });
   }
