@@ -7,9 +7,11 @@
  * A batch is bound to its instance when dispatched; with the rate limiter on, it then waits until
  * the instance holds its resources. An instance counts busy from dispatch, not from execute, so
  * work waiting for resources stays in the subclass's queue instead of piling onto one instance.
- * Triton's rate limiter gates every scheduler's executions alike (core src/rate_limiter.cc: the
- * dynamic batch scheduler and the sequence batch scheduler both hand their payloads to
- * RateLimiter::EnqueuePayload).
+ * Triton's rate limiter gates every scheduler's executions alike: the dynamic batcher (core
+ * src/dynamic_batch_scheduler.cc) and the direct sequence batcher (core
+ * src/sequence_batch_scheduler/sequence_batch_scheduler.cc, DirectSequenceBatch::BatcherThread)
+ * both hand their payloads to RateLimiter::EnqueuePayload (src/rate_limiter.cc); the oldest
+ * sequence batcher batches through a DynamicBatchScheduler.
  *
  * Everything runs on the host's event loop (no locks).
  */
