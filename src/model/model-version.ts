@@ -2,27 +2,25 @@
  * One loaded version of a model: its completed config, its instances (stub processes), its
  * scheduler and its statistics. `infer` / `inferStream` are what the server core calls.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { ModelInstance } from '../instance/model-instance.js';
 import type { BlsHandler, ModelControlHandler, StalledExecute } from '../instance/stub-process.js';
 import { markAnswered } from '../scheduler/scheduler.js';
 import type { ExecOutcome, ExecutionTarget, Job, JobTiming, ModelScheduler, StreamSink } from '../execution/contract.js';
 import { AsyncQueue } from '../core/async-queue.js';
-import { fromConfigType, typedArrayFor } from '../core/dtypes.js';
 import type { InferRequest, InferResult, TensorValue } from '../core/types.js';
 import type { ModelIOContract } from '../core/service.js';
 import { configToJson, inputSpecs, isDecoupled, outputSpecs, validateModelConfig, type ModelConfig } from '../config/load.js';
 import { StubhostError } from '../errors.js';
-import { confinedPath, modelFileOf } from '../config/model-paths.js';
-import type { ModelSettings } from '../core/model-parameters.js';
+import { modelFileOf } from '../config/model-paths.js';
+import { parseModelSettings, type ModelSettings } from '../core/model-parameters.js';
 import { setLongTimeout } from '../core/long-timer.js';
-import { tensorFromBytes, validateInferInputs } from '../core/validate.js';
 import type { Logger } from '../log/logger.js';
 import { ModelStatsRecorder, failureReasonOf, type Metrics } from '../metrics/index.js';
 import { OutputContract } from './output-contract.js';
 import type { RateLimiter } from '../scheduler/rate-limiter.js';
 import { readOutputLabels, type OutputLabels } from './output-labels.js';
+import { warmupSample } from './warmup.js';
 import { instanceDepth, instanceSpecs, makeScheduler, settingsOf, type InstanceSpec } from './scheduler-assembly.js';
 import type { ResponseCache } from '../cache/response-cache.js';
 import { cacheUseOf, inferThroughCache, type CacheUse } from '../cache/cached-infer.js';
@@ -63,6 +61,9 @@ export const DEFAULT_UNLOAD_GRACE_MS = 30_000;
  * isCancelled() from the timeout on) before the client gets the timeout error without it.
  */
 export const TIMEOUT_ANSWER_GRACE_MS = 1000;
+
+/** The settings of a config without parameters. */
+const DEFAULT_SETTINGS = parseModelSettings(undefined);
 
 /** setTimeout's longest delay; a longer one would fire at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -478,9 +479,9 @@ export class ModelVersion {
     return this.instances.flatMap((i) => i.stalledExecutes());
   }
 
-  /** The version's settings: parsed at load; before that (an unload of a version never loaded), the config's as far as they parse. */
+  /** The version's settings: parsed at load; the defaults before. */
   private get settings(): ModelSettings {
-    return this.parsedSettings ?? { isolation: 'process', maxInflightPerInstance: 1, priorityAgingUs: 0 };
+    return this.parsedSettings ?? DEFAULT_SETTINGS;
   }
 
   /** The model and its folder, as config errors name them. */
@@ -556,26 +557,7 @@ export class ModelVersion {
   private async warmup(): Promise<void> {
     const samples = this.config.model_warmup ?? [];
     for (const [index, sample] of samples.entries()) {
-      const where = `${this.label} (${this.opts.modelDir}): model_warmup[${index}]${sample.name ? ` '${sample.name}'` : ''}`;
-      const batch = Math.max(1, sample.batch_size || 1);
-      const inputs: TensorValue[] = [];
-      for (const [name, spec] of Object.entries(sample.inputs)) {
-        const datatype = fromConfigType(spec.data_type ?? 'TYPE_FP32')!;
-        const dims = spec.dims.map((d) => (d < 0 ? 1 : d));
-        const shape = this.config.max_batch_size > 0 ? [batch, ...dims] : dims;
-        const count = shape.reduce((a, b) => a * b, 1);
-        const data = spec.input_data_file
-          ? this.warmupFileData(where, name, spec.input_data_file, datatype, dims, this.config.max_batch_size > 0 ? batch : 1)
-          : warmupData(datatype, count, spec.random_data === true);
-        inputs.push({ name, datatype, shape, data });
-      }
-      // As Triton: a sample must match the model's inputs (a config error, not a model crash).
-      try {
-        validateInferInputs(this.contract(), inputs);
-      } catch (err) {
-        throw new StubhostError('STUBHOST_CONFIG', `${where}: ${(err as Error).message}; make the warmup inputs match the model's inputs`);
-      }
-      const repeat = Math.max(1, sample.count || 1);
+      const { inputs, repeat } = warmupSample(sample, index, { where: this.where, modelDir: this.opts.modelDir, config: this.config, contract: this.contract() });
       for (let i = 0; i < repeat; i++) {
         this.warmingUp = true; // submit() takes only warmup work before the version is READY
         try {
@@ -588,42 +570,6 @@ export class ModelVersion {
       }
     }
   }
-
-  /**
-   * Triton's `input_data_file`: raw row-major bytes of one sample (BYTES as 4-byte length
-   * prefixes and bytes) in the model's `warmup/` folder, repeated for each batch row.
-   */
-  private warmupFileData(where: string, input: string, file: string, datatype: TensorValue['datatype'], dims: number[], batch: number): TensorValue['data'] {
-    const field = `${where}.inputs['${input}'].input_data_file`;
-    const base = path.join(this.opts.modelDir, 'warmup');
-    const full = confinedPath(base, base, file, field, "the model's warmup/ folder");
-    let bytes: Uint8Array;
-    try {
-      bytes = new Uint8Array(fs.readFileSync(full));
-    } catch (err) {
-      throw new StubhostError('STUBHOST_CONFIG', `${field}: cannot read ${full} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); put the file in the model's warmup/ folder`);
-    }
-    let one: TensorValue;
-    try {
-      one = tensorFromBytes({ name: input, datatype, shape: dims }, bytes, `warmup file ${file}`);
-    } catch (err) {
-      throw new StubhostError('STUBHOST_CONFIG', `${field}: ${(err as Error).message}`);
-    }
-    if (batch === 1) return one.data;
-    if (Array.isArray(one.data)) return Array.from({ length: batch }, () => one.data as Uint8Array[]).flat();
-    const src = one.data as Exclude<TensorValue['data'], Uint8Array[]>;
-    const out = new (src.constructor as new (n: number) => typeof src)(src.length * batch);
-    for (let b = 0; b < batch; b++) (out as Uint8Array).set(src as Uint8Array, b * src.length);
-    return out;
-  }
-}
-
-function warmupData(datatype: TensorValue['datatype'], count: number, random: boolean): TensorValue['data'] {
-  if (datatype === 'BYTES') return Array.from({ length: count }, () => new Uint8Array(random ? [65] : []));
-  const data = new (typedArrayFor(datatype))(count);
-  // random_data: floats get random values; every other type stays zero.
-  if (random && (datatype === 'FP32' || datatype === 'FP64')) for (let i = 0; i < count; i++) data[i] = Math.random();
-  return data;
 }
 
 /** Whether `promise` settles within `ms` (it is not cancelled when it does not). */
