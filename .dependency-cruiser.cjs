@@ -32,6 +32,11 @@ const LAYERS = [
   // A cache in front of a model's infer: records hits in the model's statistics.
   ['src/cache/cached-infer.ts', [...SHARED, 'src/log/', 'src/config/', 'src/metrics/', 'src/cache/']],
   ['src/instance/', INSTANCE],
+  // The parts of a stub handle, below StubProcess: none of them reaches back up to it or the launchers.
+  ['src/instance/wire-outcome.ts', INSTANCE],
+  ['src/instance/health-watch.ts', []],
+  ['src/instance/stub-requests.ts', [...INSTANCE, 'src/instance/wire-outcome.ts']],
+  ['src/instance/bls-relay.ts', [...INSTANCE, 'src/instance/wire-outcome.ts']],
   ['src/scheduler/', SCHEDULER],
   ['src/model/', MODEL],
   ['src/repository/', REPOSITORY],
@@ -56,6 +61,14 @@ const LAYERS = [
   ['stub/backends/', [...SHARED, 'stub/api/']],
   // The rest of stub/ (main, the message loop, the loaders): the shared bottom and the wire.
   ['stub/', [...SHARED, 'src/ipc/', 'stub/api/', 'stub/backends/']],
+  // The parts of the stub's message loop (stub-loop.ts), below it: none of them reaches back up.
+  ['stub/execute-context.ts', [...SHARED, 'src/ipc/']],
+  ['stub/exec-queue.ts', [...SHARED, 'src/ipc/']],
+  ['stub/console-capture.ts', [...SHARED, 'stub/api/']],
+  ['stub/model-errors.ts', [...SHARED, 'stub/api/', 'stub/error-location.ts']],
+  ['stub/stub-wire.ts', [...SHARED, 'src/ipc/', 'stub/api/']],
+  ['stub/model-loader.ts', [...SHARED, 'src/ipc/', 'stub/api/', 'stub/backends/', 'stub/typescript-loader.ts']],
+  ['stub/bls-client.ts', [...SHARED, 'src/ipc/', 'stub/api/', 'stub/execute-context.ts', 'stub/model-errors.ts', 'stub/stub-wire.ts']],
 ];
 
 const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

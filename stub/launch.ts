@@ -1,7 +1,7 @@
 /**
  * The stub's side of its launcher (src/instance/stub-launcher.ts): what differs between a stub
  * that is a child process of the host and one that is a worker thread of it. main.ts and
- * server.ts are the same for both; they reach the difference only through `StubLaunch`.
+ * stub-loop.ts are the same for both; they reach the difference only through `StubLaunch`.
  *
  * Settings come from the environment in both cases (a worker thread gets its own copy of it, so
  * the region name is in neither the host's environment nor any argv).

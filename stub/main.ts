@@ -15,7 +15,7 @@ import { Region } from '../src/ipc/region.js';
 import { Channel } from '../src/ipc/channel.js';
 import { kHealth } from '../src/ipc/layout.js';
 import type { HostMessage, StubMessage } from '../src/ipc/protocol.js';
-import { StubServer } from './server.js';
+import { StubLoop } from './stub-loop.js';
 import { stubLaunch } from './launch.js';
 import { registerTypeScript } from './typescript-loader.js';
 
@@ -57,9 +57,9 @@ health.on('error', (err) => {
 // Serve (say hello, accept init) only once the health thread beats: the host's stub timeout
 // starts when initialize finishes, and a fast initialize used to beat a health thread that was
 // still booting, so a busy machine saw healthy new stubs declared dead ("no health signal").
-const server = new StubServer(channel, { exit: launch.exit });
-launch.guardModelCode((cause) => server.reportFatal(cause));
+const loop = new StubLoop(channel, { exit: launch.exit });
+launch.guardModelCode((cause) => loop.reportFatal(cause));
 health.once('message', () => {
   health.unref();
-  server.start();
+  loop.start();
 });

@@ -2,7 +2,7 @@
  * The stub's side of custom metrics (the model API's MetricFamily): families and metrics live
  * here, changes apply at once (so `value()` and the checks are synchronous, with Triton's
  * messages: core src/metric_family.cc), and what changed is sent to the host in batches — when
- * the stub is about to send a response (StubServer calls flush()), else after `flushDelayMs`.
+ * the stub is about to send a response (StubLoop calls flush()), else after `flushDelayMs`.
  */
 import { METRIC_KINDS, type MetricChange, type MetricKind, type MetricsBatch, type MetricsBatchResult, type NewMetric, type NewMetricFamily } from '../src/core/metric-updates.js';
 import { ModelError } from './api/errors.js';

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ALIGNMENT, Arena, PeerArena } from '../src/ipc/arena.js';
 import { StubhostError } from '../src/errors.js';
+import { readTensorOut, writeTensor } from '../src/ipc/tensor-codec.js';
 import { shmFiles, uniqueRegionName } from './fixtures/ipc-helpers.js';
 
 const KiB = 1024;
@@ -198,6 +199,41 @@ describe('PeerArena', () => {
     refuse([id, 1.5, 8], /invalid shared-memory handle/);
     refuse([7, 0, 8], /cannot map the peer's shared-memory segment .*-h7/);
     expect(peer.view([id, 64 * KiB - 100, 100]).byteLength).toBe(100);
+    peer.close();
+  });
+});
+
+describe('readTensorOut', () => {
+  it('copies arena bytes once: into the placement it is given (numeric), else private memory; inline bytes as they are', () => {
+    const writer = arena({ segmentBytes: 64 * KiB });
+    const reader = arena({ segmentBytes: 64 * KiB });
+    const peer = new PeerArena(writer.prefix);
+    const blocks: ReturnType<Arena['alloc']>['handle'][] = [];
+    const x = Float32Array.from({ length: 1024 }, (_, k) => k);
+    const desc = writeTensor(writer, { name: 'x', datatype: 'FP32', shape: [1024], data: x }, blocks);
+    const placed: ReturnType<Arena['alloc']>[] = [];
+    const t = readTensorOut(peer, desc, (n) => {
+      const b = reader.alloc(n);
+      placed.push(b);
+      return b.bytes;
+    });
+    expect(placed).toHaveLength(1);
+    const data = t.data as Float32Array;
+    // A view of the placed block (the same memory), with the writer's values, outliving its block.
+    expect([data.buffer, data.byteOffset, data.byteLength]).toEqual([placed[0]!.bytes.buffer, placed[0]!.bytes.byteOffset, 4096]);
+    writer.bytesOf(desc.h!).fill(0);
+    expect(Array.from(data)).toEqual(Array.from(x));
+    // No placement given (arena full): private memory.
+    const privateCopy = readTensorOut(peer, desc, () => undefined).data as Float32Array;
+    expect(privateCopy.buffer).not.toBeInstanceOf(SharedArrayBuffer);
+    // BYTES are decoded into elements anyway: never placed.
+    const strings = writeTensor(writer, { name: 's', datatype: 'BYTES', shape: [2], data: [new Uint8Array(400), new Uint8Array(400)] }, blocks);
+    let asked = 0;
+    expect((readTensorOut(peer, strings, () => (asked++, undefined)).data as Uint8Array[]).map((e) => e.byteLength)).toEqual([400, 400]);
+    expect(asked).toBe(0);
+    // Inline bytes (small tensors) are private already.
+    const small = writeTensor(writer, { name: 'y', datatype: 'FP32', shape: [2], data: Float32Array.of(1, 2) }, blocks);
+    expect(Array.from(readTensorOut(peer, small, () => { throw new Error('not asked'); }).data as Float32Array)).toEqual([1, 2]);
     peer.close();
   });
 });

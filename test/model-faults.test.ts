@@ -79,10 +79,10 @@ describe('errors to clients', () => {
     expect(message).toMatch(/at Thrower\.execute \(1\/model\.ts:\d+:\d+\)/);
     // No absolute path, no frame of the stub, tsx or node itself.
     expect(message).not.toMatch(/(^|[\s(])\//);
-    expect(message).not.toMatch(/file:|node:internal|stub\/server|tsx/);
+    expect(message).not.toMatch(/file:|node:internal|stub\/stub-loop|tsx/);
     const logged = logs().find((l) => l.model === 'thrower' && l.level === 'error' && /execute threw/.test(l.msg));
     expect(logged?.msg).toContain(`${path.join(server.root, 'thrower/1/model.ts')}:${line}:`);
-    expect(logged?.msg).toMatch(/stub\/server\.ts/);
+    expect(logged?.msg).toMatch(/stub\/stub-loop\.ts/);
     expect(y(await infer('thrower', 5))).toBe(5); // the stub keeps serving
     await expectCanary();
   });

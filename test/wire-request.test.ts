@@ -100,7 +100,7 @@ describe('requests', () => {
     };
     // What stays in the host, by design (see fieldsOfInferRequest); any other field must travel.
     const hostOnly = ['signal', 'ensemblePath'];
-    // The stub decodes the host's exec into the model's request, as stub/server.ts does.
+    // The stub decodes the host's exec into the model's request, as stub/stub-wire.ts does.
     const exec = overTheWire(encodeInferRequest(original, 5, 3, write));
     const fields = decodeRequest(exec, (d) => {
       const t = read(d);
@@ -108,7 +108,7 @@ describe('requests', () => {
     });
     const modelRequest = new InferenceRequest({ ...fields });
     for (const key of Object.keys(fields) as (keyof typeof fields)[]) expect(plain(modelRequest[key]), `InferenceRequest.${key}`).toEqual(plain(fields[key]));
-    // The model sends that request on with BLS (stub/server.ts encodes the InferenceRequest itself).
+    // The model sends that request on with BLS (stub/bls-client.ts encodes the InferenceRequest itself).
     const bls = overTheWire(encodeRequest<Tensor>(modelRequest, 8, (t) => write({ name: t.name, datatype: t.dtype, shape: t.shape, data: t.data as TensorValue['data'] })));
     const back = decodeInferRequest(bls, read) as unknown as Record<string, unknown>;
     const want = Object.fromEntries(Object.entries(original).filter(([k]) => !hostOnly.includes(k)));

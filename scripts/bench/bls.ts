@@ -15,6 +15,8 @@
  *   one hop adds:    via BLS − caller alone (p50 and p99 of each, subtracted)
  *   through BLS vs direct: via BLS / direct
  *   8 parallel vs 8 sequential calls (to identity, and to sleepy): overlap = sequential / parallel
+ *   16 MiB:          caller alone and via BLS with a 16 MiB FP32 tensor (the caller answers with
+ *                    the BLS output as it got it): what the hop costs when the bytes dominate
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -48,7 +50,8 @@ export default class Caller {
         const rs = await Promise.all(Array.from({ length: calls }, call));
         out = rs[rs.length - 1]!.output('OUTPUT0')!.data as Float32Array;
       }
-      return new InferenceResponse({ outputs: [new Tensor('Y', Float32Array.from(out), x.shape)] });
+      // 'as-is': answer with the BLS output itself (a view, written out before execute returns).
+      return new InferenceResponse({ outputs: [new Tensor('Y', r.parameters.copy === 'as-is' ? out : Float32Array.from(out), x.shape)] });
     }));
   }
 }`;
@@ -88,13 +91,14 @@ export default async function main(argv: string[]): Promise<void> {
   const server = await startServer({ modelRepository: root, httpPort: undefined, grpcPort: undefined, metricsPort: undefined, logger: createLogger() });
   try {
     if (server.failed.size > 0) throw new Error(`models failed to load: ${[...server.failed].map(([m, e]) => `${m}: ${e}`).join('; ')}`);
-    const data = Float32Array.from({ length: 16 }, (_, k) => k);
-    const request = (model: string, parameters: Record<string, string | number>): InferRequest => ({
-      id: '', modelName: model, inputs: [{ name: model === 'caller' ? 'X' : 'INPUT0', datatype: 'FP32', shape: [16], data }],
+    const small = Float32Array.from({ length: 16 }, (_, k) => k);
+    const big = Float32Array.from({ length: (16 * 1024 * 1024) / 4 }, (_, k) => k % 1000);
+    const request = (model: string, parameters: Record<string, string | number>, data = small): InferRequest => ({
+      id: '', modelName: model, inputs: [{ name: model === 'caller' ? 'X' : 'INPUT0', datatype: 'FP32', shape: [data.length], data }],
       parameters, priority: 0, timeoutUs: 0,
     });
-    const latencies = async (label: string, req: InferRequest, n: number): Promise<number[]> => {
-      for (let k = 0; k < Math.min(200, n); k++) await server.core.infer(req);
+    const latencies = async (label: string, req: InferRequest, n: number, warm = Math.min(200, n)): Promise<number[]> => {
+      for (let k = 0; k < warm; k++) await server.core.infer(req);
       const out: number[] = [];
       for (let k = 0; k < n; k++) {
         const t0 = nowMs();
@@ -115,6 +119,9 @@ export default async function main(argv: string[]): Promise<void> {
     });
     const fanIdentity = await fan('identity', Math.max(100, samples / 4));
     const fanSleepy = await fan('sleepy', Math.max(50, samples / 20));
+    const bigSamples = Math.max(20, samples / 40);
+    const bigAlone = await latencies('16 MiB, caller alone', request('caller', { calls: 0, copy: 'as-is' }, big), bigSamples, 5);
+    const bigViaBls = await latencies('16 MiB, via BLS', request('caller', { calls: 1, target: 'identity', copy: 'as-is' }, big), bigSamples, 5);
 
     const result = {
       direct_p50_ms: p(direct, 50), direct_p99_ms: p(direct, 99),
@@ -126,6 +133,8 @@ export default async function main(argv: string[]): Promise<void> {
       fan8_identity_overlap: p(fanIdentity.sequential, 50) / p(fanIdentity.parallel, 50),
       fan8_sleepy_parallel_p50_ms: p(fanSleepy.parallel, 50), fan8_sleepy_sequential_p50_ms: p(fanSleepy.sequential, 50),
       fan8_sleepy_overlap: p(fanSleepy.sequential, 50) / p(fanSleepy.parallel, 50),
+      mib16_caller_alone_p50_ms: p(bigAlone, 50), mib16_via_bls_p50_ms: p(bigViaBls, 50), mib16_via_bls_p99_ms: p(bigViaBls, 99),
+      mib16_hop_added_p50_ms: p(bigViaBls, 50) - p(bigAlone, 50),
       samples,
     };
     const ms = (x: number) => `${fmt(x)} ms`;
@@ -138,6 +147,9 @@ export default async function main(argv: string[]): Promise<void> {
       ['8 BLS calls → identity, sequential', ms(result.fan8_identity_sequential_p50_ms), '', `overlap ${fmt(result.fan8_identity_overlap)}×`],
       ['8 BLS calls → sleepy (5 ms), parallel', ms(result.fan8_sleepy_parallel_p50_ms), '', ''],
       ['8 BLS calls → sleepy (5 ms), sequential', ms(result.fan8_sleepy_sequential_p50_ms), '', `overlap ${fmt(result.fan8_sleepy_overlap)}×`],
+      ['16 MiB: caller, no BLS call', ms(result.mib16_caller_alone_p50_ms), '', `${bigSamples} requests`],
+      ['16 MiB: caller → identity (1 BLS hop)', ms(result.mib16_via_bls_p50_ms), ms(result.mib16_via_bls_p99_ms), ''],
+      ['16 MiB: one BLS hop adds', ms(result.mib16_hop_added_p50_ms), '', 'via BLS − caller alone'],
     ];
     const text = [
       `BLS (${samples} requests per latency row, one at a time, ServerCore.infer; ${os.cpus().length} cores)`,

@@ -5,7 +5,7 @@
  * adds its lookup and insertion time to the request and to cache_miss. Failed requests are not
  * stored.
  */
-import type { InferRequest, InferResult } from '../core/types.js';
+import type { InferRequest, InferResult, TensorValue } from '../core/types.js';
 import type { ModelConfig } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { ModelStatsRecorder } from '../metrics/model-stats.js';
@@ -40,12 +40,19 @@ export async function inferThroughCache(use: CacheUse, request: InferRequest, ru
   const lookupMs = performance.now() - started;
   const result = await run(request);
   const inserting = performance.now();
-  const stored = use.cache.insert(key, { outputs: result.outputs, parameters: result.parameters });
+  // Outputs placed in a BLS caller's arena live only as long as its call: the cache keeps a copy.
+  const outputs = request.outputPlacement ? result.outputs.map(privateCopy) : result.outputs;
+  const stored = use.cache.insert(key, { outputs, parameters: result.parameters });
   if (!stored) {
     use.logger?.verbose(`response of model '${use.model}' is larger than the whole response cache (${use.cache.sizeBytes} bytes); not cached`, { model: use.model }, 1);
   }
   use.stats.recordCacheMiss((lookupMs + performance.now() - inserting) * 1e6);
   return result;
+}
+
+/** Numeric data only is ever placed (see OutputPlacement); BYTES elements are private already. */
+function privateCopy(t: TensorValue): TensorValue {
+  return Array.isArray(t.data) ? t : { ...t, data: t.data.slice() };
 }
 
 /**

@@ -51,6 +51,19 @@ export interface InferRequest {
   signal?: AbortSignal;
   /** The ensembles this request is a step of, outermost first (a cycle guard). */
   ensemblePath?: string[];
+  /** Where the outputs' bytes go when they leave the stub's arena (BLS: the calling stub's arena); else private memory. */
+  outputPlacement?: OutputPlacement;
+}
+
+/**
+ * A buffer for a response's output bytes, given by whoever reads them next, so they are copied
+ * once (out of the answering stub's arena, into the reader's shared memory) — as Triton
+ * python_backend's BLS response allocator places outputs in the stub's shared memory
+ * (ResponseAlloc, src/request_executor.cc). Numeric tensors only: BYTES are decoded anyway.
+ */
+export interface OutputPlacement {
+  /** `byteLength` bytes to write an output into, or undefined (then it goes to private memory). */
+  place(byteLength: number): Uint8Array | undefined;
 }
 
 export interface InferResult {

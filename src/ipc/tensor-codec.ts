@@ -62,13 +62,32 @@ function fill(out: Uint8Array, t: Pick<TensorValue, 'datatype' | 'data'>): void 
  * frees the block). Checks dtype, shape and byte size so a corrupt header is refused here.
  */
 export function readTensor(peer: PeerArena, desc: TensorDesc): TensorValue {
+  checkHeader(desc);
+  return tensorOf(desc, desc.d ?? (desc.h ? peer.view(desc.h) : new Uint8Array(0)));
+}
+
+/**
+ * The tensor described by `desc`, in memory that outlives the peer's block: inline bytes as
+ * they are (the message decoder copied them already), arena bytes copied once — into
+ * `place(size)` when it gives a buffer (numeric tensors), else into process-private memory.
+ */
+export function readTensorOut(peer: PeerArena, desc: TensorDesc, place?: (byteLength: number) => Uint8Array | undefined): TensorValue {
+  if (desc.d || !desc.h) return readTensor(peer, desc);
+  checkHeader(desc);
+  const src = peer.view(desc.h);
+  const dst = place && desc.t !== 'BYTES' && src.byteLength > 0 ? place(src.byteLength) : undefined;
+  if (!dst) return copyTensor(tensorOf(desc, src));
+  dst.set(src);
+  return tensorOf(desc, dst);
+}
+
+function checkHeader(desc: TensorDesc): void {
   if (typeof desc.n !== 'string' || !isDataType(desc.t) || !Array.isArray(desc.s) || !isShape(desc.s)) {
     throw new StubhostError('STUBHOST_PROTOCOL', `corrupt tensor header ${JSON.stringify({ n: desc.n, t: desc.t, s: desc.s })}`);
   }
-  let bytes: Uint8Array;
-  if (desc.d) bytes = desc.d;
-  else if (desc.h) bytes = peer.view(desc.h);
-  else bytes = new Uint8Array(0);
+}
+
+function tensorOf(desc: TensorDesc, bytes: Uint8Array): TensorValue {
   const count = elementCount(desc.s);
   if (desc.t === 'BYTES') {
     const items = decodeBytesElements(bytes, count);

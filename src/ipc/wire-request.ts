@@ -165,7 +165,7 @@ export function fieldsOfInferRequest(r: InferRequest, modelVersion = r.modelVers
 }
 
 /** The host's request for `f` (a BLS call), ready for the scheduling path of a client request. */
-export function inferRequestOf(f: RequestFields<TensorValue>): Complete<Omit<InferRequest, 'signal' | 'ensemblePath' | 'sequenceSlot'>> {
+export function inferRequestOf(f: RequestFields<TensorValue>): Complete<Omit<InferRequest, 'signal' | 'ensemblePath' | 'sequenceSlot' | 'outputPlacement'>> {
   return {
     id: f.requestId,
     modelName: f.modelName,

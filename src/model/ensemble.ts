@@ -186,6 +186,8 @@ export class EnsembleModel {
             modelVersion: step.model_version > 0 ? step.model_version : undefined,
             inputs,
             outputs: Object.keys(step.output_map).map((name) => ({ name })),
+            // A BLS caller's arena takes the steps that make the ensemble's outputs; intermediate tensors stay private.
+            outputPlacement: Object.values(step.output_map).some((t) => this.config.output.some((o) => o.name === t)) ? request.outputPlacement : undefined,
           });
           for (const [stepOutput, tensor] of Object.entries(step.output_map)) {
             const out = result.outputs.find((t) => t.name === stepOutput);

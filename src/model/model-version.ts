@@ -4,7 +4,8 @@
  */
 import path from 'node:path';
 import { ModelInstance } from '../instance/model-instance.js';
-import type { BlsHandler, ModelControlHandler, StalledExecute } from '../instance/stub-process.js';
+import type { StalledExecute } from '../instance/stub-process.js';
+import type { BlsGateway } from '../execution/bls-gateway.js';
 import { markAnswered } from '../scheduler/scheduler.js';
 import type { ExecOutcome, ExecutionTarget, Job, JobTiming, ModelScheduler, StreamSink } from '../execution/contract.js';
 import { AsyncQueue } from '../core/async-queue.js';
@@ -45,9 +46,8 @@ export interface ModelVersionOptions {
   unloadGraceMs?: number;
   /** Executes running longer are reported (--execute-warn-secs; 0 = off). */
   executeWarnMs?: number;
-  onBls?: BlsHandler;
-  /** loadModel / unloadModel / isModelReady from model code. */
-  onControl?: ModelControlHandler;
+  /** Where the stubs' BLS calls and model control go. */
+  gateway?: BlsGateway;
   rateLimiter?: RateLimiter;
   /** The server's response cache; used when the config has response_cache { enable: true }. */
   responseCache?: ResponseCache;
@@ -527,8 +527,7 @@ export class ModelVersion {
       memoryLimitBytes: this.memoryLimitBytes(),
       arenaMaxBytes: settings.shmMaxBytes || this.opts.arenaMaxBytes,
       logger: this.opts.logger,
-      onBls: this.opts.onBls,
-      onControl: this.opts.onControl,
+      gateway: this.opts.gateway,
       customMetrics: this.opts.metrics && this.metricsOwner !== undefined ? () => this.opts.metrics!.custom.session(this.metricsOwner!) : undefined,
       onHealth: (healthy, restarted) => {
         this.opts.metrics?.setStubHealthy(this.name, spec.name, healthy);

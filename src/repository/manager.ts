@@ -13,7 +13,7 @@ import { configToJson, readModelConfig } from '../config/load.js';
 import { StubhostError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/index.js';
-import type { BlsHandler, ModelControlHandler } from '../instance/stub-process.js';
+import type { BlsGateway } from '../execution/bls-gateway.js';
 import type { RateLimiter } from '../scheduler/rate-limiter.js';
 import type { RepositoryIndexEntry } from '../core/service.js';
 import type { ResponseCache } from '../cache/response-cache.js';
@@ -76,11 +76,10 @@ export interface RepositoryOptions {
   unloadGraceMs?: number;
   executeWarnMs?: number;
   rateLimiter?: RateLimiter;
-  onBls?: BlsHandler;
+  /** Where the stubs' BLS calls and model control (loadModel / unloadModel / isModelReady) go: the server core. */
+  gateway?: BlsGateway;
   /** The server's response cache (--cache-config); models with response_cache { enable: true } use it. */
   responseCache?: ResponseCache;
-  /** loadModel / unloadModel / isModelReady from model code. */
-  onControl?: ModelControlHandler;
 }
 
 interface ModelEntry {
@@ -227,7 +226,7 @@ export class ModelRepository {
         : new ModelVersion({
           name, version: v, modelDir: dir, repository: this.root, config: structuredClone(config), autoComplete,
           logger: this.opts.logger, metrics: this.opts.metrics, stubTimeoutMs: this.opts.stubTimeoutMs,
-          arenaMaxBytes: this.opts.arenaMaxBytes, onBls: this.opts.onBls, onControl: this.opts.onControl, rateLimiter: this.opts.rateLimiter,
+          arenaMaxBytes: this.opts.arenaMaxBytes, gateway: this.opts.gateway, rateLimiter: this.opts.rateLimiter,
           stubMemoryLimitBytes: this.opts.stubMemoryLimitBytes, unloadGraceMs: this.opts.unloadGraceMs, executeWarnMs: this.opts.executeWarnMs,
           responseCache: this.opts.responseCache,
         }));

@@ -8,7 +8,8 @@ import type {
   InferenceService, ModelIOContract, ModelMetadata, ModelStatistics, RepositoryIndexEntry, ServerMetadata,
 } from '../core/service.js';
 import type { InferRequest, InferResult } from '../core/types.js';
-import type { BlsHandler, ModelControlHandler } from '../instance/stub-process.js';
+import type { BlsGateway, ModelControlRequest } from '../execution/bls-gateway.js';
+import type { StreamSink } from '../execution/contract.js';
 import { StubhostError, toStubhostError } from '../errors.js';
 import { currentLogSettings, updateLogSettings, type LogProtocol } from '../log/log-settings.js';
 import { validateInferInputs, validateRequestedOutputs } from '../core/validate.js';
@@ -48,12 +49,12 @@ export class ServerCore implements InferenceService {
    * strictReadiness (default true, as Triton's --strict-readiness): ready only when every model is.
    * modelControlMode (default none): the repository API loads and unloads only in explicit mode.
    */
-  constructor(options: Omit<RepositoryOptions, 'onBls' | 'onControl'> & { strictReadiness?: boolean; modelControlMode?: ModelControlMode }) {
+  constructor(options: Omit<RepositoryOptions, 'gateway'> & { strictReadiness?: boolean; modelControlMode?: ModelControlMode }) {
     const { strictReadiness, modelControlMode, ...repository } = options;
     this.strictReadiness = strictReadiness ?? true;
     this.modelControlMode = modelControlMode ?? 'none';
     this.unloadGraceMs = options.unloadGraceMs ?? DEFAULT_UNLOAD_GRACE_MS;
-    this.repository = new ModelRepository({ ...repository, onBls: this.blsHandler, onControl: this.controlHandler });
+    this.repository = new ModelRepository({ ...repository, gateway: this.gateway });
   }
 
   /** Marks start-up done: readiness then reflects the models. */
@@ -220,7 +221,7 @@ export class ServerCore implements InferenceService {
    * loadModel / unloadModel / isModelReady from model code (Triton's pb_utils.load_model,
    * unload_model, is_model_ready): the repository API's rules, explicit mode included, apply.
    */
-  private readonly controlHandler: ModelControlHandler = async (request) => {
+  private readonly controlHandler = async (request: ModelControlRequest): Promise<{ ready?: boolean }> => {
     if (request.op === 'ready') return { ready: await this.modelReady(request.name, request.version) };
     if (this.closing) throw new StubhostError('STUBHOST_CLOSED', `the server is shutting down: ${request.op} of model '${request.name}' refused`);
     if (request.name === request.caller) {
@@ -233,7 +234,7 @@ export class ServerCore implements InferenceService {
   };
 
   /** BLS from a stub: validated like a client request, then scheduled like one. */
-  private readonly blsHandler: BlsHandler = (request, _stream, sink) => {
+  private readonly blsHandler = (request: InferRequest, sink: StreamSink): (() => void) => {
     const abort = new AbortController();
     request.signal = abort.signal;
     void (async () => {
@@ -250,6 +251,9 @@ export class ServerCore implements InferenceService {
     })();
     return () => abort.abort();
   };
+
+  /** What the stubs' calls into the server reach (handed to the repository once, for every stub). */
+  private readonly gateway: BlsGateway = { infer: this.blsHandler, control: this.controlHandler };
 }
 
 /** Outputs asked for as classification become their top-k strings, as Triton's front-ends make them (both protocols). */

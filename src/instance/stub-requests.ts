@@ -1,0 +1,259 @@
+/**
+ * The requests in flight on one stub: the batches sent and not answered (their rids, their input
+ * blocks in the host arena, when they started), the decoupled streams still open, and the
+ * executes running past the warning limit. Sends batches, matches responses to requests, and
+ * fails everything at once when the stub goes.
+ */
+import type { Channel } from '../ipc/channel.js';
+import type { Handle } from '../ipc/arena.js';
+import type { HostMessage, StubMessage } from '../ipc/protocol.js';
+import { responseHandles, type WireResponse } from '../ipc/wire-request.js';
+import { StubhostError, type ErrorBody } from '../errors.js';
+import type { InferRequest, OutputPlacement } from '../core/types.js';
+import type { Logger } from '../log/logger.js';
+import type { ExecOutcome, ExecPhases, ResponseStat, StreamSink } from '../execution/contract.js';
+import { readOutcome, writeRequests } from './wire-outcome.js';
+
+interface PendingBatch {
+  b: number;
+  /** One entry per request, in order. */
+  resolve: (outcomes: ExecOutcome[]) => void;
+  /** Host arena blocks holding this batch's inputs: freed when the batch is done. */
+  blocks: Handle[];
+  rids: number[];
+  /** Per request: where its outputs go (a BLS caller's arena), if anywhere but private memory. */
+  placements: (OutputPlacement | undefined)[];
+  startedAt: number;
+  /** Writing the inputs into the arena. */
+  inputMs: number;
+  streams?: StreamSink[];
+  /** Reported as running past the execute warning limit. */
+  stalled?: boolean;
+}
+
+/** A decoupled request whose final flag has not arrived. */
+interface OpenStream {
+  sink: StreamSink;
+  placement?: OutputPlacement;
+  /** For the response statistics: responses so far and when the last one came. */
+  clock?: { count: number; lastAt: number };
+}
+
+/** An execute running past the warning limit, as `/v2/models/{m}/stats` lists it. */
+export interface StalledExecute {
+  instance: string;
+  pid: number;
+  running_ms: number;
+  requests: number;
+}
+
+export interface StubRequestsOptions {
+  modelVersion: number;
+  /** Batches the stub runs at once: later ones wait in the stub and are not "running". */
+  concurrentExecutes?: number;
+  executeTimeoutMs?: number;
+  executeWarnMs?: number;
+  onStalled?: (count: number) => void;
+  onResponseStat?: (stat: ResponseStat) => void;
+  logger: Logger;
+}
+
+export class StubRequests {
+  private readonly batches = new Map<number, PendingBatch>();
+  private readonly streams = new Map<number, OpenStream>();
+  private nextBatch = 1;
+  private nextRid = 1;
+  private stalledCount = 0;
+
+  constructor(
+    private readonly opts: StubRequestsOptions,
+    private readonly channel: Channel<HostMessage, StubMessage>,
+    /** Who the stub is, for messages and logs. */
+    private readonly who: () => { label: string; model: string; instance: string; pid: number },
+    /** Whether the stub still runs (false: nothing more is sent). */
+    private readonly open: () => boolean,
+  ) {}
+
+  /** Requests in flight. */
+  get inflight(): number {
+    let n = 0;
+    for (const b of this.batches.values()) n += b.rids.length;
+    return n + this.streams.size;
+  }
+
+  /** Sends one batch; resolves with one outcome per request (never rejects). With `sinks`, decoupled. */
+  send(requests: InferRequest[], sinks?: StreamSink[]): Promise<ExecOutcome[]> {
+    const blocks: Handle[] = [];
+    const rids = requests.map(() => this.nextRid++);
+    const inputStart = performance.now();
+    let wire;
+    try {
+      wire = writeRequests(this.channel.arena, requests, rids, this.opts.modelVersion, blocks);
+    } catch (err) {
+      for (const h of blocks) this.channel.arena.free(h);
+      const e = err instanceof StubhostError ? err : new StubhostError('STUBHOST_INTERNAL', (err as Error).message);
+      sinks?.forEach((s) => s.end(e));
+      return Promise.resolve(requests.map(() => ({ error: e })));
+    }
+    const b = this.nextBatch++;
+    const sentAt = performance.now();
+    const placements = requests.map((r) => r.outputPlacement);
+    return new Promise<ExecOutcome[]>((resolve) => {
+      this.batches.set(b, { b, resolve, blocks, rids, placements, startedAt: sentAt, inputMs: sentAt - inputStart, streams: sinks });
+      if (sinks) {
+        rids.forEach((rid, i) => {
+          this.streams.set(rid, { sink: sinks[i]!, placement: placements[i], clock: this.opts.onResponseStat ? { count: 0, lastAt: sentAt } : undefined });
+        });
+      }
+      // After 'exec': a Cancel for a request the stub has not seen yet would be dropped.
+      this.channel.send({ k: 'exec', b, reqs: wire });
+      this.channel.expectReply();
+      for (let i = 0; i < requests.length; i++) {
+        const signal = requests[i]!.signal;
+        if (signal) {
+          const rid = rids[i]!;
+          if (signal.aborted) this.cancel([rid]);
+          else signal.addEventListener('abort', () => this.cancel([rid]), { once: true });
+        }
+      }
+    });
+  }
+
+  /** Marks requests cancelled in the stub (request.isCancelled() turns true). */
+  cancel(rids: number[]): void {
+    if (this.open()) this.channel.send({ k: 'cancel', rids });
+  }
+
+  onExecDone(b: number, rs: WireResponse[] | undefined, err: ErrorBody | undefined): void {
+    const batch = this.batches.get(b);
+    if (!batch) return;
+    this.batches.delete(b);
+    if (batch.stalled) {
+      const who = this.who();
+      this.opts.logger.info(`a stalled execute finished after ${Math.round((performance.now() - batch.startedAt) / 1000)} s`, { model: who.model, instance: who.instance, pid: who.pid });
+      this.setStalled(this.stalledCount - 1);
+    }
+    // A batch sent ahead waited in the stub until now: its execute (and execute timeout) starts now.
+    for (const next of this.batches.values()) {
+      next.startedAt = Math.max(next.startedAt, performance.now());
+      break;
+    }
+    const n = batch.rids.length;
+    const outcomes: ExecOutcome[] = new Array(n);
+    const outputStart = performance.now();
+    for (let i = 0; i < n; i++) {
+      const r = err ? undefined : rs?.[i];
+      outcomes[i] = err ? { error: StubhostError.fromBody(err) } : r ? this.read(r, batch.placements[i]) : {};
+    }
+    const phases: ExecPhases = { inputMs: batch.inputMs, outputMs: performance.now() - outputStart };
+    for (let i = 0; i < n; i++) outcomes[i]!.phases = phases;
+    for (const h of batch.blocks) this.channel.arena.free(h);
+    if (err && batch.streams) {
+      // Execute threw: the decoupled streams of its requests end with that error.
+      for (const rid of batch.rids) this.endStream(rid, StubhostError.fromBody(err));
+    }
+    batch.resolve(outcomes);
+  }
+
+  onStreamResponse(rid: number, r: WireResponse | undefined, final: boolean): void {
+    const stream = this.streams.get(rid);
+    if (!stream) {
+      if (r) this.release(r);
+      return;
+    }
+    const clock = stream.clock;
+    const arrived = clock ? performance.now() : 0;
+    const outcome = r ? this.read(r, stream.placement) : undefined;
+    if (clock) {
+      const now = performance.now();
+      const kind = outcome === undefined ? 'empty' : !outcome.error ? 'success' : outcome.error.code === 'STUBHOST_CANCELLED' ? 'cancel' : 'fail';
+      // As Triton's core: an empty response and a failed one copied no outputs.
+      const outputNs = kind === 'success' ? Math.round((now - arrived) * 1e6) : 0;
+      this.opts.onResponseStat!({ index: clock.count++, kind, inferNs: Math.round((arrived - clock.lastAt) * 1e6), outputNs });
+      clock.lastAt = now;
+    }
+    if (outcome) stream.sink.response(outcome, final);
+    if (final) this.endStream(rid);
+  }
+
+  /** Executes running longer than the warning limit now. */
+  stalledExecutes(): StalledExecute[] {
+    const now = performance.now();
+    const who = this.who();
+    const out: StalledExecute[] = [];
+    for (const b of this.batches.values()) {
+      if (b.stalled) out.push({ instance: who.instance, pid: who.pid, running_ms: Math.round(now - b.startedAt), requests: b.rids.length });
+    }
+    return out;
+  }
+
+  /** The health watch's look at the batches: a hang past the execute timeout (its cause), else undefined; reports stalls. */
+  check(now: number): string | undefined {
+    const executeTimeoutMs = this.opts.executeTimeoutMs ?? 0;
+    if (executeTimeoutMs > 0) {
+      for (const batch of this.batches.values()) {
+        if (now - batch.startedAt > executeTimeoutMs) return `execute ran longer than the execute timeout of ${executeTimeoutMs} ms`;
+      }
+    }
+    this.noteStalled(now);
+    return undefined;
+  }
+
+  /** The stub is gone: every batch and stream fails with `error`. */
+  failAll(error: StubhostError): void {
+    this.setStalled(0);
+    const batches = [...this.batches.values()];
+    this.batches.clear();
+    const streams = [...this.streams.values()];
+    this.streams.clear();
+    for (const batch of batches) batch.resolve(batch.rids.map(() => ({ error })));
+    for (const s of streams) s.sink.end(error);
+  }
+
+  private endStream(rid: number, error?: StubhostError): void {
+    const stream = this.streams.get(rid);
+    if (!stream) return;
+    this.streams.delete(rid);
+    stream.sink.end(error);
+  }
+
+  /** A response's outputs copied out of the stub's arena (into the placement, if any), the blocks given back. */
+  private read(r: WireResponse, placement: OutputPlacement | undefined): ExecOutcome {
+    try {
+      return readOutcome(this.channel.peer, r, this.who().label, placement);
+    } finally {
+      this.release(r);
+    }
+  }
+
+  private release(r: WireResponse): void {
+    if (this.open()) this.channel.releaseLater(responseHandles(r));
+  }
+
+  /** Reports, once per execute, the running executes past the warning limit. */
+  private noteStalled(now: number): void {
+    const warnMs = this.opts.executeWarnMs ?? 0;
+    if (!(warnMs > 0)) return;
+    let running = this.opts.concurrentExecutes ?? 1;
+    let count = this.stalledCount;
+    // In send order: the first `concurrentExecutes` batches run, the others wait in the stub.
+    for (const batch of this.batches.values()) {
+      if (running-- <= 0) break;
+      if (batch.stalled || now - batch.startedAt <= warnMs) continue;
+      batch.stalled = true;
+      count++;
+      const who = this.who();
+      this.opts.logger.warn(
+        `execute of ${batch.rids.length} request(s) has been running for ${Math.round((now - batch.startedAt) / 1000)} s, longer than the execute warning limit of ${warnMs / 1000} s (--execute-warn-secs); it is not stopped (the model parameter execute_timeout_seconds restarts a stub whose execute hangs)`,
+        { model: who.model, instance: who.instance, pid: who.pid },
+      );
+    }
+    this.setStalled(count);
+  }
+
+  private setStalled(count: number): void {
+    if (count === this.stalledCount) return;
+    this.stalledCount = count;
+    this.opts.onStalled?.(count);
+  }
+}
