@@ -23,7 +23,7 @@ import { PROTO_LOADER_OPTIONS } from '../../src/server/grpc/proto.js';
 import { formatTable, nowMs, parseArgs, percentile, progress, report } from './common.js';
 import {
   type MeasuredServer, type Placement, type RunResult, TABLE_HEADER, TABLE_LEGEND,
-  compare, freePort, hasCommand, placement, rowAndFields, spawnOn, stop, waitForLine,
+  compare, freePort, hasCommand, placement, rowAndFields, spawnOn, stop, waitForLine, warmUp,
 } from './lib/servers.js';
 
 const thisFile = fileURLToPath(import.meta.url);
@@ -223,6 +223,7 @@ export default async function main(argv: string[]): Promise<void> {
     const portOf = (s: MeasuredServer) => (s.name === 'stubhost' ? hostPort : basePort);
     const rows: string[][] = [];
     const result: Record<string, number> = { pinned: place.serverCpu === undefined ? 0 : 1, secondsPerRound: seconds };
+    await warmUp(servers, (s, inFlight, secs) => gen.run(portOf(s), inFlight, secs));
     for (const n of IN_FLIGHT) {
       const cells = await compare(servers, n, ROUNDS, seconds, (s, inFlight, secs) => gen.run(portOf(s), inFlight, secs));
       const { row, fields } = rowAndFields(n, cells.get('stubhost')!, cells.get('baseline')!);

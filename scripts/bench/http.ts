@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { formatTable, nowMs, parseArgs, percentile, progress, report } from './common.js';
 import {
   type MeasuredServer, type Placement, type RunResult, TABLE_HEADER, TABLE_LEGEND,
-  compare, freePort, hasCommand, placement, rowAndFields, spawnOn, stop, waitForLine,
+  compare, freePort, hasCommand, placement, rowAndFields, spawnOn, stop, waitForLine, warmUp,
 } from './lib/servers.js';
 
 const thisFile = fileURLToPath(import.meta.url);
@@ -239,6 +239,7 @@ export default async function main(argv: string[]): Promise<void> {
     const portOf = (s: MeasuredServer) => (s.name === 'stubhost' ? hostPort : basePort);
     const rows: string[][] = [];
     const result: Record<string, number> = { pinned: place.serverCpu === undefined ? 0 : 1, secondsPerRound: seconds };
+    await warmUp(servers, (s, conc, secs) => gen.run(portOf(s), conc, secs));
     for (const c of CONCURRENCY) {
       const cells = await compare(servers, c, ROUNDS, seconds, (s, conc, secs) => gen.run(portOf(s), conc, secs));
       const { row, fields } = rowAndFields(c, cells.get('stubhost')!, cells.get('baseline')!);

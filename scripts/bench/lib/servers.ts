@@ -185,6 +185,18 @@ export interface Cell {
 }
 
 /**
+ * A few seconds at 16 connections per server before anything is measured, so the JIT has
+ * compiled the request path: measured first and at its low rate, concurrency 1 would otherwise
+ * pay the optimizing compiler's CPU (its threads count in the server's CPU time).
+ */
+export async function warmUp(servers: readonly MeasuredServer[], run: (server: MeasuredServer, concurrency: number, seconds: number) => Promise<RunResult>): Promise<void> {
+  for (const s of servers) {
+    progress(`warming up ${s.name}`);
+    await run(s, 16, 3);
+  }
+}
+
+/**
  * For one concurrency: a warm-up run per server, then `rounds` rounds in which each server gets
  * one run, in alternating order so noise hits both alike. Each figure is the median over rounds.
  */
