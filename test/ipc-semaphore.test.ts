@@ -125,6 +125,39 @@ describe('Semaphore wake-ups (a poster and a waiter object over one buffer, as t
     expect(poster.stats.wakes).toBe(2);
   });
 
+  it('renewSleep: a parked side that took a posted unit itself is woken by the next post', async () => {
+    // As MessageQueue.expectSoon: the receive loop is parked on the watcher, and a kick takes
+    // the unit the peer just posted. That post withdrew the announcement as it woke the
+    // watcher, which may have found the count back at 0 and slept on: without a renewed
+    // announcement the next post would make no wake and wait for the watcher's re-check.
+    const { poster, waiter } = pair();
+    const parked = waiter.whenAvailable(10_000);
+    poster.post();
+    expect(poster.stats.wakes).toBe(1);
+    expect(waiter.tryWait()).toBe(true);
+    expect(waiter.sleeperAnnounced).toBe(false);
+    waiter.renewSleep();
+    expect(waiter.sleeperAnnounced).toBe(true);
+    poster.post();
+    expect(poster.stats.wakes).toBe(2);
+    expect(await parked).toBe(true);
+    expect(waiter.tryWait()).toBe(true);
+  });
+
+  it('renewSleep with a unit already there wakes its own watcher', async () => {
+    const { poster, waiter } = pair();
+    const parked = waiter.whenAvailable(10_000);
+    poster.post();
+    expect(waiter.tryWait()).toBe(true);
+    // Posted while the announcement was withdrawn: no wake.
+    poster.post();
+    expect(poster.stats.wakes).toBe(1);
+    waiter.renewSleep();
+    expect(waiter.sleeperAnnounced).toBe(false);
+    expect(await parked).toBe(true);
+    expect(waiter.tryWait()).toBe(true);
+  });
+
   it('a wait that times out withdraws its announcement: a later post wakes nobody', async () => {
     const { poster, waiter } = pair();
     expect(waiter.wait(20)).toBe(false);

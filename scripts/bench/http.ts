@@ -1,41 +1,49 @@
 /**
- * `npm run bench -- http [--json] [--seconds <s>]`: end-to-end infer requests/s and latency of
- * add_sub over HTTP keep-alive, against a bare node:http server that parses the same JSON body
- * and computes the same sums in-process, measured in the same run.
+ * `npm run bench -- http [--json] [--seconds <s>] [--cpu-prof <dir>]`: end-to-end infer
+ * requests/s, latency and CPU per request of add_sub over HTTP keep-alive, against a bare
+ * node:http server that parses the same JSON body and computes the same sums, in the same run.
  *
- *   stubhost   `stubhost serve` as a child process (HTTP front-end → scheduler → stub process over
- *              shared memory → back), serving a copy of models/add_sub.
- *   baseline   this file run as `--baseline <port>`: node:http, JSON.parse, the four sums and
- *              differences, the same response JSON. No validation, no scheduling, no IPC.
+ *   stubhost   `stubhost serve` (HTTP front-end → scheduler → stub process over shared memory →
+ *              back), serving a copy of models/add_sub.
+ *   baseline   this file run as `--baseline <port>`: node:http, JSON.parse, the two sums, the same
+ *              response JSON. No validation, no scheduling, no IPC.
  *
- * Both servers are child processes, so the load generator (this process) never shares an event
- * loop with a server. For each concurrency (1, 16, 64) the two are measured in alternating
- * rounds so machine noise hits them alike; requests/s is the median over rounds, p50/p99 come
- * from every latency of every round. On a 2-core machine the client, the host and the stub share
- * the cores, which the baseline does not pay for: the ratio is what a model costs end to end.
+ * Load: wrk (one thread, `concurrency` keep-alive connections, the POST body from a Lua script)
+ * where it is installed; else autocannon's CLI where it resolves; else a closed-loop node:http
+ * client in this process. The load generator runs on one CPU and the servers (the stub with its
+ * host) on another when there are two (lib/servers.ts). For each concurrency (1, 16, 64) the two
+ * servers get alternating rounds; every figure is the median over rounds. CPU µs per request
+ * come from /proc: the host process alone, its stub apart, and the whole bare server.
+ *
+ * --cpu-prof <dir>: the host runs with node --cpu-prof and writes its profile there on exit
+ * (read it with `npx tsx scripts/cpuprofile-top.ts <file>`).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { fmt, formatTable, median, nowMs, parseArgs, percentile, progress, report } from './common.js';
+import { formatTable, nowMs, parseArgs, percentile, progress, report } from './common.js';
+import {
+  type MeasuredServer, type Placement, type RunResult, TABLE_HEADER, TABLE_LEGEND,
+  compare, freePort, hasCommand, placement, rowAndFields, spawnOn, stop, waitForLine, warmUp,
+} from './lib/servers.js';
 
 const thisFile = fileURLToPath(import.meta.url);
 const repoRoot = path.resolve(path.dirname(thisFile), '../..');
 
 const CONCURRENCY = [1, 16, 64] as const;
 const ROUNDS = 3;
-const WARMUP_MS = 400;
+const URL_PATH = '/v2/models/add_sub/infer';
 
-const BODY = Buffer.from(JSON.stringify({
+const BODY = JSON.stringify({
   inputs: [
     { name: 'INPUT0', datatype: 'FP32', shape: [4], data: [1, 2, 3, 4] },
     { name: 'INPUT1', datatype: 'FP32', shape: [4], data: [0.5, 0.25, 2, -1] },
   ],
-}));
+});
 const EXPECTED_SUM = '[1.5,2.25,5,3]';
 
 // ---------------------------------------------------------------------------------------------
@@ -68,24 +76,74 @@ function runBaseline(port: number): void {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The load generator.
+// Load generators: each runs `concurrency` keep-alive connections for `seconds`.
 
-function freePort(): Promise<number> {
+type LoadGenerator = { name: string; run: (port: number, concurrency: number, seconds: number) => Promise<RunResult> };
+
+function collect(child: ChildProcess): Promise<string> {
   return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
+    let out = '';
+    let err = '';
+    child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
+    child.once('error', reject);
+    child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`load generator exited with ${code}: ${err}${out}`))));
   });
 }
 
-function post(agent: http.Agent, port: number, urlPath: string): Promise<string> {
-  return new Promise((resolve, reject) => {
+/** wrk with a Lua script that sets the POST and prints the figures as one JSON line when done. */
+function wrkGenerator(cpu: string | undefined, dir: string): LoadGenerator {
+  const script = path.join(dir, 'post.lua');
+  fs.writeFileSync(script, [
+    'wrk.method = "POST"',
+    `wrk.body = ${JSON.stringify(BODY)}`,
+    'wrk.headers["Content-Type"] = "application/json"',
+    'done = function(summary, latency, requests)',
+    '  local e = summary.errors',
+    '  io.write(string.format("WRK {\\"requests\\":%d,\\"us\\":%d,\\"p50\\":%f,\\"p99\\":%f,\\"bad\\":%d}\\n",',
+    '    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),',
+    '    e.status + e.connect + e.read + e.write + e.timeout))',
+    'end',
+  ].join('\n'));
+  return {
+    name: 'wrk',
+    async run(port, concurrency, seconds) {
+      const out = await collect(spawnOn(cpu, 'wrk', ['-t1', `-c${concurrency}`, `-d${seconds}s`, '--timeout', '10s', '-s', script,
+        `http://127.0.0.1:${port}${URL_PATH}`], { stdio: ['ignore', 'pipe', 'pipe'] }));
+      const line = /^WRK (.*)$/m.exec(out)?.[1];
+      if (!line) throw new Error(`wrk printed no result:\n${out}`);
+      const r = JSON.parse(line) as { requests: number; us: number; p50: number; p99: number; bad: number };
+      if (r.bad > 0) throw new Error(`wrk: ${r.bad} failed requests (non-2xx or socket errors) on port ${port}`);
+      return { requests: r.requests, seconds: r.us / 1e6, p50Ms: r.p50 / 1000, p99Ms: r.p99 / 1000 };
+    },
+  };
+}
+
+/** autocannon's CLI in its own process (JSON output). */
+function autocannonGenerator(cpu: string | undefined, cli: string): LoadGenerator {
+  return {
+    name: 'autocannon',
+    async run(port, concurrency, seconds) {
+      const out = await collect(spawnOn(cpu, process.execPath, [cli, '-j', '-c', String(concurrency), '-d', String(seconds),
+        '-m', 'POST', '-H', 'Content-Type=application/json', '-b', BODY, `http://127.0.0.1:${port}${URL_PATH}`],
+      { stdio: ['ignore', 'pipe', 'pipe'] }));
+      const r = JSON.parse(out.trim().split('\n').pop()!) as {
+        requests: { total: number }; duration: number; latency: { p50: number; p99: number }; non2xx: number; errors: number;
+      };
+      if (r.non2xx + r.errors > 0) throw new Error(`autocannon: ${r.non2xx + r.errors} failed requests on port ${port}`);
+      return { requests: r.requests.total, seconds: r.duration, p50Ms: r.latency.p50, p99Ms: r.latency.p99 };
+    },
+  };
+}
+
+/** The last resort: a closed-loop node:http client in this process (pinned to the load CPU). */
+function inProcessGenerator(cpu: string | undefined): LoadGenerator {
+  if (cpu !== undefined) spawnSync('taskset', ['-a', '-cp', cpu, String(process.pid)], { stdio: 'ignore' });
+  const body = Buffer.from(BODY);
+  const post = (agent: http.Agent, port: number): Promise<string> => new Promise((resolve, reject) => {
     const req = http.request({
-      host: '127.0.0.1', port, path: urlPath, method: 'POST', agent,
-      headers: { 'Content-Type': 'application/json', 'Content-Length': BODY.length },
+      host: '127.0.0.1', port, path: URL_PATH, method: 'POST', agent,
+      headers: { 'Content-Type': 'application/json', 'Content-Length': body.length },
     }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
@@ -97,141 +155,107 @@ function post(agent: http.Agent, port: number, urlPath: string): Promise<string>
       res.on('error', reject);
     });
     req.on('error', reject);
-    req.end(BODY);
+    req.end(body);
   });
+  return {
+    name: 'in-process node:http client',
+    async run(port, concurrency, seconds) {
+      const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+      const latencies: number[] = [];
+      const start = nowMs();
+      const end = start + seconds * 1000;
+      try {
+        await Promise.all(Array.from({ length: concurrency }, async () => {
+          while (nowMs() < end) {
+            const t0 = nowMs();
+            const text = await post(agent, port);
+            latencies.push(nowMs() - t0);
+            if (!text.includes(EXPECTED_SUM)) throw new Error(`wrong answer: ${text}`);
+          }
+        }));
+      } finally {
+        agent.destroy();
+      }
+      return { requests: latencies.length, seconds: (nowMs() - start) / 1000, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
+    },
+  };
 }
 
-interface Sample {
-  requests: number;
-  seconds: number;
-  latenciesMs: number[];
-}
-
-/** `concurrency` closed-loop clients on keep-alive connections for `ms`; every reply is checked. */
-async function drive(port: number, concurrency: number, ms: number, record: boolean): Promise<Sample> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
-  const urlPath = '/v2/models/add_sub/infer';
-  const latenciesMs: number[] = [];
-  let requests = 0;
-  const start = nowMs();
-  const end = start + ms;
+function loadGenerator(place: Placement, dir: string): LoadGenerator {
+  if (hasCommand('wrk', ['-v'])) return wrkGenerator(place.loadCpu, dir);
   try {
-    await Promise.all(Array.from({ length: concurrency }, async () => {
-      while (nowMs() < end) {
-        const t0 = nowMs();
-        const text = await post(agent, port, urlPath);
-        const t1 = nowMs();
-        if (!text.includes(EXPECTED_SUM)) throw new Error(`wrong answer: ${text}`);
-        requests++;
-        if (record) latenciesMs.push(t1 - t0);
-      }
-    }));
-  } finally {
-    agent.destroy();
+    const cli = createRequire(import.meta.url).resolve('autocannon/autocannon.js');
+    return autocannonGenerator(place.loadCpu, cli);
+  } catch {
+    return inProcessGenerator(place.loadCpu);
   }
-  return { requests, seconds: (nowMs() - start) / 1000, latenciesMs };
 }
 
-async function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs: number, what: string): Promise<void> {
-  let seen = '';
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${what} did not start within ${timeoutMs / 1000} s:\n${seen}`)), timeoutMs);
-    const onData = (c: Buffer) => {
-      seen += c.toString();
-      if (pattern.test(seen)) {
-        clearTimeout(timer);
-        child.stdout?.off('data', onData);
-        child.stderr?.off('data', onData);
-        resolve();
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${what} exited with ${code}:\n${seen}`));
-    });
-  });
+/** One request by hand: the load generators count statuses, not answers. */
+async function checkAnswer(port: number, what: string): Promise<void> {
+  const res = await fetch(`http://127.0.0.1:${port}${URL_PATH}`, { method: 'POST', body: BODY, headers: { 'Content-Type': 'application/json' } });
+  const text = await res.text();
+  if (res.status !== 200 || !text.includes(EXPECTED_SUM)) throw new Error(`${what} answered HTTP ${res.status}: ${text}`);
 }
 
 export default async function main(argv: string[]): Promise<void> {
   const args = parseArgs(argv);
-  const i = args.rest.indexOf('--seconds');
-  const roundMs = i >= 0 ? Number(args.rest[i + 1]) * 1000 : 2000;
-  if (!Number.isFinite(roundMs) || roundMs <= 0) throw new Error('--seconds <s>: a positive number of seconds per round');
+  const flag = (name: string) => {
+    const i = args.rest.indexOf(name);
+    return i >= 0 ? args.rest[i + 1] : undefined;
+  };
+  const seconds = Number(flag('--seconds') ?? 3);
+  if (!Number.isFinite(seconds) || seconds <= 0) throw new Error('--seconds <s>: a positive number of seconds per round');
+  const cpuProfDir = flag('--cpu-prof');
   const started = nowMs();
+  const place = placement();
 
-  const repo = fs.mkdtempSync(path.join(os.tmpdir(), 'stubhost-bench-http-'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stubhost-bench-http-'));
+  const repo = path.join(dir, 'models');
   fs.cpSync(path.join(repoRoot, 'models/add_sub'), path.join(repo, 'add_sub'), { recursive: true });
-  const children: ChildProcess[] = [];
+  let host: ChildProcess | undefined;
+  let base: ChildProcess | undefined;
   try {
+    const gen = loadGenerator(place, dir);
     const [hostPort, basePort] = [await freePort(), await freePort()];
-    progress(`starting stubhost (port ${hostPort}) and the bare node:http baseline (port ${basePort})`);
-    const host = spawn(process.execPath, [path.join(repoRoot, 'bin/stubhost.js'), 'serve', '--model-repository', repo,
+    progress(`stubhost on port ${hostPort}, the bare node:http baseline on ${basePort}; load: ${gen.name}; ${place.note}`);
+    const profFlags = cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(cpuProfDir)] : [];
+    host = spawnOn(place.serverCpu, process.execPath, [...profFlags, path.join(repoRoot, 'bin/stubhost.js'), 'serve', '--model-repository', repo,
       '--http-port', String(hostPort), '--http-address', '127.0.0.1', '--allow-grpc', 'false', '--allow-metrics', 'false', '--log-format', 'json'],
     { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(host);
-    const base = spawn(process.execPath, ['--import', 'tsx', thisFile, '--baseline', String(basePort)],
+    base = spawnOn(place.serverCpu, process.execPath, ['--import', 'tsx', thisFile, '--baseline', String(basePort)],
       { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
-    children.push(base);
     await Promise.all([
-      waitForLine(host, /model\(s\) ready/, 30_000, 'stubhost'),
-      waitForLine(base, /listening/, 15_000, 'the baseline server'),
+      waitForLine(host, /model\(s\) ready/, 60_000, 'stubhost'),
+      waitForLine(base, /listening/, 30_000, 'the baseline server'),
     ]);
-    for (const c of children) {
-      c.stdout?.resume();
-      c.stderr?.resume();
-    }
+    await checkAnswer(hostPort, 'stubhost');
+    await checkAnswer(basePort, 'the baseline');
 
+    const servers: MeasuredServer[] = [
+      { name: 'stubhost', pid: host.pid!, hasChildren: true },
+      { name: 'baseline', pid: base.pid!, hasChildren: false },
+    ];
+    const portOf = (s: MeasuredServer) => (s.name === 'stubhost' ? hostPort : basePort);
     const rows: string[][] = [];
-    const result: Record<string, number> = {};
+    const result: Record<string, number> = { pinned: place.serverCpu === undefined ? 0 : 1, secondsPerRound: seconds };
+    await warmUp(servers, (s, conc, secs) => gen.run(portOf(s), conc, secs));
     for (const c of CONCURRENCY) {
-      const rps: Record<'stubhost' | 'baseline', number[]> = { stubhost: [], baseline: [] };
-      const lat: Record<'stubhost' | 'baseline', number[]> = { stubhost: [], baseline: [] };
-      for (const [name, port] of [['stubhost', hostPort], ['baseline', basePort]] as const) await drive(port, c, WARMUP_MS, false);
-      for (let r = 0; r < ROUNDS; r++) {
-        // Alternate which goes first so neither always runs on a warmer (or hotter) machine.
-        const order = r % 2 === 0 ? (['stubhost', 'baseline'] as const) : (['baseline', 'stubhost'] as const);
-        for (const name of order) {
-          const s = await drive(name === 'stubhost' ? hostPort : basePort, c, roundMs, true);
-          rps[name].push(s.requests / s.seconds);
-          for (const l of s.latenciesMs) lat[name].push(l);
-        }
-        progress(`concurrency ${c}: round ${r + 1}/${ROUNDS}`);
-      }
-      const sh = { rps: median(rps.stubhost), p50: percentile(lat.stubhost, 50), p99: percentile(lat.stubhost, 99) };
-      const bl = { rps: median(rps.baseline), p50: percentile(lat.baseline, 50), p99: percentile(lat.baseline, 99) };
-      rows.push([String(c), fmt(sh.rps), fmt(sh.p50), fmt(sh.p99), fmt(bl.rps), fmt(bl.p50), fmt(bl.p99), fmt(sh.rps / bl.rps, 2)]);
-      Object.assign(result, {
-        [`c${c}RequestsPerSec`]: sh.rps, [`c${c}P50Ms`]: sh.p50, [`c${c}P99Ms`]: sh.p99,
-        [`c${c}BaselineRequestsPerSec`]: bl.rps, [`c${c}BaselineP50Ms`]: bl.p50, [`c${c}BaselineP99Ms`]: bl.p99,
-        [`c${c}Ratio`]: sh.rps / bl.rps,
-      });
+      const cells = await compare(servers, c, ROUNDS, seconds, (s, conc, secs) => gen.run(portOf(s), conc, secs));
+      const { row, fields } = rowAndFields(c, cells.get('stubhost')!, cells.get('baseline')!);
+      rows.push(row);
+      Object.assign(result, fields);
     }
     const text =
-      `HTTP infer benchmark: add_sub (2 × FP32[4], JSON) over keep-alive, ${ROUNDS} alternating rounds of ${roundMs / 1000} s per concurrency ` +
-      `(${((nowMs() - started) / 1000).toFixed(1)} s, ${os.cpus().length} cores)\n` +
-      `ratio = stubhost req/s ÷ bare node:http req/s computing the same sums in-process\n` +
-      formatTable(['concurrency', 'stubhost req/s', 'p50 ms', 'p99 ms', 'baseline req/s', 'p50 ms', 'p99 ms', 'ratio'], rows);
+      `HTTP infer benchmark: add_sub (2 × FP32[4], JSON) over keep-alive, load by ${gen.name}, ${ROUNDS} alternating rounds of ${seconds} s ` +
+      `per concurrency (${((nowMs() - started) / 1000).toFixed(1)} s, ${os.cpus().length} cores; ${place.note}; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')})\n` +
+      `baseline = a bare node:http server parsing the same JSON and computing the same sums\n${TABLE_LEGEND}\n` +
+      formatTable(TABLE_HEADER, rows);
     report(args, text, result);
   } finally {
-    const host = children[0];
-    if (host && host.exitCode === null) {
-      // SIGTERM so the stub is finalized and its shared memory released.
-      host.kill('SIGTERM');
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => {
-          host.kill('SIGKILL');
-          resolve();
-        }, 5000);
-        host.once('exit', () => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-    for (const c of children.slice(1)) c.kill('SIGKILL');
-    fs.rmSync(repo, { recursive: true, force: true });
+    await stop(host);
+    base?.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 

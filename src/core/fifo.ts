@@ -2,7 +2,8 @@
  * A FIFO whose removals anywhere cost O(1): push returns an entry, and deleting it leaves a hole
  * that the head skips. The array is compacted when holes outnumber live entries, so it stays
  * within about twice its length. For queues where a client may cancel any of N waiting requests:
- * N cancellations cost O(N) in all, never a scan per request.
+ * N cancellations cost O(N) in all, never a scan per request. A FIFO that empties starts over at
+ * the front of the same array, so a queue that fills and drains allocates nothing but entries.
  */
 export interface FifoEntry<T> {
   readonly value: T;
@@ -13,8 +14,10 @@ export interface FifoEntry<T> {
 }
 
 export class Fifo<T> {
+  /** Slots [#head, #tail) hold the entries and the holes; slots from #tail on are stale. */
   #items: (FifoEntry<T> | undefined)[] = [];
   #head = 0;
+  #tail = 0;
   #live = 0;
 
   get length(): number {
@@ -30,8 +33,8 @@ export class Fifo<T> {
   /** Appends an entry taken out of another FIFO (or this one). */
   pushEntry(entry: FifoEntry<T>): void {
     entry.owner = this;
-    entry.index = this.#items.length;
-    this.#items.push(entry);
+    entry.index = this.#tail;
+    this.#items[this.#tail++] = entry;
     this.#live++;
   }
 
@@ -39,19 +42,20 @@ export class Fifo<T> {
   first(): FifoEntry<T> | undefined {
     const items = this.#items;
     let head = this.#head;
-    while (head < items.length && items[head] === undefined) head++;
-    if (head === items.length && head > 0) {
-      this.#items = [];
-      head = 0;
+    while (head < this.#tail && items[head] === undefined) head++;
+    if (head === this.#tail) {
+      // Empty: start over at the front (the slots are all holes).
+      this.#head = this.#tail = 0;
+      return undefined;
     }
     this.#head = head;
-    return this.#items[head];
+    return items[head];
   }
 
   /** The newest live entry. */
   last(): FifoEntry<T> | undefined {
     const items = this.#items;
-    for (let i = items.length - 1; i >= this.#head; i--) if (items[i] !== undefined) return items[i];
+    for (let i = this.#tail - 1; i >= this.#head; i--) if (items[i] !== undefined) return items[i];
     return undefined;
   }
 
@@ -68,8 +72,12 @@ export class Fifo<T> {
     this.#items[entry.index] = undefined;
     entry.owner = undefined;
     this.#live--;
+    if (this.#live === 0) {
+      this.#head = this.#tail = 0;
+      return true;
+    }
     if (entry.index === this.#head) this.#head++;
-    const holes = this.#items.length - this.#head - this.#live;
+    const holes = this.#tail - this.#head - this.#live;
     if (holes > 64 && holes > this.#live) this.#compact();
     return true;
   }
@@ -78,14 +86,14 @@ export class Fifo<T> {
   clear(): void {
     for (const e of this.entries()) e.owner = undefined;
     this.#items = [];
-    this.#head = 0;
+    this.#head = this.#tail = 0;
     this.#live = 0;
   }
 
   /** Live entries, oldest first. Do not delete while iterating. */
   *entries(): Generator<FifoEntry<T>> {
     const items = this.#items;
-    for (let i = this.#head; i < items.length; i++) {
+    for (let i = this.#head; i < this.#tail; i++) {
       const e = items[i];
       if (e !== undefined) yield e;
     }
@@ -103,5 +111,6 @@ export class Fifo<T> {
     }
     this.#items = kept;
     this.#head = 0;
+    this.#tail = kept.length;
   }
 }

@@ -157,9 +157,15 @@ export function checkInputHeaders(
  */
 function checkInputCount(c: ModelIOContract, inputs: readonly InputHeader[], given: Set<string>, prefix: string, countOnly: boolean): void {
   let required = 0;
-  for (const s of c.inputs) if (!s.optional) required++;
+  let requiredGiven = 0;
+  for (const s of c.inputs) {
+    if (s.optional) continue;
+    required++;
+    if (given.has(s.name)) requiredGiven++;
+  }
+  if (inputs.length <= c.inputs.length && inputs.length >= required && (countOnly || requiredGiven === required)) return;
+  // The lists are built only for the error: the check above runs for every request.
   const missing = c.inputs.filter((s) => !s.optional && !given.has(s.name)).map((s) => `'${s.name}'`);
-  if (inputs.length <= c.inputs.length && inputs.length >= required && (countOnly || missing.length === 0)) return;
   const got = inputs.map((t) => `'${t.name}'`);
   // Triton builds the missing list by dropping its last character, so an empty one prints as ']'.
   const missingList = missing.length > 0 ? `[${missing.join(',')}]` : ']';

@@ -372,6 +372,8 @@ export class MessageQueue {
       if (this.filled.spinUntilAvailable(budget)) {
         this.kickBudget = Math.min(KICK_SPIN_MAX_US, Math.max(KICK_SPIN_MIN_US, this.kickBudget * 2));
         this.deliver();
+        // Still parked on the watcher: what we took may have been posted with a wake it used up.
+        this.filled.renewSleep();
       } else {
         this.kickBudget = this.kickBudget <= KICK_SPIN_MIN_US ? 0 : this.kickBudget / 2;
       }

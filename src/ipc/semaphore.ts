@@ -245,6 +245,21 @@ export class Semaphore {
     });
   }
 
+  /**
+   * For a side parked in whenAvailable that took units meanwhile by other means (MessageQueue's
+   * expectSoon): a post that came in between may have withdrawn our sleep announcement as it
+   * woke the watcher, which found the count back at 0 and sleeps on. Announced again, the next
+   * post wakes it; a unit that is already there gets the watcher woken by us.
+   * (Without this, a reply could wait for the watcher's 250 ms re-check.)
+   */
+  renewSleep(): void {
+    if (!this.asyncWaiter) return;
+    Atomics.store(this.words, this.sleeperIndex, SLEEPING);
+    if (Atomics.load(this.words, this.countIndex) <= 0) return;
+    this.withdrawSleep();
+    native.futexWake(this.buffer, this.countByteOffset, INT32_MAX);
+  }
+
   /** Takes one unit without blocking the event loop. */
   async waitAsync(timeoutMs = -1): Promise<boolean> {
     const deadline = timeoutMs < 0 ? Infinity : performance.now() + timeoutMs;
