@@ -16,6 +16,7 @@ import { type SharedMemoryRegistry, cudaShmRegisterUnsupported, cudaShmStatus } 
 import { parseModelVersion } from '../../core/validate.js';
 import { grpcRestrictedMessage, headerMatches, type RestrictedCategory, type RestrictedFeatures, type Restriction } from '../restricted-features.js';
 import { grpcServerCredentials, type GrpcTls } from './tls.js';
+import { type LoadValueReader, loadOptions, unloadOptions } from '../request-options.js';
 
 export interface GrpcLogger {
   info(message: string): void;
@@ -277,16 +278,11 @@ export class GrpcServer {
       Check: this.#unary(() => ({ status: svc.isReady() ? 'SERVING' : 'NOT_SERVING' })),
       RepositoryIndex: this.#unary((call) => ({ models: svc.repositoryIndex(call.request.ready) })),
       RepositoryModelLoad: this.#unary(async (call) => {
-        await svc.loadModel(call.request.model_name, loadOptions(call.request.parameters ?? {}));
+        await svc.loadModel(call.request.model_name, loadOptions(call.request.parameters ?? {}, GRPC_LOAD_VALUES));
         return {};
       }),
       RepositoryModelUnload: this.#unary(async (call) => {
-        const p = (call.request.parameters ?? {}) as Record<string, RepoParamMsg>;
-        const dep = p.unload_dependents;
-        if (dep && dep.parameter_choice !== 'bool_param') {
-          throw new StubhostError('STUBHOST_INVALID_ARG', `'unload_dependents' parameter must be a bool_param`);
-        }
-        await svc.unloadModel(call.request.model_name, dep ? { unloadDependents: dep.bool_param ?? false } : undefined);
+        await svc.unloadModel(call.request.model_name, unloadOptions((call.request.parameters ?? {}) as Record<string, RepoParamMsg>, repoBool));
         return {};
       }),
       LogSettings: this.#unary((call) => {
@@ -337,7 +333,9 @@ export class GrpcServer {
     const msg = call.request;
     // As Triton's ModelInferHandler::Execute: the version, then the model's transaction policy,
     // before the request is built or anything runs.
-    const contract = this.#service.modelContract(msg.model_name, versionOf(msg.model_version));
+    // One lookup: the contract validated against is the version's that runs the request.
+    const model = this.#service.resolve(msg.model_name, versionOf(msg.model_version));
+    const contract = model.contract;
     if (contract.decoupled) throw new StubhostError('STUBHOST_NOT_IMPLEMENTED', GRPC_DECOUPLED_UNSUPPORTED);
     const shm = this.#opts.shm?.session();
     const ac = new AbortController();
@@ -348,7 +346,7 @@ export class GrpcServer {
       call.once('cancelled', onCancel);
       if (call.cancelled) onCancel();
       request.signal = ac.signal;
-      return encodeInferResponse(await this.#service.infer(request), request, shm);
+      return encodeInferResponse(await model.infer(request), request, shm);
     } finally {
       call.removeListener('cancelled', onCancel);
       shm?.release();
@@ -398,11 +396,12 @@ export class GrpcServer {
     inflight.add(ac);
     const shm = this.#opts.shm?.session();
     try {
-      const contract = this.#service.modelContract(msg.model_name, versionOf(msg.model_version));
+      const model = this.#service.resolve(msg.model_name, versionOf(msg.model_version));
+      const contract = model.contract;
       const { request, enableEmptyFinalResponse } = decodeInferRequest(msg, contract, shm);
       request.signal = ac.signal;
       let sentFinal = false;
-      for await (const result of this.#service.inferStream(request)) {
+      for await (const result of model.inferStream(request)) {
         if (call.cancelled) break;
         const resp = encodeInferResponse(result, request, shm);
         // A non-decoupled model's one response is its last; a decoupled model's response is final
@@ -474,27 +473,25 @@ function writeStream(call: grpc.ServerDuplexStream<unknown, StreamMsg>, msg: Str
   });
 }
 
-/** RepositoryModelLoad parameters: "config" (JSON string) and "file:<path>" (bytes) as Triton defines them. */
-function loadOptions(params: Record<string, RepoParamMsg>): { config?: string; files?: Record<string, Uint8Array> } | undefined {
-  const out: { config?: string; files?: Record<string, Uint8Array> } = {};
-  for (const [key, p] of Object.entries(params)) {
-    if (key === 'config') {
-      if (p.parameter_choice !== 'string_param') {
-        throw new StubhostError('STUBHOST_INVALID_ARG', `'config' parameter must be a string_param holding the JSON config`);
-      }
-      out.config = p.string_param ?? '';
-    } else if (key.startsWith('file:')) {
-      if (p.parameter_choice !== 'bytes_param') {
-        throw new StubhostError('STUBHOST_INVALID_ARG', `'${key}' parameter must be a bytes_param holding the file's content`);
-      }
-      (out.files ??= {})[key.slice('file:'.length)] = p.bytes_param ?? new Uint8Array();
+/** RepositoryModelLoad's typed parameters (../request-options.ts decides what they mean). */
+const GRPC_LOAD_VALUES: LoadValueReader<RepoParamMsg> = {
+  config(p) {
+    if (p.parameter_choice !== 'string_param') {
+      throw new StubhostError('STUBHOST_INVALID_ARG', `'config' parameter must be a string_param holding the JSON config`);
     }
-  }
-  if (out.files && out.config === undefined) {
-    // Triton's rule: model files override only together with a config.
-    throw new StubhostError('STUBHOST_INVALID_ARG', `'file:' parameters need a 'config' parameter as well`);
-  }
-  return out.config === undefined && !out.files ? undefined : out;
+    return p.string_param ?? '';
+  },
+  file(key, p) {
+    if (p.parameter_choice !== 'bytes_param') {
+      throw new StubhostError('STUBHOST_INVALID_ARG', `'${key}' parameter must be a bytes_param holding the file's content`);
+    }
+    return p.bytes_param ?? new Uint8Array();
+  },
+};
+
+function repoBool(name: string, p: RepoParamMsg): boolean {
+  if (p.parameter_choice !== 'bool_param') throw new StubhostError('STUBHOST_INVALID_ARG', `'${name}' parameter must be a bool_param`);
+  return p.bool_param ?? false;
 }
 
 function encodeLogSettings(settings: Record<string, unknown>): Record<string, LogSettingMsg> {
