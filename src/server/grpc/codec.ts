@@ -11,8 +11,9 @@ import type { InferRequest, InferResult, ParamValue, Parameters, RequestedOutput
 import { StubhostError } from '../../errors.js';
 import { type DataType, type NumericTypedArray, elementSize, typedArrayFor } from '../../core/dtypes.js';
 import {
-  type CheckedInput, checkInputHeaders, invalidInput, logRequest, parseModelVersion, tensorBytes, tensorFromBytes, validateRequestedOutputs,
+  type CheckedInput, checkInputHeaders, invalidInput, logRequest, parseModelVersion, validateRequestedOutputs,
 } from '../../core/validate.js';
+import { tensorBytes, tensorFromBytes } from '../../core/tensor-bytes.js';
 import { grpcClassificationCount } from '../../inference/classification.js';
 import { type AnswerOptions, type ValueReader, applyRequestParameter, defaultAnswerOptions } from '../request-options.js';
 import { type ShmAccess, checkShmOutput, shmInputBytes, shmRefOf, withoutShmParameters, writeShmOutput } from '../shm-registry.js';

@@ -14,8 +14,9 @@ import { type DataType, type NumericTypedArray, elementCount, typedArrayFor } fr
 import type { InferRequest, InferResult, Parameters, RequestedOutput, TensorSpec, TensorValue } from '../../core/types.js';
 import type { ModelIOContract } from '../../core/service.js';
 import {
-  checkInputHeaders, checkRequestedOutput, fmtShape, invalidInput as invalid, isNonNegativeInt, tensorBytes, tensorFromBytes,
+  checkInputHeaders, checkRequestedOutput, fmtShape, invalidInput as invalid, isNonNegativeInt,
 } from '../../core/validate.js';
+import { tensorBytes, tensorFromBytes } from '../../core/tensor-bytes.js';
 import { checkJsonNesting } from '../../core/json-nesting.js';
 import { isClassifiable, unsupportedClassType } from '../../inference/classification.js';
 import { JSON_VALUES, applyRequestParameter, defaultAnswerOptions } from '../request-options.js';
