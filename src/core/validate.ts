@@ -1,6 +1,6 @@
 /**
  * The one check of an inference request against the model's IO contract, for every way a request
- * arrives: the HTTP codec, the gRPC codec and BLS calls from stubs (src/server/core.ts), and model
+ * arrives: the HTTP codec, the gRPC codec and BLS calls from stubs (src/inference/gateway.ts), and model
  * warmup (src/model/model-version.ts) — hence here at the bottom, where all of them may import it. It runs
  * before anything reaches a scheduler, so a bad request costs one 400 / INVALID_ARGUMENT, never a
  * model execution. It knows nothing of JSON or protobuf.

@@ -225,7 +225,7 @@ export function decodeInferRequest(msg: ModelInferRequestMsg, contract: ModelIOC
   const outputs: RequestedOutput[] = (msg.outputs ?? []).map((o) => {
     const params = decodeParameters(o.parameters);
     const classes = grpcClassificationCount(o.parameters?.classification, shmRefOf(params, `output '${o.name}'`) !== undefined);
-    if (classes !== undefined) params.classification = classes; // applied by the server core (../classification.ts)
+    if (classes !== undefined) params.classification = classes; // applied by the inference layer (src/inference/classification.ts)
     return Object.keys(params).length > 0 ? { name: o.name, parameters: params } : { name: o.name };
   });
   validateRequestedOutputs(contract, outputs.map((o) => o.name), msg.id);

@@ -352,7 +352,7 @@ export function encodeInferResponse(result: InferResult, opts: EncodeOptions): E
       }
       if (want === undefined) continue; // the core may return more than was asked; the client gets what it named
     }
-    // Classification (with labels) is applied by the server core for both protocols (../classification.ts).
+    // Classification (with labels) is applied by the inference layer for both protocols (src/inference/classification.ts).
     const tensor = output;
 
     const ref = shmRefOf(want?.parameters, `output '${tensor.name}'`);
