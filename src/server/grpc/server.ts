@@ -389,9 +389,6 @@ export class GrpcServer {
     msg: ModelInferRequestMsg,
     inflight: Set<AbortController>,
   ): Promise<void> {
-    const header = (version = msg.model_version): Partial<ModelInferResponseMsg> => ({
-      model_name: msg.model_name, model_version: version, id: msg.id,
-    });
     const ac = new AbortController();
     inflight.add(ac);
     const shm = this.#opts.shm?.session();
@@ -414,18 +411,23 @@ export class GrpcServer {
       }
       if (contract.decoupled && enableEmptyFinalResponse && !sentFinal && !call.cancelled) {
         const final: Record<string, InferParameterMsg> = { triton_final_response: { bool_param: true } };
-        await writeStream(call, { error_message: '', infer_response: { ...header(contract.version), parameters: final } });
+        await writeStream(call, { error_message: '', infer_response: { ...responseHeader(msg, contract.version), parameters: final } });
       }
     } catch (err) {
       if (call.cancelled) return;
       const e = toStubhostError(err);
       if (!(err instanceof StubhostError)) this.#serviceError(err);
-      await writeStream(call, { error_message: e.message, infer_response: header() });
+      await writeStream(call, { error_message: e.message, infer_response: responseHeader(msg, msg.model_version) });
     } finally {
       inflight.delete(ac);
       shm?.release();
     }
   }
+}
+
+/** The fields of a stream response that carries no outputs (an error, or the empty final response). */
+function responseHeader(msg: ModelInferRequestMsg, version: string): Partial<ModelInferResponseMsg> {
+  return { model_name: msg.model_name, model_version: version, id: msg.id };
 }
 
 function allowed(restriction: Restriction, metadata: grpc.Metadata): boolean {
