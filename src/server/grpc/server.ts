@@ -359,36 +359,22 @@ export class GrpcServer {
    * client half-closes and every request in flight has finished.
    */
   #modelStreamInfer(call: grpc.ServerDuplexStream<ModelInferRequestMsg, StreamMsg>): void {
-    const inflight = new Set<AbortController>();
-    let pending = 0;
-    let clientDone = false;
-    const finishIfDone = (): void => {
-      if (clientDone && pending === 0 && !call.cancelled && !call.writableEnded) call.end();
-    };
-    call.on('data', (msg: ModelInferRequestMsg) => {
-      pending++;
-      void this.#streamRequest(call, msg, inflight).finally(() => {
-        pending--;
-        finishIfDone();
-      });
-    });
+    const stream = new OpenStream(call);
+    call.on('data', (msg: ModelInferRequestMsg) => void this.#streamRequest(stream, msg));
     call.on('end', () => {
-      clientDone = true;
-      finishIfDone();
+      stream.clientDone = true;
+      stream.endIfDone();
     });
     call.on('cancelled', () => {
       // One reason for all: a stream may hold tens of thousands of queued requests.
       const reason = cancelledError();
-      for (const ac of inflight) ac.abort(reason);
+      for (const ac of stream.inflight) ac.abort(reason);
     });
     call.on('error', (err) => this.#opts.logger?.warn(`ModelStreamInfer stream error: ${err.message}`));
   }
 
-  async #streamRequest(
-    call: grpc.ServerDuplexStream<ModelInferRequestMsg, StreamMsg>,
-    msg: ModelInferRequestMsg,
-    inflight: Set<AbortController>,
-  ): Promise<void> {
+  async #streamRequest(stream: OpenStream, msg: ModelInferRequestMsg): Promise<void> {
+    const { call, inflight } = stream;
     const ac = new AbortController();
     inflight.add(ac);
     const shm = this.#opts.shm?.session();
@@ -421,7 +407,25 @@ export class GrpcServer {
     } finally {
       inflight.delete(ac);
       shm?.release();
+      stream.endIfDone();
     }
+  }
+}
+
+/** A ModelStreamInfer call: its requests in flight (their controllers), and whether the client has half-closed. */
+class OpenStream {
+  readonly call: grpc.ServerDuplexStream<ModelInferRequestMsg, StreamMsg>;
+  readonly inflight = new Set<AbortController>();
+  clientDone = false;
+
+  constructor(call: grpc.ServerDuplexStream<ModelInferRequestMsg, StreamMsg>) {
+    this.call = call;
+  }
+
+  /** The stream ends after the client half-closes and every request in flight has finished. */
+  endIfDone(): void {
+    const call = this.call;
+    if (this.clientDone && this.inflight.size === 0 && !call.cancelled && !call.writableEnded) call.end();
   }
 }
 
