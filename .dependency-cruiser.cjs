@@ -15,8 +15,17 @@ const INSTANCE = [...SHARED, 'src/ipc/', 'src/log/', 'src/execution/'];
 const SCHEDULER = [...SHARED, 'src/log/', 'src/config/', 'src/execution/'];
 const MODEL = [...new Set([...INSTANCE, ...SCHEDULER, 'src/metrics/', 'src/instance/', 'src/scheduler/', 'src/cache/'])];
 const REPOSITORY = [...MODEL, 'src/model/'];
-const SERVER_CORE = [...REPOSITORY, 'src/repository/', 'src/server/classification.ts'];
-const FRONT_END = [...SHARED, 'src/log/', 'src/server/shm-registry.ts', 'src/server/restricted-features.ts', 'src/server/classification.ts', 'src/server/header-forward.ts'];
+/** The inference layer: resolves a request's version once (over the repository's lookup, not the repository). */
+const INFERENCE = [...REPOSITORY];
+const SERVER_CORE = [...REPOSITORY, 'src/repository/', 'src/inference/'];
+/**
+ * The front-ends know the host through InferenceService (src/core/service.ts); of the inference
+ * layer they use only its pure parts (classification checks, the one-response rule).
+ */
+const FRONT_END = [
+  ...SHARED, 'src/log/', 'src/server/shm-registry.ts', 'src/server/restricted-features.ts', 'src/server/header-forward.ts',
+  'src/server/request-options.ts', 'src/inference/classification.ts', 'src/inference/one-response.ts',
+];
 
 /** [layer, what it may import]. A layer ending in / is a folder, else one file. */
 const LAYERS = [
@@ -40,10 +49,15 @@ const LAYERS = [
   ['src/scheduler/', SCHEDULER],
   ['src/model/', MODEL],
   ['src/repository/', REPOSITORY],
+  ['src/inference/', INFERENCE],
+  // Pure parts of the inference layer, which the front-ends use too.
+  ['src/inference/classification.ts', SHARED],
+  ['src/inference/one-response.ts', SHARED],
   ['src/server/client-shm-file.ts', [...SHARED, 'src/ipc/']],
   ['src/server/shm-registry.ts', [...SHARED, 'src/ipc/', 'src/server/client-shm-file.ts']],
   ['src/server/restricted-features.ts', SHARED],
-  ['src/server/classification.ts', SHARED],
+  // The protocol adapter: request options and load/unload parameters, for every front-end.
+  ['src/server/request-options.ts', SHARED],
   ['src/server/header-forward.ts', SHARED],
   ['src/server/fd-limit.ts', [...SHARED, 'src/ipc/']],
   ['src/server/http/', FRONT_END],

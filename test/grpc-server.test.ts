@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import { GrpcServer } from '../src/server/grpc/index.js';
 import { grpcClient, inference, type TestGrpcClient } from './helpers/grpc.js';
-import type { InferenceService, ModelIOContract, ModelStatistics } from '../src/core/service.js';
+import type { InferenceService, ModelIOContract, ModelStatistics, ResolvedModel } from '../src/core/service.js';
 import type { InferRequest, InferResult } from '../src/core/types.js';
 import { StubhostError } from '../src/errors.js';
 
@@ -80,7 +80,9 @@ class TestService implements InferenceService {
       version_policy: { latest: { num_versions: 1 } },
     };
   }
-  modelContract(name: string) { return contractOf(name); }
+  resolve(name: string): ResolvedModel {
+    return { contract: contractOf(name), infer: (r) => this.infer(r), inferStream: (r) => this.inferStream(r) };
+  }
   modelStatistics(name?: string): ModelStatistics[] {
     const d = { count: 3, ns: 1500 };
     return [{

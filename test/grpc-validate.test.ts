@@ -4,7 +4,8 @@
  * when the validator lived in src/server/grpc/.
  */
 import { describe, expect, it } from 'vitest';
-import { tensorFromBytes, validateInferInputs, validateRequestedOutputs } from '../src/core/validate.js';
+import { validateInferInputs, validateRequestedOutputs } from '../src/core/validate.js';
+import { tensorFromBytes } from '../src/core/tensor-bytes.js';
 import type { ModelIOContract } from '../src/core/service.js';
 import { StubhostError } from '../src/errors.js';
 

@@ -54,6 +54,18 @@ export interface ModelStatistics {
   stalled_executes?: { instance: string; pid: number; running_ms: number; requests: number }[];
 }
 
+/**
+ * One model version, resolved once for a request: the contract the front-end validates the
+ * request against belongs to the version that runs it, whatever reloads happen in between.
+ */
+export interface ResolvedModel {
+  readonly contract: ModelIOContract;
+  /** One request, one response (non-decoupled models, or decoupled ones that send exactly one). */
+  infer(request: InferRequest): Promise<InferResult>;
+  /** 0..n responses (decoupled models); non-decoupled models yield exactly one. */
+  inferStream(request: InferRequest): AsyncIterable<InferResult>;
+}
+
 export interface InferenceService {
   isLive(): boolean;
   /** Ready: the server is up and every model that should be loaded is ready (isReady() hooks asked: may be async). */
@@ -64,13 +76,13 @@ export interface InferenceService {
   modelReady(name: string, version?: string): boolean | Promise<boolean>;
   /** The model's completed config in Triton's JSON form (snake_case fields). */
   modelConfig(name: string, version?: string): Record<string, unknown>;
-  /** The IO contract the front-end validates a request against before it reaches a stub. */
-  modelContract(name: string, version?: string): ModelIOContract;
+  /**
+   * The one lookup of an inference request (refused while the server closes): the version's IO
+   * contract, which the front-end validates the request against before it reaches a stub, and
+   * the infer of that same version.
+   */
+  resolve(name: string, version?: string): ResolvedModel;
   modelStatistics(name?: string, version?: string): ModelStatistics[];
-  /** One request, one response (non-decoupled models, or decoupled ones that send exactly one). */
-  infer(request: InferRequest): Promise<InferResult>;
-  /** 0..n responses (decoupled models); non-decoupled models yield exactly one. */
-  inferStream(request: InferRequest): AsyncIterable<InferResult>;
   repositoryIndex(readyOnly?: boolean): RepositoryIndexEntry[];
   /** Loads or reloads a model; `config` is a JSON config override as Triton's load API allows. */
   loadModel(name: string, options?: { config?: string; files?: Record<string, Uint8Array> }): Promise<void>;

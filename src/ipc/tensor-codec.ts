@@ -6,10 +6,11 @@
  */
 import type { Arena, Handle, PeerArena } from './arena.js';
 import {
-  type DataType, type NumericTypedArray, bytesElementsSize, decodeBytesElements, elementCount, elementSize, isDataType,
+  type DataType, type NumericTypedArray, decodeBytesElements, elementCount, elementSize, isDataType,
   viewAs, writeBytesElements,
 } from '../core/dtypes.js';
 import type { TensorValue } from '../core/types.js';
+import { tensorByteLength } from '../core/tensor-bytes.js';
 import { StubhostError } from '../errors.js';
 
 /** A tensor on the wire: `h` (arena handle) or `d` (inline bytes). */
@@ -23,18 +24,13 @@ export interface TensorDesc {
 
 export const INLINE_MAX_BYTES = 512;
 
-/** Bytes of a tensor's data as it is laid out in memory (BYTES: length-prefixed elements). */
-export function tensorByteSize(t: Pick<TensorValue, 'datatype' | 'data'>): number {
-  if (t.datatype === 'BYTES') return bytesElementsSize(t.data as Uint8Array[]);
-  return (t.data as NumericTypedArray).byteLength;
-}
 
 /**
  * Writes a tensor for the peer. Arena blocks it takes are appended to `blocks`: the caller owns
  * them and frees them when the peer is done (see Arena's ownership notes).
  */
 export function writeTensor(arena: Arena, t: Pick<TensorValue, 'name' | 'datatype' | 'shape' | 'data'>, blocks: Handle[]): TensorDesc {
-  const size = tensorByteSize(t);
+  const size = tensorByteLength(t);
   const desc: TensorDesc = { n: t.name, t: t.datatype, s: t.shape };
   if (size <= INLINE_MAX_BYTES) {
     const bytes = new Uint8Array(size);

@@ -10,7 +10,8 @@ import { confinedPath } from '../config/model-paths.js';
 import { fromConfigType, typedArrayFor } from '../core/dtypes.js';
 import type { ModelIOContract } from '../core/service.js';
 import type { TensorValue } from '../core/types.js';
-import { tensorFromBytes, validateInferInputs } from '../core/validate.js';
+import { validateInferInputs } from '../core/validate.js';
+import { tensorFromBytes } from '../core/tensor-bytes.js';
 import { StubhostError } from '../errors.js';
 
 type WarmupConfig = NonNullable<ModelConfig['model_warmup']>[number];

@@ -14,7 +14,7 @@ import { elementCount, elementSize, fromConfigType, typedArrayFor, viewAs, type 
 import type { TensorValue } from '../core/types.js';
 import type { ModelConfig } from '../config/schema.js';
 import { confinedPath } from '../config/model-paths.js';
-import { tensorFromBytes } from '../core/validate.js';
+import { tensorFromBytes } from '../core/tensor-bytes.js';
 
 /** Triton's folder for initial state files (core src/constants.h, kInitialStateFolder). */
 export const INITIAL_STATE_FOLDER = 'initial_state';

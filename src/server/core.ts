@@ -5,18 +5,16 @@
  */
 import { ModelRepository, type RepositoryOptions } from '../repository/manager.js';
 import type {
-  InferenceService, ModelIOContract, ModelMetadata, ModelStatistics, RepositoryIndexEntry, ServerMetadata,
+  InferenceService, ModelMetadata, ModelStatistics, RepositoryIndexEntry, ResolvedModel, ServerMetadata,
 } from '../core/service.js';
 import type { InferRequest, InferResult } from '../core/types.js';
 import type { BlsGateway, ModelControlRequest } from '../execution/bls-gateway.js';
 import type { StreamSink } from '../execution/contract.js';
-import { StubhostError, toStubhostError } from '../errors.js';
+import { StubhostError } from '../errors.js';
 import { currentLogSettings, updateLogSettings, type LogProtocol } from '../log/log-settings.js';
-import { validateInferInputs, validateRequestedOutputs } from '../core/validate.js';
 import { DEFAULT_UNLOAD_GRACE_MS } from '../model/model-version.js';
 import type { ServableModel } from '../model/servable.js';
-import { applyClassification } from './classification.js';
-import { NO_LABELS } from '../model/output-labels.js';
+import { InferenceGateway } from '../inference/gateway.js';
 
 export type ModelControlMode = 'none' | 'poll' | 'explicit';
 
@@ -36,11 +34,8 @@ export class ServerCore implements InferenceService {
   readonly repository: ModelRepository;
   private live = true;
   private started = false;
-  /** close() was called: new client requests are refused while those in flight finish. */
-  private closing = false;
-  /** Client requests (not BLS) accepted and not yet answered; close() waits for them. */
-  private inflight = 0;
-  private drained: (() => void)[] = [];
+  /** Every inference request, client or BLS, goes in here: one lookup, admission, classification. */
+  private readonly gateway: InferenceGateway;
   private readonly strictReadiness: boolean;
   private readonly modelControlMode: ModelControlMode;
   private readonly unloadGraceMs: number;
@@ -54,7 +49,8 @@ export class ServerCore implements InferenceService {
     this.strictReadiness = strictReadiness ?? true;
     this.modelControlMode = modelControlMode ?? 'none';
     this.unloadGraceMs = options.unloadGraceMs ?? DEFAULT_UNLOAD_GRACE_MS;
-    this.repository = new ModelRepository({ ...repository, gateway: this.gateway });
+    this.repository = new ModelRepository({ ...repository, gateway: this.stubGateway });
+    this.gateway = new InferenceGateway(this.repository);
   }
 
   /** Marks start-up done: readiness then reflects the models. */
@@ -71,7 +67,7 @@ export class ServerCore implements InferenceService {
    * readiness asks each READY model's IsReady, core src/server.cc): a Promise then, else a boolean.
    */
   isReady(): boolean | Promise<boolean> {
-    const ready = this.live && !this.closing && this.started && (!this.strictReadiness || this.repository.allReady());
+    const ready = this.live && !this.gateway.closing && this.started && (!this.strictReadiness || this.repository.allReady());
     if (!ready || !this.strictReadiness) return ready;
     const answers = this.repository.loadedVersions().filter((v) => v.state === 'READY').map((v) => v.checkReady?.() ?? v.ready);
     if (answers.some((a) => a === false)) return false;
@@ -111,9 +107,8 @@ export class ServerCore implements InferenceService {
     return this.repository.get(name, version).configJson();
   }
 
-  modelContract(name: string, version?: string): ModelIOContract {
-    this.refuseWhenClosing(name);
-    return this.repository.get(name, version).contract();
+  resolve(name: string, version?: string): ResolvedModel {
+    return this.gateway.resolve(name, version);
   }
 
   modelStatistics(name?: string, version?: string): ModelStatistics[] {
@@ -125,39 +120,16 @@ export class ServerCore implements InferenceService {
     return this.repository.loadedVersions().map(statisticsOf);
   }
 
+  /** An in-process request (tests, tools): resolved and admitted as a front-end's. */
   async infer(request: InferRequest): Promise<InferResult> {
-    this.refuseWhenClosing(request.modelName);
-    this.inflight++;
-    try {
-      const mv = this.repository.get(request.modelName, request.modelVersion);
-      return classified(mv, request, await mv.infer(request));
-    } finally {
-      this.requestDone();
-    }
+    return this.gateway.resolve(request.modelName, request.modelVersion).infer(request);
   }
 
   inferStream(request: InferRequest): AsyncIterable<InferResult> {
-    const self = this;
+    const gateway = this.gateway;
     return (async function* () {
-      self.refuseWhenClosing(request.modelName);
-      self.inflight++;
-      try {
-        const mv = self.repository.get(request.modelName, request.modelVersion);
-        for await (const r of mv.inferStream(request)) yield classified(mv, request, r);
-      } finally {
-        self.requestDone();
-      }
+      yield* gateway.resolve(request.modelName, request.modelVersion).inferStream(request);
     })();
-  }
-
-  private refuseWhenClosing(model: string): void {
-    if (this.closing) {
-      throw new StubhostError('STUBHOST_CLOSED', `the server is shutting down: request for model '${model}' refused (requests already in flight finish); retry on another server`);
-    }
-  }
-
-  private requestDone(): void {
-    if (--this.inflight === 0) for (const resolve of this.drained.splice(0)) resolve();
   }
 
   repositoryIndex(readyOnly?: boolean): RepositoryIndexEntry[] {
@@ -201,18 +173,8 @@ export class ServerCore implements InferenceService {
    * stubs are killed, so a hung execute cannot hold the close forever.
    */
   async close(): Promise<void> {
-    this.closing = true;
     const started = performance.now();
-    if (this.inflight > 0) {
-      const drained = new Promise<void>((resolve) => this.drained.push(resolve));
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, this.unloadGraceMs);
-        void drained.then(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
+    await this.gateway.drain(this.unloadGraceMs);
     this.live = false;
     await this.repository.close({ graceMs: Math.max(0, this.unloadGraceMs - (performance.now() - started)) });
   }
@@ -223,7 +185,7 @@ export class ServerCore implements InferenceService {
    */
   private readonly controlHandler = async (request: ModelControlRequest): Promise<{ ready?: boolean }> => {
     if (request.op === 'ready') return { ready: await this.modelReady(request.name, request.version) };
-    if (this.closing) throw new StubhostError('STUBHOST_CLOSED', `the server is shutting down: ${request.op} of model '${request.name}' refused`);
+    if (this.gateway.closing) throw new StubhostError('STUBHOST_CLOSED', `the server is shutting down: ${request.op} of model '${request.name}' refused`);
     if (request.name === request.caller) {
       this.refuseUnlessExplicit();
       throw new StubhostError('STUBHOST_INVALID_ARG', `model '${request.caller}' cannot ${request.op} itself from its own code (the ${request.op} would wait for the call that makes it); use the repository API (/v2/repository/models/${request.caller}/${request.op})`);
@@ -233,32 +195,11 @@ export class ServerCore implements InferenceService {
     return {};
   };
 
-  /** BLS from a stub: validated like a client request, then scheduled like one. */
-  private readonly blsHandler = (request: InferRequest, sink: StreamSink): (() => void) => {
-    const abort = new AbortController();
-    request.signal = abort.signal;
-    void (async () => {
-      try {
-        const mv = this.repository.get(request.modelName, request.modelVersion);
-        const contract = mv.contract();
-        if (request.outputs) validateRequestedOutputs(contract, request.outputs.map((o) => o.name), request.id);
-        validateInferInputs(contract, request.inputs, request.id);
-        for await (const r of mv.inferStream(request)) sink.response({ outputs: r.outputs, parameters: r.parameters });
-        sink.end();
-      } catch (err) {
-        sink.end(toStubhostError(err));
-      }
-    })();
-    return () => abort.abort();
-  };
+  /** BLS from a stub: validated like a client request, then scheduled like one (../inference/gateway.ts). */
+  private readonly blsHandler = (request: InferRequest, sink: StreamSink): (() => void) => this.gateway.relay(request, sink);
 
   /** What the stubs' calls into the server reach (handed to the repository once, for every stub). */
-  private readonly gateway: BlsGateway = { infer: this.blsHandler, control: this.controlHandler };
-}
-
-/** Outputs asked for as classification become their top-k strings, as Triton's front-ends make them (both protocols). */
-function classified(mv: ServableModel, request: InferRequest, result: InferResult): InferResult {
-  return applyClassification(result, request.outputs, mv.config.max_batch_size, mv.outputLabels ?? NO_LABELS);
+  private readonly stubGateway: BlsGateway = { infer: this.blsHandler, control: this.controlHandler };
 }
 
 /** Triton's statistics of one version, plus the executes running past --execute-warn-secs (a stubhost field; empty when none). */

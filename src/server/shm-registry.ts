@@ -19,7 +19,7 @@
  * One registry per server, shared by the HTTP and gRPC front-ends (created in start.ts).
  */
 import { StubhostError } from '../errors.js';
-import { bytesElementsSize, writeBytesElements, type NumericTypedArray } from '../core/dtypes.js';
+import { tensorByteLength, tensorBytes } from '../core/tensor-bytes.js';
 import type { Parameters, TensorValue } from '../core/types.js';
 import { invalidInput, isNonNegativeInt } from '../core/validate.js';
 import { ClientShmFile } from './client-shm-file.js';
@@ -259,18 +259,10 @@ export class SharedMemoryRegistry {
   writeOutput(t: TensorValue, ref: ShmRef): Parameters {
     const what = `output '${t.name}'`;
     const r = this.lookup(ref, what);
-    let bytes: Uint8Array;
-    if (t.datatype === 'BYTES' || Array.isArray(t.data)) {
-      const items = t.data as Uint8Array[];
-      const size = bytesElementsSize(items);
-      if (size > ref.byteSize) throw tooSmall(what, ref, size);
-      bytes = new Uint8Array(size);
-      writeBytesElements(items, bytes);
-    } else {
-      const d = t.data as NumericTypedArray;
-      if (d.byteLength > ref.byteSize) throw tooSmall(what, ref, d.byteLength);
-      bytes = new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
-    }
+    // Sized before it is serialized: a region too small costs no copy.
+    const size = tensorByteLength(t);
+    if (size > ref.byteSize) throw tooSmall(what, ref, size);
+    const bytes = tensorBytes(t);
     r.file.write(r.offset + ref.offset, bytes, { what, region: ref.region });
     return { shared_memory_region: ref.region, shared_memory_byte_size: bytes.byteLength };
   }

@@ -9,11 +9,13 @@
 import type { ModelIOContract } from '../../core/service.js';
 import type { InferRequest, InferResult, ParamValue, Parameters, RequestedOutput, TensorValue } from '../../core/types.js';
 import { StubhostError } from '../../errors.js';
-import { type NumericTypedArray, elementSize } from '../../core/dtypes.js';
+import { type DataType, type NumericTypedArray, elementSize, typedArrayFor } from '../../core/dtypes.js';
 import {
-  type CheckedInput, checkInputHeaders, invalidInput, logRequest, parseModelVersion, tensorBytes, tensorFromBytes, validateRequestedOutputs,
+  type CheckedInput, checkInputHeaders, invalidInput, logRequest, parseModelVersion, validateRequestedOutputs,
 } from '../../core/validate.js';
-import { grpcClassificationCount } from '../classification.js';
+import { tensorBytes, tensorFromBytes } from '../../core/tensor-bytes.js';
+import { grpcClassificationCount } from '../../inference/classification.js';
+import { type AnswerOptions, type ValueReader, applyRequestParameter, defaultAnswerOptions } from '../request-options.js';
 import { type ShmAccess, checkShmOutput, shmInputBytes, shmRefOf, withoutShmParameters, writeShmOutput } from '../shm-registry.js';
 
 // ---- wire shapes (the subset the front-end reads or writes) ----
@@ -70,11 +72,6 @@ export interface ModelInferResponseMsg {
 
 // ---- parameters ----
 
-/** Request parameters Triton consumes itself; they become InferRequest fields, not model parameters. */
-const RESERVED_PARAMS = new Set([
-  'priority', 'timeout', 'sequence_id', 'sequence_start', 'sequence_end', 'triton_enable_empty_final_response',
-]);
-
 /** int64/uint64 become numbers when exact, else stay decimal strings (ParamValue has no bigint). */
 function paramValue(p: InferParameterMsg): ParamValue | undefined {
   switch (p.parameter_choice) {
@@ -130,6 +127,13 @@ function boolParam(name: string, p: InferParameterMsg): boolean {
   return p.bool_param ?? false;
 }
 
+/** Typed InferParameters for the request options (../request-options.ts), with Triton's gRPC words for a wrong type. */
+const GRPC_VALUES: ValueReader<InferParameterMsg> = {
+  uint: intParam,
+  bool: boolParam,
+  sequenceId: (p) => (p.parameter_choice === 'string_param' ? p.string_param ?? '' : intParam('sequence_id', p)),
+};
+
 // ---- tensors ----
 
 /** int64 dims arrive as decimal strings; anything not a safe non-negative integer is refused by the validator. */
@@ -148,6 +152,15 @@ const CONTENTS_FIELDS: readonly (readonly [keyof InferTensorContentsMsg, (dt: st
   ['fp64_contents', () => 'FP64'],
   ['bytes_contents', () => 'BYTES'],
 ];
+
+/** The typed contents field of each numeric datatype (the reverse of CONTENTS_FIELDS). */
+const CONTENTS_FIELD_OF: Record<Exclude<DataType, 'BYTES' | 'FP16' | 'BF16'>, keyof InferTensorContentsMsg> = {
+  BOOL: 'bool_contents', INT8: 'int_contents', INT16: 'int_contents', INT32: 'int_contents', INT64: 'int64_contents',
+  UINT8: 'uint_contents', UINT16: 'uint_contents', UINT32: 'uint_contents', UINT64: 'uint64_contents',
+  FP32: 'fp32_contents', FP64: 'fp64_contents',
+};
+const toBigInt = (v: unknown): bigint => BigInt(v as string | number);
+const boolToByte = (v: unknown): number => (v ? 1 : 0);
 
 /**
  * Typed `contents` (the slower, non-raw form) → TensorValue; FP16/BF16 exist only as raw bytes.
@@ -181,24 +194,14 @@ function tensorFromContents(input: CheckedInput, c: InferTensorContentsMsg, requ
     }
     return list;
   };
-  let data: NumericTypedArray | Uint8Array[];
-  switch (datatype) {
-    case 'BOOL': data = Uint8Array.from(pick(c.bool_contents), (b) => (b ? 1 : 0)); break;
-    case 'INT8': data = Int8Array.from(pick(c.int_contents)); break;
-    case 'INT16': data = Int16Array.from(pick(c.int_contents)); break;
-    case 'INT32': data = Int32Array.from(pick(c.int_contents)); break;
-    case 'INT64': data = BigInt64Array.from(pick(c.int64_contents), (v) => BigInt(v)); break;
-    case 'UINT8': data = Uint8Array.from(pick(c.uint_contents)); break;
-    case 'UINT16': data = Uint16Array.from(pick(c.uint_contents)); break;
-    case 'UINT32': data = Uint32Array.from(pick(c.uint_contents)); break;
-    case 'UINT64': data = BigUint64Array.from(pick(c.uint64_contents), (v) => BigInt(v)); break;
-    case 'FP32': data = Float32Array.from(pick(c.fp32_contents)); break;
-    case 'FP64': data = Float64Array.from(pick(c.fp64_contents)); break;
-    case 'BYTES': data = pick(c.bytes_contents); break;
-    case 'FP16':
-    case 'BF16':
-      throw invalidInput(`input '${name}': ${datatype} data must be sent in raw_input_contents (there is no typed contents field for it)`);
+  if (datatype === 'FP16' || datatype === 'BF16') {
+    throw invalidInput(`input '${name}': ${datatype} data must be sent in raw_input_contents (there is no typed contents field for it)`);
   }
+  if (datatype === 'BYTES') return { name, datatype, shape, data: pick(c.bytes_contents) };
+  // The typed array of each dtype is the one table of src/core/dtypes.ts.
+  const values = pick(c[CONTENTS_FIELD_OF[datatype]] as (string | number | boolean)[] | undefined);
+  const Ctor = typedArrayFor(datatype) as unknown as { from(values: ArrayLike<unknown>, map: (v: unknown) => number | bigint): NumericTypedArray };
+  const data = Ctor.from(values, datatype === 'INT64' || datatype === 'UINT64' ? toBigInt : datatype === 'BOOL' ? boolToByte : Number);
   return { name, datatype, shape, data };
 }
 
@@ -222,7 +225,7 @@ export function decodeInferRequest(msg: ModelInferRequestMsg, contract: ModelIOC
   const outputs: RequestedOutput[] = (msg.outputs ?? []).map((o) => {
     const params = decodeParameters(o.parameters);
     const classes = grpcClassificationCount(o.parameters?.classification, shmRefOf(params, `output '${o.name}'`) !== undefined);
-    if (classes !== undefined) params.classification = classes; // applied by the server core (../classification.ts)
+    if (classes !== undefined) params.classification = classes; // applied by the inference layer (src/inference/classification.ts)
     return Object.keys(params).length > 0 ? { name: o.name, parameters: params } : { name: o.name };
   });
   validateRequestedOutputs(contract, outputs.map((o) => o.name), msg.id);
@@ -273,29 +276,21 @@ export function decodeInferRequest(msg: ModelInferRequestMsg, contract: ModelIOC
     modelVersion,
     inputs,
     outputs: outputs.length > 0 ? outputs : undefined,
-    parameters: decodeParameters(msg.parameters, RESERVED_PARAMS),
+    parameters: {},
     priority: 0,
     timeoutUs: 0,
   };
-  let enableEmptyFinalResponse = false;
-  const p = msg.parameters ?? {};
-  if (p.priority) request.priority = Number(intParam('priority', p.priority));
-  if (p.timeout) request.timeoutUs = Number(intParam('timeout', p.timeout));
-  if (p.sequence_id) {
-    const s = p.sequence_id;
-    if (s.parameter_choice === 'string_param') {
-      if (s.string_param) request.correlationId = s.string_param;
-    } else {
-      const id = intParam('sequence_id', s);
-      if (id !== 0n) request.correlationId = id; // 0 means "not part of a sequence", as in Triton.
+  const answer: AnswerOptions = defaultAnswerOptions();
+  const p = msg.parameters;
+  if (p) {
+    for (const key in p) {
+      const param = p[key]!;
+      if (applyRequestParameter(request, answer, key, param, GRPC_VALUES)) continue;
+      const v = paramValue(param);
+      if (v !== undefined) request.parameters[key] = v;
     }
   }
-  if (p.sequence_start) request.sequenceStart = boolParam('sequence_start', p.sequence_start);
-  if (p.sequence_end) request.sequenceEnd = boolParam('sequence_end', p.sequence_end);
-  if (p.triton_enable_empty_final_response) {
-    enableEmptyFinalResponse = boolParam('triton_enable_empty_final_response', p.triton_enable_empty_final_response);
-  }
-  return { request, enableEmptyFinalResponse };
+  return { request, enableEmptyFinalResponse: answer.emptyFinalResponse };
 }
 
 function rawBytesOf(t: TensorValue): Buffer {

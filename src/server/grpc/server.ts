@@ -16,6 +16,7 @@ import { type SharedMemoryRegistry, cudaShmRegisterUnsupported, cudaShmStatus } 
 import { parseModelVersion } from '../../core/validate.js';
 import { grpcRestrictedMessage, headerMatches, type RestrictedCategory, type RestrictedFeatures, type Restriction } from '../restricted-features.js';
 import { grpcServerCredentials, type GrpcTls } from './tls.js';
+import { type LoadValueReader, loadOptions, unloadOptions } from '../request-options.js';
 
 export interface GrpcLogger {
   info(message: string): void;
@@ -277,16 +278,11 @@ export class GrpcServer {
       Check: this.#unary(() => ({ status: svc.isReady() ? 'SERVING' : 'NOT_SERVING' })),
       RepositoryIndex: this.#unary((call) => ({ models: svc.repositoryIndex(call.request.ready) })),
       RepositoryModelLoad: this.#unary(async (call) => {
-        await svc.loadModel(call.request.model_name, loadOptions(call.request.parameters ?? {}));
+        await svc.loadModel(call.request.model_name, loadOptions(call.request.parameters ?? {}, GRPC_LOAD_VALUES));
         return {};
       }),
       RepositoryModelUnload: this.#unary(async (call) => {
-        const p = (call.request.parameters ?? {}) as Record<string, RepoParamMsg>;
-        const dep = p.unload_dependents;
-        if (dep && dep.parameter_choice !== 'bool_param') {
-          throw new StubhostError('STUBHOST_INVALID_ARG', `'unload_dependents' parameter must be a bool_param`);
-        }
-        await svc.unloadModel(call.request.model_name, dep ? { unloadDependents: dep.bool_param ?? false } : undefined);
+        await svc.unloadModel(call.request.model_name, unloadOptions((call.request.parameters ?? {}) as Record<string, RepoParamMsg>, repoBool));
         return {};
       }),
       LogSettings: this.#unary((call) => {
@@ -337,7 +333,9 @@ export class GrpcServer {
     const msg = call.request;
     // As Triton's ModelInferHandler::Execute: the version, then the model's transaction policy,
     // before the request is built or anything runs.
-    const contract = this.#service.modelContract(msg.model_name, versionOf(msg.model_version));
+    // One lookup: the contract validated against is the version's that runs the request.
+    const model = this.#service.resolve(msg.model_name, versionOf(msg.model_version));
+    const contract = model.contract;
     if (contract.decoupled) throw new StubhostError('STUBHOST_NOT_IMPLEMENTED', GRPC_DECOUPLED_UNSUPPORTED);
     const shm = this.#opts.shm?.session();
     const ac = new AbortController();
@@ -348,7 +346,7 @@ export class GrpcServer {
       call.once('cancelled', onCancel);
       if (call.cancelled) onCancel();
       request.signal = ac.signal;
-      return encodeInferResponse(await this.#service.infer(request), request, shm);
+      return encodeInferResponse(await model.infer(request), request, shm);
     } finally {
       call.removeListener('cancelled', onCancel);
       shm?.release();
@@ -361,48 +359,32 @@ export class GrpcServer {
    * client half-closes and every request in flight has finished.
    */
   #modelStreamInfer(call: grpc.ServerDuplexStream<ModelInferRequestMsg, StreamMsg>): void {
-    const inflight = new Set<AbortController>();
-    let pending = 0;
-    let clientDone = false;
-    const finishIfDone = (): void => {
-      if (clientDone && pending === 0 && !call.cancelled && !call.writableEnded) call.end();
-    };
-    call.on('data', (msg: ModelInferRequestMsg) => {
-      pending++;
-      void this.#streamRequest(call, msg, inflight).finally(() => {
-        pending--;
-        finishIfDone();
-      });
-    });
+    const stream = new OpenStream(call);
+    call.on('data', (msg: ModelInferRequestMsg) => void this.#streamRequest(stream, msg));
     call.on('end', () => {
-      clientDone = true;
-      finishIfDone();
+      stream.clientDone = true;
+      stream.endIfDone();
     });
     call.on('cancelled', () => {
       // One reason for all: a stream may hold tens of thousands of queued requests.
       const reason = cancelledError();
-      for (const ac of inflight) ac.abort(reason);
+      for (const ac of stream.inflight) ac.abort(reason);
     });
     call.on('error', (err) => this.#opts.logger?.warn(`ModelStreamInfer stream error: ${err.message}`));
   }
 
-  async #streamRequest(
-    call: grpc.ServerDuplexStream<ModelInferRequestMsg, StreamMsg>,
-    msg: ModelInferRequestMsg,
-    inflight: Set<AbortController>,
-  ): Promise<void> {
-    const header = (version = msg.model_version): Partial<ModelInferResponseMsg> => ({
-      model_name: msg.model_name, model_version: version, id: msg.id,
-    });
+  async #streamRequest(stream: OpenStream, msg: ModelInferRequestMsg): Promise<void> {
+    const { call, inflight } = stream;
     const ac = new AbortController();
     inflight.add(ac);
     const shm = this.#opts.shm?.session();
     try {
-      const contract = this.#service.modelContract(msg.model_name, versionOf(msg.model_version));
+      const model = this.#service.resolve(msg.model_name, versionOf(msg.model_version));
+      const contract = model.contract;
       const { request, enableEmptyFinalResponse } = decodeInferRequest(msg, contract, shm);
       request.signal = ac.signal;
       let sentFinal = false;
-      for await (const result of this.#service.inferStream(request)) {
+      for await (const result of model.inferStream(request)) {
         if (call.cancelled) break;
         const resp = encodeInferResponse(result, request, shm);
         // A non-decoupled model's one response is its last; a decoupled model's response is final
@@ -415,18 +397,41 @@ export class GrpcServer {
       }
       if (contract.decoupled && enableEmptyFinalResponse && !sentFinal && !call.cancelled) {
         const final: Record<string, InferParameterMsg> = { triton_final_response: { bool_param: true } };
-        await writeStream(call, { error_message: '', infer_response: { ...header(contract.version), parameters: final } });
+        await writeStream(call, { error_message: '', infer_response: { ...responseHeader(msg, contract.version), parameters: final } });
       }
     } catch (err) {
       if (call.cancelled) return;
       const e = toStubhostError(err);
       if (!(err instanceof StubhostError)) this.#serviceError(err);
-      await writeStream(call, { error_message: e.message, infer_response: header() });
+      await writeStream(call, { error_message: e.message, infer_response: responseHeader(msg, msg.model_version) });
     } finally {
       inflight.delete(ac);
       shm?.release();
+      stream.endIfDone();
     }
   }
+}
+
+/** A ModelStreamInfer call: its requests in flight (their controllers), and whether the client has half-closed. */
+class OpenStream {
+  readonly call: grpc.ServerDuplexStream<ModelInferRequestMsg, StreamMsg>;
+  readonly inflight = new Set<AbortController>();
+  clientDone = false;
+
+  constructor(call: grpc.ServerDuplexStream<ModelInferRequestMsg, StreamMsg>) {
+    this.call = call;
+  }
+
+  /** The stream ends after the client half-closes and every request in flight has finished. */
+  endIfDone(): void {
+    const call = this.call;
+    if (this.clientDone && this.inflight.size === 0 && !call.cancelled && !call.writableEnded) call.end();
+  }
+}
+
+/** The fields of a stream response that carries no outputs (an error, or the empty final response). */
+function responseHeader(msg: ModelInferRequestMsg, version: string): Partial<ModelInferResponseMsg> {
+  return { model_name: msg.model_name, model_version: version, id: msg.id };
 }
 
 function allowed(restriction: Restriction, metadata: grpc.Metadata): boolean {
@@ -474,27 +479,25 @@ function writeStream(call: grpc.ServerDuplexStream<unknown, StreamMsg>, msg: Str
   });
 }
 
-/** RepositoryModelLoad parameters: "config" (JSON string) and "file:<path>" (bytes) as Triton defines them. */
-function loadOptions(params: Record<string, RepoParamMsg>): { config?: string; files?: Record<string, Uint8Array> } | undefined {
-  const out: { config?: string; files?: Record<string, Uint8Array> } = {};
-  for (const [key, p] of Object.entries(params)) {
-    if (key === 'config') {
-      if (p.parameter_choice !== 'string_param') {
-        throw new StubhostError('STUBHOST_INVALID_ARG', `'config' parameter must be a string_param holding the JSON config`);
-      }
-      out.config = p.string_param ?? '';
-    } else if (key.startsWith('file:')) {
-      if (p.parameter_choice !== 'bytes_param') {
-        throw new StubhostError('STUBHOST_INVALID_ARG', `'${key}' parameter must be a bytes_param holding the file's content`);
-      }
-      (out.files ??= {})[key.slice('file:'.length)] = p.bytes_param ?? new Uint8Array();
+/** RepositoryModelLoad's typed parameters (../request-options.ts decides what they mean). */
+const GRPC_LOAD_VALUES: LoadValueReader<RepoParamMsg> = {
+  config(p) {
+    if (p.parameter_choice !== 'string_param') {
+      throw new StubhostError('STUBHOST_INVALID_ARG', `'config' parameter must be a string_param holding the JSON config`);
     }
-  }
-  if (out.files && out.config === undefined) {
-    // Triton's rule: model files override only together with a config.
-    throw new StubhostError('STUBHOST_INVALID_ARG', `'file:' parameters need a 'config' parameter as well`);
-  }
-  return out.config === undefined && !out.files ? undefined : out;
+    return p.string_param ?? '';
+  },
+  file(key, p) {
+    if (p.parameter_choice !== 'bytes_param') {
+      throw new StubhostError('STUBHOST_INVALID_ARG', `'${key}' parameter must be a bytes_param holding the file's content`);
+    }
+    return p.bytes_param ?? new Uint8Array();
+  },
+};
+
+function repoBool(name: string, p: RepoParamMsg): boolean {
+  if (p.parameter_choice !== 'bool_param') throw new StubhostError('STUBHOST_INVALID_ARG', `'${name}' parameter must be a bool_param`);
+  return p.bool_param ?? false;
 }
 
 function encodeLogSettings(settings: Record<string, unknown>): Record<string, LogSettingMsg> {

@@ -14,16 +14,13 @@ import { type DataType, type NumericTypedArray, elementCount, typedArrayFor } fr
 import type { InferRequest, InferResult, Parameters, RequestedOutput, TensorSpec, TensorValue } from '../../core/types.js';
 import type { ModelIOContract } from '../../core/service.js';
 import {
-  checkInputHeaders, checkRequestedOutput, fmtShape, invalidInput as invalid, isNonNegativeInt, tensorBytes, tensorFromBytes,
+  checkInputHeaders, checkRequestedOutput, fmtShape, invalidInput as invalid, isNonNegativeInt,
 } from '../../core/validate.js';
+import { tensorBytes, tensorFromBytes } from '../../core/tensor-bytes.js';
 import { checkJsonNesting } from '../../core/json-nesting.js';
-import { isClassifiable, unsupportedClassType } from '../classification.js';
+import { isClassifiable, unsupportedClassType } from '../../inference/classification.js';
+import { JSON_VALUES, applyRequestParameter, defaultAnswerOptions } from '../request-options.js';
 import { SHM_PARAMETERS, type ShmAccess, checkShmOutput, shmInputBytes, shmRefOf, writeShmOutput } from '../shm-registry.js';
-
-/** Request parameters the protocol itself consumes; the rest are passed to the model as given. */
-const RESERVED_PARAMETERS = new Set([
-  'priority', 'timeout', 'sequence_id', 'sequence_start', 'sequence_end', 'binary_data_output',
-]);
 
 /** Integer ranges checked on JSON data, so 300 never silently wraps to 44 in a UINT8 tensor. */
 const INT_RANGE: Partial<Record<DataType, readonly [number, number]>> = {
@@ -99,42 +96,15 @@ export function decodeInferRequest(
     id, modelName: target.modelName, modelVersion: target.modelVersion,
     inputs: [], parameters: {}, priority: 0, timeoutUs: 0,
   };
-  let binaryOutputDefault = false;
+  const answer = defaultAnswerOptions();
   if (doc.parameters !== undefined) {
     const params = checkParameters(doc.parameters, 'request');
     for (const key in params) {
       const value = params[key]!;
-      switch (key) {
-        case 'priority':
-          if (!isNonNegativeInt(value)) throw invalid(`parameter 'priority' must be a non-negative integer, got ${JSON.stringify(value)}`);
-          request.priority = value;
-          break;
-        case 'timeout':
-          if (!isNonNegativeInt(value)) throw invalid(`parameter 'timeout' must be a non-negative integer (microseconds), got ${JSON.stringify(value)}`);
-          request.timeoutUs = value;
-          break;
-        case 'sequence_id':
-          if (typeof value === 'string') {
-            if (value !== '') request.correlationId = value;
-          } else if (isNonNegativeInt(value)) {
-            if (value !== 0) request.correlationId = BigInt(value); // 0 means "not part of a sequence"
-          } else {
-            throw invalid(`parameter 'sequence_id' must be a non-negative integer or a string, got ${JSON.stringify(value)}`);
-          }
-          break;
-        case 'sequence_start':
-        case 'sequence_end':
-        case 'binary_data_output':
-          if (typeof value !== 'boolean') throw invalid(`parameter '${key}' must be true or false, got ${JSON.stringify(value)}`);
-          if (key === 'sequence_start') request.sequenceStart = value;
-          else if (key === 'sequence_end') request.sequenceEnd = value;
-          else binaryOutputDefault = value;
-          break;
-        default:
-          request.parameters[key] = value;
-      }
+      if (!applyRequestParameter(request, answer, key, value, JSON_VALUES)) request.parameters[key] = value;
     }
   }
+  const binaryOutputDefault = answer.binaryDataOutput;
 
   const inputs = doc.inputs ?? [];
   if (!Array.isArray(inputs)) throw invalid(`'inputs' must be an array of tensors`);
@@ -382,7 +352,7 @@ export function encodeInferResponse(result: InferResult, opts: EncodeOptions): E
       }
       if (want === undefined) continue; // the core may return more than was asked; the client gets what it named
     }
-    // Classification (with labels) is applied by the server core for both protocols (../classification.ts).
+    // Classification (with labels) is applied by the inference layer for both protocols (src/inference/classification.ts).
     const tensor = output;
 
     const ref = shmRefOf(want?.parameters, `output '${tensor.name}'`);

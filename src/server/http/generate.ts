@@ -12,6 +12,7 @@ import type { ModelIOContract } from '../../core/service.js';
 import type { InferRequest, InferResult, Parameters, TensorValue } from '../../core/types.js';
 import { elementCount } from '../../core/dtypes.js';
 import { invalidInput, validateInferInputs } from '../../core/validate.js';
+import { JSON_VALUES, applyRequestParameter, defaultAnswerOptions } from '../request-options.js';
 import { fromJson } from './codec.js';
 import { checkJsonNesting } from '../../core/json-nesting.js';
 
@@ -48,11 +49,13 @@ export function decodeGenerateRequest(
     if (typeof fields.parameters !== 'object' || fields.parameters === null || Array.isArray(fields.parameters)) {
       throw invalidInput("'parameters' must be an object");
     }
-    for (const [k, v] of Object.entries(fields.parameters as Record<string, unknown>)) {
+    // The request options as the infer endpoint reads them (../request-options.ts).
+    const answer = defaultAnswerOptions();
+    const params = fields.parameters as Record<string, unknown>;
+    for (const k in params) {
+      const v = params[k];
       if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') throw invalidInput(`parameter '${k}' must be a string, number or boolean`);
-      if (k === 'priority' && typeof v === 'number') request.priority = v;
-      else if (k === 'timeout' && typeof v === 'number') request.timeoutUs = v;
-      else (request.parameters as Parameters)[k] = v;
+      if (!applyRequestParameter(request, answer, k, v, JSON_VALUES)) (request.parameters as Parameters)[k] = v;
     }
   }
   const batched = contract.maxBatchSize > 0;
