@@ -1,5 +1,5 @@
 import {
-  type DataType, type NumericTypedArray, elementCount, inferDataType, isDataType,
+  type DataType, type NumericTypedArray, elementCount, inferDataType, isDataType, typedArrayFor,
 } from '../../src/core/dtypes.js';
 
 import type { DataOf, DtypeOfArray } from './data-types.js';
@@ -12,12 +12,6 @@ export type TensorData = NumericTypedArray | Uint8Array[];
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-const NUMERIC_CTORS: Record<string, readonly unknown[]> = {
-  BOOL: [Uint8Array], UINT8: [Uint8Array], UINT16: [Uint16Array], UINT32: [Uint32Array], UINT64: [BigUint64Array],
-  INT8: [Int8Array], INT16: [Int16Array], INT32: [Int32Array], INT64: [BigInt64Array],
-  FP16: [Uint16Array], BF16: [Uint16Array], FP32: [Float32Array], FP64: [Float64Array],
-};
 
 /**
  * A named tensor. Inputs a model receives view shared memory and are read-only, valid for the
@@ -78,9 +72,10 @@ const TensorClass = class Tensor {
         throw new TypeError(`Tensor '${name}': BYTES data must be Uint8Array[] or string[], element ${i} is ${item === null ? 'null' : typeof item}${typeof item === 'number' ? ' (numeric data is a typed array, e.g. Float32Array.from([...]))' : ''}`);
       });
     } else {
-      const allowed = NUMERIC_CTORS[type]!;
-      if (!allowed.some((C) => data instanceof (C as new () => unknown))) {
-        throw new TypeError(`Tensor '${name}': ${type} data must be a ${(allowed[0] as { name: string }).name}, got ${(data as object).constructor.name}`);
+      // The dtype table of src/core/dtypes.ts: one typed array per numeric dtype.
+      const Ctor = typedArrayFor(type);
+      if (!(data instanceof Ctor)) {
+        throw new TypeError(`Tensor '${name}': ${type} data must be a ${Ctor.name}, got ${(data as object).constructor.name}`);
       }
       this.data = data as NumericTypedArray;
     }
