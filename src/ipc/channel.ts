@@ -4,7 +4,7 @@
  * it reads. Segment drops are forwarded to the peer before the next message, so the peer
  * never resolves a handle into a segment the writer has already reused.
  */
-import { Packr, RESET_BUFFER_MODE, Unpackr } from 'msgpackr';
+import { Packr, Unpackr } from 'msgpackr';
 import { Arena, PeerArena, type ArenaOptions, type Handle } from './arena.js';
 import type { MessageQueue } from './message-queue.js';
 import type { Region } from './region.js';
@@ -44,18 +44,8 @@ export class Channel<Out extends { k: string }, In extends { k: string }> {
   send(message: Out): void {
     if (this.closed) throw new StubhostError('STUBHOST_CLOSED', `channel ${this.region.name} is closed`);
     const dropped = this.arena.takeDropped();
-    if (dropped.length > 0) this.out.send(this.pack({ k: 'seg-drop', ids: dropped }));
-    this.out.send(this.pack(message));
-  }
-
-  /**
-   * Packs into the packer's one buffer, from the same offset every time (RESET_BUFFER_MODE): the
-   * bytes are valid until the next pack, and MessageQueue.send copies them before it returns.
-   * By default msgpackr moves on through its buffer so that results stay valid, and allocates a
-   * new 8 KiB one every few dozen messages.
-   */
-  private pack(message: object): Uint8Array {
-    return this.packr.pack(message, RESET_BUFFER_MODE);
+    if (dropped.length > 0) this.out.send(this.packr.pack({ k: 'seg-drop', ids: dropped }));
+    this.out.send(this.packr.pack(message));
   }
 
   /** Messages from the peer, in order. A message that fails to decode goes to `onError`. */
