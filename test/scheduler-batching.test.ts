@@ -21,7 +21,7 @@ beforeAll(async () => {
     // No preferred size: fills to max_batch_size 4 or waits 50 ms.
     plain: recorderModel('plain', { maxBatchSize: 4, extra: 'dynamic_batching { max_queue_delay_microseconds: 50000 }' }),
     // A slow model, for the pending-count gauge.
-    slow: recorderModel('slow', { maxBatchSize: 2, delayMs: 150, extra: 'dynamic_batching { max_queue_delay_microseconds: 0 }' }),
+    slow: recorderModel('slow', { maxBatchSize: 2, delayMs: 1500, extra: 'dynamic_batching { max_queue_delay_microseconds: 0 }' }),
   });
   server = await startTestServer({ modelRepository: repo.root, stubTimeoutMs: 10_000 }); // health timing is not under test here
   expect([...server.failed]).toEqual([]);
@@ -118,11 +118,11 @@ describe('statistics', () => {
       const line = (await metrics()).split('\n').find((l) => l.startsWith('nv_inference_pending_request_count{') && l.includes('model="slow"'));
       return line ? Number(line.split(' ').at(-1)) : NaN;
     };
-    // One request runs (150 ms); four more arrive meanwhile and wait.
+    // One request runs (1.5 s: wide enough for the other four to arrive on a loaded machine); four more arrive meanwhile and wait.
     const first = infer(server.url, 'slow', { batched: true });
     await sleep(40);
     const rest = Array.from({ length: 4 }, () => infer(server.url, 'slow', { batched: true }));
-    expect(await waitFor(async () => (await pending()) === 4, 2000, 10)).toBe(true);
+    expect(await waitFor(async () => (await pending()) === 4, 5000, 10)).toBe(true);
     await Promise.all([first, ...rest]);
     expect(await pending()).toBe(0);
     const stats = (await http(`${server.url}/v2/models/slow/stats`)).json.model_stats[0];
