@@ -16,6 +16,8 @@ export default class Slow {
   ms = 300;
   async initialize(args: any) { const p = args.modelConfig.parameters?.ms?.string_value; if (p) this.ms = Number(p); }
   async execute(requests: InferenceRequest[]) {
+    // One line per request as it starts: with the pending count, the test knows what the server holds.
+    if (process.env.STARTED_FILE) for (const r of requests) appendFileSync(process.env.STARTED_FILE, 'started ' + r.input('X')!.data[0] + '\\n');
     await new Promise((r) => setTimeout(r, this.ms));
     return requests.map((r) => new InferenceResponse({ outputs: [
       new Tensor('Y', Float32Array.from(r.input('X')!.data as Float32Array, (x) => x * 2), r.input('X')!.shape)] }));
@@ -41,6 +43,7 @@ const repo = makeRepository({
   'hang/1/model.ts': SLOW_TS,
 });
 const finFile = path.join(repo.root, 'finalized.txt');
+const startedFile = path.join(repo.root, 'started.txt');
 const servers: CliServer[] = [];
 afterAll(async () => {
   for (const s of servers) await s.stop('SIGKILL');
@@ -54,15 +57,39 @@ function infer(s: CliServer, model: string, x: number): Promise<{ status: number
   }).then(async (r) => ({ status: r.status, body: JSON.parse(await r.text()) }), (e: Error) => ({ error: String((e.cause as any)?.code ?? e.message) }));
 }
 
+/**
+ * How many requests of `model` the server holds: started by the model (the STARTED_FILE lines,
+ * read first) plus queued (its pending gauge, read after). A request that moves from the queue
+ * to the model between the two reads counts 0 times, never twice: an undercount only waits longer.
+ */
+async function accepted(s: CliServer, model: string): Promise<number> {
+  const started = fs.existsSync(startedFile) ? fs.readFileSync(startedFile, 'utf8').split('\n').filter(Boolean).length : 0;
+  const text = await fetch(`${s.metrics}/metrics`).then((r) => r.text(), () => '');
+  const pending = text.split('\n')
+    .filter((l) => l.startsWith('nv_inference_pending_request_count{') && l.includes(`model="${model}"`))
+    .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+  return started + pending;
+}
+
+async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 describe('shutdown with requests in flight', () => {
   it('SIGTERM: accepted requests finish with their answers, new ones get 503, stubs finalize, no /dev/shm left', async () => {
     fs.rmSync(finFile, { force: true });
-    const s = await startCli(repo.root, ['--model-control-mode', 'explicit', '--load-model', 'slow'], { env: { FIN_FILE: finFile } });
+    fs.rmSync(startedFile, { force: true });
+    const s = await startCli(repo.root, ['--model-control-mode', 'explicit', '--load-model', 'slow'], { env: { FIN_FILE: finFile, STARTED_FILE: startedFile } });
     servers.push(s);
     const inflight = Array.from({ length: 10 }, (_, i) => infer(s, 'slow', i));
-    await new Promise((r) => setTimeout(r, 100)); // all sent, the first batch is executing
+    // SIGTERM once the server holds all ten (running or queued), and the late one once it is shutting down.
+    await until(async () => (await accepted(s, 'slow')) === 10, 'the server to accept the 10 requests');
     s.child.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 50));
+    await until(() => /SIGTERM: shutting down/.test(s.output()), 'the server to log its shutdown');
     const late = infer(s, 'slow', 99);
     const ready = fetch(`${s.http}/v2/health/ready`).then((r) => r.status, () => 'closed');
 

@@ -115,19 +115,26 @@ describe('StubProcess: health during initialize', () => {
   }, 20_000);
 
   it('a stub frozen (SIGSTOP) during initialize fails the load through the health word, not the start timeout', async () => {
-    const opts = options('slow_init', undefined, { healthTimeoutMs: 500 });
-    opts.init.modelConfig.parameters = { init_ms: { string_value: '5000' } };
+    const startTimeoutMs = 20_000;
+    const opts = options('slow_init', undefined, { healthTimeoutMs: 500, startTimeoutMs });
+    opts.init.modelConfig.parameters = { init_ms: { string_value: '30000' } };
     const stub = new StubProcess(opts);
     live.push(stub);
+    const seen = logs.length;
     const starting = stub.start();
+    // Handled here too, so a failed wait below leaves no unhandled rejection behind.
+    starting.catch(() => undefined);
     const pid = stub.pid;
     try {
-      // Stop it once it has said hello (its health watch runs), while initialize spins.
-      await new Promise((r) => setTimeout(r, 1500));
+      // Stop it once initialize spins: the model's log line comes over the ring after the
+      // stub's hello, so the host has started the health watch by the time it logs the line.
+      const spinning = await waitFor(() => logs.slice(seen).some((l) => l.includes('slow_init: initialize spins')), 15_000);
+      expect(spinning).toBe(true);
       process.kill(pid, 'SIGSTOP');
       const stoppedAt = performance.now();
       await expect(starting).rejects.toThrow(/the stub died during initialize: stub is unhealthy: no health signal for \d+ ms \(stub timeout 500 ms\)/);
-      expect(performance.now() - stoppedAt).toBeLessThan(1500);
+      // The message proves the path; the bound only catches a hang, well short of the start timeout.
+      expect(performance.now() - stoppedAt).toBeLessThan(startTimeoutMs / 2);
     } finally {
       try {
         process.kill(pid, 'SIGCONT');
@@ -136,7 +143,7 @@ describe('StubProcess: health during initialize', () => {
         // gone
       }
     }
-  }, 20_000);
+  }, 40_000);
 });
 
 describe('StubProcess: out of memory', () => {
