@@ -20,6 +20,8 @@
  *
  * `--gap <ms>` waits that long between the requests that probe for the new code (default 0: back
  * to back, which keeps the host and the old stub busy while the new stub boots on the same cores).
+ * `--pause <ms>` waits that long after an edit is served before the next one (default 0: the
+ * next save comes while the replaced stub is still being stopped; a person saves seconds apart).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -55,6 +57,9 @@ export default async function main(argv: string[]): Promise<void> {
   const gapAt = args.rest.indexOf('--gap');
   const gapMs = gapAt >= 0 ? Number(args.rest[gapAt + 1]) : 0;
   if (!(gapMs >= 0)) throw new Error('--gap <ms>: a number of ms, 0 or more');
+  const pauseAt = args.rest.indexOf('--pause');
+  const pauseMs = pauseAt >= 0 ? Number(args.rest[pauseAt + 1]) : 0;
+  if (!(pauseMs >= 0)) throw new Error('--pause <ms>: a number of ms, 0 or more');
 
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'stubhost-bench-dev-'));
   let child: ChildProcess | undefined;
@@ -132,6 +137,7 @@ export default async function main(argv: string[]): Promise<void> {
     const server: number[] = [];
     const phases: Phases[] = [];
     for (let i = 0; i < edits; i++) {
+      if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
       const r = await edit(4 + i);
       serving.push(r.serving);
       server.push(r.server);
@@ -153,7 +159,7 @@ export default async function main(argv: string[]): Promise<void> {
     const row = (name: string, v: number[]): string[] => [name, fmt(median(v)), fmt(percentile(v, 90)), fmt(Math.min(...v)), fmt(Math.max(...v))];
     const phaseRows = PHASES.map(([key, name]) => row(name, phases.map((p) => p[key]).filter((v) => Number.isFinite(v))));
     const text = [
-      `stubhost dev: ${edits} edits of a small model.ts (stubhost init echo), ${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}${gapMs > 0 ? `, probes ${gapMs} ms apart` : ''}`,
+      `stubhost dev: ${edits} edits of a small model.ts (stubhost init echo), ${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}${gapMs > 0 ? `, probes ${gapMs} ms apart` : ''}${pauseMs > 0 ? `, ${pauseMs} ms between edits` : ''}`,
       formatTable(['ms', 'median', 'p90', 'min', 'max'], [row('save → serving', serving), row('server reload', server), row('type error → logged', [typeErrorMs])]),
       '',
       'where the time goes (each phase in ms; the type check runs beside the stub start):',
@@ -163,6 +169,7 @@ export default async function main(argv: string[]): Promise<void> {
     report(args, text, {
       edits,
       gap_ms: gapMs,
+      pause_ms: pauseMs,
       save_to_serving_ms_median: median(serving),
       save_to_serving_ms_p90: percentile(serving, 90),
       server_reload_ms_median: median(server),
