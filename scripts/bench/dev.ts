@@ -127,7 +127,8 @@ export default async function main(argv: string[]): Promise<void> {
       }
       const serving = nowMs() - t0;
       const line = await waitLine((l) => l.msg.startsWith("reloaded 'echo' in "), from);
-      const timeline = await waitLine((l) => l.msg.startsWith("dev: 'echo' reload, ms from the save"), from);
+      // A stubhost without the timeline (an older build measured as the baseline): no phases.
+      const timeline = await waitLine((l) => l.msg.startsWith("dev: 'echo' reload, ms from the save"), from, 3000).catch(() => ({ msg: '' }));
       return { serving, server: line.ms ?? NaN, phases: phasesOf(t0Epoch, serving, timeline, marks().slice(marksFrom)) };
     };
 
