@@ -84,6 +84,18 @@ describe('stubhost dev', () => {
     expect(await waitFor(async () => JSON.stringify(await echo()) === '[4,8]', 60_000, 50)).toBe(true);
   }, 120_000);
 
+  it('an editor that saves through a backup (the old file renamed to model.ts~, a new one written): that save and the next ones are seen', async () => {
+    const before = logs().length;
+    fs.renameSync(modelFile, `${modelFile}~`);
+    fs.writeFileSync(modelFile, withExpression('5 * x'));
+    fs.rmSync(`${modelFile}~`);
+    expect(await waitFor(async () => JSON.stringify(await echo()) === '[5,10]', 60_000, 50)).toBe(true);
+    expect(await waitFor(() => logs().slice(before).some((l) => /^reloaded 'echo' in \d+ ms \(version 1; dev: echo\/1\/model\.ts changed\)$/.test(String(l.msg))), 10_000)).toBe(true);
+    expect(logs().slice(before).filter((l) => String(l.msg).startsWith("model 'echo' failed to reload"))).toEqual([]);
+    fs.writeFileSync(modelFile, withExpression('4 * x'));
+    expect(await waitFor(async () => JSON.stringify(await echo()) === '[4,8]', 60_000, 50)).toBe(true);
+  }, 120_000);
+
   it('a saved config.pbtxt regenerates config.types.ts, and the check sees its new types', async () => {
     const configFile = path.join(repo, 'echo', 'config.pbtxt');
     const typesFile = path.join(repo, 'echo', 'config.types.ts');

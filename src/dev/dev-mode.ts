@@ -1,5 +1,5 @@
 /**
- * `stubhost dev`: the repository is watched (fs.watch, recursive) and a model is reloaded as its
+ * `stubhost dev`: the repository is watched (every folder, repository-watcher.ts) and a model is reloaded as its
  * files are saved. A save type-checks the model in a worker thread while its new stubs start;
  * only when both succeed does the new code serve, with drain as any reload. A type error is
  * logged with its place (`add_sub/1/model.ts:12:9`) and the old version keeps serving; so does a
@@ -23,6 +23,7 @@ import { TYPES_FILE } from '../authoring/types-file.js';
 import { TypeCheckClient, type CheckReply } from './type-check-client.js';
 import { ReloadTimeline } from './reload-timeline.js';
 import { regenerateTypes, type WrittenFiles } from './regenerate-types.js';
+import { watchRepository, type RepositoryWatcher } from './repository-watcher.js';
 
 /**
  * Editors write a file as several events (truncate and write, temp file and rename, chmod), all
@@ -147,9 +148,8 @@ export async function startDevMode(opts: DevModeOptions): Promise<DevMode> {
     running.set(model, done);
   };
 
-  const onEvent = (filename: string | null): void => {
-    if (closed || !filename) return;
-    const rel = filename.split(path.sep).join('/');
+  const onEvent = (rel: string): void => {
+    if (closed) return;
     if (rel === TSCONFIG_FILE) {
       // New compiler options: a new checker reads them.
       const old = checker;
@@ -184,14 +184,13 @@ export async function startDevMode(opts: DevModeOptions): Promise<DevMode> {
     }, debounceMs);
   };
 
-  let watcher: fs.FSWatcher;
+  let watcher: RepositoryWatcher;
   try {
-    watcher = fs.watch(root, { recursive: true }, (_event, filename) => onEvent(filename));
+    watcher = watchRepository(root, onEvent, (err) => logger.error(`dev: watching ${root} failed: ${err.message}; restart stubhost dev`));
   } catch (err) {
     await checker.close();
     throw new StubhostError('STUBHOST_UNAVAILABLE', `stubhost dev cannot watch ${root}: ${(err as Error).message}`);
   }
-  watcher.on('error', (err) => logger.error(`dev: watching ${root} failed: ${err.message}; restart stubhost dev`));
   const source = await checker.ready;
   logger.info(`dev: watching ${root}; a saved model is type-checked (${source}) and reloaded; a saved config.pbtxt regenerates the model's ${TYPES_FILE}`, { repository: root });
 
