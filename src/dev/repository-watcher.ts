@@ -15,7 +15,8 @@ export interface RepositoryWatcher {
 export function watchRepository(root: string, onChange: (rel: string) => void, onError: (err: Error) => void): RepositoryWatcher {
   const watchers = new Map<string, fs.FSWatcher>();
 
-  const watchTree = (rel: string): void => {
+  /** `announce`: a folder new since the start; files written into it before its watch began are reported. */
+  const watchTree = (rel: string, announce = false): void => {
     const dir = path.join(root, rel);
     if (watchers.has(rel)) return;
     let watcher: fs.FSWatcher;
@@ -25,7 +26,7 @@ export function watchRepository(root: string, onChange: (rel: string) => void, o
         const child = rel ? `${rel}/${name}` : name;
         if (!skipped(name)) {
           // A new folder (a model, a version) is watched from now on; a removed one is dropped.
-          if (isDir(path.join(root, child))) watchTree(child);
+          if (isDir(path.join(root, child))) watchTree(child, true);
           else unwatchTree(child);
         }
         onChange(child);
@@ -46,7 +47,11 @@ export function watchRepository(root: string, onChange: (rel: string) => void, o
     } catch {
       // Removed meanwhile.
     }
-    for (const d of names) if (d.isDirectory() && !skipped(d.name)) watchTree(rel ? `${rel}/${d.name}` : d.name);
+    for (const d of names) {
+      const child = rel ? `${rel}/${d.name}` : d.name;
+      if (d.isDirectory() && !skipped(d.name)) watchTree(child, announce);
+      else if (announce && d.isFile()) onChange(child);
+    }
   };
 
   const unwatchTree = (rel: string): void => {
