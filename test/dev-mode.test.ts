@@ -2,7 +2,8 @@
  * `stubhost dev` as a newcomer uses it, in a temporary folder outside the project: models
  * scaffolded with `stubhost init`, `stubhost dev` through bin/stubhost.js. A saved edit to
  * model.ts is type-checked and served; a type error is logged with file:line and the old code
- * keeps serving; a fix serves again. The other model answers throughout; at the end the process
+ * keeps serving; a fix serves again. A saved config.pbtxt regenerates config.types.ts before the
+ * check. The other model answers throughout; at the end the process
  * exits cleanly on SIGTERM and leaves no /dev/shm file and no process.
  */
 import fs from 'node:fs';
@@ -81,6 +82,40 @@ describe('stubhost dev', () => {
 
     fs.writeFileSync(modelFile, withExpression('4 * x'));
     expect(await waitFor(async () => JSON.stringify(await echo()) === '[4,8]', 60_000, 50)).toBe(true);
+  }, 120_000);
+
+  it('an editor that saves through a backup (the old file renamed to model.ts~, a new one written): that save and the next ones are seen', async () => {
+    const before = logs().length;
+    fs.renameSync(modelFile, `${modelFile}~`);
+    fs.writeFileSync(modelFile, withExpression('5 * x'));
+    fs.rmSync(`${modelFile}~`);
+    expect(await waitFor(async () => JSON.stringify(await echo()) === '[5,10]', 60_000, 50)).toBe(true);
+    expect(await waitFor(() => logs().slice(before).some((l) => /^reloaded 'echo' in \d+ ms \(version 1; dev: echo\/1\/model\.ts changed\)$/.test(String(l.msg))), 10_000)).toBe(true);
+    expect(logs().slice(before).filter((l) => String(l.msg).startsWith("model 'echo' failed to reload"))).toEqual([]);
+    fs.writeFileSync(modelFile, withExpression('4 * x'));
+    expect(await waitFor(async () => JSON.stringify(await echo()) === '[4,8]', 60_000, 50)).toBe(true);
+  }, 120_000);
+
+  it('a saved config.pbtxt regenerates config.types.ts, and the check sees its new types', async () => {
+    const configFile = path.join(repo, 'echo', 'config.pbtxt');
+    const typesFile = path.join(repo, 'echo', 'config.types.ts');
+    const config = fs.readFileSync(configFile, 'utf8');
+    let before = logs().length;
+    // The output renamed: the model's Tensor('OUTPUT', ...) no longer fits the generated Response.
+    fs.writeFileSync(configFile, config.replace('name: "OUTPUT"', 'name: "RESULT"'));
+    expect(await waitFor(() => logs().slice(before).some((l) => String(l.msg).startsWith("model 'echo' failed to reload: ")), 60_000, 50)).toBe(true);
+    expect(logs().slice(before).find((l) => String(l.msg).startsWith('dev: regenerated '))).toMatchObject({ level: 'info', msg: 'dev: regenerated echo/config.types.ts from the saved config', model: 'echo' });
+    expect(fs.readFileSync(typesFile, 'utf8')).toContain('RESULT: {');
+    expect(logs().slice(before).some((l) => String(l.msg).startsWith('type error: echo/1/model.ts:'))).toBe(true);
+    expect(await echo()).toEqual([4, 8]);
+
+    before = logs().length;
+    fs.writeFileSync(configFile, config);
+    expect(await waitFor(() => logs().slice(before).some((l) => /^reloaded 'echo' in \d+ ms \(version 1; dev: echo\/config\.pbtxt changed\)$/.test(String(l.msg))), 60_000, 50)).toBe(true);
+    expect(fs.readFileSync(typesFile, 'utf8')).toContain('OUTPUT: {');
+    expect(await echo()).toEqual([4, 8]);
+    // Its own write of config.types.ts is no save: it reloads nothing.
+    expect(messages().filter((m) => m.includes('config.types.ts changed'))).toEqual([]);
   }, 120_000);
 
   it('flags that would be ignored in dev mode are refused', () => {

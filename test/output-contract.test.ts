@@ -4,7 +4,8 @@
  * decoupled stream) fail their request with a 500 naming the model, the output, what was
  * expected and what was found, and the place in model.ts that built the tensor; each kind is
  * logged once. A correct model is unaffected, -1 dims are wildcards, a canary keeps answering,
- * and nothing is left behind.
+ * and nothing is left behind. An ensemble's outputs are checked against the ensemble's own config
+ * (the step models keep theirs), naming the step that produced a bad one.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -26,6 +27,27 @@ function lineOf(model: string, marker: string): number {
   return fs.readFileSync(path.join(FIXTURES, model, '1/model.ts'), 'utf8').split('\n').findIndex((l) => l.includes(marker)) + 1;
 }
 
+/** An ensemble of one step: its tensors keep the step model's names. */
+function ensemble(name: string, step: string, opts: { maxBatch?: number; input: string; outputs: string[] }): Record<string, string> {
+  const outs = opts.outputs.map((o) => o.split(' ')).map(([n, t, dims]) => `{ name: "${n}" data_type: ${t} dims: ${dims} }`);
+  const input = opts.input.split(' ');
+  return {
+    'config.pbtxt': `name: "${name}"\nplatform: "ensemble"\nmax_batch_size: ${opts.maxBatch ?? 0}
+input [ { name: "${input[0]}" data_type: ${input[1]} dims: ${input[2]} } ]
+output [ ${outs.join(', ')} ]
+ensemble_scheduling { step [ { model_name: "${step}" model_version: -1 input_map { key: "${input[0]}" value: "${input[0]}" }
+  ${opts.outputs.map((o) => `output_map { key: "${o.split(' ')[0]}" value: "${o.split(' ')[0]}" }`).join(' ')} } ] }
+`,
+  };
+}
+
+const ENSEMBLES = {
+  ens_ok: ensemble('ens_ok', 'canary', { input: 'X TYPE_INT32 [1]', outputs: ['Y TYPE_INT32 [1]'] }),
+  ens_dtype: ensemble('ens_dtype', 'canary', { input: 'X TYPE_INT32 [1]', outputs: ['Y TYPE_FP32 [1]'] }),
+  ens_shape: ensemble('ens_shape', 'shapes', { input: 'MODE TYPE_STRING [1]', outputs: ['OUT TYPE_INT32 [-1]', 'ANY TYPE_FP32 [2,2]'] }),
+  ens_batch: ensemble('ens_batch', 'shapes', { maxBatch: 4, input: 'MODE TYPE_STRING [1]', outputs: ['ANY TYPE_FP32 [-1]'] }),
+};
+
 let server: RepositoryServer;
 const shapes = (mode: string) => http(`${server.url}/v2/models/shapes/infer`, 'POST', { inputs: [{ name: 'MODE', datatype: 'BYTES', shape: [1], data: [mode] }] });
 const contractLogs = (): any[] => server.logs.map((l) => JSON.parse(l)).filter((l) => String(l.msg).startsWith('output contract:'));
@@ -36,7 +58,7 @@ async function expectCanary(): Promise<void> {
 }
 
 beforeAll(async () => {
-  server = await startRepositoryServer(Object.fromEntries(MODELS.map((m) => [m, fixture(m)])));
+  server = await startRepositoryServer({ ...Object.fromEntries(MODELS.map((m) => [m, fixture(m)])), ...ENSEMBLES });
   expect([...server.failed]).toEqual([]);
 }, 60_000);
 
@@ -130,5 +152,39 @@ describe('output contract', () => {
     expect(one.status, one.text).toBe(200);
     expect(one.json.OUT).toEqual(0); // generate answers a one-element tensor as its value
     await expectCanary();
+  });
+
+  describe('an ensemble, against its own config', () => {
+    const infer = (model: string, inputs: unknown[]) => http(`${server.url}/v2/models/${model}/infer`, 'POST', { inputs });
+    const mode = (shape: number[]) => ({ name: 'MODE', datatype: 'BYTES', shape, data: Array(shape.reduce((a, b) => a * b, 1)).fill('ok') });
+
+    it('outputs that match it pass', async () => {
+      const r = await infer('ens_ok', [{ name: 'X', datatype: 'INT32', shape: [1], data: [41] }]);
+      expect([r.status, r.json?.outputs?.[0]?.data]).toEqual([200, [42]]);
+    });
+
+    it('a datatype the ensemble does not declare: 500 naming the ensemble, the output, expected, found and the step', async () => {
+      const r = await infer('ens_dtype', [{ name: 'X', datatype: 'INT32', shape: [1], data: [41] }]);
+      expect(r.status).toBe(500);
+      expect(r.json.error).toBe("ensemble 'ens_dtype' version 1: output 'Y' breaks the model's config: expected datatype FP32, found INT32; returned by step 0 ('canary') output 'Y' (fix the output or the config's output [...])");
+      expect(contractLogs().some((l) => l.model === 'ens_dtype' && l.violation === 'datatype' && l.output === 'Y')).toBe(true);
+      await expectCanary();
+    });
+
+    it('shapes: -1 takes any size, a fixed dim is checked', async () => {
+      const r = await infer('ens_shape', [mode([1])]);
+      expect(r.status).toBe(500);
+      // OUT [4] passes dims [-1]; ANY [3, 2] breaks dims [2, 2].
+      expect(r.json.error).toContain("ensemble 'ens_shape' version 1: output 'ANY' breaks the model's config: expected shape [2, 2] (dims [2, 2]), found [3, 2]; returned by step 0 ('shapes') output 'ANY'");
+    });
+
+    it('the batch dimension: as many rows as the request', async () => {
+      const ok = await infer('ens_batch', [mode([3, 1])]);
+      expect([ok.status, ok.json?.outputs?.[0]?.shape]).toEqual([200, [3, 2]]);
+      const bad = await infer('ens_batch', [mode([2, 1])]);
+      expect(bad.status).toBe(500);
+      expect(bad.json.error).toContain("ensemble 'ens_batch' version 1: output 'ANY' breaks the model's config: expected shape [2, -1]: the request's batch size is 2, found [3, 2] (batch 3)");
+      await expectCanary();
+    });
   });
 });

@@ -15,6 +15,7 @@ import { readOutputLabels, type OutputLabels } from './output-labels.js';
 import type { ResponseCache } from '../cache/response-cache.js';
 import { cacheUseOf, inferThroughCache, type CacheUse } from '../cache/cached-infer.js';
 import type { Logger } from '../log/logger.js';
+import { OutputContract } from './output-contract.js';
 
 export interface EnsembleStepTarget {
   infer(request: InferRequest): Promise<InferResult>;
@@ -48,6 +49,8 @@ export class EnsembleModel {
   private contractCache?: ModelIOContract;
   outputLabels?: OutputLabels;
   private cacheUse?: CacheUse;
+  /** The ensemble's outputs against its own config, as any model's (output-contract.ts). */
+  private outputContract?: OutputContract;
 
   constructor(private readonly opts: EnsembleOptions) {
     this.name = opts.name;
@@ -120,7 +123,17 @@ export class EnsembleModel {
       this.reason = (err as Error).message;
       throw err;
     }
-    if (this.opts.logger) this.cacheUse = cacheUseOf(this.config, this.opts.responseCache, this.stats, this.opts.logger, this.label);
+    if (this.opts.logger) {
+      this.cacheUse = cacheUseOf(this.config, this.opts.responseCache, this.stats, this.opts.logger, this.label);
+      const producers = new Map<string, string>();
+      steps.forEach((s, i) => {
+        for (const [stepOutput, tensor] of Object.entries(s.output_map)) producers.set(tensor, `step ${i} ('${s.model_name}') output '${stepOutput}'`);
+      });
+      this.outputContract = new OutputContract({
+        label: this.label, modelName: this.name, config: this.config, modelFile: 'config.pbtxt', logger: this.opts.logger,
+        producerOf: (output) => producers.get(output), reshaped: false,
+      });
+    }
     this.state = 'READY';
   }
 
@@ -219,6 +232,9 @@ export class EnsembleModel {
       if (!t) throw new StubhostError('STUBHOST_MODEL_ERROR', `${this.label}: output '${name}' was not produced`);
       return t;
     });
+    const batchSize = this.config.max_batch_size > 0 ? (request.inputs[0]?.shape[0] ?? 1) : 1;
+    const broken = this.outputContract?.check(outputs, batchSize);
+    if (broken) throw broken;
     return { modelName: this.name, modelVersion: String(this.version), id: request.id, outputs };
   }
 }

@@ -9,6 +9,10 @@
  * contradicts /v2/models/{m}); this is a stubhost rule. It runs on the host, where every
  * response passes (non-decoupled, decoupled streams, BLS callees, warmup), whatever the stub did.
  *
+ * An ensemble's outputs are checked against the ensemble's config the same way (ensemble.ts):
+ * they come from its steps' models, each of which kept its own config, so a step model and the
+ * ensemble that disagree on an output fail here, naming the step that produced it.
+ *
  * Certainty for completed configs: an output the onnxruntime backend completed as `dims: [ -1 ]`
  * (the ONNX file declares no shape for it, so not even its rank is known) is checked for name
  * and datatype only. Everything else a completed config says came from the graph or from model
@@ -42,6 +46,14 @@ export interface OutputContractOptions {
   /** The model file relative to its model folder (`1/model.ts`), named when no better place is known. */
   modelFile: string;
   logger: Logger;
+  /** What produced an output, when neither a site nor the model file says it (an ensemble: its step). */
+  producerOf?: (output: string) => string | undefined;
+  /**
+   * false: the outputs come in the config's dims, not its reshape (an ensemble's, which its
+   * steps' models returned already in their own declared shapes). Default true: a model's own
+   * outputs, checked before the host undoes the reshape.
+   */
+  reshaped?: boolean;
 }
 
 export class OutputContract {
@@ -60,7 +72,7 @@ export class OutputContract {
       const unknownRank = onnxCompleted && !written.has(spec.name) && spec.dims.length === 1 && spec.dims[0] === -1;
       this.rules.set(spec.name, {
         datatype: spec.datatype,
-        dims: spec.reshape ?? spec.dims,
+        dims: (opts.reshaped !== false ? spec.reshape : undefined) ?? spec.dims,
         declared: spec.dims,
         checkShape: !unknownRank,
       });
@@ -113,7 +125,7 @@ export class OutputContract {
 
   private violation(kind: ViolationKind, output: string, declared: boolean, text: string, site: string | undefined): StubhostError {
     // The site comes from the stub: text for a message, bounded.
-    const where = typeof site === 'string' && site.length > 0 && site.length <= 500 ? `the Tensor built at ${site}` : this.opts.modelFile;
+    const where = typeof site === 'string' && site.length > 0 && site.length <= 500 ? `the Tensor built at ${site}` : this.opts.producerOf?.(output) ?? this.opts.modelFile;
     const message = `${this.opts.label}: output '${output}' breaks the model's config: ${text}; returned by ${where} (fix the output or the config's output [...])`;
     const key = declared ? `${kind}\0${output}` : kind;
     if (!this.logged.has(key)) {
