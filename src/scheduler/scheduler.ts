@@ -22,10 +22,10 @@
  */
 import { StubhostError } from '../errors.js';
 import { stacklessError } from '../errors.js';
-import type { ExecOutcome, Job, JobTiming, SubmittedJob } from '../execution/contract.js';
+import type { ExecOutcome, ExecutionTarget, Job, JobTiming, SubmittedJob } from '../execution/contract.js';
 import { PriorityQueue, type QueuePolicy } from './priority-queue.js';
 import { MAX_TIMER_MS } from '../core/long-timer.js';
-import { SchedulerBase, clientCancelled, type SchedulerBaseOptions } from './scheduler-base.js';
+import { NOT_LISTENING, SchedulerBase, clientCancelled, type SchedulerBaseOptions } from './scheduler-base.js';
 
 export { markAnswered } from './scheduler-base.js';
 
@@ -118,7 +118,7 @@ export class Scheduler extends SchedulerBase {
     if (signal) this.listeners.set(full, NOT_LISTENING);
     this.notePending();
     this.schedule();
-    if (signal && this.listeners.get(full) === NOT_LISTENING) this.watch(full, (s) => this.cancelQueued(full, s));
+    if (signal && this.listeners.get(full) === NOT_LISTENING) this.watch(full, this.cancelQueued);
   }
 
   /** Tries to dispatch: call when work arrives or an instance frees up. */
@@ -131,7 +131,7 @@ export class Scheduler extends SchedulerBase {
     for (const job of rejected) this.unlisten(job);
     let wakeAt = nextDeadline;
     while (this.queue.size > 0) {
-      const target = this.targets.find((t) => this.hasRoom(t));
+      const target = this.freeTarget();
       if (!target) break;
       const picked = this.pickBatch(now);
       if (picked.wait > 0) {
@@ -154,6 +154,12 @@ export class Scheduler extends SchedulerBase {
 
   protected drain(): Iterable<Job> {
     return this.queue.clear();
+  }
+
+  /** The first instance with room for a batch (a loop, not find(): no closure per schedule). */
+  private freeTarget(): ExecutionTarget | undefined {
+    for (const t of this.targets) if (this.hasRoom(t)) return t;
+    return undefined;
   }
 
   private pickBatch(now: number): { jobs: Job[]; wait: number } {
@@ -190,6 +196,7 @@ export class Scheduler extends SchedulerBase {
     return { jobs, wait: delayMs - waited };
   }
 
+  /** One handler for every queued job (bound once, not per request). */
   private readonly cancelQueued = (job: Job, signal: AbortSignal): void => {
     if (this.queue.remove(job)) this.cancelled(job, signal);
   };
@@ -236,9 +243,6 @@ export class Scheduler extends SchedulerBase {
     }, Math.min(MAX_TIMER_MS, Math.max(0, at - performance.now())));
   }
 }
-
-/** Marks a queued job whose abort listener is not added yet (see submit). */
-const NOT_LISTENING = (): void => {};
 
 /**
  * A job as handed to its target: finish records the queue time and batch size, runs once, and
