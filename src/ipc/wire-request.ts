@@ -93,10 +93,11 @@ export interface WireResponse {
 
 // ---- requests -----------------------------------------------------------------------------
 
-export function encodeRequest<T>(f: RequestFields<T>, rid: number, write: (t: T) => TensorDesc): WireRequest {
+/** `write(t, ctx)`: `ctx` lets a hot caller pass one shared function instead of a closure per request. */
+export function encodeRequest<T, C = undefined>(f: RequestFields<T>, rid: number, write: (t: T, ctx: C) => TensorDesc, ctx?: C): WireRequest {
   const n = f.inputs.length;
   const ins: TensorDesc[] = new Array(n);
-  for (let i = 0; i < n; i++) ins[i] = write(f.inputs[i]!);
+  for (let i = 0; i < n; i++) ins[i] = write(f.inputs[i]!, ctx as C);
   // Keys at their default value (no id, every output, no parameters, priority 0) are left out:
   // each costs the packer a key and a value on every request.
   const w: WireRequest = { rid, model: f.modelName, ins };
@@ -164,7 +165,7 @@ export function fieldsOfInferRequest(r: InferRequest, modelVersion = r.modelVers
     modelName: r.modelName,
     modelVersion,
     inputs: r.inputs,
-    requestedOutputNames: r.outputs?.map((o) => o.name) ?? [],
+    requestedOutputNames: r.outputs ? r.outputs.map((o) => o.name) : NO_NAMES,
     parameters: r.parameters,
     correlationId: r.correlationId,
     sequenceStart: r.sequenceStart === true,
@@ -192,8 +193,8 @@ export function inferRequestOf(f: RequestFields<TensorValue>): Complete<Omit<Inf
 }
 
 /** The host's `exec`: a request for the stub running `modelVersion`. */
-export function encodeInferRequest(r: InferRequest, rid: number, modelVersion: number, write: (t: TensorValue) => TensorDesc): WireRequest {
-  const w = encodeRequest(fieldsOfInferRequest(r, modelVersion), rid, write);
+export function encodeInferRequest<C = undefined>(r: InferRequest, rid: number, modelVersion: number, write: (t: TensorValue, ctx: C) => TensorDesc, ctx?: C): WireRequest {
+  const w = encodeRequest(fieldsOfInferRequest(r, modelVersion), rid, write, ctx);
   // The slot is the host's to give: it travels host → stub only, never in a BLS request.
   if (r.sequenceSlot !== undefined) w.slot = r.sequenceSlot;
   return w;
@@ -223,7 +224,7 @@ export function errorResponse(error: ErrorBody): WireResponse {
 }
 
 /** The response `w` describes: its error, or its outputs read with `read`. */
-export function decodeResponse<T>(w: WireResponse, read: (d: TensorDesc) => T): Complete<ResponseFields<T>> {
+export function decodeResponse<T, C = undefined>(w: WireResponse, read: (d: TensorDesc, ctx: C) => T, ctx?: C): Complete<ResponseFields<T>> {
   if (typeof w !== 'object' || w === null) throw corrupt('response', 'is not a map');
   if (w.err !== undefined) {
     if (typeof w.err !== 'object' || w.err === null || typeof w.err.code !== 'string' || typeof w.err.message !== 'string') throw corrupt('response', 'has an error that is not { code, message }');
@@ -236,7 +237,7 @@ export function decodeResponse<T>(w: WireResponse, read: (d: TensorDesc) => T): 
   }
   const n = w.outs.length;
   const outputs: T[] = new Array(n);
-  for (let i = 0; i < n; i++) outputs[i] = read(w.outs[i]!);
+  for (let i = 0; i < n; i++) outputs[i] = read(w.outs[i]!, ctx as C);
   return { outputs, parameters: w.params, error: undefined, sites: w.sites };
 }
 
@@ -246,6 +247,9 @@ export function responseHandles(w: WireResponse): Handle[] {
   if (Array.isArray(w?.outs)) for (const d of w.outs) if (d?.h) hs.push(d.h);
   return hs;
 }
+
+/** "Every output", shared: read only, never handed out. */
+const NO_NAMES: string[] = [];
 
 function isEmpty(params: Parameters): boolean {
   for (const _ in params) return false;
