@@ -87,9 +87,11 @@ describe('requests', () => {
     expect(decodeRequest(overTheWire(encodeRequest(f, 1, write)), read).correlationId).toBe(5n);
   });
 
-  it('unset optional fields are not put on the wire', () => {
+  it('unset optional fields and fields at their default are not put on the wire, and decode to their defaults', () => {
     const w = encodeRequest({ ...defaults, inputs: [] }, 1, write);
-    expect(Object.keys(w).sort()).toEqual(['id', 'ins', 'model', 'outs', 'params', 'prio', 'rid']);
+    expect(Object.keys(w).sort()).toEqual(['ins', 'model', 'rid']);
+    const back = decodeRequest(overTheWire(w), read);
+    expect([back.requestId, back.requestedOutputNames, back.parameters, back.priority]).toEqual(['', [], {}, 0]);
   });
 
   it("host → stub → the model's InferenceRequest → BLS → host keeps every field", () => {

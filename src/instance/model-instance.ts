@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events';
 import { StubProcess, type StalledExecute, type StubProcessOptions } from './stub-process.js';
 import type { ExecOutcome, ExecPhases, ExecutionTarget, Job, StreamSink } from '../execution/contract.js';
 import { StubhostError } from '../errors.js';
+import type { InferRequest } from '../core/types.js';
 
 export type InstanceState = 'starting' | 'ready' | 'restarting' | 'stopped';
 
@@ -76,14 +77,19 @@ export class ModelInstance extends EventEmitter implements ExecutionTarget {
     this.running++;
     const started = performance.now();
     try {
-      const requests = jobs.map((j) => j.request);
-      const outcomes: ExecOutcome[] = this.decoupled
-        ? await stub.executeStreaming(requests, jobs.map((j) => j.sink ?? noSink))
-        : await stub.execute(requests);
+      const n = jobs.length;
+      const requests: InferRequest[] = new Array(n);
+      for (let i = 0; i < n; i++) requests[i] = jobs[i]!.request;
+      let outcomes: ExecOutcome[];
+      if (this.decoupled) {
+        const sinks: StreamSink[] = new Array(n);
+        for (let i = 0; i < n; i++) sinks[i] = jobs[i]!.sink ?? noSink;
+        outcomes = await stub.executeStreaming(requests, sinks);
+      } else outcomes = await stub.execute(requests);
       const computeMs = performance.now() - started;
       const phases = outcomes[0]?.phases ?? { inputMs: 0, outputMs: 0 };
-      const timing = { queueMs: 0, computeMs, batchSize: jobs.length, inputMs: phases.inputMs, outputMs: phases.outputMs };
-      jobs.forEach((job, i) => job.finish(outcomes[i] ?? { error: new StubhostError('STUBHOST_INTERNAL', 'missing outcome') }, timing));
+      const timing = { queueMs: 0, computeMs, batchSize: n, inputMs: phases.inputMs, outputMs: phases.outputMs };
+      for (let i = 0; i < n; i++) jobs[i]!.finish(outcomes[i] ?? { error: new StubhostError('STUBHOST_INTERNAL', 'missing outcome') }, timing);
       return phases;
     } finally {
       this.running--;

@@ -14,22 +14,63 @@ import type { Logger } from '../log/logger.js';
 import type { ExecOutcome, ExecPhases, ResponseStat, StreamSink } from '../execution/contract.js';
 import { readOutcome, writeRequests } from './wire-outcome.js';
 
-interface PendingBatch {
-  b: number;
+/**
+ * A batch sent and not answered. It is also the abort listener (handleEvent) of its requests'
+ * signals: a cancelled request is marked cancelled in the stub.
+ */
+class PendingBatch {
   /** One entry per request, in order. */
-  resolve: (outcomes: ExecOutcome[]) => void;
-  /** Host arena blocks holding this batch's inputs: freed when the batch is done. */
-  blocks: Handle[];
-  rids: number[];
-  /** Per request: where its outputs go (a BLS caller's arena), if anywhere but private memory. */
-  placements: (OutputPlacement | undefined)[];
-  startedAt: number;
-  /** Writing the inputs into the arena. */
-  inputMs: number;
-  streams?: StreamSink[];
+  resolve!: (outcomes: ExecOutcome[]) => void;
+  /** The requests' signals (undefined: no request of the batch can be cancelled). */
+  private signals?: (AbortSignal | undefined)[];
   /** Reported as running past the execute warning limit. */
   stalled?: boolean;
+
+  constructor(
+    private readonly owner: StubRequests,
+    readonly b: number,
+    /** Host arena blocks holding this batch's inputs: freed when the batch is done. */
+    readonly blocks: Handle[],
+    readonly rids: number[],
+    /** Per request: where its outputs go (a BLS caller's arena), if anywhere but private memory. */
+    readonly placements: (OutputPlacement | undefined)[],
+    public startedAt: number,
+    /** Writing the inputs into the arena. */
+    readonly inputMs: number,
+    readonly streams: StreamSink[] | undefined,
+  ) {}
+
+  listen(requests: InferRequest[]): void {
+    const signals: (AbortSignal | undefined)[] = new Array(requests.length);
+    for (let i = 0; i < requests.length; i++) {
+      const signal = requests[i]!.signal;
+      signals[i] = signal;
+      if (!signal) continue;
+      if (signal.aborted) this.owner.cancel([this.rids[i]!]);
+      else signal.addEventListener('abort', this, ONCE);
+    }
+    this.signals = signals;
+  }
+
+  handleEvent(event: Event): void {
+    const signals = this.signals;
+    if (!signals) return;
+    // One signal may be shared by several requests of the batch (one listener for all).
+    const rids: number[] = [];
+    for (let i = 0; i < signals.length; i++) if (signals[i] === event.target) rids.push(this.rids[i]!);
+    if (rids.length > 0) this.owner.cancel(rids);
+  }
+
+  /** The batch is done: its signals are no longer listened to. */
+  unlisten(): void {
+    const signals = this.signals;
+    if (!signals) return;
+    this.signals = undefined;
+    for (const signal of signals) if (signal && !signal.aborted) signal.removeEventListener('abort', this);
+  }
 }
+
+const ONCE = { once: true } as const;
 
 /** A decoupled request whose final flag has not arrived. */
 interface OpenStream {
@@ -84,7 +125,16 @@ export class StubRequests {
   /** Sends one batch; resolves with one outcome per request (never rejects). With `sinks`, decoupled. */
   send(requests: InferRequest[], sinks?: StreamSink[]): Promise<ExecOutcome[]> {
     const blocks: Handle[] = [];
-    const rids = requests.map(() => this.nextRid++);
+    const n = requests.length;
+    const rids: number[] = new Array(n);
+    const placements: (OutputPlacement | undefined)[] = new Array(n);
+    let signals = 0;
+    for (let i = 0; i < n; i++) {
+      const r = requests[i]!;
+      rids[i] = this.nextRid++;
+      placements[i] = r.outputPlacement;
+      if (r.signal) signals++;
+    }
     const inputStart = performance.now();
     let wire;
     try {
@@ -97,26 +147,21 @@ export class StubRequests {
     }
     const b = this.nextBatch++;
     const sentAt = performance.now();
-    const placements = requests.map((r) => r.outputPlacement);
-    return new Promise<ExecOutcome[]>((resolve) => {
-      this.batches.set(b, { b, resolve, blocks, rids, placements, startedAt: sentAt, inputMs: sentAt - inputStart, streams: sinks });
-      if (sinks) {
-        rids.forEach((rid, i) => {
-          this.streams.set(rid, { sink: sinks[i]!, placement: placements[i], clock: this.opts.onResponseStat ? { count: 0, lastAt: sentAt } : undefined });
-        });
+    const batch = new PendingBatch(this, b, blocks, rids, placements, sentAt, sentAt - inputStart, sinks);
+    const done = new Promise<ExecOutcome[]>((resolve) => (batch.resolve = resolve));
+    this.batches.set(b, batch);
+    if (sinks) {
+      for (let i = 0; i < n; i++) {
+        this.streams.set(rids[i]!, { sink: sinks[i]!, placement: placements[i], clock: this.opts.onResponseStat ? { count: 0, lastAt: sentAt } : undefined });
       }
-      // After 'exec': a Cancel for a request the stub has not seen yet would be dropped.
-      this.channel.send({ k: 'exec', b, reqs: wire });
-      this.channel.expectReply();
-      for (let i = 0; i < requests.length; i++) {
-        const signal = requests[i]!.signal;
-        if (signal) {
-          const rid = rids[i]!;
-          if (signal.aborted) this.cancel([rid]);
-          else signal.addEventListener('abort', () => this.cancel([rid]), { once: true });
-        }
-      }
-    });
+    }
+    // After 'exec': a Cancel for a request the stub has not seen yet would be dropped.
+    this.channel.send({ k: 'exec', b, reqs: wire });
+    this.channel.expectReply();
+    // Only requests that can be cancelled are listened to, by the batch itself (one handler
+    // object for all of them, no closure per request); removed when the batch is done.
+    if (signals > 0) batch.listen(requests);
+    return done;
   }
 
   /** Marks requests cancelled in the stub (request.isCancelled() turns true). */
@@ -128,6 +173,7 @@ export class StubRequests {
     const batch = this.batches.get(b);
     if (!batch) return;
     this.batches.delete(b);
+    batch.unlisten();
     if (batch.stalled) {
       const who = this.who();
       this.opts.logger.info(`a stalled execute finished after ${Math.round((performance.now() - batch.startedAt) / 1000)} s`, { model: who.model, instance: who.instance, pid: who.pid });
@@ -206,7 +252,10 @@ export class StubRequests {
     this.batches.clear();
     const streams = [...this.streams.values()];
     this.streams.clear();
-    for (const batch of batches) batch.resolve(batch.rids.map(() => ({ error })));
+    for (const batch of batches) {
+      batch.unlisten();
+      batch.resolve(batch.rids.map(() => ({ error })));
+    }
     for (const s of streams) s.sink.end(error);
   }
 

@@ -12,8 +12,35 @@ import type { ExecOutcome } from '../execution/contract.js';
 
 /** A batch's requests on the wire, their tensors written into `arena` (blocks appended to `blocks`). */
 export function writeRequests(arena: Arena, requests: InferRequest[], rids: number[], modelVersion: number, blocks: Handle[]): WireRequest[] {
-  return requests.map((r, i) => encodeInferRequest(r, rids[i]!, modelVersion, (t) => writeTensor(arena, t, blocks)));
+  const into: ArenaBlocks = { arena, blocks };
+  const n = requests.length;
+  const wire: WireRequest[] = new Array(n);
+  for (let i = 0; i < n; i++) wire[i] = encodeInferRequest(requests[i]!, rids[i]!, modelVersion, writeInto, into);
+  return wire;
 }
+
+/** Where a batch's tensors go: one per batch, so the tensor writer is one shared function. */
+interface ArenaBlocks {
+  arena: Arena;
+  blocks: Handle[];
+}
+
+function writeInto(t: TensorValue, into: ArenaBlocks): TensorDesc {
+  return writeTensor(into.arena, t, into.blocks);
+}
+
+/** Where a response's outputs are read from, and where they go. */
+interface ReadFrom {
+  peer: PeerArena;
+  place?: (byteLength: number) => Uint8Array | undefined;
+}
+
+function readFrom(d: TensorDesc, from: ReadFrom): TensorValue {
+  return readTensorOut(from.peer, d, from.place);
+}
+
+/** The read context of a response without placement: one, reused (decodeResponse reads it synchronously). */
+const plainRead: ReadFrom = { peer: undefined as unknown as PeerArena };
 
 /**
  * A response read out of the stub's arena: outputs copied once, into `placement` when the
@@ -21,8 +48,19 @@ export function writeRequests(arena: Arena, requests: InferRequest[], rids: numb
  */
 export function readOutcome(peer: PeerArena, r: WireResponse, label: string, placement?: OutputPlacement): ExecOutcome {
   try {
-    const place = placement ? (n: number) => placement.place(n) : undefined;
-    const f = decodeResponse(r, (d) => readTensorOut(peer, d, place));
+    let from: ReadFrom;
+    if (placement) from = { peer, place: (n: number) => placement.place(n) };
+    else {
+      from = plainRead;
+      from.peer = peer;
+    }
+    let f;
+    try {
+      f = decodeResponse(r, readFrom, from);
+    } finally {
+      // The shared context holds no stub's arena past the call.
+      plainRead.peer = undefined as unknown as PeerArena;
+    }
     if (f.error) return { error: StubhostError.fromBody(f.error) };
     return { outputs: f.outputs, parameters: f.parameters, sites: f.sites };
   } catch (err) {

@@ -62,18 +62,22 @@ export type Complete<T> = { [K in keyof Required<T>]: T[K] };
 export interface WireRequest {
   /** exec: the host's id for matching responses (unique per stub); bls: the call id. */
   rid: number;
-  id: string;
+  /** Absent: '' (no request id). */
+  id?: string;
   model: string;
   version?: number;
   ins: TensorDesc[];
-  outs: string[];
-  params: Parameters;
+  /** Absent: every output. */
+  outs?: string[];
+  /** Absent: none. */
+  params?: Parameters;
   /** The correlation id as text; `corrInt`: it was an integer (the reader gets a bigint). */
   corr?: string;
   corrInt?: boolean;
   start?: boolean;
   end?: boolean;
-  prio: number;
+  /** Absent: 0. */
+  prio?: number;
   timeoutMs?: number;
   /** exec only: the sequence batcher's slot for the request's sequence (direct strategy), as `request.sequenceSlot`. */
   slot?: number;
@@ -89,11 +93,18 @@ export interface WireResponse {
 
 // ---- requests -----------------------------------------------------------------------------
 
-export function encodeRequest<T>(f: RequestFields<T>, rid: number, write: (t: T) => TensorDesc): WireRequest {
+/** `write(t, ctx)`: `ctx` lets a hot caller pass one shared function instead of a closure per request. */
+export function encodeRequest<T, C = undefined>(f: RequestFields<T>, rid: number, write: (t: T, ctx: C) => TensorDesc, ctx?: C): WireRequest {
   const n = f.inputs.length;
   const ins: TensorDesc[] = new Array(n);
-  for (let i = 0; i < n; i++) ins[i] = write(f.inputs[i]!);
-  const w: WireRequest = { rid, id: f.requestId, model: f.modelName, ins, outs: f.requestedOutputNames, params: f.parameters, prio: f.priority };
+  for (let i = 0; i < n; i++) ins[i] = write(f.inputs[i]!, ctx as C);
+  // Keys at their default value (no id, every output, no parameters, priority 0) are left out:
+  // each costs the packer a key and a value on every request.
+  const w: WireRequest = { rid, model: f.modelName, ins };
+  if (f.requestId !== '') w.id = f.requestId;
+  if (f.requestedOutputNames.length > 0) w.outs = f.requestedOutputNames;
+  if (!isEmpty(f.parameters)) w.params = f.parameters;
+  if (f.priority !== 0) w.prio = f.priority;
   if (f.modelVersion !== undefined) w.version = f.modelVersion;
   const corr = f.correlationId;
   if (corr !== undefined) {
@@ -118,7 +129,7 @@ export function decodeRequest<T>(w: WireRequest, read: (d: TensorDesc) => T): Co
   if (w.id !== undefined && typeof w.id !== 'string') throw corrupt(what, 'has a request id that is not a string');
   if (w.version !== undefined && typeof w.version !== 'number') throw corrupt(what, 'has a model version that is not a number');
   if (!Array.isArray(w.ins)) throw corrupt(what, 'has no input list');
-  if (!Array.isArray(w.outs) || !w.outs.every((o) => typeof o === 'string')) throw corrupt(what, 'has requested outputs that are not a list of names');
+  if (w.outs !== undefined && (!Array.isArray(w.outs) || !w.outs.every((o) => typeof o === 'string'))) throw corrupt(what, 'has requested outputs that are not a list of names');
   checkParameters(what, w.params);
   if (w.corr !== undefined && typeof w.corr !== 'string') throw corrupt(what, 'has a correlation id that is not text');
   if (!optionalBoolean(w.corrInt) || !optionalBoolean(w.start) || !optionalBoolean(w.end)) throw corrupt(what, 'has a sequence flag that is not a boolean');
@@ -133,7 +144,7 @@ export function decodeRequest<T>(w: WireRequest, read: (d: TensorDesc) => T): Co
     // -1 (Triton's "unset") or 0: the version the target's policy serves.
     modelVersion: w.version !== undefined && w.version > 0 ? w.version : undefined,
     inputs,
-    requestedOutputNames: w.outs,
+    requestedOutputNames: w.outs ?? [],
     parameters: w.params ?? {},
     correlationId: w.corr === undefined ? undefined : w.corrInt && /^\d+$/.test(w.corr) ? BigInt(w.corr) : w.corr,
     sequenceStart: w.start === true,
@@ -154,7 +165,7 @@ export function fieldsOfInferRequest(r: InferRequest, modelVersion = r.modelVers
     modelName: r.modelName,
     modelVersion,
     inputs: r.inputs,
-    requestedOutputNames: r.outputs?.map((o) => o.name) ?? [],
+    requestedOutputNames: r.outputs ? r.outputs.map((o) => o.name) : NO_NAMES,
     parameters: r.parameters,
     correlationId: r.correlationId,
     sequenceStart: r.sequenceStart === true,
@@ -182,8 +193,8 @@ export function inferRequestOf(f: RequestFields<TensorValue>): Complete<Omit<Inf
 }
 
 /** The host's `exec`: a request for the stub running `modelVersion`. */
-export function encodeInferRequest(r: InferRequest, rid: number, modelVersion: number, write: (t: TensorValue) => TensorDesc): WireRequest {
-  const w = encodeRequest(fieldsOfInferRequest(r, modelVersion), rid, write);
+export function encodeInferRequest<C = undefined>(r: InferRequest, rid: number, modelVersion: number, write: (t: TensorValue, ctx: C) => TensorDesc, ctx?: C): WireRequest {
+  const w = encodeRequest(fieldsOfInferRequest(r, modelVersion), rid, write, ctx);
   // The slot is the host's to give: it travels host → stub only, never in a BLS request.
   if (r.sequenceSlot !== undefined) w.slot = r.sequenceSlot;
   return w;
@@ -213,7 +224,7 @@ export function errorResponse(error: ErrorBody): WireResponse {
 }
 
 /** The response `w` describes: its error, or its outputs read with `read`. */
-export function decodeResponse<T>(w: WireResponse, read: (d: TensorDesc) => T): Complete<ResponseFields<T>> {
+export function decodeResponse<T, C = undefined>(w: WireResponse, read: (d: TensorDesc, ctx: C) => T, ctx?: C): Complete<ResponseFields<T>> {
   if (typeof w !== 'object' || w === null) throw corrupt('response', 'is not a map');
   if (w.err !== undefined) {
     if (typeof w.err !== 'object' || w.err === null || typeof w.err.code !== 'string' || typeof w.err.message !== 'string') throw corrupt('response', 'has an error that is not { code, message }');
@@ -226,7 +237,7 @@ export function decodeResponse<T>(w: WireResponse, read: (d: TensorDesc) => T): 
   }
   const n = w.outs.length;
   const outputs: T[] = new Array(n);
-  for (let i = 0; i < n; i++) outputs[i] = read(w.outs[i]!);
+  for (let i = 0; i < n; i++) outputs[i] = read(w.outs[i]!, ctx as C);
   return { outputs, parameters: w.params, error: undefined, sites: w.sites };
 }
 
@@ -235,6 +246,14 @@ export function responseHandles(w: WireResponse): Handle[] {
   const hs: Handle[] = [];
   if (Array.isArray(w?.outs)) for (const d of w.outs) if (d?.h) hs.push(d.h);
   return hs;
+}
+
+/** "Every output", shared: read only, never handed out. */
+const NO_NAMES: string[] = [];
+
+function isEmpty(params: Parameters): boolean {
+  for (const _ in params) return false;
+  return true;
 }
 
 function optionalBoolean(v: unknown): boolean {

@@ -17,7 +17,7 @@ import { modelFileOf } from '../config/model-paths.js';
 import { parseModelSettings, type ModelSettings } from '../core/model-parameters.js';
 import { setLongTimeout } from '../core/long-timer.js';
 import type { Logger } from '../log/logger.js';
-import { ModelStatsRecorder, failureReasonOf, type Metrics } from '../metrics/index.js';
+import { ModelStatsRecorder, failureReasonOf, type ExecutionDurations, type FailureDurations, type Metrics, type SuccessDurations } from '../metrics/index.js';
 import { OutputContract } from './output-contract.js';
 import type { RateLimiter } from '../scheduler/rate-limiter.js';
 import { readOutputLabels, type OutputLabels } from './output-labels.js';
@@ -324,7 +324,8 @@ export class ModelVersion {
     // runs for every request.
     let answered = false;
     let recorded = false;
-    const timeout = this.cancelOnTimeout(request, (error) => {
+    // Without a timeout (most requests) no timers, no closure, no copy of the request.
+    const timeout = !(request.timeoutUs > 0) ? { request } as TimeoutWatch : this.cancelOnTimeout(request, (error) => {
       // The deadline: the model had the grace to answer its cancellation and did not (it is
       // hung, or still queued behind one that is). The client's wait ends here.
       if (answered) return;
@@ -386,9 +387,16 @@ export class ModelVersion {
   private recordOutcome(arrived: number, outcome: ExecOutcome, timing?: JobTiming): void {
     // Whole nanoseconds: Triton's statistics carry uint64 ns, and clients parse them as integers.
     const requestNs = Math.round((performance.now() - arrived) * 1e6);
-    if (outcome.error || !timing) this.stats.recordFailure({ requestNs, reason: failureReasonOf(outcome.error) });
-    else {
-      this.stats.recordSuccess({ queueNs: Math.round(timing.queueMs * 1e6), ...computeNs(timing.computeMs, timing.inputMs, timing.outputMs), requestNs });
+    if (outcome.error || !timing) {
+      failure.requestNs = requestNs;
+      failure.reason = failureReasonOf(outcome.error);
+      this.stats.recordFailure(failure);
+    } else {
+      // One scratch record for every request: the recorder reads it and keeps nothing.
+      computeNsInto(success, timing.computeMs, timing.inputMs, timing.outputMs);
+      success.queueNs = Math.round(timing.queueMs * 1e6);
+      success.requestNs = requestNs;
+      this.stats.recordSuccess(success);
     }
   }
 
@@ -399,8 +407,7 @@ export class ModelVersion {
    * TIMEOUT_ANSWER_GRACE_MS, is delivered; after that `onDeadline` answers the client with the
    * timeout error, even when the execute never returns.
    */
-  private cancelOnTimeout(request: InferRequest, onDeadline: (error: StubhostError) => void): { request: InferRequest; clear?: () => void } {
-    if (!(request.timeoutUs > 0)) return { request };
+  private cancelOnTimeout(request: InferRequest, onDeadline: (error: StubhostError) => void): TimeoutWatch {
     const ac = new AbortController();
     const parent = request.signal;
     const onParent = (): void => ac.abort(parent!.reason);
@@ -468,8 +475,12 @@ export class ModelVersion {
       run: async (jobs: Job[]) => {
         const started = performance.now();
         const phases = await inst.run(jobs);
-        const size = this.config.max_batch_size > 0 ? jobs.reduce((n, j) => n + j.batchSize, 0) : jobs.length;
-        this.stats.recordExecution(size, computeNs(performance.now() - started, phases.inputMs, phases.outputMs));
+        let size = jobs.length;
+        if (this.config.max_batch_size > 0) {
+          size = 0;
+          for (const j of jobs) size += j.batchSize;
+        }
+        this.stats.recordExecution(size, computeNsInto(execution, performance.now() - started, phases.inputMs, phases.outputMs));
       },
     };
   }
@@ -586,12 +597,26 @@ function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> 
   });
 }
 
+/** A request's timeout watch (cancelOnTimeout): the request as submitted, and how to stop the timers. */
+interface TimeoutWatch {
+  request: InferRequest;
+  clear?: () => void;
+}
+
+/** Scratch records handed to the statistics recorder, which copies what it needs (no allocation per request). */
+const success: SuccessDurations = { queueNs: 0, computeInputNs: 0, computeInferNs: 0, computeOutputNs: 0, requestNs: 0 };
+const failure: FailureDurations = { requestNs: 0 };
+const execution: ExecutionDurations = { computeInputNs: 0, computeInferNs: 0, computeOutputNs: 0 };
+
 /**
  * An execution's compute durations as Triton splits them (core src/infer_stats.cc): the input
- * copy, the rest (the model's execute, and the IPC around it), and the output copy.
+ * copy, the rest (the model's execute, and the IPC around it), and the output copy; into `out`.
  */
-function computeNs(computeMs: number, inputMs = 0, outputMs = 0): { computeInputNs: number; computeInferNs: number; computeOutputNs: number } {
+function computeNsInto<T extends ExecutionDurations>(out: T, computeMs: number, inputMs = 0, outputMs = 0): T {
   const computeInputNs = Math.round(inputMs * 1e6);
   const computeOutputNs = Math.round(outputMs * 1e6);
-  return { computeInputNs, computeInferNs: Math.max(0, Math.round(computeMs * 1e6) - computeInputNs - computeOutputNs), computeOutputNs };
+  out.computeInputNs = computeInputNs;
+  out.computeInferNs = Math.max(0, Math.round(computeMs * 1e6) - computeInputNs - computeOutputNs);
+  out.computeOutputNs = computeOutputNs;
+  return out;
 }

@@ -96,14 +96,19 @@ export class PriorityQueue {
     return true;
   }
 
+  /** Whether a job's deadline has passed at `now` (expire would move or reject it). */
+  hasExpired(now: number): boolean {
+    const top = this.liveTop();
+    return top !== undefined && top.at <= now;
+  }
+
   /**
    * Applies timeouts and aging: jobs past their deadline are returned for rejection (REJECT) or
    * moved to the delayed FIFO (DELAY); jobs that waited the aging time move to the aged FIFO.
-   * Returns the rejected jobs and the earliest time something will change (deadline or aging).
-   * Costs O(log n) per job that changes, not a pass over the queue.
+   * Returns the earliest time something will change (deadline or aging); the rejected jobs are
+   * appended to `rejected`. Costs O(log n) per job that changes, not a pass over the queue.
    */
-  expire(now: number): { rejected: Job[]; nextDeadline: number } {
-    const rejected: Job[] = [];
+  expire(now: number, rejected: Job[]): number {
     for (let top = this.liveTop(); top !== undefined && top.at <= now; top = this.liveTop()) {
       this.heapPop();
       const job = top.job;
@@ -135,7 +140,7 @@ export class PriorityQueue {
       }
       if (promoted.length > 0) this.addAged(promoted);
     }
-    return { rejected, nextDeadline };
+    return nextDeadline;
   }
 
   /** Jobs in service order, without removing them. */

@@ -34,7 +34,7 @@ export abstract class SchedulerBase implements ModelScheduler {
   /** Jobs dispatched whose instance waits for rate-limiter resources. */
   private waitingJobs = 0;
   /** Abort listeners of queued jobs, removed when the job leaves the queue. */
-  protected readonly listeners = new Map<Job, () => void>();
+  protected readonly listeners = new Map<Job, Unlisten>();
   private idleWaiters: (() => void)[] = [];
 
   constructor(private readonly base: SchedulerBaseOptions) {}
@@ -121,11 +121,24 @@ export abstract class SchedulerBase implements ModelScheduler {
         } else release = acquired;
       }
       this.notePending();
-      // Requests whose clients left while the instance waited for resources are not run.
-      const live = jobs.filter((job) => !clientCancelled(job.request.signal));
+      // Requests whose clients left while the instance waited for resources are not run. The
+      // batch goes as it is when none left (the usual case: no copy of it).
       const startedAt = performance.now();
-      for (const job of jobs) if (clientCancelled(job.request.signal)) this.settle(job, { error: this.cancelledError(job.request.signal!) }, startedAt);
-      if (live.length > 0) await target.run(live.map((job) => this.forTarget(job, startedAt, live.length)));
+      let live = jobs;
+      for (let i = 0; i < jobs.length; i++) {
+        const signal = jobs[i]!.request.signal;
+        if (!clientCancelled(signal)) {
+          if (live !== jobs) live.push(jobs[i]!);
+          continue;
+        }
+        if (live === jobs) live = jobs.slice(0, i);
+        this.settle(jobs[i]!, { error: this.cancelledError(signal!) }, startedAt);
+      }
+      if (live.length > 0) {
+        const batch: Job[] = new Array(live.length);
+        for (let i = 0; i < live.length; i++) batch[i] = this.forTarget(live[i]!, startedAt, live.length);
+        await target.run(batch);
+      }
     } catch (err) {
       const error = err instanceof StubhostError ? err : new StubhostError('STUBHOST_INTERNAL', (err as Error).message);
       for (const job of jobs) this.settle(job, { error }, performance.now());
@@ -142,31 +155,29 @@ export abstract class SchedulerBase implements ModelScheduler {
   }
 
   /**
-   * Calls `onCancel` once the client of queued `job` cancels it (at once if it already has);
+   * Calls `onCancel(job, signal)` once the client of queued `job` cancels it (at once if it already has);
    * the request's own timeout does not count (see clientCancelled). unlisten() stops it.
    */
-  protected watch(job: Job, onCancel: (signal: AbortSignal) => void): void {
+  protected watch(job: Job, onCancel: (job: Job, signal: AbortSignal) => void): void {
     const signal = job.request.signal;
     if (!signal) return;
     if (clientCancelled(signal)) {
       this.listeners.delete(job);
-      onCancel(signal);
+      onCancel(job, signal);
       return;
     }
-    const onAbort = (): void => {
-      if (!clientCancelled(signal)) return;
-      this.listeners.delete(job);
-      onCancel(signal);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    this.listeners.set(job, () => signal.removeEventListener('abort', onAbort));
+    // One listener object per queued job (handleEvent), no closures: this runs for every
+    // request that waits in the queue.
+    const watch = new QueuedWatch(this.listeners, job, signal, onCancel);
+    signal.addEventListener('abort', watch, ONCE);
+    this.listeners.set(job, watch);
   }
 
   protected unlisten(job: Job): void {
-    const off = this.listeners.get(job);
-    if (off) {
+    const watch = this.listeners.get(job);
+    if (watch) {
       this.listeners.delete(job);
-      off();
+      watch.off();
     }
   }
 
@@ -199,6 +210,36 @@ export abstract class SchedulerBase implements ModelScheduler {
     for (const w of waiters) w();
   }
 }
+
+/** Removes a queued job's abort listener. */
+interface Unlisten {
+  off(): void;
+}
+
+const ONCE = { once: true } as const;
+
+/** The abort listener of one queued job (an EventTarget handler object): calls `onCancel` when its client cancels. */
+class QueuedWatch implements Unlisten {
+  constructor(
+    private readonly listeners: Map<Job, Unlisten>,
+    private readonly job: Job,
+    private readonly signal: AbortSignal,
+    private readonly onCancel: (job: Job, signal: AbortSignal) => void,
+  ) {}
+
+  handleEvent(): void {
+    if (!clientCancelled(this.signal)) return;
+    this.listeners.delete(this.job);
+    this.onCancel(this.job, this.signal);
+  }
+
+  off(): void {
+    this.signal.removeEventListener('abort', this);
+  }
+}
+
+/** Marks a queued job whose abort listener is not added yet (Scheduler.submit). */
+export const NOT_LISTENING: Unlisten = { off() {} };
 
 /**
  * Aborted by the client (disconnect, explicit cancel), as opposed to by the request's own

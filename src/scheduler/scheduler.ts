@@ -22,12 +22,15 @@
  */
 import { StubhostError } from '../errors.js';
 import { stacklessError } from '../errors.js';
-import type { ExecOutcome, Job, JobTiming, SubmittedJob } from '../execution/contract.js';
+import type { ExecOutcome, ExecutionTarget, Job, JobTiming, SubmittedJob } from '../execution/contract.js';
 import { PriorityQueue, type QueuePolicy } from './priority-queue.js';
 import { MAX_TIMER_MS } from '../core/long-timer.js';
-import { SchedulerBase, clientCancelled, type SchedulerBaseOptions } from './scheduler-base.js';
+import { NOT_LISTENING, SchedulerBase, clientCancelled, type SchedulerBaseOptions } from './scheduler-base.js';
 
 export { markAnswered } from './scheduler-base.js';
+
+/** No rejected jobs (never written: expire appends only when hasExpired said so). */
+const NONE: Job[] = [];
 
 export interface SchedulerOptions extends SchedulerBaseOptions {
   maxBatchSize: number;
@@ -48,6 +51,8 @@ export class Scheduler extends SchedulerBase {
   private timer?: NodeJS.Timeout;
   private timerAt = Infinity;
   private seq = 0;
+  /** Set by pickBatch: how long its batch should still wait (ms). */
+  private pickWait = 0;
   /** preserve_ordering: outcomes held back until every earlier request has finished. */
   private nextToRelease = 0;
   private readonly held = new Map<number, () => void>();
@@ -118,28 +123,31 @@ export class Scheduler extends SchedulerBase {
     if (signal) this.listeners.set(full, NOT_LISTENING);
     this.notePending();
     this.schedule();
-    if (signal && this.listeners.get(full) === NOT_LISTENING) this.watch(full, (s) => this.cancelQueued(full, s));
+    if (signal && this.listeners.get(full) === NOT_LISTENING) this.watch(full, this.cancelQueued);
   }
 
   /** Tries to dispatch: call when work arrives or an instance frees up. */
   schedule(): void {
     const now = performance.now();
-    const { rejected, nextDeadline } = this.queue.expire(now);
+    // Most calls reject nothing: the array is made only when a job expired.
+    let rejected = NONE;
+    if (this.queue.hasExpired(now)) rejected = [];
+    const nextDeadline = this.queue.expire(now, rejected);
     for (const job of rejected) {
       this.settle(job, { error: stacklessError('STUBHOST_TIMEOUT', `${this.opts.modelLabel}: request timed out in the queue after ${Math.round(now - job.enqueuedAt)} ms`) }, now);
     }
     for (const job of rejected) this.unlisten(job);
     let wakeAt = nextDeadline;
     while (this.queue.size > 0) {
-      const target = this.targets.find((t) => this.hasRoom(t));
+      const target = this.freeTarget();
       if (!target) break;
-      const picked = this.pickBatch(now);
-      if (picked.wait > 0) {
-        wakeAt = Math.min(wakeAt, now + picked.wait);
+      const jobs = this.pickBatch(now);
+      if (this.pickWait > 0) {
+        wakeAt = Math.min(wakeAt, now + this.pickWait);
         break;
       }
-      for (const job of picked.jobs) this.queue.remove(job);
-      this.dispatch(target, picked.jobs);
+      for (const job of jobs) this.queue.remove(job);
+      this.dispatch(target, jobs);
     }
     if (rejected.length > 0) this.notePending();
     this.armTimer(wakeAt);
@@ -156,10 +164,21 @@ export class Scheduler extends SchedulerBase {
     return this.queue.clear();
   }
 
-  private pickBatch(now: number): { jobs: Job[]; wait: number } {
+  /** The first instance with room for a batch (a loop, not find(): no closure per schedule). */
+  private freeTarget(): ExecutionTarget | undefined {
+    for (const t of this.targets) if (this.hasRoom(t)) return t;
+    return undefined;
+  }
+
+  /**
+   * The next batch, in service order; `pickWait` is set to how long it should still wait for
+   * more requests (0: send it now). A field, not a result object: this runs for every batch.
+   */
+  private pickBatch(now: number): Job[] {
+    this.pickWait = 0;
     const db = this.opts.dynamicBatching;
     const first = this.queue.peek()!;
-    if (!db || this.opts.maxBatchSize === 0) return { jobs: [first], wait: 0 };
+    if (!db || this.opts.maxBatchSize === 0) return [first];
     const { preferred, cap } = this;
     const jobs: Job[] = [];
     let size = 0;
@@ -183,13 +202,14 @@ export class Scheduler extends SchedulerBase {
         break;
       }
     }
-    if (full) return { jobs: atPreferred > 0 ? jobs.slice(0, atPreferred) : jobs, wait: 0 };
+    if (full) return atPreferred > 0 ? jobs.slice(0, atPreferred) : jobs;
     const delayMs = db.maxQueueDelayUs / 1000;
     const waited = now - oldest;
-    if (waited >= delayMs) return { jobs, wait: 0 };
-    return { jobs, wait: delayMs - waited };
+    if (waited < delayMs) this.pickWait = delayMs - waited;
+    return jobs;
   }
 
+  /** One handler for every queued job (bound once, not per request). */
   private readonly cancelQueued = (job: Job, signal: AbortSignal): void => {
     if (this.queue.remove(job)) this.cancelled(job, signal);
   };
@@ -236,9 +256,6 @@ export class Scheduler extends SchedulerBase {
     }, Math.min(MAX_TIMER_MS, Math.max(0, at - performance.now())));
   }
 }
-
-/** Marks a queued job whose abort listener is not added yet (see submit). */
-const NOT_LISTENING = (): void => {};
 
 /**
  * A job as handed to its target: finish records the queue time and batch size, runs once, and

@@ -288,7 +288,7 @@ export class SequenceBatcher extends SchedulerBase {
    * queue at once and is answered; the rest of the sequence still runs.
    */
   private listen(seq: Sequence, entry: FifoEntry<Job>): void {
-    this.watch(entry.value, (signal) => {
+    this.watch(entry.value, (_job, signal) => {
       if (!seq.queue.delete(entry)) return;
       this.queuedJobs--;
       // Nothing new can run: the instance the sequence waits for is as busy as before.
