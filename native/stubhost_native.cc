@@ -3,6 +3,8 @@
 //   - futex wait/wake on an Int32 word of such a buffer (Atomics.wait only sees waiters in-process)
 //   - a Watcher thread that futex-waits for a word to change and wakes the event loop, so that
 //     neither process blocks its event loop while the other side is quiet
+//   - a doorbell: an eventfd the peer writes to wake this side's event loop, watched with uv_poll
+//     on the loop itself (no thread, nothing to arm per wait)
 //   - prctl(PR_SET_PDEATHSIG) so a stub dies with its host even when the host is SIGKILLed
 // Everything else (queues, semaphores, arenas) is TypeScript on top.
 #include <napi.h>
@@ -15,6 +17,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -22,9 +25,12 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -385,6 +391,222 @@ class Watcher : public Napi::ObjectWrap<Watcher> {
   double timeout_ms_ = -1;
 };
 
+// ---- doorbell ---------------------------------------------------------------------------
+// eventfdCreate() → a non-blocking, close-on-exec eventfd (the listening side's doorbell).
+Napi::Value EventfdCreate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) return ThrowErrno(env, "eventfd");
+  return Napi::Number::New(env, fd);
+}
+
+bool IsEventfd(int fd) {
+  char link[64];
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(path, link, sizeof(link) - 1);
+  if (n < 0) return false;
+  link[n] = 0;
+  return strcmp(link, "anon_inode:[eventfd]") == 0;
+}
+
+// bellAdopt(fd, closeOriginal) → our own close-on-exec copy of the peer's doorbell, checked to be
+// an eventfd (a wrong number must not have us write into some other file). Closed by bellClose,
+// or when this environment (a worker thread) ends.
+struct AdoptedBell {
+  napi_env env;
+  int fd;
+};
+std::mutex adopted_mu;
+std::map<int, AdoptedBell*> adopted;
+
+void CloseAtCleanup(void* arg) {
+  AdoptedBell* bell = static_cast<AdoptedBell*>(arg);
+  {
+    std::lock_guard<std::mutex> lock(adopted_mu);
+    adopted.erase(bell->fd);
+  }
+  close(bell->fd);
+  delete bell;
+}
+
+Napi::Value BellAdopt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  bool close_original = info[1].ToBoolean().Value();
+  if (!IsEventfd(fd)) {
+    Napi::Error::New(env, "doorbell fd " + std::to_string(fd) + " is not an eventfd").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0) return ThrowErrno(env, "fcntl(F_DUPFD_CLOEXEC)");
+  if (close_original) close(fd);
+  AdoptedBell* bell = new AdoptedBell{env, own};
+  {
+    std::lock_guard<std::mutex> lock(adopted_mu);
+    adopted[own] = bell;
+  }
+  napi_add_env_cleanup_hook(env, CloseAtCleanup, bell);
+  return Napi::Number::New(env, own);
+}
+
+// bellClose(fd): closes a doorbell fd bellAdopt returned (or one eventfdCreate made).
+Napi::Value BellClose(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  AdoptedBell* bell = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(adopted_mu);
+    auto it = adopted.find(fd);
+    if (it != adopted.end()) {
+      bell = it->second;
+      adopted.erase(it);
+    }
+  }
+  if (bell != nullptr) {
+    napi_remove_env_cleanup_hook(bell->env, CloseAtCleanup, bell);
+    delete bell;
+  }
+  if (fd >= 0) close(fd);
+  return env.Undefined();
+}
+
+// bellRing(fd): adds 1 to the eventfd's counter (it becomes readable). EAGAIN: the counter is
+// at its maximum, so it is readable already.
+Napi::Value BellRing(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  uint64_t one = 1;
+  while (write(fd, &one, sizeof(one)) < 0) {
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) break;
+    return ThrowErrno(env, "doorbell write");
+  }
+  return env.Undefined();
+}
+
+// Doorbell(fd, onRing): watches the eventfd on this thread's event loop (uv_poll). Readable →
+// read it (clears the counter) → onRing(). Clearing before the callback is what makes a ring
+// that comes while the callback runs make the fd readable again instead of being lost.
+// Unref'd by default; close() stops watching (the fd is closed once libuv lets go of it).
+class Doorbell : public Napi::ObjectWrap<Doorbell> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "Doorbell",
+                       {InstanceMethod("close", &Doorbell::Close), InstanceMethod("ref", &Doorbell::Ref),
+                        InstanceMethod("unref", &Doorbell::Unref)});
+  }
+
+  explicit Doorbell(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Doorbell>(info) {
+    Napi::Env env = info.Env();
+    env_ = env;
+    int fd = info[0].As<Napi::Number>().Int32Value();
+    callback_ = Napi::Persistent(info[1].As<Napi::Function>());
+    context_ = std::make_unique<Napi::AsyncContext>(env, "stubhost-doorbell");
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+      Napi::Error::New(env, "no event loop").ThrowAsJavaScriptException();
+      return;
+    }
+    poll_ = new Poll();
+    poll_->owner = this;
+    poll_->fd = fd;
+    int rc = uv_poll_init(loop, &poll_->handle, fd);
+    if (rc != 0) {
+      delete poll_;
+      poll_ = nullptr;
+      Napi::Error::New(env, std::string("uv_poll_init: ") + uv_strerror(rc)).ThrowAsJavaScriptException();
+      return;
+    }
+    poll_->handle.data = poll_;
+    uv_poll_start(&poll_->handle, UV_READABLE, OnReadable);
+    uv_unref(reinterpret_cast<uv_handle_t*>(&poll_->handle));
+    napi_add_async_cleanup_hook(env, OnEnvCleanup, this, &cleanup_);
+  }
+
+  ~Doorbell() override { Shutdown(nullptr); }
+
+ private:
+  struct Poll {
+    uv_poll_t handle;
+    Doorbell* owner;
+    int fd;
+    napi_async_cleanup_hook_handle cleanup = nullptr;
+  };
+
+  static void OnReadable(uv_poll_t* handle, int status, int events) {
+    Poll* poll = static_cast<Poll*>(handle->data);
+    uint64_t count;
+    while (read(poll->fd, &count, sizeof(count)) < 0 && errno == EINTR) {
+    }
+    Doorbell* self = poll->owner;
+    if (self == nullptr) return;
+    Napi::Env env = self->env_;
+    Napi::HandleScope scope(env);
+    napi_value result;
+    napi_status st = napi_make_callback(env, *self->context_, self->Value(), self->callback_.Value(), 0, nullptr, &result);
+    if (st == napi_pending_exception) {
+      napi_value error;
+      napi_get_and_clear_last_exception(env, &error);
+      napi_fatal_exception(env, error);
+    }
+  }
+
+  static void OnClosed(uv_handle_t* handle) {
+    Poll* poll = static_cast<Poll*>(handle->data);
+    close(poll->fd);
+    if (poll->cleanup != nullptr) napi_remove_async_cleanup_hook(poll->cleanup);
+    delete poll;
+  }
+
+  // The environment ends (a worker thread stops) with the doorbell open: let go of the handle
+  // asynchronously, as libuv needs, and tell Node when it is done.
+  static void OnEnvCleanup(napi_async_cleanup_hook_handle handle, void* arg) {
+    static_cast<Doorbell*>(arg)->Shutdown(handle);
+  }
+
+  void Shutdown(napi_async_cleanup_hook_handle env_hook) {
+    if (poll_ == nullptr) {
+      if (env_hook != nullptr) napi_remove_async_cleanup_hook(env_hook);
+      return;
+    }
+    Poll* poll = poll_;
+    poll_ = nullptr;
+    poll->owner = nullptr;
+    // Closed by us: our hook is not needed any more; closed by the environment: Node's handle
+    // is removed once libuv has let go.
+    if (env_hook == nullptr) {
+      if (cleanup_ != nullptr) napi_remove_async_cleanup_hook(cleanup_);
+    } else {
+      poll->cleanup = env_hook;
+    }
+    cleanup_ = nullptr;
+    uv_poll_stop(&poll->handle);
+    uv_close(reinterpret_cast<uv_handle_t*>(&poll->handle), OnClosed);
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Shutdown(nullptr);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Ref(const Napi::CallbackInfo& info) {
+    if (poll_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(&poll_->handle));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Unref(const Napi::CallbackInfo& info) {
+    if (poll_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(&poll_->handle));
+    return info.Env().Undefined();
+  }
+
+  napi_env env_ = nullptr;
+  Poll* poll_ = nullptr;
+  napi_async_cleanup_hook_handle cleanup_ = nullptr;
+  Napi::FunctionReference callback_;
+  std::unique_ptr<Napi::AsyncContext> context_;
+};
+
 // getNofileLimit() → { soft, hard }: RLIMIT_NOFILE, so the host can size its connection caps
 // (Infinity for RLIM_INFINITY).
 Napi::Value GetNofileLimit(const Napi::CallbackInfo& info) {
@@ -422,6 +644,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("futexWake", Napi::Function::New(env, FutexWakeJs));
   exports.Set("setParentDeathSignal", Napi::Function::New(env, SetParentDeathSignal));
   exports.Set("Watcher", Watcher::Init(env));
+  exports.Set("Doorbell", Doorbell::Init(env));
+  exports.Set("eventfdCreate", Napi::Function::New(env, EventfdCreate));
+  exports.Set("bellAdopt", Napi::Function::New(env, BellAdopt));
+  exports.Set("bellRing", Napi::Function::New(env, BellRing));
+  exports.Set("bellClose", Napi::Function::New(env, BellClose));
   exports.Set("getNofileLimit", Napi::Function::New(env, GetNofileLimit));
   exports.Set("setNofileSoftLimit", Napi::Function::New(env, SetNofileSoftLimit));
   return exports;

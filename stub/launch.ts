@@ -9,6 +9,7 @@
 import fs from 'node:fs';
 import { isMainThread, parentPort } from 'node:worker_threads';
 import { native } from '../src/ipc/native.js';
+import { adoptDoorbell } from '../src/ipc/doorbell.js';
 
 export interface StubSettings {
   regionName: string;
@@ -16,6 +17,8 @@ export interface StubSettings {
   healthIntervalMs: number;
   arenaMaxBytes?: number;
   spinMicros: number;
+  /** Our own copy of the host's doorbell (see src/ipc/doorbell.ts), if the host passed one. */
+  doorbellFd?: number;
 }
 
 export interface StubLaunch {
@@ -48,7 +51,19 @@ function readSettings(): StubSettings | string {
     // The arena cap (--shm-max-bytes, or the model parameter shm_max_bytes) applies to both sides.
     arenaMaxBytes: Number(process.env.STUBHOST_SHM_MAX_BYTES ?? 0) || undefined,
     spinMicros: Number(process.env.STUBHOST_SPIN_US ?? 50),
+    doorbellFd: takeDoorbell(),
   };
+}
+
+/**
+ * The host's doorbell, taken first thing (before anything can start a process that would
+ * inherit it): a process closes the inherited fd for a close-on-exec copy; a thread shares the
+ * host's fd table and copies it so the host can close its own whenever it likes.
+ */
+function takeDoorbell(): number | undefined {
+  const fd = process.env.STUBHOST_DOORBELL_FD;
+  if (fd === undefined || fd === '') return undefined;
+  return adoptDoorbell(Number(fd), isMainThread);
 }
 
 function processLaunch(settings: StubSettings): StubLaunch {

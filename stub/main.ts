@@ -30,7 +30,7 @@ launch.bindToHost();
 // the host's init arrives; initialize awaits the same registration (its error included).
 if (process.env.STUBHOST_PRELOAD_TYPESCRIPT === '1') registerTypeScript().catch(() => {});
 
-const region = Region.attach(settings.regionName, { spinMicros: settings.spinMicros });
+const region = Region.attach(settings.regionName, { spinMicros: settings.spinMicros, doorbellFd: settings.doorbellFd });
 const channel = new Channel<StubMessage, HostMessage>(region, 'stub', { arena: { maxBytes: settings.arenaMaxBytes } });
 channel.setRef(true);
 

@@ -19,6 +19,13 @@
  *                          woken is what sharing a core costs at best, and spinning must not make
  *                          it worse (target ≤ 1.5×). Skipped, with the reason, without taskset or
  *                          with one CPU only.
+ *   (g) asyncRoundTripUs / asyncHostCpuUsPerRoundTrip: (a) with the host receiving on its event
+ *                          loop as StubProcess does (onMessage, expectSoon after each send), its
+ *                          receive loop parking on the region's doorbell; baseline: the same with
+ *                          a region without doorbell, whose host parks on a watcher thread. Host
+ *                          CPU (process.cpuUsage: every thread, the watcher's too) per round trip.
+ *                          asyncIdle*: the same with a 0.3 ms pause before each message;
+ *                          asyncPipelined*: (d) on the same two regions, host CPU per message.
  *   (e) tensorGBps         a 64 MiB Float32 tensor written once into the host's arena, described
  *                          in a msgpack Ping, viewed in place by the peer (which reads one float
  *                          per 4 KiB page plus the last one and answers with their sum), acked;
@@ -34,6 +41,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { native } from '../../src/ipc/native.js';
 import { Region } from '../../src/ipc/region.js';
+import { adoptDoorbell } from '../../src/ipc/doorbell.js';
 import { Channel } from '../../src/ipc/channel.js';
 import type { Handle } from '../../src/ipc/arena.js';
 import type { HostMessage, StubMessage } from '../../src/ipc/protocol.js';
@@ -77,20 +85,20 @@ function runPeer(kind: string, names: string[]): void {
       native.futexWake(sab, 0, 1);
     }
   }
-  if (kind === 'echo') {
-    const region = Region.attach(names[0]!, { spinMicros: SPIN_US });
+  if (kind === 'echo' || kind === 'echo-nobell') {
+    const region = Region.attach(names[0]!, { spinMicros: SPIN_US, doorbellFd: kind === 'echo' ? peerDoorbell(0) : undefined });
     region.hostToStub.setRef(true);
     region.hostToStub.onMessage((m) => region.stubToHost.send(m));
     process.stdout.write('ready\n');
     return;
   }
   // 'queue': two raw echo regions (round trip, pipelined) and one Channel for tensors.
-  for (const name of names.slice(0, 2)) {
-    const region = Region.attach(name, { spinMicros: SPIN_US });
+  for (const [i, name] of names.slice(0, 2).entries()) {
+    const region = Region.attach(name, { spinMicros: SPIN_US, doorbellFd: peerDoorbell(i) });
     region.hostToStub.setRef(true);
     region.hostToStub.onMessage((m) => region.stubToHost.send(m));
   }
-  const channel = new Channel<StubMessage, HostMessage>(Region.attach(names[2]!), 'stub');
+  const channel = new Channel<StubMessage, HostMessage>(Region.attach(names[2]!, { doorbellFd: peerDoorbell(2) }), 'stub');
   channel.setRef(true);
   channel.onMessage(
     (msg) => {
@@ -111,12 +119,18 @@ function runPeer(kind: string, names: string[]): void {
   process.stdout.write('ready\n');
 }
 
-function spawnPeer(kind: string, names: string[], ipc = false, cpu?: number): ChildProcess {
+/** The doorbell of the peer's `i`th region: its fd 3 + i (see spawnPeer), as a stub's. */
+function peerDoorbell(i: number): number {
+  return adoptDoorbell(3 + i, true);
+}
+
+/** `doorbells`: the regions' doorbell fds, in the order of `names` (the host waits on them as on a stub's). */
+function spawnPeer(kind: string, names: string[], ipc = false, cpu?: number, doorbells: (number | undefined)[] = []): ChildProcess {
   const node = [process.execPath, '--import', 'tsx', thisFile, '--peer', kind, ...names];
   const [command, ...args] = cpu === undefined ? node : ['taskset', '-c', String(cpu), ...node];
   return spawn(command!, args, {
     cwd: repoRoot,
-    stdio: ['ignore', 'pipe', 'inherit', ...(ipc ? (['ipc'] as const) : [])],
+    stdio: ['ignore', 'pipe', 'inherit', ...(ipc ? (['ipc'] as const) : doorbells.map((fd) => fd!))],
   });
 }
 
@@ -277,16 +291,17 @@ export default async function run(argv: string[]): Promise<void> {
   const regions: Region[] = [];
   let channel: Channel<HostMessage, StubMessage> | undefined;
   try {
-    const rt = Region.create(`${base}rt`, { spinMicros: SPIN_US });
-    const pipe = Region.create(`${base}pipe`, { spinMicros: SPIN_US });
-    const tensorRegion = Region.create(`${base}tensor`);
+    // With doorbells, as StubProcess makes them: the host's async waits (pipelined) use them.
+    const rt = Region.create(`${base}rt`, { spinMicros: SPIN_US, doorbell: true });
+    const pipe = Region.create(`${base}pipe`, { spinMicros: SPIN_US, doorbell: true });
+    const tensorRegion = Region.create(`${base}tensor`, { doorbell: true });
     regions.push(rt, pipe, tensorRegion);
     channel = new Channel<HostMessage, StubMessage>(tensorRegion, 'host');
     const futexName = `${base}futex`;
     const futexSab = native.shmCreate(futexName, 64);
 
     progress('starting peers');
-    const queuePeer = spawnPeer('queue', [rt.name, pipe.name, tensorRegion.name]);
+    const queuePeer = spawnPeer('queue', [rt.name, pipe.name, tensorRegion.name], false, undefined, [rt.doorbellFd, pipe.doorbellFd, tensorRegion.doorbellFd]);
     const futexPeer = spawnPeer('futex', [futexName]);
     const cpPeer = spawnPeer('cp', [], true);
     children.push(queuePeer, futexPeer, cpPeer);
@@ -296,9 +311,9 @@ export default async function run(argv: string[]): Promise<void> {
     const sameCpu = expandCpuList(cpuList).at(-1)!;
     let same: Region | undefined;
     if (!sameCoreSkipped) {
-      same = Region.create(`${base}same`, { spinMicros: SPIN_US });
+      same = Region.create(`${base}same`, { spinMicros: SPIN_US, doorbell: true });
       regions.push(same);
-      const samePeer = spawnPeer('echo', [same.name], false, sameCpu);
+      const samePeer = spawnPeer('echo', [same.name], false, sameCpu, [same.doorbellFd]);
       children.push(samePeer);
       await waitReady(samePeer);
     } else progress(`same-core case skipped: ${sameCoreSkipped}`);
@@ -312,7 +327,54 @@ export default async function run(argv: string[]): Promise<void> {
         same!.publishCpu('host');
       }
     };
-    await Promise.all([waitReady(queuePeer), waitReady(futexPeer)]);
+    // (g): one region with a doorbell, one without (the host parks on a watcher thread).
+    const abell = Region.create(`${base}abell`, { spinMicros: SPIN_US, doorbell: true });
+    const awatch = Region.create(`${base}awatch`, { spinMicros: SPIN_US });
+    regions.push(abell, awatch);
+    const abellPeer = spawnPeer('echo', [abell.name], false, undefined, [abell.doorbellFd]);
+    const awatchPeer = spawnPeer('echo-nobell', [awatch.name]);
+    children.push(abellPeer, awatchPeer);
+    const asyncEcho = (region: Region) => {
+      let onReply: () => void = () => {};
+      region.stubToHost.setRef(true);
+      region.stubToHost.onMessage(() => onReply());
+      const empty = new Uint8Array(0);
+      const send = () => region.hostToStub.send(empty);
+      const subscribe = (fn: () => void) => {
+        onReply = fn;
+        return () => (onReply = () => {});
+      };
+      /** `n` round trips; `pauseMs` before each; → [µs per round trip, host CPU µs per round trip]. */
+      const roundTrips = async (n: number, pauseMs = 0): Promise<[number, number]> => {
+        const nap = new Int32Array(new SharedArrayBuffer(4));
+        let total = 0;
+        const cpu0 = process.cpuUsage();
+        for (let i = 0; i < n; i++) {
+          if (pauseMs > 0) Atomics.wait(nap, 0, 0, pauseMs);
+          const t0 = nowMs();
+          await new Promise<void>((resolve) => {
+            onReply = resolve;
+            region.hostToStub.send(empty);
+            region.stubToHost.expectSoon();
+          });
+          total += nowMs() - t0;
+        }
+        const cpu = process.cpuUsage(cpu0);
+        // The pauses (Atomics.wait) sleep: they cost no CPU.
+        return [(total * 1000) / n, (cpu.user + cpu.system) / n];
+      };
+      /** Pipelined echo (as (d)) → [messages/s, host CPU µs per message]. */
+      const pipelinedEcho = async (): Promise<[number, number]> => {
+        const cpu0 = process.cpuUsage();
+        const rate = await pipelined(send, subscribe, PIPELINE_MESSAGES, IN_FLIGHT);
+        const cpu = process.cpuUsage(cpu0);
+        return [rate, (cpu.user + cpu.system) / PIPELINE_MESSAGES];
+      };
+      return { roundTrips, pipelinedEcho };
+    };
+    const bellEcho = asyncEcho(abell);
+    const watchEcho = asyncEcho(awatch);
+    await Promise.all([waitReady(queuePeer), waitReady(futexPeer), waitReady(abellPeer), waitReady(awatchPeer)]);
     native.shmUnlink(futexName);
     await childProcessRoundTripUs(cpPeer, 10); // the cp peer has no ready line: its first echo is one
 
@@ -347,8 +409,15 @@ export default async function run(argv: string[]): Promise<void> {
     await pipelined(() => cpPeer.send(0), cpSubscribe, 5000, IN_FLIGHT);
     tensorGBps(channel, src, expected, 2);
     memcpyGBps(copyFrom, copyTo, 2);
+    await bellEcho.roundTrips(500);
+    await watchEcho.roundTrips(500);
+    await bellEcho.pipelinedEcho();
+    await watchEcho.pipelinedEcho();
 
-    const r = { same: [] as number[], idle: [] as number[], futex: [] as number[], rt: [] as number[], cp: [] as number[], pipe: [] as number[], cpPipe: [] as number[], tensor: [] as number[], memcpy: [] as number[] };
+    const r = { same: [] as number[], idle: [] as number[], futex: [] as number[], rt: [] as number[], cp: [] as number[], pipe: [] as number[], cpPipe: [] as number[], tensor: [] as number[], memcpy: [] as number[],
+      aBell: [] as number[], aBellCpu: [] as number[], aWatch: [] as number[], aWatchCpu: [] as number[],
+      aiBell: [] as number[], aiBellCpu: [] as number[], aiWatch: [] as number[], aiWatchCpu: [] as number[],
+      pBell: [] as number[], pBellCpu: [] as number[], pWatch: [] as number[], pWatchCpu: [] as number[] };
     for (let round = 0; round < ROUNDS; round++) {
       r.futex.push(futexRoundTripUs(futexSab, RT_ITERATIONS));
       r.rt.push(queueRoundTripUs(rt, RT_ITERATIONS));
@@ -359,6 +428,20 @@ export default async function run(argv: string[]): Promise<void> {
       r.cpPipe.push(await pipelined(() => cpPeer.send(0), cpSubscribe, PIPELINE_MESSAGES, IN_FLIGHT));
       r.tensor.push(median(tensorGBps(channel, src, expected, TENSOR_ITERATIONS)));
       r.memcpy.push(median(memcpyGBps(copyFrom, copyTo, TENSOR_ITERATIONS)));
+      // Alternate which goes first, so neither always runs right after the other's warm caches.
+      const bell = [bellEcho, r.aBell, r.aBellCpu, r.aiBell, r.aiBellCpu, r.pBell, r.pBellCpu] as const;
+      const watch = [watchEcho, r.aWatch, r.aWatchCpu, r.aiWatch, r.aiWatchCpu, r.pWatch, r.pWatchCpu] as const;
+      for (const [echo, us, cpu, idleUs, idleCpu, pipeRate, pipeCpu] of round % 2 === 0 ? [bell, watch] : [watch, bell]) {
+        const [a, b] = await echo.roundTrips(RT_ITERATIONS);
+        us.push(a);
+        cpu.push(b);
+        const [c, d] = await echo.roundTrips(300, 0.3);
+        idleUs.push(c);
+        idleCpu.push(d);
+        const [e, f] = await echo.pipelinedEcho();
+        pipeRate.push(e);
+        pipeCpu.push(f);
+      }
       progress(
         `round ${round + 1}/${ROUNDS}: rt ${fmt(r.rt.at(-1)!)} µs (idle ${fmt(r.idle.at(-1)!)}, same-core ${same ? fmt(r.same.at(-1)!) : '-'}), futex ${fmt(r.futex.at(-1)!)} µs, cp ${fmt(r.cp.at(-1)!)} µs, ` +
           `pipelined ${fmt(r.pipe.at(-1)!)}/s vs cp ${fmt(r.cpPipe.at(-1)!)}/s, tensor ${fmt(r.tensor.at(-1)!)} GB/s vs memcpy ${fmt(r.memcpy.at(-1)!)} GB/s`,
@@ -375,6 +458,18 @@ export default async function run(argv: string[]): Promise<void> {
       memcpyGBps: median(r.memcpy),
       idleRoundTripUs: median(r.idle),
       ...(same ? { sameCoreRoundTripUs: median(r.same) } : {}),
+      asyncRoundTripUs: median(r.aBell),
+      asyncHostCpuUsPerRoundTrip: median(r.aBellCpu),
+      asyncWatcherRoundTripUs: median(r.aWatch),
+      asyncWatcherHostCpuUsPerRoundTrip: median(r.aWatchCpu),
+      asyncIdleRoundTripUs: median(r.aiBell),
+      asyncIdleHostCpuUsPerRoundTrip: median(r.aiBellCpu),
+      asyncIdleWatcherRoundTripUs: median(r.aiWatch),
+      asyncIdleWatcherHostCpuUsPerRoundTrip: median(r.aiWatchCpu),
+      asyncPipelinedMsgsPerSec: median(r.pBell),
+      asyncPipelinedHostCpuUsPerMsg: median(r.pBellCpu),
+      asyncWatcherPipelinedMsgsPerSec: median(r.pWatch),
+      asyncWatcherPipelinedHostCpuUsPerMsg: median(r.pWatchCpu),
     };
     const row = (what: string, value: number, unit: string, baseline: string, ratio: number, target: string, ok: boolean) =>
       [what, `${fmt(value)} ${unit}`, baseline, fmt(ratio, 2), target, ok ? 'ok' : 'MISSED'];
@@ -389,6 +484,13 @@ export default async function run(argv: string[]): Promise<void> {
       const sc = result.sameCoreRoundTripUs;
       rows.push(row(`same-core round trip vs cross-core idle (CPU ${sameCpu})`, sc, 'µs', `${fmt(idle)} µs`, sc / idle, '≤ 1.5', sc <= 1.5 * idle));
     } else rows.push([`same-core round trip`, 'skipped', sameCoreSkipped ?? '', '', '≤ 1.5', '']);
+    const info = (what: string, value: number, unit: string, baseline: number) => [what, `${fmt(value)} ${unit}`, `${fmt(baseline)} ${unit}`, fmt(value / baseline, 2), 'info', ''];
+    rows.push(info('async round trip: doorbell vs watcher', result.asyncRoundTripUs, 'µs', result.asyncWatcherRoundTripUs));
+    rows.push(info('  host CPU per round trip', result.asyncHostCpuUsPerRoundTrip, 'µs', result.asyncWatcherHostCpuUsPerRoundTrip));
+    rows.push(info('async idle round trip: doorbell vs watcher', result.asyncIdleRoundTripUs, 'µs', result.asyncIdleWatcherRoundTripUs));
+    rows.push(info('  host CPU per round trip', result.asyncIdleHostCpuUsPerRoundTrip, 'µs', result.asyncIdleWatcherHostCpuUsPerRoundTrip));
+    rows.push(info('pipelined: doorbell vs watcher', result.asyncPipelinedMsgsPerSec, 'msg/s', result.asyncWatcherPipelinedMsgsPerSec));
+    rows.push(info('  host CPU per message', result.asyncPipelinedHostCpuUsPerMsg, 'µs', result.asyncWatcherPipelinedHostCpuUsPerMsg));
     rows.push(['idle round trip (peer asleep)', `${fmt(idle)} µs`, `${fmt(result.futexFloorUs)} µs`, fmt(idle / result.futexFloorUs, 2), 'info', '']);
     const text =
       `IPC benchmark: medians of ${ROUNDS} interleaved rounds (${((nowMs() - started) / 1000).toFixed(1)} s)\n` +

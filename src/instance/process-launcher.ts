@@ -6,15 +6,16 @@
  */
 import { spawn } from 'node:child_process';
 import { residentBytes } from './process-memory.js';
-import { afterStream, forwardLines, heapLimitMb, stubEnvironment, stubNodeFlags, STUB_MAIN, type LaunchEvents, type LaunchSpec, type LaunchedStub, type StubLauncher } from './stub-launcher.js';
+import { CHILD_DOORBELL_FD, afterStream, forwardLines, heapLimitMb, stubEnvironment, stubNodeFlags, STUB_MAIN, type LaunchEvents, type LaunchSpec, type LaunchedStub, type StubLauncher } from './stub-launcher.js';
 
 export const processLauncher: StubLauncher = {
   launch(spec: LaunchSpec, events: LaunchEvents): LaunchedStub {
     const heapMb = heapLimitMb(spec.memoryLimitBytes);
     const child = spawn(process.execPath, [...(heapMb ? [`--max-old-space-size=${heapMb}`] : []), ...stubNodeFlags(spec.inspect), STUB_MAIN], {
       cwd: spec.modelDir,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...stubEnvironment(spec) },
+      // The doorbell goes as an extra stdio entry: the child gets its own copy as fd 3.
+      stdio: ['ignore', 'pipe', 'pipe', ...(spec.doorbellFd !== undefined ? [spec.doorbellFd] : [])],
+      env: { ...process.env, ...stubEnvironment(spec, spec.doorbellFd !== undefined ? CHILD_DOORBELL_FD : undefined) },
     });
     let exited = false;
     const exit = (how: string): void => {

@@ -35,6 +35,8 @@ export interface LaunchSpec {
   inspect: string[];
   /** A model.ts: the stub registers tsx while it boots (an ONNX model's stub never loads it). */
   preloadTypeScript?: boolean;
+  /** The region's doorbell (Region.doorbellFd): a process stub inherits it as fd 3, a thread stub shares it. */
+  doorbellFd?: number;
 }
 
 export interface LaunchEvents {
@@ -62,8 +64,14 @@ export interface StubLauncher {
   launch(spec: LaunchSpec, events: LaunchEvents): LaunchedStub;
 }
 
-/** The environment a stub reads its settings from (a worker thread gets its own copy). */
-export function stubEnvironment(spec: LaunchSpec): Record<string, string> {
+/** A process stub's fd of the doorbell (the first stdio entry after stdin, stdout, stderr). */
+export const CHILD_DOORBELL_FD = 3;
+
+/**
+ * The environment a stub reads its settings from (a worker thread gets its own copy);
+ * `doorbellFd`: the doorbell's fd number as the stub sees it.
+ */
+export function stubEnvironment(spec: LaunchSpec, doorbellFd?: number): Record<string, string> {
   return {
     TSX_TSCONFIG_PATH: TSCONFIG_FOR_MODELS,
     // The region name goes by environment, not argv: argv is world-readable in /proc.
@@ -72,6 +80,7 @@ export function stubEnvironment(spec: LaunchSpec): Record<string, string> {
     STUBHOST_HEALTH_INTERVAL_MS: String(spec.healthIntervalMs),
     ...(spec.arenaMaxBytes ? { STUBHOST_SHM_MAX_BYTES: String(spec.arenaMaxBytes) } : {}),
     ...(spec.preloadTypeScript ? { STUBHOST_PRELOAD_TYPESCRIPT: '1' } : {}),
+    ...(doorbellFd !== undefined ? { STUBHOST_DOORBELL_FD: String(doorbellFd) } : {}),
   };
 }
 

@@ -132,7 +132,7 @@ export class StubProcess extends EventEmitter {
     // Before the region exists: a bad debug_inspect_port fails the load with nothing to clean up.
     const inspect = inspectFlags(this.modelName, this.opts.init.modelConfig.parameters);
     const name = newRegionName();
-    this.region = Region.create(name, this.opts.region);
+    this.region = Region.create(name, { doorbell: true, ...this.opts.region });
     const channel = new Channel<HostMessage, StubMessage>(this.region, 'host', { arena: { maxBytes: this.opts.arenaMaxBytes } });
     this.channel = channel;
     const open = (): boolean => !this.exited;
@@ -148,7 +148,7 @@ export class StubProcess extends EventEmitter {
     const tag = { model: this.modelName, instance: this.instanceName };
     try {
       this.launched = LAUNCHERS[this.isolation].launch(
-        { regionName: name, modelDir: this.opts.init.modelDir, healthIntervalMs, arenaMaxBytes: this.opts.arenaMaxBytes, memoryLimitBytes: this.opts.memoryLimitBytes ?? 0, inspect, preloadTypeScript: this.opts.init.backend !== 'onnxruntime' },
+        { regionName: name, modelDir: this.opts.init.modelDir, healthIntervalMs, arenaMaxBytes: this.opts.arenaMaxBytes, memoryLimitBytes: this.opts.memoryLimitBytes ?? 0, inspect, preloadTypeScript: this.opts.init.backend !== 'onnxruntime', doorbellFd: this.region.doorbellFd },
         {
           output: (line, level) => this.opts.logger[level](line, tag),
           fault: (cause) => {

@@ -23,7 +23,8 @@ export const threadLauncher: StubLauncher = {
     const heapMb = heapLimitMb(spec.memoryLimitBytes);
     const worker = new Worker(STUB_MAIN, {
       // The worker's own copy: the region name is not put in the server's environment.
-      env: { ...process.env, ...stubEnvironment(spec) },
+      // The doorbell: the same fd number (one fd table); the stub takes its own copy of it.
+      env: { ...process.env, ...stubEnvironment(spec, spec.doorbellFd) },
       // No inspector flags: the model parameter debug_inspect_port is refused with threads.
       execArgv: stubNodeFlags([]),
       argv: [],

@@ -6,7 +6,7 @@
  */
 
 export const REGION_MAGIC = 0x53544248; // 'STBH'
-export const LAYOUT_VERSION = 2;
+export const LAYOUT_VERSION = 3;
 
 /** Control block words (Int32 each). */
 export const kMagic = 0;
@@ -26,6 +26,11 @@ export const kSlotSize = 32;
  */
 export const kHostCpu = 36;
 export const kStubCpu = 40;
+/**
+ * 1: the host waits for the stub's messages (and free slots) on a doorbell (doorbell.ts), which
+ * the stub must ring, so a stub started without the doorbell's fd refuses the region.
+ */
+export const kHostDoorbell = 44;
 
 export const RegionState = {
   Created: 0,

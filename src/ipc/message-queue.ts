@@ -11,7 +11,7 @@
  * Backpressure: when the ring is full, `send` keeps the message in a local FIFO and writes it
  * once the consumer frees slots (an async wait on `free`: no busy loop, nothing dropped).
  */
-import { Semaphore } from './semaphore.js';
+import { Semaphore, type SemaphoreOptions } from './semaphore.js';
 import { SpinGate, localCpuOnly } from './spin-gate.js';
 import { SLOT_FLAG_MORE, SLOT_HEADER_SIZE, kFilledCount, kFilledSleeper, kFreeCount, kFreeSleeper, kTaken } from './layout.js';
 
@@ -34,6 +34,9 @@ export interface MessageQueueOptions {
   peerProgressOffset?: number;
   /** Whether the peer is waking up at our call (the other direction's `peerWaking`). */
   peerWaking?: () => boolean;
+  /** Doorbells of the two semaphores (see doorbell.ts): the side that waits listens, the other rings. */
+  filledBell?: Pick<SemaphoreOptions, 'listen' | 'ring'>;
+  freeBell?: Pick<SemaphoreOptions, 'listen' | 'ring'>;
 }
 
 export type MessageHandler = (message: Uint8Array) => void;
@@ -73,7 +76,7 @@ export class MessageQueue {
   /** How long the receive loop may block the thread when idle (0: never). */
   private idleBlockMs?: () => number;
   private onError?: (err: Error) => void;
-  /** The receive loop waits on the watcher thread (see expectSoon). */
+  /** The receive loop waits on the watcher thread or the doorbell (see expectSoon). */
   private parked = false;
   private kickScheduled = false;
   private kickBudget = KICK_SPIN_MAX_US;
@@ -97,8 +100,8 @@ export class MessageQueue {
     // free slots, which follows its taking them.
     const filledGate = new SpinGate({ sharesOneCpu, peerProgress: peerProgress(options.peerProgressOffset), peerWaking: options.peerWaking });
     const freeGate = new SpinGate({ sharesOneCpu, peerProgress: peerProgress(h + kTaken), peerWaking: () => this.peerWaking() });
-    this.filled = new Semaphore(buffer, h + kFilledCount, h + kFilledSleeper, { spinMicros: this.spinMicros, gate: filledGate });
-    this.free = new Semaphore(buffer, h + kFreeCount, h + kFreeSleeper, { spinMicros: this.spinMicros, gate: freeGate });
+    this.filled = new Semaphore(buffer, h + kFilledCount, h + kFilledSleeper, { spinMicros: this.spinMicros, gate: filledGate, ...options.filledBell });
+    this.free = new Semaphore(buffer, h + kFreeCount, h + kFreeSleeper, { spinMicros: this.spinMicros, gate: freeGate, ...options.freeBell });
   }
 
   /** Creator side: an empty ring. */

@@ -21,6 +21,14 @@ export interface NativeWatcher {
   unref(): void;
 }
 
+export interface NativeDoorbell {
+  /** Stops watching and closes the eventfd. */
+  close(): void;
+  /** Whether watching keeps the process alive (default: it does not). */
+  ref(): void;
+  unref(): void;
+}
+
 export interface NativeAddon {
   /** Creates and maps a shm file; `reserve` (default true) backs every page now (ENOSPC instead of a later SIGBUS). */
   shmCreate(name: string, size: number, reserve?: boolean): SharedArrayBuffer;
@@ -33,6 +41,16 @@ export interface NativeAddon {
   /** Linux prctl(PR_SET_PDEATHSIG): returns the parent pid at the time of the call. */
   setParentDeathSignal(signal: number): number;
   Watcher: new (sab: SharedArrayBuffer, byteOffset: number, onChange: (result: number) => void) => NativeWatcher;
+  /** Watches an eventfd on this thread's event loop: readable → cleared → `onRing()`. Owns the fd. */
+  Doorbell: new (fd: number, onRing: () => void) => NativeDoorbell;
+  /** A new non-blocking, close-on-exec eventfd. */
+  eventfdCreate(): number;
+  /** Our own close-on-exec copy of a doorbell eventfd (refused if `fd` is not one); `closeOriginal` closes `fd`. */
+  bellAdopt(fd: number, closeOriginal: boolean): number;
+  /** Makes the eventfd readable (the peer's Doorbell fires). */
+  bellRing(fd: number): void;
+  /** Closes an fd from bellAdopt or eventfdCreate. */
+  bellClose(fd: number): void;
   /** RLIMIT_NOFILE (Infinity for RLIM_INFINITY). */
   getNofileLimit(): { soft: number; hard: number };
   /** Sets the soft RLIMIT_NOFILE to `n` (at most the hard limit); returns the soft limit now in force. */

@@ -8,8 +8,9 @@ import { trackOwnShm, untrackOwnShm } from './own-shm.js';
 import {
   CONTROL_BLOCK_SIZE, DEFAULT_SLOT_COUNT, DEFAULT_SLOT_SIZE, H2S_QUEUE_OFFSET, LAYOUT_VERSION, REGION_MAGIC, RegionState,
   S2H_QUEUE_OFFSET, SLOT_HEADER_SIZE, kHealth, kHostCpu, kHostPid, kLayoutVersion, kMagic, kRegionSize, kSlotCount, kSlotSize,
-  kState, kStubCpu, kStubPid, kTaken, regionSize, slotsOffset,
+  kHostDoorbell, kState, kStubCpu, kStubPid, kTaken, regionSize, slotsOffset,
 } from './layout.js';
+import { DoorbellListener, DoorbellRinger } from './doorbell.js';
 import { MessageQueue } from './message-queue.js';
 import { localCpuOnly, pinnedCpu } from './spin-gate.js';
 import { StubhostError } from '../errors.js';
@@ -19,7 +20,21 @@ export interface RegionOptions {
   slotSize?: number;
   /** Consumer spin before sleeping, in microseconds. */
   spinMicros?: number;
+  /**
+   * Host: wait for the stub on a doorbell (an eventfd on the event loop) instead of watcher
+   * threads; the stub must then be given `doorbellFd` (see attach).
+   */
+  doorbell?: boolean;
 }
+
+export interface AttachOptions {
+  spinMicros?: number;
+  /** Stub: our copy of the host's doorbell (adoptDoorbell); required when the host listens on one. */
+  doorbellFd?: number;
+}
+
+/** One side's doorbell: the host listens, the stub rings. */
+type Bell = { listen: DoorbellListener; ring?: undefined } | { ring: DoorbellRinger; listen?: undefined };
 
 export class Region {
   readonly words: Int32Array;
@@ -28,18 +43,22 @@ export class Region {
   /** stub → host. */
   readonly stubToHost: MessageQueue;
 
-  private constructor(readonly name: string, readonly buffer: SharedArrayBuffer, slotCount: number, slotSize: number, spinMicros?: number) {
+  private readonly bell?: Bell;
+
+  private constructor(readonly name: string, readonly buffer: SharedArrayBuffer, slotCount: number, slotSize: number, spinMicros?: number, bell?: Bell) {
     this.words = new Int32Array(buffer, 0, CONTROL_BLOCK_SIZE / 4);
+    this.bell = bell;
+    // The host waits on stub→host `filled` and host→stub `free`: those two use the doorbell.
     const sharesOneCpu = () => this.sharesOneCpu();
     // Each direction's consumer watches the other direction's `taken`: the peer working
     // through what this side sent it.
     this.hostToStub = new MessageQueue(buffer, {
       headerOffset: H2S_QUEUE_OFFSET, slotsOffset: slotsOffset('h2s', slotCount, slotSize), slotCount, slotSize, spinMicros,
-      sharesOneCpu, peerProgressOffset: S2H_QUEUE_OFFSET + kTaken, peerWaking: () => this.stubToHost.peerWaking(),
+      sharesOneCpu, peerProgressOffset: S2H_QUEUE_OFFSET + kTaken, peerWaking: () => this.stubToHost.peerWaking(), freeBell: bell,
     });
     this.stubToHost = new MessageQueue(buffer, {
       headerOffset: S2H_QUEUE_OFFSET, slotsOffset: slotsOffset('s2h', slotCount, slotSize), slotCount, slotSize, spinMicros,
-      sharesOneCpu, peerProgressOffset: H2S_QUEUE_OFFSET + kTaken, peerWaking: () => this.hostToStub.peerWaking(),
+      sharesOneCpu, peerProgressOffset: H2S_QUEUE_OFFSET + kTaken, peerWaking: () => this.hostToStub.peerWaking(), filledBell: bell,
     });
   }
 
@@ -69,7 +88,15 @@ export class Region {
     const size = regionSize(slotCount, slotSize);
     const buffer = native.shmCreate(name, size);
     trackOwnShm(name);
-    const region = new Region(name, buffer, slotCount, slotSize, options.spinMicros);
+    let bell: Bell | undefined;
+    try {
+      if (options.doorbell) bell = { listen: DoorbellListener.create() };
+    } catch (err) {
+      untrackOwnShm(name);
+      native.shmUnlink(name);
+      throw err;
+    }
+    const region = new Region(name, buffer, slotCount, slotSize, options.spinMicros, bell);
     const w = region.words;
     Atomics.store(w, kRegionSize >> 2, size);
     Atomics.store(w, kSlotCount >> 2, slotCount);
@@ -80,6 +107,7 @@ export class Region {
     region.publishCpu('host');
     Atomics.store(w, kHealth >> 2, 0);
     Atomics.store(w, kState >> 2, RegionState.Created);
+    Atomics.store(w, kHostDoorbell >> 2, bell ? 1 : 0);
     region.hostToStub.init();
     region.stubToHost.init();
     Atomics.store(w, kLayoutVersion >> 2, LAYOUT_VERSION);
@@ -89,7 +117,7 @@ export class Region {
   }
 
   /** Stub side: maps the region, checks it, records our pid and removes the file name. */
-  static attach(name: string, options: Pick<RegionOptions, 'spinMicros'> = {}): Region {
+  static attach(name: string, options: AttachOptions = {}): Region {
     let buffer: SharedArrayBuffer;
     try {
       buffer = native.shmOpen(name);
@@ -97,7 +125,7 @@ export class Region {
       throw new StubhostError('STUBHOST_PROTOCOL', `cannot open the stub's shared-memory region ${name}: ${(err as Error).message}`);
     }
     try {
-      const region = Region.check(name, buffer, options.spinMicros);
+      const region = Region.check(name, buffer, options);
       Atomics.store(region.words, kStubPid >> 2, process.pid);
       region.publishCpu('stub');
       Atomics.store(region.words, kState >> 2, RegionState.Attached);
@@ -111,7 +139,7 @@ export class Region {
     }
   }
 
-  private static check(name: string, buffer: SharedArrayBuffer, spinMicros?: number): Region {
+  private static check(name: string, buffer: SharedArrayBuffer, options: AttachOptions): Region {
     if (buffer.byteLength < CONTROL_BLOCK_SIZE) throw new StubhostError('STUBHOST_PROTOCOL', `region ${name} is truncated: ${buffer.byteLength} bytes`);
     const w = new Int32Array(buffer, 0, CONTROL_BLOCK_SIZE / 4);
     const magic = Atomics.load(w, kMagic >> 2) >>> 0;
@@ -124,7 +152,19 @@ export class Region {
     if (slotCount <= 0 || slotSize <= SLOT_HEADER_SIZE || size !== regionSize(slotCount, slotSize) || size > buffer.byteLength) {
       throw new StubhostError('STUBHOST_PROTOCOL', `region ${name} has an inconsistent layout (slots ${slotCount} × ${slotSize}, size ${size}, mapped ${buffer.byteLength})`);
     }
-    return new Region(name, buffer, slotCount, slotSize, spinMicros);
+    const hostListens = Atomics.load(w, kHostDoorbell >> 2) === 1;
+    if (hostListens && options.doorbellFd === undefined) {
+      throw new StubhostError('STUBHOST_PROTOCOL', `region ${name}: the host waits on a doorbell and this stub was started without its fd`);
+    }
+    // A doorbell the host does not listen on is not ours to keep.
+    if (!hostListens && options.doorbellFd !== undefined) native.bellClose(options.doorbellFd);
+    const bell: Bell | undefined = hostListens ? { ring: new DoorbellRinger(options.doorbellFd!) } : undefined;
+    return new Region(name, buffer, slotCount, slotSize, options.spinMicros, bell);
+  }
+
+  /** Host: the fd of the doorbell the stub must ring (see RegionOptions.doorbell), if any. */
+  get doorbellFd(): number | undefined {
+    return this.bell?.listen?.fd;
   }
 
   get hostPid(): number {
@@ -162,10 +202,12 @@ export class Region {
     }
   }
 
-  /** Stops both queues' waiting threads. Safe to call twice. */
+  /** Stops both queues' waiting threads and closes our end of the doorbell. Safe to call twice. */
   close(): void {
     this.hostToStub.close();
     this.stubToHost.close();
+    this.bell?.listen?.close();
+    this.bell?.ring?.close();
     untrackOwnShm(this.name);
   }
 }

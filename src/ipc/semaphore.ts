@@ -10,6 +10,13 @@
  * compare in futex_wait, the wait returns at once; if after, the waiter was already flagged, so
  * the poster sees the flag and wakes it. (The re-check only saves a syscall.)
  *
+ * An async waiter with a doorbell (see doorbell.ts: the host's side of the queues it reads)
+ * announces itself as BELL instead, and the poster rings the doorbell instead of the futex: the
+ * waiter's event loop wakes with no watcher thread in between. The same protocol holds (flag
+ * stored, count re-checked; count added, flag read); the doorbell callback clears the eventfd
+ * before it looks at the count, so a post racing with it rings again, and it announces again
+ * while still parked (a ring may have been spent on a unit taken by other means).
+ *
  * Waiting spins briefly first, when that can pay (see spin-gate.ts): a futex sleep/wake costs
  * tens of microseconds, and a peer running on another CPU often answers faster than that.
  *
@@ -20,10 +27,13 @@
  */
 import { native, FUTEX_TIMED_OUT, WATCH_CHANGED, type NativeWatcher } from './native.js';
 import { SpinGate } from './spin-gate.js';
+import type { DoorbellListener, DoorbellRinger } from './doorbell.js';
 
 const INT32_MAX = 0x7fffffff;
 const AWAKE = 0;
+/** Sleeper states: asleep on the futex (a synchronous wait or the watcher thread), or parked on the doorbell. */
 const SLEEPING = 1;
+const BELL = 2;
 /** The shortest adaptive spin worth starting, in microseconds. */
 const MIN_SPIN_US = 4;
 
@@ -32,6 +42,10 @@ export interface SemaphoreOptions {
   spinMicros?: number;
   /** Whether a spin can pay now (default: this process may run on more than one CPU). */
   gate?: SpinGate;
+  /** This side's async waits park on this doorbell (no watcher thread). */
+  listen?: DoorbellListener;
+  /** Posts that find the waiter parked on its doorbell ring this copy of it. */
+  ring?: DoorbellRinger;
 }
 
 /** Counters for tests and benchmarks (this object's side only). */
@@ -60,7 +74,11 @@ export class Semaphore {
   private readonly spinMicros: number;
   private readonly gate: SpinGate;
   private watcher?: NativeWatcher;
-  private asyncWaiter?: { resolve: (ok: boolean) => void };
+  private readonly listener?: DoorbellListener;
+  private readonly ringer?: DoorbellRinger;
+  private unlisten?: () => void;
+  private asyncWaiter?: { resolve: (ok: boolean) => void; timer?: NodeJS.Timeout };
+  private refed = false;
   private closed = false;
   /** Current spin length of the adaptive spin (see spinUntilAvailable), in microseconds. */
   private adaptiveSpin: number;
@@ -75,6 +93,9 @@ export class Semaphore {
     this.spinMicros = options.spinMicros ?? 20;
     this.adaptiveSpin = this.spinMicros;
     this.gate = options.gate ?? (defaultGate ??= new SpinGate());
+    this.listener = options.listen;
+    this.ringer = options.ring;
+    this.unlisten = this.listener?.listen(() => this.onBell());
   }
 
   /** Sets the initial count; only the creator calls it, before the peer attaches. */
@@ -96,10 +117,12 @@ export class Semaphore {
     Atomics.add(this.words, this.countIndex, n);
     // The plain load keeps the common case (peer awake) to two atomics; the exchange makes
     // exactly one of several concurrent posters pay for the wake.
-    if (Atomics.load(this.words, this.sleeperIndex) !== AWAKE && Atomics.exchange(this.words, this.sleeperIndex, AWAKE) !== AWAKE) {
-      this.stats.wakes++;
-      native.futexWake(this.buffer, this.countByteOffset, INT32_MAX);
-    }
+    if (Atomics.load(this.words, this.sleeperIndex) === AWAKE) return;
+    const sleeper = Atomics.exchange(this.words, this.sleeperIndex, AWAKE);
+    if (sleeper === AWAKE) return;
+    this.stats.wakes++;
+    if (sleeper === BELL && this.ringer) this.ringer.ring();
+    else native.futexWake(this.buffer, this.countByteOffset, INT32_MAX);
   }
 
   tryWait(): boolean {
@@ -176,8 +199,8 @@ export class Semaphore {
    * Announces that this side is about to sleep, then re-checks the count. True: a unit is there
    * after all (the announcement is withdrawn); false: sleep now, on the count word expecting 0.
    */
-  private announceSleep(): boolean {
-    Atomics.store(this.words, this.sleeperIndex, SLEEPING);
+  private announceSleep(how: typeof SLEEPING | typeof BELL = SLEEPING): boolean {
+    Atomics.store(this.words, this.sleeperIndex, how);
     if (Atomics.load(this.words, this.countIndex) > 0) {
       this.withdrawSleep();
       return true;
@@ -236,6 +259,18 @@ export class Semaphore {
     if (Atomics.load(this.words, this.countIndex) > 0) return Promise.resolve(true);
     if (this.closed) return Promise.resolve(false);
     if (this.asyncWaiter) throw new Error('Semaphore.whenAvailable: a wait is already pending on this side');
+    if (this.listener) {
+      if (this.announceSleep(BELL)) return Promise.resolve(true);
+      return new Promise<boolean>((resolve) => {
+        const waiter: { resolve: (ok: boolean) => void; timer?: NodeJS.Timeout } = { resolve };
+        this.asyncWaiter = waiter;
+        this.stats.sleeps++;
+        if (timeoutMs >= 0) {
+          waiter.timer = setTimeout(() => this.finishBellWait(), timeoutMs);
+          if (!this.refed) waiter.timer.unref();
+        }
+      });
+    }
     if (this.announceSleep()) return Promise.resolve(true);
     return new Promise<boolean>((resolve) => {
       this.asyncWaiter = { resolve };
@@ -254,6 +289,10 @@ export class Semaphore {
    */
   renewSleep(): void {
     if (!this.asyncWaiter) return;
+    if (this.listener) {
+      this.onBell();
+      return;
+    }
     Atomics.store(this.words, this.sleeperIndex, SLEEPING);
     if (Atomics.load(this.words, this.countIndex) <= 0) return;
     this.withdrawSleep();
@@ -273,9 +312,34 @@ export class Semaphore {
 
   /** Whether a pending async wait keeps the process alive. */
   setRef(ref: boolean): void {
+    this.refed = ref;
+    if (this.listener) {
+      this.listener.setRef(ref);
+      return;
+    }
     this.watcher ??= new native.Watcher(this.buffer, this.countByteOffset, (result) => this.onWatch(result));
     if (ref) this.watcher.ref();
     else this.watcher.unref();
+  }
+
+  /**
+   * The doorbell rang (the eventfd is already cleared): for us, or for another semaphore on the
+   * same doorbell, or late (for a unit taken meanwhile). Parked with nothing there: announce
+   * again and re-check, so the next post rings again.
+   */
+  private onBell(): void {
+    if (!this.asyncWaiter) return;
+    if (Atomics.load(this.words, this.countIndex) > 0 || this.announceSleep(BELL)) this.finishBellWait();
+  }
+
+  /** Ends a doorbell wait: true if a unit is there (a ring, or the timeout with a unit after all). */
+  private finishBellWait(): void {
+    const waiter = this.asyncWaiter;
+    if (!waiter) return;
+    this.asyncWaiter = undefined;
+    if (waiter.timer) clearTimeout(waiter.timer);
+    this.withdrawSleep();
+    waiter.resolve(Atomics.load(this.words, this.countIndex) > 0);
   }
 
   private onWatch(result: number): void {
@@ -286,18 +350,21 @@ export class Semaphore {
     waiter?.resolve(result === WATCH_CHANGED || available);
   }
 
-  /** Stops the watcher thread; a pending `whenAvailable` resolves false. Safe to call twice. */
+  /** Stops the watcher thread (or leaves the doorbell); a pending `whenAvailable` resolves false. Safe to call twice. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     const watcher = this.watcher;
     this.watcher = undefined;
     watcher?.close();
+    this.unlisten?.();
+    this.unlisten = undefined;
     // close() joins the thread, whose final callback is queued for the event loop; resolve now
     // so nobody waits on a callback that may never run once the buffer is gone.
     const waiter = this.asyncWaiter;
     if (waiter) {
       this.asyncWaiter = undefined;
+      if (waiter.timer) clearTimeout(waiter.timer);
       this.withdrawSleep();
       waiter.resolve(false);
     }
