@@ -380,9 +380,11 @@ describe('cost of leaving the queue', () => {
     };
     // Against a tenth of the work in the same run (a loaded machine slows both alike): O(N) gives
     // about 10×, a scan per removal (O(N²), which took minutes here) about 100×.
-    const tenth = await cancelQueued(N / 10);
-    const full = await cancelQueued(N);
-    expect(full / Math.max(tenth, 1)).toBeLessThan(30);
+    // The faster of two runs of each size: another process taking the CPU for a moment slows
+    // one run, not both. O(N) gives about 10x for 10x the work; a scan per cancellation ~100x.
+    const tenth = Math.min(await cancelQueued(N / 10), await cancelQueued(N / 10));
+    const full = Math.min(await cancelQueued(N), await cancelQueued(N));
+    expect(full / Math.max(tenth, 1)).toBeLessThan(40);
   }, 60_000);
 
   it(`${N} queued requests timing out (REJECT) are rejected in O(N log N) in all, and fresh work still runs`, async () => {
@@ -445,9 +447,11 @@ describe('cost of leaving the queue', () => {
     };
     // Against a tenth of the work in the same run, not a wall-clock bound (a loaded machine slows
     // both alike): O(N) gives about 10×, a scan per cancellation (O(N²)) about 100×.
-    const tenth = await cancelQueued(N / 10);
-    const full = await cancelQueued(N);
-    expect(full / Math.max(tenth, 1)).toBeLessThan(30);
+    // The faster of two runs of each size: another process taking the CPU for a moment slows
+    // one run, not both. O(N) gives about 10x for 10x the work; a scan per cancellation ~100x.
+    const tenth = Math.min(await cancelQueued(N / 10), await cancelQueued(N / 10));
+    const full = Math.min(await cancelQueued(N), await cancelQueued(N));
+    expect(full / Math.max(tenth, 1)).toBeLessThan(40);
   }, 60_000);
 
   it('a queue timeout beyond the 2^31-1 ms timer limit does not fire early', async () => {

@@ -25,6 +25,13 @@ class PendingBatch {
   private signals?: (AbortSignal | undefined)[];
   /** Reported as running past the execute warning limit. */
   stalled?: boolean;
+  /**
+   * Decoupled: the requests whose streams are still open. A decoupled model goes on sending
+   * after its execute returns, so a stream's cancellation must reach the stub until the stream's
+   * final flag; the batch is listened to until its last stream ends, not until exec-done.
+   */
+  openStreams = 0;
+  execDone = false;
 
   constructor(
     private readonly owner: StubRequests,
@@ -61,6 +68,17 @@ class PendingBatch {
     if (rids.length > 0) this.owner.cancel(rids);
   }
 
+  /** exec-done arrived: no longer listened to, unless streams of it are still open. */
+  finishedExecute(): void {
+    this.execDone = true;
+    if (this.openStreams === 0) this.unlisten();
+  }
+
+  /** One of its streams ended: the last one, after exec-done, ends the listening. */
+  streamEnded(): void {
+    if (--this.openStreams === 0 && this.execDone) this.unlisten();
+  }
+
   /** The batch is done: its signals are no longer listened to. */
   unlisten(): void {
     const signals = this.signals;
@@ -75,6 +93,8 @@ const ONCE = { once: true } as const;
 /** A decoupled request whose final flag has not arrived. */
 interface OpenStream {
   sink: StreamSink;
+  /** The batch that listens to this request's signal (see PendingBatch.openStreams). */
+  batch: PendingBatch;
   placement?: OutputPlacement;
   /** For the response statistics: responses so far and when the last one came. */
   clock?: { count: number; lastAt: number };
@@ -151,8 +171,9 @@ export class StubRequests {
     const done = new Promise<ExecOutcome[]>((resolve) => (batch.resolve = resolve));
     this.batches.set(b, batch);
     if (sinks) {
+      batch.openStreams = n;
       for (let i = 0; i < n; i++) {
-        this.streams.set(rids[i]!, { sink: sinks[i]!, placement: placements[i], clock: this.opts.onResponseStat ? { count: 0, lastAt: sentAt } : undefined });
+        this.streams.set(rids[i]!, { sink: sinks[i]!, batch, placement: placements[i], clock: this.opts.onResponseStat ? { count: 0, lastAt: sentAt } : undefined });
       }
     }
     // After 'exec': a Cancel for a request the stub has not seen yet would be dropped.
@@ -173,7 +194,7 @@ export class StubRequests {
     const batch = this.batches.get(b);
     if (!batch) return;
     this.batches.delete(b);
-    batch.unlisten();
+    batch.finishedExecute();
     if (batch.stalled) {
       const who = this.who();
       this.opts.logger.info(`a stalled execute finished after ${Math.round((performance.now() - batch.startedAt) / 1000)} s`, { model: who.model, instance: who.instance, pid: who.pid });
@@ -256,13 +277,17 @@ export class StubRequests {
       batch.unlisten();
       batch.resolve(batch.rids.map(() => ({ error })));
     }
-    for (const s of streams) s.sink.end(error);
+    for (const s of streams) {
+      s.batch.unlisten();
+      s.sink.end(error);
+    }
   }
 
   private endStream(rid: number, error?: StubhostError): void {
     const stream = this.streams.get(rid);
     if (!stream) return;
     this.streams.delete(rid);
+    stream.batch.streamEnded();
     stream.sink.end(error);
   }
 
