@@ -12,18 +12,15 @@
  * runs on one CPU and the servers (the stub with its host) on the other (lib/servers.ts);
  * alternating rounds, medians, CPU µs per request from /proc as in the http benchmark.
  */
-import { type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { PROTO_LOADER_OPTIONS } from '../../src/server/grpc/proto.js';
-import { formatTable, nowMs, parseArgs, percentile, progress, report } from './common.js';
+import { nowMs, percentile } from './common.js';
 import {
-  type MeasuredServer, type Placement, type RunResult, TABLE_HEADER, TABLE_LEGEND,
-  compare, freePort, hasCommand, placement, rowAndFields, spawnOn, stop, waitForLine, warmUp,
+  type LoadGenerator, type Placement, type RunResult, collect, hasCommand, spawnOn, runServerComparison,
 } from './lib/servers.js';
 
 const thisFile = fileURLToPath(import.meta.url);
@@ -87,18 +84,6 @@ function runBaseline(port: number): void {
 // ---------------------------------------------------------------------------------------------
 // Load generators.
 
-type LoadGenerator = { name: string; run: (port: number, inFlight: number, seconds: number) => Promise<RunResult> };
-
-function collect(child: ChildProcess): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    let err = '';
-    child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
-    child.once('error', reject);
-    child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`load generator exited with ${code}: ${err}${out}`))));
-  });
-}
 
 /**
  * h2load posting the request as one gRPC frame. h2load counts HTTP statuses, and a gRPC error is
@@ -183,64 +168,20 @@ async function checkAnswer(port: number, what: string): Promise<void> {
 }
 
 export default async function main(argv: string[]): Promise<void> {
-  const args = parseArgs(argv);
-  const flag = (name: string) => {
-    const i = args.rest.indexOf(name);
-    return i >= 0 ? args.rest[i + 1] : undefined;
-  };
-  const seconds = Number(flag('--seconds') ?? 3);
-  if (!Number.isFinite(seconds) || seconds <= 0) throw new Error('--seconds <s>: a positive number of seconds per round');
-  const cpuProfDir = flag('--cpu-prof');
-  const started = nowMs();
-  const place = placement();
-
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stubhost-bench-grpc-'));
-  const repo = path.join(dir, 'models');
-  fs.cpSync(path.join(repoRoot, 'models/add_sub'), path.join(repo, 'add_sub'), { recursive: true });
-  let host: ChildProcess | undefined;
-  let base: ChildProcess | undefined;
-  try {
-    const gen = loadGenerator(place, dir);
-    const [hostPort, basePort] = [await freePort(), await freePort()];
-    progress(`stubhost on port ${hostPort}, the bare grpc-js baseline on ${basePort}; load: ${gen.name}; ${place.note}`);
-    const profFlags = cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(cpuProfDir)] : [];
-    host = spawnOn(place.serverCpu, process.execPath, [...profFlags, path.join(repoRoot, 'bin/stubhost.js'), 'serve', '--model-repository', repo,
-      '--allow-http', 'false', '--grpc-port', String(hostPort), '--grpc-address', '127.0.0.1', '--allow-metrics', 'false', '--log-format', 'json'],
-    { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    base = spawnOn(place.serverCpu, process.execPath, ['--import', 'tsx', thisFile, '--baseline', String(basePort)],
-      { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
-    await Promise.all([
-      waitForLine(host, /model\(s\) ready/, 60_000, 'stubhost'),
-      waitForLine(base, /listening/, 30_000, 'the baseline server'),
-    ]);
-    await checkAnswer(hostPort, 'stubhost');
-    await checkAnswer(basePort, 'the baseline');
-
-    const servers: MeasuredServer[] = [
-      { name: 'stubhost', pid: host.pid!, hasChildren: true },
-      { name: 'baseline', pid: base.pid!, hasChildren: false },
-    ];
-    const portOf = (s: MeasuredServer) => (s.name === 'stubhost' ? hostPort : basePort);
-    const rows: string[][] = [];
-    const result: Record<string, number> = { pinned: place.serverCpu === undefined ? 0 : 1, secondsPerRound: seconds };
-    await warmUp(servers, (s, inFlight, secs) => gen.run(portOf(s), inFlight, secs));
-    for (const n of IN_FLIGHT) {
-      const cells = await compare(servers, n, ROUNDS, seconds, (s, inFlight, secs) => gen.run(portOf(s), inFlight, secs));
-      const { row, fields } = rowAndFields(n, cells.get('stubhost')!, cells.get('baseline')!);
-      rows.push(row);
-      Object.assign(result, fields);
-    }
-    const text =
-      `gRPC ModelInfer benchmark: add_sub (2 × FP32[4], raw_input_contents), load by ${gen.name}, conc = calls in flight, ${ROUNDS} alternating rounds of ${seconds} s ` +
-      `(${((nowMs() - started) / 1000).toFixed(1)} s, ${os.cpus().length} cores; ${place.note}; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')})\n` +
-      `baseline = a bare @grpc/grpc-js server decoding the same message and computing the same sums\n${TABLE_LEGEND}\n` +
-      formatTable(TABLE_HEADER, rows);
-    report(args, text, result);
-  } finally {
-    await stop(host);
-    base?.kill('SIGKILL');
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  await runServerComparison(argv, {
+    protocol: 'grpc',
+    repoRoot,
+    benchFile: thisFile,
+    baselineName: 'the bare grpc-js baseline',
+    serveFlags: (port) => ['--allow-http', 'false', '--grpc-port', String(port), '--grpc-address', '127.0.0.1'],
+    loadGenerator,
+    checkAnswer,
+    levels: IN_FLIGHT,
+    rounds: ROUNDS,
+    heading: (gen, seconds, runNote) =>
+      `gRPC ModelInfer benchmark: add_sub (2 × FP32[4], raw_input_contents), load by ${gen}, conc = calls in flight, ${ROUNDS} alternating rounds of ${seconds} s (${runNote})\n` +
+      'baseline = a bare @grpc/grpc-js server decoding the same message and computing the same sums',
+  });
 }
 
 if (path.resolve(process.argv[1] ?? '') === thisFile) {

@@ -18,17 +18,15 @@
  * --cpu-prof <dir>: the host runs with node --cpu-prof and writes its profile there on exit
  * (read it with `npx tsx scripts/cpuprofile-top.ts <file>`).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { formatTable, nowMs, parseArgs, percentile, progress, report } from './common.js';
+import { nowMs, percentile } from './common.js';
 import {
-  type MeasuredServer, type Placement, type RunResult, TABLE_HEADER, TABLE_LEGEND,
-  compare, freePort, hasCommand, placement, rowAndFields, spawnOn, stop, waitForLine, warmUp,
+  type LoadGenerator, type Placement, collect, hasCommand, spawnOn, runServerComparison,
 } from './lib/servers.js';
 
 const thisFile = fileURLToPath(import.meta.url);
@@ -78,18 +76,6 @@ function runBaseline(port: number): void {
 // ---------------------------------------------------------------------------------------------
 // Load generators: each runs `concurrency` keep-alive connections for `seconds`.
 
-type LoadGenerator = { name: string; run: (port: number, concurrency: number, seconds: number) => Promise<RunResult> };
-
-function collect(child: ChildProcess): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    let err = '';
-    child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
-    child.once('error', reject);
-    child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`load generator exited with ${code}: ${err}${out}`))));
-  });
-}
 
 /** wrk with a Lua script that sets the POST and prints the figures as one JSON line when done. */
 function wrkGenerator(cpu: string | undefined, dir: string): LoadGenerator {
@@ -199,64 +185,20 @@ async function checkAnswer(port: number, what: string): Promise<void> {
 }
 
 export default async function main(argv: string[]): Promise<void> {
-  const args = parseArgs(argv);
-  const flag = (name: string) => {
-    const i = args.rest.indexOf(name);
-    return i >= 0 ? args.rest[i + 1] : undefined;
-  };
-  const seconds = Number(flag('--seconds') ?? 3);
-  if (!Number.isFinite(seconds) || seconds <= 0) throw new Error('--seconds <s>: a positive number of seconds per round');
-  const cpuProfDir = flag('--cpu-prof');
-  const started = nowMs();
-  const place = placement();
-
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stubhost-bench-http-'));
-  const repo = path.join(dir, 'models');
-  fs.cpSync(path.join(repoRoot, 'models/add_sub'), path.join(repo, 'add_sub'), { recursive: true });
-  let host: ChildProcess | undefined;
-  let base: ChildProcess | undefined;
-  try {
-    const gen = loadGenerator(place, dir);
-    const [hostPort, basePort] = [await freePort(), await freePort()];
-    progress(`stubhost on port ${hostPort}, the bare node:http baseline on ${basePort}; load: ${gen.name}; ${place.note}`);
-    const profFlags = cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(cpuProfDir)] : [];
-    host = spawnOn(place.serverCpu, process.execPath, [...profFlags, path.join(repoRoot, 'bin/stubhost.js'), 'serve', '--model-repository', repo,
-      '--http-port', String(hostPort), '--http-address', '127.0.0.1', '--allow-grpc', 'false', '--allow-metrics', 'false', '--log-format', 'json'],
-    { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    base = spawnOn(place.serverCpu, process.execPath, ['--import', 'tsx', thisFile, '--baseline', String(basePort)],
-      { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
-    await Promise.all([
-      waitForLine(host, /model\(s\) ready/, 60_000, 'stubhost'),
-      waitForLine(base, /listening/, 30_000, 'the baseline server'),
-    ]);
-    await checkAnswer(hostPort, 'stubhost');
-    await checkAnswer(basePort, 'the baseline');
-
-    const servers: MeasuredServer[] = [
-      { name: 'stubhost', pid: host.pid!, hasChildren: true },
-      { name: 'baseline', pid: base.pid!, hasChildren: false },
-    ];
-    const portOf = (s: MeasuredServer) => (s.name === 'stubhost' ? hostPort : basePort);
-    const rows: string[][] = [];
-    const result: Record<string, number> = { pinned: place.serverCpu === undefined ? 0 : 1, secondsPerRound: seconds };
-    await warmUp(servers, (s, conc, secs) => gen.run(portOf(s), conc, secs));
-    for (const c of CONCURRENCY) {
-      const cells = await compare(servers, c, ROUNDS, seconds, (s, conc, secs) => gen.run(portOf(s), conc, secs));
-      const { row, fields } = rowAndFields(c, cells.get('stubhost')!, cells.get('baseline')!);
-      rows.push(row);
-      Object.assign(result, fields);
-    }
-    const text =
-      `HTTP infer benchmark: add_sub (2 × FP32[4], JSON) over keep-alive, load by ${gen.name}, ${ROUNDS} alternating rounds of ${seconds} s ` +
-      `per concurrency (${((nowMs() - started) / 1000).toFixed(1)} s, ${os.cpus().length} cores; ${place.note}; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')})\n` +
-      `baseline = a bare node:http server parsing the same JSON and computing the same sums\n${TABLE_LEGEND}\n` +
-      formatTable(TABLE_HEADER, rows);
-    report(args, text, result);
-  } finally {
-    await stop(host);
-    base?.kill('SIGKILL');
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  await runServerComparison(argv, {
+    protocol: 'http',
+    repoRoot,
+    benchFile: thisFile,
+    baselineName: 'the bare node:http baseline',
+    serveFlags: (port) => ['--http-port', String(port), '--http-address', '127.0.0.1', '--allow-grpc', 'false'],
+    loadGenerator,
+    checkAnswer,
+    levels: CONCURRENCY,
+    rounds: ROUNDS,
+    heading: (gen, seconds, runNote) =>
+      `HTTP infer benchmark: add_sub (2 × FP32[4], JSON) over keep-alive, load by ${gen}, ${ROUNDS} alternating rounds of ${seconds} s per concurrency (${runNote})\n` +
+      'baseline = a bare node:http server parsing the same JSON and computing the same sums',
+  });
 }
 
 if (process.argv[2] === '--baseline' && path.resolve(process.argv[1] ?? '') === thisFile) {

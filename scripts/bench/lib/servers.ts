@@ -11,7 +11,9 @@
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import { fmt, median, progress } from '../common.js';
+import os from 'node:os';
+import path from 'node:path';
+import { fmt, formatTable, median, nowMs, parseArgs, progress, report } from '../common.js';
 
 // ---- placement ----
 
@@ -160,6 +162,21 @@ export async function stop(child: ChildProcess | undefined): Promise<void> {
 // ---- the comparison ----
 
 /** One run of the load generator against one server. */
+/** A load generator: `run` keeps `concurrency` requests (connections or calls in flight) going for `seconds`. */
+export type LoadGenerator = { name: string; run: (port: number, concurrency: number, seconds: number) => Promise<RunResult> };
+
+/** A load generator's stdout once it exits 0; its output in the error otherwise. */
+export function collect(child: ChildProcess): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let err = '';
+    child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
+    child.once('error', reject);
+    child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`load generator exited with ${code}: ${err}${out}`))));
+  });
+}
+
 export interface RunResult {
   requests: number;
   seconds: number;
@@ -257,3 +274,85 @@ export const TABLE_HEADER = [
 export const TABLE_LEGEND =
   'ratio = stubhost req/s ÷ baseline req/s (target ≥ 0.5 at 16 and 64); cpu ratio = host CPU µs per request ÷ the baseline\'s (target ≤ 2); ' +
   'µs/req = utime+stime of the process over one run ÷ its requests (stub: the host\'s child processes)';
+
+/** What differs between the HTTP and the gRPC comparison; everything else is `runServerComparison`. */
+export interface ComparisonSpec {
+  /** 'http' or 'grpc': names the temporary folder. */
+  protocol: string;
+  repoRoot: string;
+  /** The benchmark's own file, run as `--baseline <port>` for the bare server. */
+  benchFile: string;
+  /** Describes the baseline in the progress line ("the bare node:http baseline"). */
+  baselineName: string;
+  /** `stubhost serve` flags that open the protocol's port (and close the others) on a port. */
+  serveFlags(port: number): string[];
+  loadGenerator(place: Placement, dir: string): LoadGenerator;
+  /** Fails unless the server at the port gives the right answer. */
+  checkAnswer(port: number, who: string): Promise<void>;
+  levels: readonly number[];
+  rounds: number;
+  /** The table's heading: its first line (after the figures of the run) and the baseline line. */
+  heading(gen: string, seconds: number, runNote: string): string;
+}
+
+/**
+ * `npm run bench -- http|grpc`: stubhost serving a copy of models/add_sub against the bench's
+ * bare server, both pinned to the server CPU, under `spec`'s load generator on the other; a warm
+ * up, then alternating rounds per level; `--seconds`, `--cpu-prof <dir>` and `--json` as flags.
+ */
+export async function runServerComparison(argv: string[], spec: ComparisonSpec): Promise<void> {
+  const args = parseArgs(argv);
+  const flag = (name: string) => {
+    const i = args.rest.indexOf(name);
+    return i >= 0 ? args.rest[i + 1] : undefined;
+  };
+  const seconds = Number(flag('--seconds') ?? 3);
+  if (!Number.isFinite(seconds) || seconds <= 0) throw new Error('--seconds <s>: a positive number of seconds per round');
+  const cpuProfDir = flag('--cpu-prof');
+  const started = nowMs();
+  const place = placement();
+
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `stubhost-bench-${spec.protocol}-`));
+  const repo = path.join(dir, 'models');
+  fs.cpSync(path.join(spec.repoRoot, 'models/add_sub'), path.join(repo, 'add_sub'), { recursive: true });
+  let host: ChildProcess | undefined;
+  let base: ChildProcess | undefined;
+  try {
+    const gen = spec.loadGenerator(place, dir);
+    const [hostPort, basePort] = [await freePort(), await freePort()];
+    progress(`stubhost on port ${hostPort}, ${spec.baselineName} on ${basePort}; load: ${gen.name}; ${place.note}`);
+    const profFlags = cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(cpuProfDir)] : [];
+    host = spawnOn(place.serverCpu, process.execPath, [...profFlags, path.join(spec.repoRoot, 'bin/stubhost.js'), 'serve', '--model-repository', repo,
+      ...spec.serveFlags(hostPort), '--allow-metrics', 'false', '--log-format', 'json'],
+    { cwd: spec.repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    base = spawnOn(place.serverCpu, process.execPath, ['--import', 'tsx', spec.benchFile, '--baseline', String(basePort)],
+      { cwd: spec.repoRoot, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    await Promise.all([
+      waitForLine(host, /model\(s\) ready/, 60_000, 'stubhost'),
+      waitForLine(base, /listening/, 30_000, 'the baseline server'),
+    ]);
+    await spec.checkAnswer(hostPort, 'stubhost');
+    await spec.checkAnswer(basePort, 'the baseline');
+
+    const servers: MeasuredServer[] = [
+      { name: 'stubhost', pid: host.pid!, hasChildren: true },
+      { name: 'baseline', pid: base.pid!, hasChildren: false },
+    ];
+    const runOn = (s: MeasuredServer, level: number, secs: number) => gen.run(s.name === 'stubhost' ? hostPort : basePort, level, secs);
+    const rows: string[][] = [];
+    const result: Record<string, number> = { pinned: place.serverCpu === undefined ? 0 : 1, secondsPerRound: seconds };
+    await warmUp(servers, runOn);
+    for (const level of spec.levels) {
+      const cells = await compare(servers, level, spec.rounds, seconds, runOn);
+      const { row, fields } = rowAndFields(level, cells.get('stubhost')!, cells.get('baseline')!);
+      rows.push(row);
+      Object.assign(result, fields);
+    }
+    const runNote = `${((nowMs() - started) / 1000).toFixed(1)} s, ${os.cpus().length} cores; ${place.note}; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`;
+    report(args, `${spec.heading(gen.name, seconds, runNote)}\n${TABLE_LEGEND}\n${formatTable(TABLE_HEADER, rows)}`, result);
+  } finally {
+    await stop(host);
+    base?.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
