@@ -12,17 +12,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Region } from '../src/ipc/region.js';
 import { Semaphore } from '../src/ipc/semaphore.js';
 import { DoorbellListener, DoorbellRinger, adoptDoorbell } from '../src/ipc/doorbell.js';
-import { FIXTURES, REPO_ROOT, killAll, messagesOf, shmFiles, uniqueRegionName } from './fixtures/ipc-helpers.js';
+import { FIXTURES, REPO_ROOT, cleanUp, messagesOf, shmFiles, uniqueRegionName } from './fixtures/ipc-helpers.js';
 
 let children: ChildProcess[] = [];
 let regions: Region[] = [];
 
 afterEach(async () => {
-  await killAll(children);
-  for (const r of regions.splice(0)) {
-    r.close();
-    r.unlink();
-  }
+  await cleanUp(children, regions);
   expect(shmFiles()).toEqual([]);
 });
 

@@ -8,17 +8,13 @@ import type { ChildProcess } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Region } from '../src/ipc/region.js';
 import type { SemaphoreStats } from '../src/ipc/semaphore.js';
-import { endOfStream, killAll, shmFiles, spawnPeer, uniqueRegionName } from './fixtures/ipc-helpers.js';
+import { cleanUp, endOfStream, shmFiles, spawnPeer, uniqueRegionName } from './fixtures/ipc-helpers.js';
 
 let children: ChildProcess[] = [];
 let regions: Region[] = [];
 
 afterEach(async () => {
-  await killAll(children);
-  for (const r of regions.splice(0)) {
-    r.close();
-    r.unlink();
-  }
+  await cleanUp(children, regions);
   expect(shmFiles()).toEqual([]);
 });
 

@@ -346,6 +346,17 @@ describe('cancellation', () => {
 describe('cost of leaving the queue', () => {
   // Each of these took minutes when a removal or an expiry scanned the whole queue (O(N²)).
   const N = 50_000;
+  /**
+   * Expects `cost(n)` (the ms n removals take) to grow linearly: N against a tenth of the work in
+   * the same run, not a wall-clock bound (a loaded machine slows both alike), each the faster of
+   * two runs (another process taking the CPU for a moment slows one run, not both). O(N) gives
+   * about 10×; a scan per removal (O(N²), which took minutes here) about 100×.
+   */
+  const expectLinear = async (cost: (n: number) => Promise<number>): Promise<void> => {
+    const tenth = Math.min(await cost(N / 10), await cost(N / 10));
+    const full = Math.min(await cost(N), await cost(N));
+    expect(full / Math.max(tenth, 1)).toBeLessThan(40);
+  };
 
   it(`${N} queued requests cancelled one by one (newest first) settle in O(N) in all; the queue then serves again`, async () => {
     const reason = new StubhostError('STUBHOST_CANCELLED', 'stream cancelled');
@@ -378,13 +389,7 @@ describe('cost of leaving the queue', () => {
       expect(a.batches.flat()).toEqual(['busy', 'next']);
       return ms;
     };
-    // Against a tenth of the work in the same run (a loaded machine slows both alike): O(N) gives
-    // about 10×, a scan per removal (O(N²), which took minutes here) about 100×.
-    // The faster of two runs of each size: another process taking the CPU for a moment slows
-    // one run, not both. O(N) gives about 10x for 10x the work; a scan per cancellation ~100x.
-    const tenth = Math.min(await cancelQueued(N / 10), await cancelQueued(N / 10));
-    const full = Math.min(await cancelQueued(N), await cancelQueued(N));
-    expect(full / Math.max(tenth, 1)).toBeLessThan(40);
+    await expectLinear(cancelQueued);
   }, 60_000);
 
   it(`${N} queued requests timing out (REJECT) are rejected in O(N log N) in all, and fresh work still runs`, async () => {
@@ -445,13 +450,7 @@ describe('cost of leaving the queue', () => {
       sb.close('test over');
       return ms;
     };
-    // Against a tenth of the work in the same run, not a wall-clock bound (a loaded machine slows
-    // both alike): O(N) gives about 10×, a scan per cancellation (O(N²)) about 100×.
-    // The faster of two runs of each size: another process taking the CPU for a moment slows
-    // one run, not both. O(N) gives about 10x for 10x the work; a scan per cancellation ~100x.
-    const tenth = Math.min(await cancelQueued(N / 10), await cancelQueued(N / 10));
-    const full = Math.min(await cancelQueued(N), await cancelQueued(N));
-    expect(full / Math.max(tenth, 1)).toBeLessThan(40);
+    await expectLinear(cancelQueued);
   }, 60_000);
 
   it('a queue timeout beyond the 2^31-1 ms timer limit does not fire early', async () => {
