@@ -47,10 +47,6 @@ interface Batch {
   /** Resolves once the editor is done (no event for debounceMs): the check may read the files. */
   written: Promise<void>;
   done: () => void;
-  /** The reload runs: files saved from now on are read by it only if the stubs read them later. */
-  started: boolean;
-  /** A config was saved after the load read it: one more reload follows. */
-  stale?: boolean;
 }
 
 export interface DevMode {
@@ -131,16 +127,14 @@ export async function startDevMode(opts: DevModeOptions): Promise<DevMode> {
       next.set(model, mergeInto(batch, next.get(model)));
       return;
     }
-    batch.started = true;
     const done = reload(model, batch).finally(() => {
       running.delete(model);
       let queued = next.get(model);
       next.delete(model);
-      if (batch.stale) queued = mergeInto(queued ?? closedBatch(performance.now()), closedBatch(performance.now(), ...[...batch.files].filter((f) => CONFIG_FILES.has(f.slice(model.length + 1)))));
       if (!queued) return;
       // A save being written: its batch runs when the editor is done, with the queued saves.
       const writing = open.get(model);
-      if (writing && !writing.started) mergeInto(writing, queued);
+      if (writing) mergeInto(writing, queued);
       else run(model, queued);
     });
     running.set(model, done);
@@ -160,12 +154,10 @@ export async function startDevMode(opts: DevModeOptions): Promise<DevMode> {
     if (parts.length < 2 || parts.some((p) => p.startsWith('.') || p === 'node_modules') || isEditorScratch(parts[parts.length - 1]!)) return;
     if (isOwnWrite(written, root, rel)) return;
     const model = parts[0]!;
-    const isConfig = parts.length === 2 && CONFIG_FILES.has(parts[1]!);
+    // A batch leaves `open` when its debounce passes, before its reload starts: one still open
+    // has not been read by any load.
     let batch = open.get(model);
-    if (batch) {
-      // The load read the config before this save of it: it reloads once more.
-      if (batch.started && isConfig) batch.stale = true;
-    } else {
+    if (!batch) {
       batch = openBatch(performance.now());
       open.set(model, batch);
     }
@@ -176,7 +168,7 @@ export async function startDevMode(opts: DevModeOptions): Promise<DevMode> {
       b.timer = undefined;
       open.delete(model);
       b.done();
-      if (!b.started && next.get(model) !== b) run(model, b);
+      run(model, b);
     }, debounceMs);
   };
 
@@ -220,14 +212,7 @@ export async function startDevMode(opts: DevModeOptions): Promise<DevMode> {
 function openBatch(since: number): Batch {
   let done!: () => void;
   const written = new Promise<void>((resolve) => (done = resolve));
-  return { since, files: new Set(), written, done, started: false };
-}
-
-function closedBatch(since: number, ...files: string[]): Batch {
-  const batch = openBatch(since);
-  for (const f of files) batch.files.add(f);
-  batch.done();
-  return batch;
+  return { since, files: new Set(), written, done };
 }
 
 /** `batch` takes in the saves of `older` (its files, its first event); returns `batch`. */
@@ -235,7 +220,6 @@ function mergeInto(batch: Batch, older: Batch | undefined): Batch {
   if (!older || older === batch) return batch;
   batch.since = Math.min(batch.since, older.since);
   for (const f of older.files) batch.files.add(f);
-  batch.stale ||= older.stale;
   return batch;
 }
 
