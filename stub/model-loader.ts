@@ -4,6 +4,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import type { InitArgs } from '../src/ipc/protocol.js';
+import { parseModelSettings, type ParameterMap } from '../src/core/model-parameters.js';
 import type { Model, ModelClass, ModelConfig } from './api/model.js';
 import { withAutoCompleteHelpers } from './api/auto-complete.js';
 import { registerTypeScript } from './typescript-loader.js';
@@ -46,8 +47,10 @@ export async function loadModel(args: InitArgs, hooks: LoadHooks): Promise<Loade
     hooks.autoCompleting(false);
   }
   const decoupled = Boolean((config.model_transaction_policy as { decoupled?: boolean } | undefined)?.decoupled);
-  // Parsed once by the host (InitArgs.settings), not again here.
-  const maxInflight = args.settings.maxInflightPerInstance;
+  // Parsed by the host (InitArgs.settings) — from the config as the host had it. A config that
+  // autoCompleteConfig completed here is parsed as the host will parse it after init-ok, so the
+  // first instance runs with the same max_inflight_per_instance as the others.
+  const maxInflight = completed ? parseModelSettings(config.parameters as ParameterMap).maxInflightPerInstance : args.settings.maxInflightPerInstance;
   hooks.configured(config);
   const model = new ModelCtor();
   if (typeof model.execute !== 'function') throw new Error(`${args.modelFile}: the default-exported class has no execute() method`);
