@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { Semaphore } from '../src/ipc/semaphore.js';
+import { Semaphore, flushDeferredWakes } from '../src/ipc/semaphore.js';
 import { SpinGate } from '../src/ipc/spin-gate.js';
 
 let sems: Semaphore[] = [];
@@ -177,6 +178,90 @@ describe('Semaphore wake-ups (a poster and a waiter object over one buffer, as t
     expect(() => waiter.wait(0)).toThrow(/async wait is pending/);
     poster.post();
     expect(await pending).toBe(true);
+  });
+});
+
+describe('Semaphore coalescing wakes (coalesceWakes: one wake per event-loop turn)', () => {
+  function pair(): { poster: Semaphore; waiter: Semaphore; buffer: SharedArrayBuffer } {
+    const buffer = new SharedArrayBuffer(128);
+    const poster = new Semaphore(buffer, 0, 64, { coalesceWakes: true });
+    poster.init(0);
+    const waiter = new Semaphore(buffer, 0, 64);
+    sems.push(poster, waiter);
+    return { poster, waiter, buffer };
+  }
+
+  it('a burst of posts in one turn wakes a sleeping waiter once, at the end of the turn', async () => {
+    const { poster, waiter } = pair();
+    const woken = waiter.whenAvailable(10_000);
+    for (let i = 0; i < 100; i++) poster.post();
+    // The units are there at once (a spinning peer would take them); the syscall is owed.
+    expect(waiter.value).toBe(100);
+    expect(poster.stats.wakes).toBe(0);
+    expect(waiter.sleeperAnnounced).toBe(true);
+    await new Promise((r) => setImmediate(r));
+    expect(poster.stats.wakes).toBe(1);
+    expect(await woken).toBe(true);
+    // The next turn's burst owes its own wake.
+    while (waiter.tryWait());
+    const again = waiter.whenAvailable(10_000);
+    poster.post();
+    poster.post();
+    expect(await again).toBe(true);
+    expect(poster.stats.wakes).toBe(2);
+  });
+
+  it('a waiter that woke by itself before the end of the turn costs no wake', async () => {
+    const { poster, waiter } = pair();
+    expect(waiter.wait(1)).toBe(false); // announced and withdrawn: awake now
+    poster.post();
+    flushDeferredWakes();
+    expect(poster.stats.wakes).toBe(0);
+    expect(waiter.tryWait()).toBe(true);
+  });
+
+  it('pays an owed wake before this thread sleeps synchronously (no sleeping on a wake it owes)', async () => {
+    // The worker sleeps on `ping`, answers on `pong`. We post `ping` (coalesced: the wake is
+    // owed until the end of our turn) and then block in a synchronous wait for `pong` in the
+    // same turn: without paying the wake first, neither side would ever run.
+    const buffer = new SharedArrayBuffer(256);
+    const ping = new Semaphore(buffer, 0, 64, { coalesceWakes: true });
+    ping.init(0);
+    const pong = new Semaphore(buffer, 128, 192);
+    pong.init(0);
+    sems.push(ping, pong);
+    // The worker sleeps on the futex as a stub does (the addon's futex, not Atomics.wait, whose
+    // waiters a futex wake does not reach).
+    const addon = path.resolve('build/Release/stubhost_native.node');
+    const worker = new Worker(
+      `const { workerData: { buffer, addon } } = require('node:worker_threads');
+       const native = require(addon);
+       const w = new Int32Array(buffer);
+       Atomics.store(w, 16, 1);                       // announce: asleep on ping's count
+       while (Atomics.load(w, 0) === 0) native.futexWait(buffer, 0, 0, -1);
+       Atomics.sub(w, 0, 1);
+       Atomics.add(w, 32, 1);                          // pong
+       if (Atomics.exchange(w, 48, 0) !== 0) native.futexWake(buffer, 128, 1);`,
+      { eval: true, workerData: { buffer, addon } },
+    );
+    try {
+      while (!ping.sleeperAnnounced) await new Promise((r) => setTimeout(r, 1));
+      ping.post();
+      expect(ping.stats.wakes).toBe(0);
+      expect(pong.wait(20_000)).toBe(true);
+      expect(ping.stats.wakes).toBe(1);
+    } finally {
+      await worker.terminate();
+    }
+  }, 30_000);
+
+  it('close pays an owed wake', async () => {
+    const { poster, waiter } = pair();
+    const woken = waiter.whenAvailable(10_000);
+    poster.post();
+    poster.close();
+    expect(poster.stats.wakes).toBe(1);
+    expect(await woken).toBe(true);
   });
 });
 

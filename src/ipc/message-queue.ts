@@ -37,6 +37,8 @@ export interface MessageQueueOptions {
   /** Doorbells of the two semaphores (see doorbell.ts): the side that waits listens, the other rings. */
   filledBell?: Pick<SemaphoreOptions, 'listen' | 'ring'>;
   freeBell?: Pick<SemaphoreOptions, 'listen' | 'ring'>;
+  /** The consumer's wake-ups wait for the end of the producer's turn (see SemaphoreOptions.coalesceWakes). */
+  coalesceWakes?: boolean;
 }
 
 export type MessageHandler = (message: Uint8Array) => void;
@@ -100,7 +102,7 @@ export class MessageQueue {
     // free slots, which follows its taking them.
     const filledGate = new SpinGate({ sharesOneCpu, peerProgress: peerProgress(options.peerProgressOffset), peerWaking: options.peerWaking });
     const freeGate = new SpinGate({ sharesOneCpu, peerProgress: peerProgress(h + kTaken), peerWaking: () => this.peerWaking() });
-    this.filled = new Semaphore(buffer, h + kFilledCount, h + kFilledSleeper, { spinMicros: this.spinMicros, gate: filledGate, ...options.filledBell });
+    this.filled = new Semaphore(buffer, h + kFilledCount, h + kFilledSleeper, { spinMicros: this.spinMicros, gate: filledGate, coalesceWakes: options.coalesceWakes, ...options.filledBell });
     this.free = new Semaphore(buffer, h + kFreeCount, h + kFreeSleeper, { spinMicros: this.spinMicros, gate: freeGate, ...options.freeBell });
   }
 

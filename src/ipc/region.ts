@@ -54,11 +54,11 @@ export class Region {
     // through what this side sent it.
     this.hostToStub = new MessageQueue(buffer, {
       headerOffset: H2S_QUEUE_OFFSET, slotsOffset: slotsOffset('h2s', slotCount, slotSize), slotCount, slotSize, spinMicros,
-      sharesOneCpu, peerProgressOffset: S2H_QUEUE_OFFSET + kTaken, peerWaking: () => this.stubToHost.peerWaking(), freeBell: bell,
+      sharesOneCpu, peerProgressOffset: S2H_QUEUE_OFFSET + kTaken, peerWaking: () => this.stubToHost.peerWaking(), freeBell: bell, coalesceWakes: true,
     });
     this.stubToHost = new MessageQueue(buffer, {
       headerOffset: S2H_QUEUE_OFFSET, slotsOffset: slotsOffset('s2h', slotCount, slotSize), slotCount, slotSize, spinMicros,
-      sharesOneCpu, peerProgressOffset: H2S_QUEUE_OFFSET + kTaken, peerWaking: () => this.hostToStub.peerWaking(), filledBell: bell,
+      sharesOneCpu, peerProgressOffset: H2S_QUEUE_OFFSET + kTaken, peerWaking: () => this.hostToStub.peerWaking(), filledBell: bell, coalesceWakes: true,
     });
   }
 

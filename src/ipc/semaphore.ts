@@ -17,6 +17,12 @@
  * before it looks at the count, so a post racing with it rings again, and it announces again
  * while still parked (a ring may have been spent on a unit taken by other means).
  *
+ * With coalesceWakes (the rings' `filled` semaphores), a post that finds the waiter asleep
+ * leaves the wake for the end of this event-loop turn: the units are visible at once, and the
+ * whole burst posted in the turn costs one wake-up. On one CPU shared with the peer, a wake per
+ * message made the peer preempt us for every request (one context switch each way per
+ * message); a thread about to sleep synchronously pays what it owes first.
+ *
  * Waiting spins briefly first, when that can pay (see spin-gate.ts): a futex sleep/wake costs
  * tens of microseconds, and a peer running on another CPU often answers faster than that.
  *
@@ -46,6 +52,26 @@ export interface SemaphoreOptions {
   listen?: DoorbellListener;
   /** Posts that find the waiter parked on its doorbell ring this copy of it. */
   ring?: DoorbellRinger;
+  /**
+   * Posts that find the waiter asleep wake it at the end of this event-loop turn (setImmediate)
+   * instead of at once, so a burst of posts in one turn costs one wake-up (see postCoalesced).
+   */
+  coalesceWakes?: boolean;
+}
+
+/** Semaphores of this thread with a wake put off to the end of the turn (see coalesceWakes). */
+const deferredWakes: Semaphore[] = [];
+let flushScheduled = false;
+
+/**
+ * Makes the wake-ups put off by coalescing posts now. Runs at the end of each turn that posted;
+ * also before any synchronous sleep of this thread, so a thread never sleeps on a wake it owes.
+ */
+export function flushDeferredWakes(): void {
+  flushScheduled = false;
+  if (deferredWakes.length === 0) return;
+  const due = deferredWakes.splice(0);
+  for (const s of due) s.wakeDeferred();
 }
 
 /** Counters for tests and benchmarks (this object's side only). */
@@ -83,6 +109,8 @@ export class Semaphore {
   /** Current spin length of the adaptive spin (see spinUntilAvailable), in microseconds. */
   private adaptiveSpin: number;
   private spinProbe = 0;
+  private readonly coalesce: boolean;
+  private wakeOwed = false;
 
   /** `countByteOffset` and `sleeperByteOffset` are byte offsets of two Int32 words of `buffer`. */
   constructor(private readonly buffer: SharedArrayBuffer, countByteOffset: number, sleeperByteOffset: number, options: SemaphoreOptions = {}) {
@@ -95,6 +123,7 @@ export class Semaphore {
     this.gate = options.gate ?? (defaultGate ??= new SpinGate());
     this.listener = options.listen;
     this.ringer = options.ring;
+    this.coalesce = options.coalesceWakes ?? false;
     this.unlisten = this.listener?.listen(() => this.onBell());
   }
 
@@ -118,6 +147,30 @@ export class Semaphore {
     // The plain load keeps the common case (peer awake) to two atomics; the exchange makes
     // exactly one of several concurrent posters pay for the wake.
     if (Atomics.load(this.words, this.sleeperIndex) === AWAKE) return;
+    if (this.coalesce) {
+      // The count is visible at once (a spinning peer takes it); only the syscall waits for
+      // the end of the turn, when the burst this post belongs to has been posted.
+      if (this.wakeOwed) return;
+      this.wakeOwed = true;
+      deferredWakes.push(this);
+      if (!flushScheduled) {
+        flushScheduled = true;
+        setImmediate(flushDeferredWakes);
+      }
+      return;
+    }
+    this.wakeNow();
+  }
+
+  /** The wake a coalescing post put off (flushDeferredWakes). */
+  wakeDeferred(): void {
+    if (!this.wakeOwed) return;
+    this.wakeOwed = false;
+    if (Atomics.load(this.words, this.sleeperIndex) === AWAKE) return;
+    this.wakeNow();
+  }
+
+  private wakeNow(): void {
     const sleeper = Atomics.exchange(this.words, this.sleeperIndex, AWAKE);
     if (sleeper === AWAKE) return;
     this.stats.wakes++;
@@ -215,6 +268,7 @@ export class Semaphore {
 
   /** One futex sleep on the count word while it is 0. */
   private sleep(timeoutMs: number): void {
+    flushDeferredWakes();
     this.stats.sleeps++;
     const rc = native.futexWait(this.buffer, this.countByteOffset, 0, timeoutMs);
     if (rc === FUTEX_TIMED_OUT && Atomics.load(this.words, this.countIndex) > 0) this.stats.missedWakes++;
@@ -353,6 +407,7 @@ export class Semaphore {
   /** Stops the watcher thread (or leaves the doorbell); a pending `whenAvailable` resolves false. Safe to call twice. */
   close(): void {
     if (this.closed) return;
+    this.wakeDeferred();
     this.closed = true;
     const watcher = this.watcher;
     this.watcher = undefined;
