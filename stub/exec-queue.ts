@@ -4,6 +4,14 @@
  * A request cancelled while its batch waits here starts cancelled.
  */
 import type { Execute } from '../src/ipc/protocol.js';
+import { flushDeferredWakes } from '../src/ipc/semaphore.js';
+
+/**
+ * An execute at least this long (the previous one's duration predicts the next) pays the wake of
+ * replies posted earlier in this turn before it starts: with coalesced wakes (both processes on
+ * one CPU) a reply would otherwise wait for the next execute to end.
+ */
+const LONG_EXECUTE_MS = 0.1;
 
 export class ExecQueue {
   private readonly waiting: Execute[] = [];
@@ -11,6 +19,7 @@ export class ExecQueue {
   /** max_inflight_per_instance, set once the config is final. */
   maxConcurrent = 1;
   private readonly cancelledBeforeStart = new Set<number>();
+  private lastExecuteMs = 0;
 
   constructor(private readonly run: (msg: Execute) => Promise<void>) {}
 
@@ -46,7 +55,10 @@ export class ExecQueue {
     while (this.running < this.maxConcurrent && this.waiting.length > 0) {
       const msg = this.waiting.shift()!;
       this.running++;
+      if (this.lastExecuteMs >= LONG_EXECUTE_MS) flushDeferredWakes();
+      const started = performance.now();
       void this.run(msg).finally(() => {
+        this.lastExecuteMs = performance.now() - started;
         this.running--;
         this.pump();
       });

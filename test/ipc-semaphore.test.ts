@@ -184,7 +184,7 @@ describe('Semaphore wake-ups (a poster and a waiter object over one buffer, as t
 describe('Semaphore coalescing wakes (coalesceWakes: one wake per event-loop turn)', () => {
   function pair(): { poster: Semaphore; waiter: Semaphore; buffer: SharedArrayBuffer } {
     const buffer = new SharedArrayBuffer(128);
-    const poster = new Semaphore(buffer, 0, 64, { coalesceWakes: true });
+    const poster = new Semaphore(buffer, 0, 64, { coalesceWakes: () => true });
     poster.init(0);
     const waiter = new Semaphore(buffer, 0, 64);
     sems.push(poster, waiter);
@@ -225,7 +225,7 @@ describe('Semaphore coalescing wakes (coalesceWakes: one wake per event-loop tur
     // owed until the end of our turn) and then block in a synchronous wait for `pong` in the
     // same turn: without paying the wake first, neither side would ever run.
     const buffer = new SharedArrayBuffer(256);
-    const ping = new Semaphore(buffer, 0, 64, { coalesceWakes: true });
+    const ping = new Semaphore(buffer, 0, 64, { coalesceWakes: () => true });
     ping.init(0);
     const pong = new Semaphore(buffer, 128, 192);
     pong.init(0);

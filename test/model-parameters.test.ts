@@ -60,13 +60,17 @@ describe('settingsOf (a model version at load)', () => {
     expect((error as StubhostError).message).toBe(`model 'm' version 1 (/models/m): config parameter enable_mem_arena: 'maybe' is not a boolean; use "1" or "0"`);
   });
 
-  it('instance depth: max_inflight_per_instance plus the prefetch (0 with dynamic batching unless instance_prefetch says)', () => {
+  it('instance depth: max_inflight_per_instance plus the prefetch (adaptive unless told; 0 with dynamic batching unless instance_prefetch says)', () => {
     const plain = config({ max_inflight_per_instance: '2' });
-    expect(instanceDepth(plain, settingsOf(plain, 'm'))).toBe(3);
+    expect(instanceDepth(plain, settingsOf(plain, 'm')).depth).toBe(3); // adaptive starts at 1 ahead
     const batched = config({ max_inflight_per_instance: '2' }, { dynamic_batching: {} });
-    expect(instanceDepth(batched, settingsOf(batched, 'm'))).toBe(2);
+    expect(instanceDepth(batched, settingsOf(batched, 'm')).depth).toBe(2);
     const told = config({ instance_prefetch: '3' }, { dynamic_batching: {} });
-    expect(instanceDepth(told, settingsOf(told, 'm'))).toBe(4);
+    expect(instanceDepth(told, settingsOf(told, 'm')).depth).toBe(4);
+    // A fixed prefetch does not adapt to a fast model.
+    const fixed = instanceDepth(told, settingsOf(told, 'm'));
+    for (let t = 0; t < 100; t++) fixed.finished(t, t + 0.001);
+    expect(fixed.depth).toBe(4);
   });
 
   it('the onnxruntime session plan takes the parsed settings', () => {

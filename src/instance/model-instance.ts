@@ -7,12 +7,13 @@ import { StubProcess, type StalledExecute, type StubProcessOptions } from './stu
 import type { ExecOutcome, ExecPhases, ExecutionTarget, Job, StreamSink } from '../execution/contract.js';
 import { StubhostError } from '../errors.js';
 import type { InferRequest } from '../core/types.js';
+import { InstanceDepth } from './instance-depth.js';
 
 export type InstanceState = 'starting' | 'ready' | 'restarting' | 'stopped';
 
 export interface ModelInstanceOptions extends StubProcessOptions {
-  /** Batches one instance may have in flight: running, plus those sent ahead and queued in its stub. */
-  maxInflight?: number;
+  /** Batches one instance may have in flight: running, plus those sent ahead and queued in its stub (default: 1, none ahead). */
+  depth?: InstanceDepth;
   decoupled: boolean;
   /** Called when a restarted stub is ready again, or when it died (for metrics). */
   onHealth?: (healthy: boolean, restarted: boolean) => void;
@@ -38,11 +39,18 @@ export class ModelInstance extends EventEmitter implements ExecutionTarget {
   private running = 0;
   private failuresInARow = 0;
   private restartTimer?: NodeJS.Timeout;
+  private readonly inflightDepth: InstanceDepth;
 
   constructor(private readonly opts: ModelInstanceOptions) {
     super();
     this.name = opts.instanceName;
     this.decoupled = opts.decoupled;
+    this.inflightDepth = opts.depth ?? new InstanceDepth(1, 0);
+  }
+
+  /** Batches this instance may hold now (it adapts when instance_prefetch is unset). */
+  get depth(): number {
+    return this.inflightDepth.depth;
   }
 
   /** The process the stub runs in (the server's own for a thread stub). */
@@ -68,7 +76,7 @@ export class ModelInstance extends EventEmitter implements ExecutionTarget {
   }
 
   canAccept(): boolean {
-    return this.state === 'ready' && this.running < (this.opts.maxInflight ?? 1);
+    return this.state === 'ready' && this.running < this.inflightDepth.depth;
   }
 
   /** Runs one batch; resolves with its input and output copy times (ms) once every job is finished. */
@@ -86,7 +94,9 @@ export class ModelInstance extends EventEmitter implements ExecutionTarget {
         for (let i = 0; i < n; i++) sinks[i] = jobs[i]!.sink ?? noSink;
         outcomes = await stub.executeStreaming(requests, sinks);
       } else outcomes = await stub.execute(requests);
-      const computeMs = performance.now() - started;
+      const ended = performance.now();
+      this.inflightDepth.finished(started, ended);
+      const computeMs = ended - started;
       const phases = outcomes[0]?.phases ?? { inputMs: 0, outputMs: 0 };
       const timing = { queueMs: 0, computeMs, batchSize: n, inputMs: phases.inputMs, outputMs: phases.outputMs };
       for (let i = 0; i < n; i++) jobs[i]!.finish(outcomes[i] ?? { error: new StubhostError('STUBHOST_INTERNAL', 'missing outcome') }, timing);

@@ -37,8 +37,8 @@ export interface MessageQueueOptions {
   /** Doorbells of the two semaphores (see doorbell.ts): the side that waits listens, the other rings. */
   filledBell?: Pick<SemaphoreOptions, 'listen' | 'ring'>;
   freeBell?: Pick<SemaphoreOptions, 'listen' | 'ring'>;
-  /** The consumer's wake-ups wait for the end of the producer's turn (see SemaphoreOptions.coalesceWakes). */
-  coalesceWakes?: boolean;
+  /** While true, the consumer's wake-ups wait for the end of the producer's turn (see SemaphoreOptions.coalesceWakes). */
+  coalesceWakes?: () => boolean;
 }
 
 export type MessageHandler = (message: Uint8Array) => void;

@@ -49,16 +49,17 @@ export class Region {
     this.words = new Int32Array(buffer, 0, CONTROL_BLOCK_SIZE / 4);
     this.bell = bell;
     // The host waits on stub→host `filled` and host→stub `free`: those two use the doorbell.
+    // While both share one CPU, a burst of messages wakes the peer once, at the end of the turn.
     const sharesOneCpu = () => this.sharesOneCpu();
     // Each direction's consumer watches the other direction's `taken`: the peer working
     // through what this side sent it.
     this.hostToStub = new MessageQueue(buffer, {
       headerOffset: H2S_QUEUE_OFFSET, slotsOffset: slotsOffset('h2s', slotCount, slotSize), slotCount, slotSize, spinMicros,
-      sharesOneCpu, peerProgressOffset: S2H_QUEUE_OFFSET + kTaken, peerWaking: () => this.stubToHost.peerWaking(), freeBell: bell, coalesceWakes: true,
+      sharesOneCpu, peerProgressOffset: S2H_QUEUE_OFFSET + kTaken, peerWaking: () => this.stubToHost.peerWaking(), freeBell: bell, coalesceWakes: sharesOneCpu,
     });
     this.stubToHost = new MessageQueue(buffer, {
       headerOffset: S2H_QUEUE_OFFSET, slotsOffset: slotsOffset('s2h', slotCount, slotSize), slotCount, slotSize, spinMicros,
-      sharesOneCpu, peerProgressOffset: H2S_QUEUE_OFFSET + kTaken, peerWaking: () => this.hostToStub.peerWaking(), filledBell: bell, coalesceWakes: true,
+      sharesOneCpu, peerProgressOffset: H2S_QUEUE_OFFSET + kTaken, peerWaking: () => this.hostToStub.peerWaking(), filledBell: bell, coalesceWakes: sharesOneCpu,
     });
   }
 

@@ -17,11 +17,12 @@
  * before it looks at the count, so a post racing with it rings again, and it announces again
  * while still parked (a ring may have been spent on a unit taken by other means).
  *
- * With coalesceWakes (the rings' `filled` semaphores), a post that finds the waiter asleep
- * leaves the wake for the end of this event-loop turn: the units are visible at once, and the
- * whole burst posted in the turn costs one wake-up. On one CPU shared with the peer, a wake per
- * message made the peer preempt us for every request (one context switch each way per
- * message); a thread about to sleep synchronously pays what it owes first.
+ * With coalesceWakes (the rings' `filled` semaphores while both sides share one CPU), a post
+ * that finds the waiter asleep leaves the wake for the end of this event-loop turn: the units
+ * are visible at once, and the whole burst posted in the turn costs one wake-up. On one CPU, a
+ * wake per message made the peer preempt us for every request (one context switch each way per
+ * message); across CPUs the peer is woken at once, to work in parallel. A thread about to
+ * sleep synchronously pays what it owes first.
  *
  * Waiting spins briefly first, when that can pay (see spin-gate.ts): a futex sleep/wake costs
  * tens of microseconds, and a peer running on another CPU often answers faster than that.
@@ -53,10 +54,10 @@ export interface SemaphoreOptions {
   /** Posts that find the waiter parked on its doorbell ring this copy of it. */
   ring?: DoorbellRinger;
   /**
-   * Posts that find the waiter asleep wake it at the end of this event-loop turn (setImmediate)
-   * instead of at once, so a burst of posts in one turn costs one wake-up (see postCoalesced).
+   * Asked by a post that finds the waiter asleep: true, wake it at the end of this event-loop
+   * turn (setImmediate) instead of at once, so a burst of posts in one turn costs one wake-up.
    */
-  coalesceWakes?: boolean;
+  coalesceWakes?: () => boolean;
 }
 
 /** Semaphores of this thread with a wake put off to the end of the turn (see coalesceWakes). */
@@ -109,7 +110,7 @@ export class Semaphore {
   /** Current spin length of the adaptive spin (see spinUntilAvailable), in microseconds. */
   private adaptiveSpin: number;
   private spinProbe = 0;
-  private readonly coalesce: boolean;
+  private readonly coalesce?: () => boolean;
   private wakeOwed = false;
 
   /** `countByteOffset` and `sleeperByteOffset` are byte offsets of two Int32 words of `buffer`. */
@@ -123,7 +124,7 @@ export class Semaphore {
     this.gate = options.gate ?? (defaultGate ??= new SpinGate());
     this.listener = options.listen;
     this.ringer = options.ring;
-    this.coalesce = options.coalesceWakes ?? false;
+    this.coalesce = options.coalesceWakes;
     this.unlisten = this.listener?.listen(() => this.onBell());
   }
 
@@ -147,7 +148,7 @@ export class Semaphore {
     // The plain load keeps the common case (peer awake) to two atomics; the exchange makes
     // exactly one of several concurrent posters pay for the wake.
     if (Atomics.load(this.words, this.sleeperIndex) === AWAKE) return;
-    if (this.coalesce) {
+    if (this.coalesce?.()) {
       // The count is visible at once (a spinning peer takes it); only the syscall waits for
       // the end of the turn, when the burst this post belongs to has been posted.
       if (this.wakeOwed) return;

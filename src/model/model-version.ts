@@ -470,7 +470,9 @@ export class ModelVersion {
   private targetOf(inst: ModelInstance): ExecutionTarget {
     return {
       name: inst.name,
-      depth: this.instanceDepth(),
+      get depth() {
+        return inst.depth;
+      },
       canAccept: () => inst.canAccept(),
       run: async (jobs: Job[]) => {
         const started = performance.now();
@@ -510,11 +512,6 @@ export class ModelVersion {
     return this.settings.unloadGraceMs ?? this.opts.unloadGraceMs ?? DEFAULT_UNLOAD_GRACE_MS;
   }
 
-  /** Batches one instance may hold (scheduler-assembly.ts). */
-  private instanceDepth(): number {
-    return instanceDepth(this.config, this.settings);
-  }
-
   private removeCustomMetrics(): void {
     if (this.metricsOwner !== undefined) this.opts.metrics?.custom.removeOwner(this.metricsOwner);
   }
@@ -528,7 +525,7 @@ export class ModelVersion {
       instanceName: spec.name,
       isolation: settings.isolation,
       decoupled: this.decoupled,
-      maxInflight: this.instanceDepth(),
+      depth: instanceDepth(this.config, this.settings),
       healthTimeoutMs: settings.stubTimeoutMs ?? this.opts.stubTimeoutMs,
       executeTimeoutMs: settings.executeTimeoutMs ?? 0,
       executeWarnMs: this.opts.executeWarnMs ?? 0,

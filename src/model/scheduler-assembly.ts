@@ -14,6 +14,7 @@ import type { InstanceRateSpec, RateLimiter } from '../scheduler/rate-limiter.js
 import { Scheduler } from '../scheduler/scheduler.js';
 import { SequenceBatcher } from '../scheduler/sequence-batcher.js';
 import { readInitialStates } from '../scheduler/initial-state.js';
+import { InstanceDepth } from '../instance/instance-depth.js';
 
 /** One instance the instance groups ask for. */
 export interface InstanceSpec {
@@ -54,20 +55,21 @@ export function instanceSpecs(config: ModelConfig, label: string): InstanceSpec[
 
 /**
  * Batches sent ahead to a busy instance, queued in its stub until it is free (parameter
- * instance_prefetch). It hides the host⇄stub round trip between executions. Default 1 for
- * models that execute one request at a time; 0 with dynamic or sequence batching (waiting in
- * the host queue builds bigger batches and keeps priorities exact), a rate limiter (resources
- * are held only while executing) and decoupled models.
+ * instance_prefetch). It hides the host⇄stub round trip between executions. Unset: adaptive
+ * (see instance/instance-depth.ts: from 1 for a slow model to many for a fast one) for models
+ * that execute one request at a time; 0 with dynamic or sequence batching (waiting in the host
+ * queue builds bigger batches and keeps priorities exact), a rate limiter (resources are held
+ * only while executing) and decoupled models.
  */
-export function instancePrefetch(config: ModelConfig, settings: ModelSettings): number {
+export function instancePrefetch(config: ModelConfig, settings: ModelSettings): number | 'adaptive' {
   if (settings.instancePrefetch !== undefined) return settings.instancePrefetch;
   const limited = config.instance_group.some((g) => (g.rate_limiter?.resources.length ?? 0) > 0);
-  return config.dynamic_batching || config.sequence_batching || limited || isDecoupled(config) ? 0 : 1;
+  return config.dynamic_batching || config.sequence_batching || limited || isDecoupled(config) ? 0 : 'adaptive';
 }
 
-/** Batches one instance may hold: running (max_inflight_per_instance) plus sent ahead. */
-export function instanceDepth(config: ModelConfig, settings: ModelSettings): number {
-  return settings.maxInflightPerInstance + instancePrefetch(config, settings);
+/** The depth of each instance: max_inflight_per_instance running plus those sent ahead. */
+export function instanceDepth(config: ModelConfig, settings: ModelSettings): InstanceDepth {
+  return new InstanceDepth(settings.maxInflightPerInstance, instancePrefetch(config, settings));
 }
 
 export interface SchedulerSetup {
