@@ -4,7 +4,7 @@
  * it reads. Segment drops are forwarded to the peer before the next message, so the peer
  * never resolves a handle into a segment the writer has already reused.
  */
-import { Packr, Unpackr } from 'msgpackr';
+import { Packr, RESET_BUFFER_MODE, Unpackr } from 'msgpackr';
 import { Arena, PeerArena, type ArenaOptions, type Handle } from './arena.js';
 import type { MessageQueue } from './message-queue.js';
 import type { Region } from './region.js';
@@ -44,8 +44,11 @@ export class Channel<Out extends { k: string }, In extends { k: string }> {
   send(message: Out): void {
     if (this.closed) throw new StubhostError('STUBHOST_CLOSED', `channel ${this.region.name} is closed`);
     const dropped = this.arena.takeDropped();
-    if (dropped.length > 0) this.out.send(this.packr.pack({ k: 'seg-drop', ids: dropped }));
-    this.out.send(this.packr.pack(message));
+    // RESET_BUFFER_MODE: the queue copies the bytes before send returns, so the packer writes the
+    // next message over them instead of moving on through its buffer (and allocating a new one
+    // every few dozen messages).
+    if (dropped.length > 0) this.out.send(this.packr.pack({ k: 'seg-drop', ids: dropped }, RESET_BUFFER_MODE));
+    this.out.send(this.packr.pack(message, RESET_BUFFER_MODE));
   }
 
   /** Messages from the peer, in order. A message that fails to decode goes to `onError`. */

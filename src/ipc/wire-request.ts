@@ -122,7 +122,7 @@ export function encodeRequest<T, C = undefined>(f: RequestFields<T>, rid: number
  * The request `w` describes; refuses a malformed one (the peer may be a model's broken or
  * hostile process) with an error naming the field.
  */
-export function decodeRequest<T>(w: WireRequest, read: (d: TensorDesc) => T): Complete<RequestFields<T>> {
+export function decodeRequest<T, C = undefined>(w: WireRequest, read: (d: TensorDesc, ctx: C) => T, ctx?: C): Complete<RequestFields<T>> {
   if (typeof w !== 'object' || w === null) throw corrupt('request', 'is not a map');
   if (typeof w.model !== 'string' || w.model.length === 0) throw corrupt('request', 'has no model name');
   const what = `request to '${w.model}'`;
@@ -137,7 +137,7 @@ export function decodeRequest<T>(w: WireRequest, read: (d: TensorDesc) => T): Co
   if (w.timeoutMs !== undefined && (typeof w.timeoutMs !== 'number' || !(w.timeoutMs >= 0))) throw corrupt(what, 'has a timeout that is not a non-negative number');
   const n = w.ins.length;
   const inputs: T[] = new Array(n);
-  for (let i = 0; i < n; i++) inputs[i] = read(w.ins[i]!);
+  for (let i = 0; i < n; i++) inputs[i] = read(w.ins[i]!, ctx as C);
   return {
     requestId: w.id ?? '',
     modelName: w.model,
