@@ -46,10 +46,19 @@ export class ExecQueue {
     while (this.running < this.maxConcurrent && this.waiting.length > 0) {
       const msg = this.waiting.shift()!;
       this.running++;
-      void this.run(msg).finally(() => {
-        this.running--;
-        this.pump();
-      });
+      // then, not finally: one promise less per execute; a rejection still goes unhandled (the
+      // stub's crash handler), as with finally.
+      void this.run(msg).then(this.finished, this.failed);
     }
   }
+
+  private readonly finished = (): void => {
+    this.running--;
+    this.pump();
+  };
+
+  private readonly failed = (err: unknown): never => {
+    this.finished();
+    throw err;
+  };
 }

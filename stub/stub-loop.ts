@@ -225,7 +225,7 @@ export class StubLoop implements StubRuntime {
       return;
     }
     let requests: InferenceRequest[];
-    const context: ExecuteContext = { requests: [], calls: new Set(), lent: [], done: false };
+    const context: ExecuteContext = { requests: [], calls: undefined, lent: [], done: false };
     try {
       requests = msg.reqs.map((w) => this.toRequest(w, context));
     } catch (err) {

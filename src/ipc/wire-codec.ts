@@ -23,14 +23,16 @@ const utf8Encoder = new TextEncoder();
 
 let out = new Uint8Array(8192);
 let outView = new DataView(out.buffer);
+let outCap = out.byteLength;
 let pos = 0;
 
-function room(n: number): void {
-  if (pos + n <= out.byteLength) return;
-  const bigger = new Uint8Array(Math.max(out.byteLength * 2, pos + n));
+/** Makes room for `n` more bytes (callers check `pos + n > outCap` first: this runs per value). */
+function grow(n: number): void {
+  const bigger = new Uint8Array(Math.max(outCap * 2, pos + n));
   bigger.set(out.subarray(0, pos));
   out = bigger;
   outView = new DataView(out.buffer);
+  outCap = out.byteLength;
 }
 
 /**
@@ -49,7 +51,7 @@ export function encodeFast(message: unknown): Uint8Array | undefined {
 }
 
 function write(value: unknown): void {
-  room(9);
+  if (pos + 9 > outCap) grow(9);
   switch (typeof value) {
     case 'string':
       writeString(value);
@@ -123,7 +125,7 @@ function writeString(value: string): void {
   const n = value.length;
   if (n < 0x20) {
     // Short ASCII (names, kinds, dtypes): bytes written straight after a fixstr header.
-    room(1 + n);
+    if (pos + 1 + n > outCap) grow(1 + n);
     const start = pos + 1;
     let i = 0;
     for (; i < n; i++) {
@@ -138,7 +140,7 @@ function writeString(value: string): void {
     }
   }
   // UTF-8 (a lone surrogate becomes U+FFFD, as in msgpackr), header sized for the worst case.
-  room(5 + n * 3);
+  if (pos + 5 + n * 3 > outCap) grow(5 + n * 3);
   const { written } = utf8Encoder.encodeInto(value, out.subarray(pos + 5));
   if (written < 0x20) {
     out[pos] = 0xa0 | written;
@@ -196,7 +198,7 @@ function writeArray(array: unknown[]): void {
 
 function writeBin(bytes: Uint8Array): void {
   const n = bytes.byteLength;
-  room(5 + n);
+  if (pos + 5 + n > outCap) grow(5 + n);
   if (n < 0x100) {
     out[pos++] = 0xc4;
     out[pos++] = n;
@@ -216,9 +218,26 @@ function writeBin(bytes: Uint8Array): void {
 // ---- decoding -----------------------------------------------------------------------------
 
 let src: Uint8Array = new Uint8Array(0);
-let srcView: DataView = new DataView(src.buffer);
+/** A DataView of `src`, made only for the values that need one (most messages have none). */
+let srcView: DataView | undefined;
 let at = 0;
 let end = 0;
+
+function view(): DataView {
+  return (srcView ??= new DataView(src.buffer, src.byteOffset, src.byteLength));
+}
+
+function u16(): number {
+  const v = (src[at]! << 8) | src[at + 1]!;
+  at += 2;
+  return v;
+}
+
+function u32(): number {
+  const v = src[at]! * 0x1000000 + ((src[at + 1]! << 16) | (src[at + 2]! << 8) | src[at + 3]!);
+  at += 4;
+  return v;
+}
 
 /**
  * The message in `bytes` (process-private memory: bin values are copied out of it), or NOT_FAST
@@ -227,7 +246,7 @@ let end = 0;
 export function decodeFast(bytes: Uint8Array): unknown {
   if (bytes.byteLength === 0) return NOT_FAST;
   src = bytes;
-  srcView = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  srcView = undefined;
   at = 0;
   end = bytes.byteLength;
   try {
@@ -238,6 +257,7 @@ export function decodeFast(bytes: Uint8Array): unknown {
     throw err;
   } finally {
     src = EMPTY;
+    srcView = undefined;
   }
 }
 
@@ -261,16 +281,16 @@ function read(): unknown {
     case 0xc2: return false;
     case 0xc3: return true;
     case 0xc4: need(1); return readBin(src[at++]!);
-    case 0xc5: need(2); v = srcView.getUint16(at); at += 2; return readBin(v);
-    case 0xc6: need(4); v = srcView.getUint32(at); at += 4; return readBin(v);
-    case 0xca: need(4); v = srcView.getFloat32(at); at += 4; return v;
-    case 0xcb: need(8); v = srcView.getFloat64(at); at += 8; return v;
+    case 0xc5: need(2); return readBin(u16());
+    case 0xc6: need(4); return readBin(u32());
+    case 0xca: need(4); v = view().getFloat32(at); at += 4; return v;
+    case 0xcb: need(8); v = view().getFloat64(at); at += 8; return v;
     case 0xcc: need(1); return src[at++]!;
-    case 0xcd: need(2); v = srcView.getUint16(at); at += 2; return v;
-    case 0xce: need(4); v = srcView.getUint32(at); at += 4; return v;
-    case 0xd0: need(1); v = srcView.getInt8(at); at += 1; return v;
-    case 0xd1: need(2); v = srcView.getInt16(at); at += 2; return v;
-    case 0xd2: need(4); v = srcView.getInt32(at); at += 4; return v;
+    case 0xcd: need(2); return u16();
+    case 0xce: need(4); return u32();
+    case 0xd0: need(1); v = view().getInt8(at); at += 1; return v;
+    case 0xd1: need(2); v = view().getInt16(at); at += 2; return v;
+    case 0xd2: need(4); v = view().getInt32(at); at += 4; return v;
     case 0xd4:
       // fixext 1 of type 0: msgpackr's undefined (any other extension is msgpackr's).
       need(2);
@@ -278,12 +298,12 @@ function read(): unknown {
       at += 2;
       return undefined;
     case 0xd9: need(1); return readString(src[at++]!);
-    case 0xda: need(2); v = srcView.getUint16(at); at += 2; return readString(v);
-    case 0xdb: need(4); v = srcView.getUint32(at); at += 4; return readString(v);
-    case 0xdc: need(2); v = srcView.getUint16(at); at += 2; return readArray(v);
-    case 0xdd: need(4); v = srcView.getUint32(at); at += 4; return readArray(v);
-    case 0xde: need(2); v = srcView.getUint16(at); at += 2; return readMap(v);
-    case 0xdf: need(4); v = srcView.getUint32(at); at += 4; return readMap(v);
+    case 0xda: need(2); return readString(u16());
+    case 0xdb: need(4); return readString(u32());
+    case 0xdc: need(2); return readArray(u16());
+    case 0xdd: need(4); return readArray(u32());
+    case 0xde: need(2); return readMap(u16());
+    case 0xdf: need(4); return readMap(u32());
     default: throw UNSUPPORTED;
   }
 }
