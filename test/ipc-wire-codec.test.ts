@@ -22,7 +22,7 @@ const NUMBERS = [
 const STRINGS = [
   '', 'a', 'exec-done', 'x'.repeat(31), 'x'.repeat(32), 'x'.repeat(255), 'x'.repeat(256), 'x'.repeat(70000),
   'é', 'ünïcödé in a longer sentence that goes past thirty-two bytes', '日本語', '😀 emoji', '\uFEFFbom first',
-  'lone \uD800 high', 'lone \uDC00 low', 'é'.repeat(20000), '\u0000nul',
+  'lone \uD800 high', 'lone \uDC00 low', `${'long '.repeat(20)}\uD800 lone high`, 'é'.repeat(20000), '\u0000nul',
 ];
 const VALUES: unknown[] = [
   ...NUMBERS, ...STRINGS, true, false, null, undefined,

@@ -21,7 +21,9 @@ const utf8Encoder = new TextEncoder();
 
 // ---- encoding -----------------------------------------------------------------------------
 
-let out = new Uint8Array(8192);
+const INITIAL_BYTES = 8192;
+const KEEP_BYTES = 1024 * 1024;
+let out = new Uint8Array(INITIAL_BYTES);
 let outView = new DataView(out.buffer);
 let outCap = out.byteLength;
 let pos = 0;
@@ -40,6 +42,12 @@ function grow(n: number): void {
  * bytes are valid until the next call: the caller copies them (MessageQueue.send does).
  */
 export function encodeFast(message: unknown): Uint8Array | undefined {
+  // A large message grew the buffer: do not keep it for the small ones that follow.
+  if (outCap > KEEP_BYTES) {
+    out = new Uint8Array(INITIAL_BYTES);
+    outView = new DataView(out.buffer);
+    outCap = out.byteLength;
+  }
   pos = 0;
   try {
     write(message);
