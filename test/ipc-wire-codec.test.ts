@@ -69,6 +69,14 @@ describe('wire codec fast path', () => {
     }
   });
 
+  it('reads every short string right, however many share a cache slot', () => {
+    // Thousands of distinct keys of 1 to 24 bytes: each is read back as itself, twice (cache hit).
+    const keys = Array.from({ length: 5000 }, (_, i) => `${'k'.repeat(i % 7)}${i.toString(36)}${'z'.repeat(i % 13)}`.slice(0, 1 + (i % 24)));
+    const object = Object.fromEntries(keys.map((k, i) => [k, i]));
+    const packed = Uint8Array.from(packr.pack(object));
+    for (let round = 0; round < 2; round++) expectSame(decodeFast(packed), unpackr.unpack(packed));
+  });
+
   it('decoded bin values are copies, not views of the message bytes', () => {
     const packed = Uint8Array.from(encodeFast({ d: bytesOf(16) })!);
     const decoded = decodeFast(packed) as { d: Uint8Array };

@@ -349,16 +349,62 @@ function readBin(n: number): Uint8Array {
   return bytes;
 }
 
-/** Short ASCII strings recur (keys, kinds, names): a small cache keyed by their bytes. */
+/** Short ASCII strings recur (keys, kinds, names): small caches keyed by their bytes. */
 const CACHE_MAX_BYTES = 24;
 const cacheStrings: (string | undefined)[] = new Array(1024);
 const cacheBytes: (Uint8Array | undefined)[] = new Array(1024);
+
+/**
+ * Up to 8 ASCII bytes (most keys and names) are two words: compared as such against a cache
+ * slot, without a loop over a cached copy.
+ */
+const WORD_SLOTS = 1024;
+const wordLength = new Int32Array(WORD_SLOTS).fill(-1);
+const wordHigh = new Int32Array(WORD_SLOTS);
+const wordLow = new Int32Array(WORD_SLOTS);
+const wordStrings: string[] = new Array<string>(WORD_SLOTS).fill('');
 
 function readString(n: number): string {
   need(n);
   const start = at;
   at += n;
   if (n === 0) return '';
+  if (n <= 8) {
+    let high = 0;
+    let low = 0;
+    let bits = 0;
+    const mid = start + (n < 4 ? n : 4);
+    for (let i = start; i < mid; i++) {
+      const c = src[i]!;
+      bits |= c;
+      high = (high << 8) | c;
+    }
+    for (let i = mid; i < start + n; i++) {
+      const c = src[i]!;
+      bits |= c;
+      low = (low << 8) | c;
+    }
+    if (bits < 0x80) {
+      const slot = (Math.imul(high ^ n, 0x9e3779b1) ^ low) >>> 22;
+      if (wordLength[slot] === n && wordHigh[slot] === high && wordLow[slot] === low) return wordStrings[slot]!;
+      const s = asciiString(start, n);
+      wordLength[slot] = n;
+      wordHigh[slot] = high;
+      wordLow[slot] = low;
+      wordStrings[slot] = s;
+      return s;
+    }
+  }
+  return readLongerString(start, n);
+}
+
+function asciiString(start: number, n: number): string {
+  let s = '';
+  for (let i = start; i < start + n; i++) s += String.fromCharCode(src[i]!);
+  return s;
+}
+
+function readLongerString(start: number, n: number): string {
   if (n <= CACHE_MAX_BYTES) {
     let h = n;
     let ascii = true;
@@ -383,8 +429,7 @@ function readString(n: number): string {
         }
         if (same) return cacheStrings[slot]!;
       }
-      let s = '';
-      for (let i = start; i < start + n; i++) s += String.fromCharCode(src[i]!);
+      const s = asciiString(start, n);
       cacheBytes[slot] = src.slice(start, start + n);
       cacheStrings[slot] = s;
       return s;
