@@ -77,7 +77,7 @@ export class BlsClient {
     }
     const call: BlsCall = { queue: new AsyncQueue<InferenceResponse>(), blocks, modelName: request.modelName, context };
     this.calls.set(c, call);
-    context?.calls.add(c);
+    if (context) (context.calls ??= new Set()).add(c);
     if (request.timeoutMs && request.timeoutMs > 0) {
       call.timer = setLongTimeout(() => {
         this.channel.send({ k: 'bls-cancel', c });
@@ -133,7 +133,7 @@ export class BlsClient {
 
   /** The parent-cancel link: every request of `context` is cancelled, so are its BLS calls. */
   cancelCalls(context: ExecuteContext): void {
-    for (const c of [...context.calls]) {
+    for (const c of [...(context.calls ?? [])]) {
       const call = this.calls.get(c);
       if (!call) continue;
       this.channel.send({ k: 'bls-cancel', c });
@@ -182,7 +182,7 @@ export class BlsClient {
     const call = this.calls.get(c);
     if (!call) return;
     this.calls.delete(c);
-    call.context?.calls.delete(c);
+    call.context?.calls?.delete(c);
     call.timer?.clear();
     for (const h of call.blocks) this.channel.arena.free(h);
     if (last) call.queue.push(last);

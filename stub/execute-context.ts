@@ -21,7 +21,8 @@ export interface LiveRequest {
  */
 export interface ExecuteContext {
   requests: LiveRequest[];
-  calls: Set<number>;
+  /** Its open BLS calls (made at the first one: most executes make none). */
+  calls?: Set<number>;
   /**
    * Host-arena blocks of BLS outputs handed to the model as views during this execute: valid,
    * like the inputs, until the execute call returns (non-decoupled models), then released.

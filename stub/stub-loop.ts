@@ -23,7 +23,7 @@ import { ExecQueue } from './exec-queue.js';
 import { BlsClient } from './bls-client.js';
 import { loadModel } from './model-loader.js';
 import { ModelErrors, describe } from './model-errors.js';
-import { requestOf, responseToWire } from './stub-wire.js';
+import { requestOf, responseToWire, type ResponseContext } from './stub-wire.js';
 import { captureConsole } from './console-capture.js';
 
 export class StubLoop implements StubRuntime {
@@ -42,6 +42,8 @@ export class StubLoop implements StubRuntime {
   private readonly calls: BlsClient;
   /** Where model code built outputs that may break the output contract (set once the config is final). */
   private outputSites?: OutputSites;
+  /** toWire's context, for the current args and output sites (cleared when either is set). */
+  private wireContext?: ResponseContext;
 
   /** Ends the stub (its process, or its thread: see launch.ts). */
   private readonly exit: (code: number) => void;
@@ -194,6 +196,7 @@ export class StubLoop implements StubRuntime {
 
   private async initialize(args: InitArgs): Promise<void> {
     this.args = args;
+    this.wireContext = undefined;
     try {
       const loaded = await loadModel(args, {
         autoCompleting: (running) => {
@@ -202,6 +205,7 @@ export class StubLoop implements StubRuntime {
         configured: (config) => {
           this.outputSites = new OutputSites(config as Record<string, unknown>, () => this.locator());
           this.outputSites.install();
+          this.wireContext = undefined;
         },
         built: (model) => {
           this.model = model;
@@ -225,7 +229,7 @@ export class StubLoop implements StubRuntime {
       return;
     }
     let requests: InferenceRequest[];
-    const context: ExecuteContext = { requests: [], calls: new Set(), lent: [], done: false };
+    const context: ExecuteContext = { requests: [], calls: undefined, lent: [], done: false };
     try {
       requests = msg.reqs.map((w) => this.toRequest(w, context));
     } catch (err) {
@@ -296,11 +300,17 @@ export class StubLoop implements StubRuntime {
   }
 
   private toWire(resp: unknown, requested: string[] | undefined): WireResponse {
-    return responseToWire(resp, requested, this.channel.arena, {
+    return responseToWire(resp, requested, this.channel.arena, (this.wireContext ??= this.responseContext()));
+  }
+
+  /** What toWire needs of us, made once per configuration rather than per response (it has a label to format). */
+  private responseContext(): ResponseContext {
+    const sites = this.outputSites;
+    return {
       errorBody: (err, context) => this.errors.errorBody(err, context),
-      siteOf: this.outputSites ? (t) => this.outputSites!.siteOf(t) : undefined,
+      siteOf: sites ? (t) => sites.siteOf(t) : undefined,
       label: this.label(),
-    });
+    };
   }
 
   /** The stub's own tensors (inputs, BLS results) are not model outputs: the output-site hook skips them. */

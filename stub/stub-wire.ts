@@ -4,7 +4,7 @@
  * written into the stub's arena), and the duck-typed checks that model objects are tensors.
  */
 import type { Arena, Handle, PeerArena } from '../src/ipc/arena.js';
-import { readTensor, writeTensor } from '../src/ipc/tensor-codec.js';
+import { readTensor, writeTensor, type TensorDesc } from '../src/ipc/tensor-codec.js';
 import { decodeRequest, encodeResponse, errorResponse, type RequestFields, type WireRequest, type WireResponse } from '../src/ipc/wire-request.js';
 import type { ErrorBody } from '../src/errors.js';
 import type { TensorValue } from '../src/core/types.js';
@@ -16,8 +16,16 @@ import { INTERNAL, type RequestInternals } from './api/runtime.js';
 
 /** The host's request as the model's InferenceRequest; every field the host sent reaches the model. */
 export function requestOf(w: WireRequest, peer: PeerArena, internal: RequestInternals): InferenceRequest {
-  // Spread: InferenceRequestOptions has every field (see OptionsCoverFields below).
-  return new InferenceRequest({ ...decodeRequest(w, (d) => toTensor(readTensor(peer, d))), [INTERNAL]: internal });
+  // The decoded fields are the options as they are: InferenceRequestOptions has every field (see
+  // OptionsCoverFields below). The symbol is added to that object rather than spread into a
+  // new one: a spread with a symbol key took ~2 µs, the rest of the request ~0.1 µs.
+  const options: InferenceRequestOptions & { [INTERNAL]?: RequestInternals } = decodeRequest(w, readInput, peer);
+  options[INTERNAL] = internal;
+  return new InferenceRequest(options);
+}
+
+function readInput(d: TensorDesc, peer: PeerArena): Tensor {
+  return toTensor(readTensor(peer, d));
 }
 
 export interface ResponseContext {

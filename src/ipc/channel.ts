@@ -4,11 +4,12 @@
  * it reads. Segment drops are forwarded to the peer before the next message, so the peer
  * never resolves a handle into a segment the writer has already reused.
  */
-import { Packr, Unpackr } from 'msgpackr';
+import { Packr, RESET_BUFFER_MODE, Unpackr } from 'msgpackr';
 import { Arena, PeerArena, type ArenaOptions, type Handle } from './arena.js';
 import type { MessageQueue } from './message-queue.js';
 import type { Region } from './region.js';
 import { StubhostError } from '../errors.js';
+import { NOT_FAST, decodeFast, encodeFast } from './wire-codec.js';
 
 export type Side = 'host' | 'stub';
 
@@ -44,8 +45,15 @@ export class Channel<Out extends { k: string }, In extends { k: string }> {
   send(message: Out): void {
     if (this.closed) throw new StubhostError('STUBHOST_CLOSED', `channel ${this.region.name} is closed`);
     const dropped = this.arena.takeDropped();
-    if (dropped.length > 0) this.out.send(this.packr.pack({ k: 'seg-drop', ids: dropped }));
-    this.out.send(this.packr.pack(message));
+    if (dropped.length > 0) this.out.send(this.encode({ k: 'seg-drop', ids: dropped }));
+    this.out.send(this.encode(message));
+  }
+
+  /** The message's bytes, valid until the next encode (the queue copies them before send returns). */
+  private encode(message: object): Uint8Array {
+    // RESET_BUFFER_MODE: msgpackr writes the next message over these bytes instead of moving on
+    // through its buffer (and allocating a new one every few dozen messages).
+    return encodeFast(message) ?? this.packr.pack(message, RESET_BUFFER_MODE);
   }
 
   /** Messages from the peer, in order. A message that fails to decode goes to `onError`. */
@@ -112,7 +120,8 @@ export class Channel<Out extends { k: string }, In extends { k: string }> {
     if (this.scratch.byteLength < bytes.byteLength) this.scratch = new Uint8Array(Math.max(bytes.byteLength, this.scratch.byteLength * 2));
     const local = this.scratch.subarray(0, bytes.byteLength);
     local.set(bytes);
-    return this.unpackr.unpack(local) as In;
+    const fast = decodeFast(local);
+    return (fast !== NOT_FAST ? fast : this.unpackr.unpack(local)) as In;
   }
 
   /** Whether waiting for messages keeps the process alive. */

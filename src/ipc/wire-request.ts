@@ -122,22 +122,22 @@ export function encodeRequest<T, C = undefined>(f: RequestFields<T>, rid: number
  * The request `w` describes; refuses a malformed one (the peer may be a model's broken or
  * hostile process) with an error naming the field.
  */
-export function decodeRequest<T>(w: WireRequest, read: (d: TensorDesc) => T): Complete<RequestFields<T>> {
+export function decodeRequest<T, C = undefined>(w: WireRequest, read: (d: TensorDesc, ctx: C) => T, ctx?: C): Complete<RequestFields<T>> {
   if (typeof w !== 'object' || w === null) throw corrupt('request', 'is not a map');
   if (typeof w.model !== 'string' || w.model.length === 0) throw corrupt('request', 'has no model name');
-  const what = `request to '${w.model}'`;
-  if (w.id !== undefined && typeof w.id !== 'string') throw corrupt(what, 'has a request id that is not a string');
-  if (w.version !== undefined && typeof w.version !== 'number') throw corrupt(what, 'has a model version that is not a number');
-  if (!Array.isArray(w.ins)) throw corrupt(what, 'has no input list');
-  if (w.outs !== undefined && (!Array.isArray(w.outs) || !w.outs.every((o) => typeof o === 'string'))) throw corrupt(what, 'has requested outputs that are not a list of names');
-  checkParameters(what, w.params);
-  if (w.corr !== undefined && typeof w.corr !== 'string') throw corrupt(what, 'has a correlation id that is not text');
-  if (!optionalBoolean(w.corrInt) || !optionalBoolean(w.start) || !optionalBoolean(w.end)) throw corrupt(what, 'has a sequence flag that is not a boolean');
-  if (w.prio !== undefined && typeof w.prio !== 'number') throw corrupt(what, 'has a priority that is not a number');
-  if (w.timeoutMs !== undefined && (typeof w.timeoutMs !== 'number' || !(w.timeoutMs >= 0))) throw corrupt(what, 'has a timeout that is not a non-negative number');
+  if (w.id !== undefined && typeof w.id !== 'string') throw corrupt(requestLabel(w), 'has a request id that is not a string');
+  if (w.version !== undefined && typeof w.version !== 'number') throw corrupt(requestLabel(w), 'has a model version that is not a number');
+  if (!Array.isArray(w.ins)) throw corrupt(requestLabel(w), 'has no input list');
+  if (w.outs !== undefined && (!Array.isArray(w.outs) || !w.outs.every((o) => typeof o === 'string'))) throw corrupt(requestLabel(w), 'has requested outputs that are not a list of names');
+  const paramsProblem = parametersProblem(w.params);
+  if (paramsProblem) throw corrupt(requestLabel(w), paramsProblem);
+  if (w.corr !== undefined && typeof w.corr !== 'string') throw corrupt(requestLabel(w), 'has a correlation id that is not text');
+  if (!optionalBoolean(w.corrInt) || !optionalBoolean(w.start) || !optionalBoolean(w.end)) throw corrupt(requestLabel(w), 'has a sequence flag that is not a boolean');
+  if (w.prio !== undefined && typeof w.prio !== 'number') throw corrupt(requestLabel(w), 'has a priority that is not a number');
+  if (w.timeoutMs !== undefined && (typeof w.timeoutMs !== 'number' || !(w.timeoutMs >= 0))) throw corrupt(requestLabel(w), 'has a timeout that is not a non-negative number');
   const n = w.ins.length;
   const inputs: T[] = new Array(n);
-  for (let i = 0; i < n; i++) inputs[i] = read(w.ins[i]!);
+  for (let i = 0; i < n; i++) inputs[i] = read(w.ins[i]!, ctx as C);
   return {
     requestId: w.id ?? '',
     modelName: w.model,
@@ -231,7 +231,8 @@ export function decodeResponse<T, C = undefined>(w: WireResponse, read: (d: Tens
     return { outputs: [], parameters: undefined, error: w.err, sites: undefined };
   }
   if (!Array.isArray(w.outs)) throw corrupt('response', 'has no output list');
-  if (w.params !== undefined) checkParameters('response', w.params);
+  const paramsProblem = parametersProblem(w.params);
+  if (paramsProblem) throw corrupt('response', paramsProblem);
   if (w.sites !== undefined && (typeof w.sites !== 'object' || w.sites === null || !Object.values(w.sites).every((v) => typeof v === 'string'))) {
     throw corrupt('response', 'has output sites that are not a map of names to places');
   }
@@ -260,14 +261,21 @@ function optionalBoolean(v: unknown): boolean {
   return v === undefined || typeof v === 'boolean';
 }
 
-function checkParameters(what: string, params: unknown): void {
-  if (params === undefined) return;
-  if (typeof params !== 'object' || params === null || Array.isArray(params)) throw corrupt(what, 'has parameters that are not a map');
+/** What is wrong with a wire `params` value, if anything. */
+function parametersProblem(params: unknown): string | undefined {
+  if (params === undefined) return undefined;
+  if (typeof params !== 'object' || params === null || Array.isArray(params)) return 'has parameters that are not a map';
   // for-in, not Object.entries: this runs for every request, and allocates nothing.
   for (const key in params) {
     const t = typeof (params as Record<string, unknown>)[key];
-    if (t !== 'string' && t !== 'number' && t !== 'boolean') throw corrupt(what, `has parameter '${key}' that is not a string, number or boolean`);
+    if (t !== 'string' && t !== 'number' && t !== 'boolean') return `has parameter '${key}' that is not a string, number or boolean`;
   }
+  return undefined;
+}
+
+/** A request's name in errors, made only when there is one (not per request). */
+function requestLabel(w: WireRequest): string {
+  return `request to '${w.model}'`;
 }
 
 function corrupt(what: string, problem: string): StubhostError {
