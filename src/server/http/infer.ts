@@ -42,7 +42,7 @@ export async function handleInfer(ctx: HttpContext, req: IncomingMessage, res: S
   if (res.destroyed) return; // the client left while the body was parsed
   const abort = new ClientAbort(model);
   ctx.track(res, abort);
-  request.signal = abort.signal;
+  request.signal = abort;
 
   const result = await resolved.infer(request);
   if (res.headersSent || res.destroyed) return; // closed meanwhile, or failed by close()
@@ -87,7 +87,7 @@ async function generate(ctx: HttpContext, req: IncomingMessage, res: ServerRespo
   if (res.destroyed) return;
   const abort = new ClientAbort(model);
   ctx.track(res, abort);
-  request.signal = abort.signal;
+  request.signal = abort;
   if (!stream) {
     if (!contract.decoupled) {
       const result = await resolved.infer(request);
