@@ -35,7 +35,8 @@ export class CancelSource implements CancelSignal {
   /** One listener (the usual case) is held without an array. */
   #listeners: CancelListener | CancelListener[] | undefined = undefined;
 
-  addEventListener(type: 'abort', listener: CancelListener): void {
+  /** `options.once` changes nothing: a listener fires at most once anyway. */
+  addEventListener(type: 'abort', listener: CancelListener, _options?: { once?: boolean }): void {
     if (type !== 'abort' || this.aborted || listener === null || listener === undefined) return;
     const held = this.#listeners;
     if (held === undefined) this.#listeners = listener;

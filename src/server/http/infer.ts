@@ -54,7 +54,7 @@ export async function handleInfer(ctx: HttpContext, req: IncomingMessage, res: S
   }
   res.writeHead(200, {
     'Content-Type': 'application/octet-stream',
-    'Inference-Header-Content-Length': enc.json.byteLength,
+    'Inference-Header-Content-Length': enc.jsonByteLength,
     'Content-Length': enc.byteLength,
   });
   // Cork so the header, the JSON and every tensor leave in one writev.
