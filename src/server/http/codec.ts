@@ -177,7 +177,8 @@ export function decodeInferRequest(
       }
       tensor.data = fromJson(name, datatype, shape, elementCount(shape), raw.data);
     }
-    if (tensor.parameters === undefined) delete tensor.parameters;
+    // Only the shared-memory path can leave the key with no value: a delete costs a slow path.
+    if ('parameters' in tensor && tensor.parameters === undefined) delete tensor.parameters;
     request.inputs.push(tensor);
   }
   if (binaryPos !== body.byteLength) {
