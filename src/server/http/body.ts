@@ -43,6 +43,8 @@ class BodyReader {
   readonly #req: IncomingMessage;
   readonly #limit: number;
   readonly #shift: number;
+  /** Content-Length; undefined for a chunked upload. */
+  readonly #declared: number | undefined;
   readonly #resolve: (body: Buffer) => void;
   readonly #reject: (err: unknown) => void;
   #buf: Buffer | undefined;
@@ -60,7 +62,7 @@ class BodyReader {
     this.#shift = shift;
     this.#resolve = resolve;
     this.#reject = reject;
-    this.#buf = declared !== undefined ? alignedBuffer(declared, shift) : undefined;
+    this.#declared = declared;
     this.#onData = (chunk) => this.#data(chunk);
     this.#onEnd = () => this.#finish();
     // The socket failed or was closed mid-body (the client left, or the request timeout ended
@@ -88,7 +90,7 @@ class BodyReader {
     }
     let buf = this.#buf;
     if (buf === undefined) {
-      // Chunked upload: one copy into an aligned buffer, now that the size is known.
+      // Chunked upload (or no body): one copy into an aligned buffer, now that the size is known.
       buf = alignedBuffer(this.#received, this.#shift);
       let pos = 0;
       for (const c of this.#chunks) {
@@ -107,7 +109,18 @@ class BodyReader {
       this.#finish(bodyTooLarge(this.#limit));
       return;
     }
-    const buf = this.#buf;
+    let buf = this.#buf;
+    const declared = this.#declared;
+    if (buf === undefined && declared !== undefined) {
+      // The first chunk. The usual small body is all in it, a buffer of its own (Node's parser
+      // copies each chunk out of the socket's): kept as it is when it is placed as asked.
+      if (chunk.length === declared && chunk.byteOffset % 8 === this.#shift) {
+        this.#buf = chunk;
+        this.#received = declared;
+        return;
+      }
+      buf = this.#buf = alignedBuffer(declared, this.#shift);
+    }
     if (buf !== undefined) {
       if (received + chunk.length > buf.length) {
         this.#finish(new StubhostError('STUBHOST_INVALID_ARG', 'request body is longer than its Content-Length'));
