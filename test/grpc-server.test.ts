@@ -9,6 +9,7 @@ import { GrpcServer } from '../src/server/grpc/index.js';
 import { grpcClient, inference, type TestGrpcClient } from './helpers/grpc.js';
 import type { InferenceService, ModelIOContract, ModelStatistics, ResolvedModel } from '../src/core/service.js';
 import type { InferRequest, InferResult } from '../src/core/types.js';
+import type { CancelSignal } from '../src/core/cancel-signal.js';
 import { StubhostError } from '../src/errors.js';
 
 // ---- the service under the server ----
@@ -43,7 +44,7 @@ function contractOf(name: string): ModelIOContract {
 }
 
 /** Resolves when the signal aborts. */
-function aborted(signal: AbortSignal | undefined): Promise<void> {
+function aborted(signal: CancelSignal | undefined): Promise<void> {
   return new Promise((resolve) => {
     if (!signal || signal.aborted) return resolve();
     signal.addEventListener('abort', () => resolve(), { once: true });

@@ -2,6 +2,7 @@
  * The neutral shapes of inference work inside the host: what the HTTP and gRPC front-ends
  * produce, what schedulers queue, what the stub manager sends over shared memory.
  */
+import type { CancelSignal } from './cancel-signal.js';
 import type { DataType, NumericTypedArray } from './dtypes.js';
 
 export type ParamValue = string | number | boolean;
@@ -48,7 +49,7 @@ export interface InferRequest {
    */
   sequenceSlot?: number;
   /** Aborted when the client goes away or the request is cancelled. */
-  signal?: AbortSignal;
+  signal?: CancelSignal;
   /** The ensembles this request is a step of, outermost first (a cycle guard). */
   ensemblePath?: string[];
   /** Where the outputs' bytes go when they leave the stub's arena (BLS: the calling stub's arena); else private memory. */

@@ -10,6 +10,7 @@ import type { HostMessage, StubMessage } from '../ipc/protocol.js';
 import { responseHandles, type WireResponse } from '../ipc/wire-request.js';
 import { StubhostError, type ErrorBody } from '../errors.js';
 import type { InferRequest, OutputPlacement } from '../core/types.js';
+import type { CancelEvent, CancelSignal } from '../core/cancel-signal.js';
 import type { Logger } from '../log/logger.js';
 import type { ExecOutcome, ExecPhases, ResponseStat, StreamSink } from '../execution/contract.js';
 import { readOutcome, writeRequests } from './wire-outcome.js';
@@ -22,7 +23,7 @@ class PendingBatch {
   /** One entry per request, in order. */
   resolve!: (outcomes: ExecOutcome[]) => void;
   /** The requests' signals (undefined: no request of the batch can be cancelled). */
-  private signals?: (AbortSignal | undefined)[];
+  private signals?: (CancelSignal | undefined)[];
   /** Reported as running past the execute warning limit. */
   stalled?: boolean;
   /**
@@ -48,7 +49,7 @@ class PendingBatch {
   ) {}
 
   listen(requests: InferRequest[]): void {
-    const signals: (AbortSignal | undefined)[] = new Array(requests.length);
+    const signals: (CancelSignal | undefined)[] = new Array(requests.length);
     for (let i = 0; i < requests.length; i++) {
       const signal = requests[i]!.signal;
       signals[i] = signal;
@@ -59,7 +60,7 @@ class PendingBatch {
     this.signals = signals;
   }
 
-  handleEvent(event: Event): void {
+  handleEvent(event: CancelEvent): void {
     const signals = this.signals;
     if (!signals) return;
     // One signal may be shared by several requests of the batch (one listener for all).

@@ -17,6 +17,7 @@
  */
 import { StubhostError, stacklessError } from '../errors.js';
 import type { AcquireResources, ExecOutcome, ExecutionTarget, Job, ModelScheduler, SubmittedJob } from '../execution/contract.js';
+import type { CancelSignal } from '../core/cancel-signal.js';
 
 export interface SchedulerBaseOptions {
   modelLabel: string;
@@ -158,7 +159,7 @@ export abstract class SchedulerBase implements ModelScheduler {
    * Calls `onCancel(job, signal)` once the client of queued `job` cancels it (at once if it already has);
    * the request's own timeout does not count (see clientCancelled). unlisten() stops it.
    */
-  protected watch(job: Job, onCancel: (job: Job, signal: AbortSignal) => void): void {
+  protected watch(job: Job, onCancel: (job: Job, signal: CancelSignal) => void): void {
     const signal = job.request.signal;
     if (!signal) return;
     if (clientCancelled(signal)) {
@@ -185,14 +186,14 @@ export abstract class SchedulerBase implements ModelScheduler {
    * A cancelled queued job has left the queue: answer it, then (`reschedule`) let the rest move
    * (a batch being gathered may now be complete).
    */
-  protected cancelled(job: Job, signal: AbortSignal, reschedule = true): void {
+  protected cancelled(job: Job, signal: CancelSignal, reschedule = true): void {
     this.settle(job, { error: this.cancelledError(signal) }, performance.now());
     this.notePending();
     if (reschedule) this.schedule();
     this.notifyIdle();
   }
 
-  protected cancelledError(signal: AbortSignal): StubhostError {
+  protected cancelledError(signal: CancelSignal): StubhostError {
     const reason = signal.reason as unknown;
     const why = reason instanceof Error ? reason.message : typeof reason === 'string' ? reason : 'the request was cancelled';
     return stacklessError('STUBHOST_CANCELLED', `${this.base.modelLabel}: request cancelled while queued (${why})`);
@@ -223,8 +224,8 @@ class QueuedWatch implements Unlisten {
   constructor(
     private readonly listeners: Map<Job, Unlisten>,
     private readonly job: Job,
-    private readonly signal: AbortSignal,
-    private readonly onCancel: (job: Job, signal: AbortSignal) => void,
+    private readonly signal: CancelSignal,
+    private readonly onCancel: (job: Job, signal: CancelSignal) => void,
   ) {}
 
   handleEvent(): void {
@@ -246,7 +247,7 @@ export const NOT_LISTENING: Unlisten = { off() {} };
  * `timeout` running out: ModelVersion aborts the signal with a STUBHOST_TIMEOUT reason so a
  * running model sees isCancelled(), but in the queue the queue policy (REJECT / DELAY) decides.
  */
-export function clientCancelled(signal: AbortSignal | undefined): boolean {
+export function clientCancelled(signal: CancelSignal | undefined): boolean {
   if (!signal?.aborted) return false;
   if (answeredSignals.has(signal)) return true;
   const reason = signal.reason as { code?: unknown } | undefined;
@@ -254,12 +255,12 @@ export function clientCancelled(signal: AbortSignal | undefined): boolean {
 }
 
 /** Signals of requests whose client already has an answer (their deadline answered for them). */
-const answeredSignals = new WeakSet<AbortSignal>();
+const answeredSignals = new WeakSet<CancelSignal>();
 
 /**
  * The request of this signal was answered without the model (its timeout's deadline passed):
  * if it is still queued it is dropped when it would be dispatched, instead of being run.
  */
-export function markAnswered(signal: AbortSignal): void {
+export function markAnswered(signal: CancelSignal): void {
   answeredSignals.add(signal);
 }

@@ -23,6 +23,7 @@
 import { StubhostError } from '../errors.js';
 import { stacklessError } from '../errors.js';
 import type { ExecOutcome, ExecutionTarget, Job, JobTiming, SubmittedJob } from '../execution/contract.js';
+import type { CancelSignal } from '../core/cancel-signal.js';
 import { PriorityQueue, type QueuePolicy } from './priority-queue.js';
 import { MAX_TIMER_MS } from '../core/long-timer.js';
 import { NOT_LISTENING, SchedulerBase, clientCancelled, type SchedulerBaseOptions } from './scheduler-base.js';
@@ -210,7 +211,7 @@ export class Scheduler extends SchedulerBase {
   }
 
   /** One handler for every queued job (bound once, not per request). */
-  private readonly cancelQueued = (job: Job, signal: AbortSignal): void => {
+  private readonly cancelQueued = (job: Job, signal: CancelSignal): void => {
     if (this.queue.remove(job)) this.cancelled(job, signal);
   };
 

@@ -302,6 +302,11 @@ export class ShmSession implements ShmAccess {
     return this.registry.writeOutput(t, ref);
   }
 
+  /** Copies of this session count against the budget (release() is due). */
+  get holding(): boolean {
+    return this.held > 0;
+  }
+
   /** The request is answered: its copies no longer count. Safe to call twice. */
   release(): void {
     this.registry.unreserve(this.held);

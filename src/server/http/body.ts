@@ -43,6 +43,8 @@ class BodyReader {
   readonly #req: IncomingMessage;
   readonly #limit: number;
   readonly #shift: number;
+  /** Content-Length; undefined for a chunked upload. */
+  readonly #declared: number | undefined;
   readonly #resolve: (body: Buffer) => void;
   readonly #reject: (err: unknown) => void;
   #buf: Buffer | undefined;
@@ -60,7 +62,7 @@ class BodyReader {
     this.#shift = shift;
     this.#resolve = resolve;
     this.#reject = reject;
-    this.#buf = declared !== undefined ? Buffer.allocUnsafeSlow(declared + shift).subarray(shift) : undefined;
+    this.#declared = declared;
     this.#onData = (chunk) => this.#data(chunk);
     this.#onEnd = () => this.#finish();
     // The socket failed or was closed mid-body (the client left, or the request timeout ended
@@ -88,8 +90,8 @@ class BodyReader {
     }
     let buf = this.#buf;
     if (buf === undefined) {
-      // Chunked upload: one copy into an aligned buffer, now that the size is known.
-      buf = Buffer.allocUnsafeSlow(this.#received + this.#shift).subarray(this.#shift);
+      // Chunked upload (or no body): one copy into an aligned buffer, now that the size is known.
+      buf = alignedBuffer(this.#received, this.#shift);
       let pos = 0;
       for (const c of this.#chunks) {
         c.copy(buf, pos);
@@ -107,7 +109,18 @@ class BodyReader {
       this.#finish(bodyTooLarge(this.#limit));
       return;
     }
-    const buf = this.#buf;
+    let buf = this.#buf;
+    const declared = this.#declared;
+    if (buf === undefined && declared !== undefined) {
+      // The first chunk. The usual small body is all in it, a buffer of its own (Node's parser
+      // copies each chunk out of the socket's): kept as it is when it is placed as asked.
+      if (chunk.length === declared && chunk.byteOffset % 8 === this.#shift) {
+        this.#buf = chunk;
+        this.#received = declared;
+        return;
+      }
+      buf = this.#buf = alignedBuffer(declared, this.#shift);
+    }
     if (buf !== undefined) {
       if (received + chunk.length > buf.length) {
         this.#finish(new StubhostError('STUBHOST_INVALID_ARG', 'request body is longer than its Content-Length'));
@@ -121,6 +134,15 @@ class BodyReader {
   }
 }
 
+/**
+ * `length` bytes at `shift` past an 8-byte boundary of their ArrayBuffer. Small ones come from
+ * Node's buffer pool, whose slices start on 8-byte boundaries: no ArrayBuffer of its own for
+ * the usual small JSON body.
+ */
+function alignedBuffer(length: number, shift: number): Buffer {
+  return Buffer.allocUnsafe(length + shift).subarray(shift);
+}
+
 const gunzip = promisify(zlib.gunzip);
 const inflate = promisify(zlib.inflate);
 
@@ -128,9 +150,16 @@ const inflate = promisify(zlib.inflate);
  * readBody, then undoes `Content-Encoding: gzip | deflate` (tritonclient's request compression)
  * on the thread pool, with the same limit on the decompressed size.
  */
-export async function readDecodedBody(req: IncomingMessage, limit: number, alignAt: number): Promise<Buffer> {
-  const encoding = req.headers['content-encoding']?.trim().toLowerCase();
-  if (encoding === undefined || encoding === '' || encoding === 'identity') return readBody(req, limit, alignAt);
+export function readDecodedBody(req: IncomingMessage, limit: number, alignAt: number): Promise<Buffer> {
+  const header = req.headers['content-encoding'];
+  // Not async: an uncompressed body is readBody's own promise, without one more wrapped around it.
+  if (header === undefined) return readBody(req, limit, alignAt);
+  const encoding = header.trim().toLowerCase();
+  if (encoding === '' || encoding === 'identity') return readBody(req, limit, alignAt);
+  return readCompressedBody(req, limit, alignAt, encoding);
+}
+
+async function readCompressedBody(req: IncomingMessage, limit: number, alignAt: number, encoding: string): Promise<Buffer> {
   if (encoding !== 'gzip' && encoding !== 'deflate') {
     throw new StubhostError('STUBHOST_UNSUPPORTED', `Content-Encoding '${encoding}' is not supported; send gzip, deflate or an uncompressed body`);
   }
@@ -144,7 +173,7 @@ export async function readDecodedBody(req: IncomingMessage, limit: number, align
   }
   const shift = (8 - (alignAt % 8)) % 8;
   if (shift === 0 && out.byteOffset % 8 === 0) return out;
-  const aligned = Buffer.allocUnsafeSlow(out.length + shift).subarray(shift);
+  const aligned = alignedBuffer(out.length, shift);
   out.copy(aligned);
   return aligned;
 }

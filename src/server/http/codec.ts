@@ -177,7 +177,8 @@ export function decodeInferRequest(
       }
       tensor.data = fromJson(name, datatype, shape, elementCount(shape), raw.data);
     }
-    if (tensor.parameters === undefined) delete tensor.parameters;
+    // Only the shared-memory path can leave the key with no value: a delete costs a slow path.
+    if ('parameters' in tensor && tensor.parameters === undefined) delete tensor.parameters;
     request.inputs.push(tensor);
   }
   if (binaryPos !== body.byteLength) {
@@ -312,8 +313,13 @@ export function fromJson(name: string, datatype: DataType, shape: number[], coun
 }
 
 export interface EncodedInferResponse {
-  /** The JSON part; the whole body when `binary` is empty. */
-  json: Buffer;
+  /**
+   * The JSON part; the whole body when `binary` is empty. A string, not bytes: Node sends a
+   * string body in one write with the header, without a Buffer made for it.
+   */
+  json: string;
+  /** The UTF-8 length of `json`. */
+  jsonByteLength: number;
   /** Binary output data, in the order of the outputs in the JSON; sent after it. */
   binary: Uint8Array[];
   /** Total body length: json plus every binary section. */
@@ -358,7 +364,7 @@ export function encodeInferResponse(result: InferResult, opts: EncodeOptions): E
     const ref = shmRefOf(want?.parameters, `output '${tensor.name}'`);
     if (ref !== undefined) {
       const params = writeShmOutput(opts.shm, tensor, ref);
-      parts.push(`{"name":${JSON.stringify(tensor.name)},"datatype":"${tensor.datatype}","shape":${fmtShape(tensor.shape)},"parameters":${JSON.stringify(params)}}`);
+      parts.push(`{"name":${jsonString(tensor.name)},"datatype":"${tensor.datatype}","shape":${numberList(tensor.shape)},"parameters":${JSON.stringify(params)}}`);
       continue;
     }
 
@@ -375,16 +381,43 @@ export function encodeInferResponse(result: InferResult, opts: EncodeOptions): E
       byteLength += bytes.byteLength;
       params = { ...params, binary_data_size: bytes.byteLength };
     }
-    let s = `{"name":${JSON.stringify(tensor.name)},"datatype":"${tensor.datatype}","shape":${fmtShape(tensor.shape)}`;
+    let s = `{"name":${jsonString(tensor.name)},"datatype":"${tensor.datatype}","shape":${numberList(tensor.shape)}`;
     if (params !== undefined) s += `,"parameters":${JSON.stringify(params)}`;
     if (data !== undefined) s += `,"data":${data}`;
     parts.push(s + '}');
   }
-  let head = `{"model_name":${JSON.stringify(result.modelName)},"model_version":${JSON.stringify(result.modelVersion)}`;
-  if (result.id !== '') head += `,"id":${JSON.stringify(result.id)}`; // Triton omits an empty id
-  if (result.parameters !== undefined && Object.keys(result.parameters).length > 0) head += `,"parameters":${JSON.stringify(result.parameters)}`;
-  const json = Buffer.from(`${head},"outputs":[${parts.join(',')}]}`, 'utf8');
-  return { json, binary, byteLength: byteLength + json.byteLength };
+  let json = `{"model_name":${jsonString(result.modelName)},"model_version":${jsonString(result.modelVersion)}`;
+  if (result.id !== '') json += `,"id":${jsonString(result.id)}`; // Triton omits an empty id
+  if (result.parameters !== undefined && Object.keys(result.parameters).length > 0) json += `,"parameters":${JSON.stringify(result.parameters)}`;
+  json += ',"outputs":[';
+  for (let i = 0; i < parts.length; i++) json += i === 0 ? parts[i] : `,${parts[i]}`;
+  json += ']}';
+  const jsonByteLength = Buffer.byteLength(json, 'utf8');
+  return { json, jsonByteLength, binary, byteLength: byteLength + jsonByteLength };
+}
+
+/**
+ * JSON.stringify(s), without its call for the usual names and ids (printable ASCII with nothing
+ * to escape), which are only quoted.
+ */
+function jsonString(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return JSON.stringify(s);
+  }
+  return `"${s}"`;
+}
+
+/**
+ * `[a,b,...]` as join(',') prints them (BigInts without the `n`, NaN/Infinity as Triton's
+ * RapidJSON writer does): a loop, which costs less than join on small typed arrays.
+ */
+function numberList(values: ArrayLike<number | bigint>): string {
+  const n = values.length;
+  if (n === 0) return '[]';
+  let s = `[${values[0]}`;
+  for (let i = 1; i < n; i++) s += `,${values[i]}`;
+  return `${s}]`;
 }
 
 /** The JSON `data` of a tensor, or undefined when it cannot be JSON (BYTES that are not UTF-8). */
@@ -403,6 +436,5 @@ function jsonData(t: TensorValue): string | undefined {
   if (t.datatype === 'FP16' || t.datatype === 'BF16') return undefined;
   const data = t.data as NumericTypedArray;
   if (t.datatype === 'BOOL') return JSON.stringify(Array.from(data as Uint8Array, (v) => v !== 0));
-  // join() prints BigInts without the `n` and NaN/Infinity as Triton's RapidJSON writer does.
-  return `[${data.join(',')}]`;
+  return numberList(data);
 }

@@ -1,14 +1,15 @@
 /** What the HTTP route handlers are given: the service, the options, and the server's bookkeeping of infers in flight. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { CancelSource } from '../../core/cancel-signal.js';
 import type { InferenceService } from '../../core/service.js';
 import type { HttpServerOptions } from './options.js';
 
 /**
- * The controller of an infer in flight on a response, with its model's name for the error:
- * aborted if the client leaves or the server closes. One object per request (not a controller
- * and a record holding it).
+ * The cancellation of an infer in flight on a response, with its model's name for the error:
+ * aborted if the client leaves or the server closes. One object per request, controller and
+ * signal in one (`request.signal` is the object itself), and no AbortController: see CancelSource.
  */
-export class ClientAbort extends AbortController {
+export class ClientAbort extends CancelSource {
   readonly model: string;
 
   constructor(model: string) {

@@ -9,7 +9,7 @@ import { parseModelVersion } from '../../core/validate.js';
 import { oneResponse } from '../../inference/one-response.js';
 import { forwardHeaders } from '../header-forward.js';
 import { readDecodedBody } from './body.js';
-import { decodeInferRequest, encodeInferResponse, parseHeaderLength } from './codec.js';
+import { type DecodedInferRequest, decodeInferRequest, encodeInferResponse, parseHeaderLength } from './codec.js';
 import { ClientAbort, type HttpContext, type RouteParams } from './context.js';
 import { decodeGenerateRequest, encodeGenerateResponse } from './generate.js';
 import { sendJson } from './respond.js';
@@ -33,16 +33,22 @@ export async function handleInfer(ctx: HttpContext, req: IncomingMessage, res: S
   if (contract.decoupled) throw new StubhostError('STUBHOST_NOT_IMPLEMENTED', HTTP_DECOUPLED_UNSUPPORTED);
   if (res.destroyed) return; // the client left while the body was read
   const shm = ctx.opts.shm?.session();
-  // Copies out of client shared memory count until the answer is sent or the client is gone.
-  if (shm) res.once('close', () => shm.release());
-  const { request, binaryOutputDefault } = decodeInferRequest(body, headerLength, contract, { modelName: model, modelVersion }, shm);
+  let decoded: DecodedInferRequest;
+  try {
+    decoded = decodeInferRequest(body, headerLength, contract, { modelName: model, modelVersion }, shm);
+  } finally {
+    // Copies out of client shared memory count until the answer is sent or the client is gone;
+    // only a request that made some (decoding reads the inputs) listens for that.
+    if (shm?.holding) res.once('close', () => shm.release());
+  }
+  const { request, binaryOutputDefault } = decoded;
   // As Triton's HandleInfer: infer only (not generate), after the body's own parameters.
   if (ctx.opts.headerForwardPattern) forwardHeaders(ctx.opts.headerForwardPattern, req.rawHeaders, request.parameters);
 
   if (res.destroyed) return; // the client left while the body was parsed
   const abort = new ClientAbort(model);
   ctx.track(res, abort);
-  request.signal = abort.signal;
+  request.signal = abort;
 
   const result = await resolved.infer(request);
   if (res.headersSent || res.destroyed) return; // closed meanwhile, or failed by close()
@@ -54,7 +60,7 @@ export async function handleInfer(ctx: HttpContext, req: IncomingMessage, res: S
   }
   res.writeHead(200, {
     'Content-Type': 'application/octet-stream',
-    'Inference-Header-Content-Length': enc.json.byteLength,
+    'Inference-Header-Content-Length': enc.jsonByteLength,
     'Content-Length': enc.byteLength,
   });
   // Cork so the header, the JSON and every tensor leave in one writev.
@@ -87,7 +93,7 @@ async function generate(ctx: HttpContext, req: IncomingMessage, res: ServerRespo
   if (res.destroyed) return;
   const abort = new ClientAbort(model);
   ctx.track(res, abort);
-  request.signal = abort.signal;
+  request.signal = abort;
   if (!stream) {
     if (!contract.decoupled) {
       const result = await resolved.infer(request);

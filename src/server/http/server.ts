@@ -122,10 +122,19 @@ export class HttpServer {
   readonly #onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     this.#active.set(res, undefined);
     res.on('close', this.#onResponseClose); // 'close' comes once
-    this.#dispatch(req, res).catch((err: unknown) => sendError(res, err, this.#opts.logger));
+    // #dispatch is not async: the handler's own promise is the only one (an async #dispatch
+    // returning it would add another, and the ticks to adopt it).
+    let handled: Promise<void> | void;
+    try {
+      handled = this.#dispatch(req, res);
+    } catch (err) {
+      sendError(res, err, this.#opts.logger);
+      return;
+    }
+    if (handled !== undefined) handled.catch((err: unknown) => sendError(res, err, this.#opts.logger));
   };
 
-  async #dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  #dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> | void {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     let m: RouteMatch | undefined;
