@@ -12,6 +12,7 @@ import {
   type InferParameterMsg, type ModelInferRequestMsg, type ModelInferResponseMsg,
 } from './codec.js';
 import { healthServiceDefinition, inferenceServiceDefinition } from './proto.js';
+import { withFastInferCodec } from './infer-wire.js';
 import { type SharedMemoryRegistry, cudaShmRegisterUnsupported, cudaShmStatus } from '../shm-registry.js';
 import { parseModelVersion } from '../../core/validate.js';
 import { grpcRestrictedMessage, headerMatches, type RestrictedCategory, type RestrictedFeatures, type Restriction } from '../restricted-features.js';
@@ -135,7 +136,7 @@ export class GrpcServer {
       interceptors: [explainSizeLimit(max)],
     });
     const { Check, ...inference } = this.#restricted(this.#handlers());
-    server.addService(inferenceServiceDefinition(), inference);
+    server.addService(withFastInferCodec(inferenceServiceDefinition()), inference);
     server.addService(healthServiceDefinition(), { Check: Check! });
     this.#server = server;
     const host = this.#opts.host ?? '0.0.0.0';
