@@ -11,12 +11,12 @@ import type { InferRequest, InferResult, ParamValue, Parameters, RequestedOutput
 import { StubhostError } from '../../errors.js';
 import { type DataType, type NumericTypedArray, elementSize, typedArrayFor } from '../../core/dtypes.js';
 import {
-  type CheckedInput, checkInputHeaders, invalidInput, logRequest, parseModelVersion, validateRequestedOutputs,
+  type CheckedInput, type InputHeader, checkInputHeaders, invalidInput, logRequest, parseModelVersion, validateRequestedOutputs,
 } from '../../core/validate.js';
 import { tensorBytes, tensorFromBytes } from '../../core/tensor-bytes.js';
 import { grpcClassificationCount } from '../../inference/classification.js';
 import { type AnswerOptions, type ValueReader, applyRequestParameter, defaultAnswerOptions } from '../request-options.js';
-import { type ShmAccess, checkShmOutput, shmInputBytes, shmRefOf, withoutShmParameters, writeShmOutput } from '../shm-registry.js';
+import { type ShmAccess, type ShmRef, checkShmOutput, shmInputBytes, shmRefOf, withoutShmParameters, writeShmOutput } from '../shm-registry.js';
 
 // ---- wire shapes (the subset the front-end reads or writes) ----
 
@@ -91,12 +91,19 @@ function paramValue(p: InferParameterMsg): ParamValue | undefined {
 export function decodeParameters(params: Record<string, InferParameterMsg> | undefined, skip?: Set<string>): Parameters {
   const out: Parameters = {};
   if (!params) return out;
-  for (const [key, p] of Object.entries(params)) {
+  // for-in, not Object.entries: no array per call (the maps are plain objects, nothing inherited).
+  for (const key in params) {
     if (skip?.has(key)) continue;
-    const v = paramValue(p);
+    const v = paramValue(params[key]!);
     if (v !== undefined) out[key] = v;
   }
   return out;
+}
+
+/** True if a decoded map has an entry (most tensors and requests carry no parameters). */
+function hasEntries<T>(map: Record<string, T> | undefined): map is Record<string, T> {
+  for (const _ in map) return true;
+  return false;
 }
 
 export function encodeParameter(v: ParamValue): InferParameterMsg {
@@ -107,7 +114,7 @@ export function encodeParameter(v: ParamValue): InferParameterMsg {
 
 export function encodeParameters(params: Parameters | undefined): Record<string, InferParameterMsg> {
   const out: Record<string, InferParameterMsg> = {};
-  if (params) for (const [k, v] of Object.entries(params)) out[k] = encodeParameter(v);
+  if (params) for (const k in params) out[k] = encodeParameter(params[k]!);
   return out;
 }
 
@@ -226,12 +233,27 @@ export function decodeInferRequest(msg: ModelInferRequestMsg, contract: ModelIOC
     const params = decodeParameters(o.parameters);
     const classes = grpcClassificationCount(o.parameters?.classification, shmRefOf(params, `output '${o.name}'`) !== undefined);
     if (classes !== undefined) params.classification = classes; // applied by the inference layer (src/inference/classification.ts)
-    return Object.keys(params).length > 0 ? { name: o.name, parameters: params } : { name: o.name };
+    return hasEntries(params) ? { name: o.name, parameters: params } : { name: o.name };
   });
-  validateRequestedOutputs(contract, outputs.map((o) => o.name), msg.id);
-  const { checked } = checkInputHeaders(contract, msg.inputs.map((t) => ({ name: t.name, datatype: t.datatype, shape: toDims(t.shape) })), msg.id);
-  const inputParams = msg.inputs.map((t) => decodeParameters(t.parameters));
-  const shmRefs = msg.inputs.map((t, i) => shmRefOf(inputParams[i], `input '${t.name}'`));
+  if (outputs.length > 0) validateRequestedOutputs(contract, outputs.map((o) => o.name), msg.id);
+  const headers: InputHeader[] = new Array(msg.inputs.length);
+  for (let i = 0; i < headers.length; i++) {
+    const t = msg.inputs[i]!;
+    headers[i] = { name: t.name, datatype: t.datatype, shape: toDims(t.shape) };
+  }
+  const { checked } = checkInputHeaders(contract, headers, msg.id);
+  // Each input's parameters, and the shared-memory region they name, for all inputs before any
+  // data is read (Triton's order of refusals); the arrays exist only if an input has parameters.
+  let inputParams: Parameters[] | undefined;
+  let shmRefs: (ShmRef | undefined)[] | undefined;
+  for (let i = 0; i < msg.inputs.length; i++) {
+    const t = msg.inputs[i]!;
+    if (!hasEntries(t.parameters)) continue;
+    inputParams ??= new Array(msg.inputs.length);
+    shmRefs ??= new Array(msg.inputs.length);
+    inputParams[i] = decodeParameters(t.parameters);
+    shmRefs[i] = shmRefOf(inputParams[i], `input '${t.name}'`);
+  }
 
   // As Triton's src/grpc/infer_handler.cc InferGRPCToInput: input by input, the ones not in shared
   // memory take the next raw_input_contents entry, and contents may not be given alongside raw
@@ -241,7 +263,7 @@ export function decodeInferRequest(msg: ModelInferRequestMsg, contract: ModelIOC
   let rawIndex = 0;
   const inputs = msg.inputs.map((t, i): TensorValue => {
     const input = checked[i]!;
-    const ref = shmRefs[i];
+    const ref = shmRefs?.[i];
     let tensor: TensorValue;
     if (ref !== undefined) {
       if (t.contents) {
@@ -257,7 +279,7 @@ export function decodeInferRequest(msg: ModelInferRequestMsg, contract: ModelIOC
     } else {
       throw invalidInput(`unable to find data for input tensor '${t.name}' for model '${msg.model_name}' in request.`);
     }
-    const params = withoutShmParameters(inputParams[i]);
+    const params = withoutShmParameters(inputParams?.[i]);
     if (params !== undefined) tensor.parameters = params;
     return tensor;
   });
@@ -280,15 +302,14 @@ export function decodeInferRequest(msg: ModelInferRequestMsg, contract: ModelIOC
     priority: 0,
     timeoutUs: 0,
   };
-  const answer: AnswerOptions = defaultAnswerOptions();
   const p = msg.parameters;
-  if (p) {
-    for (const key in p) {
-      const param = p[key]!;
-      if (applyRequestParameter(request, answer, key, param, GRPC_VALUES)) continue;
-      const v = paramValue(param);
-      if (v !== undefined) request.parameters[key] = v;
-    }
+  if (!hasEntries(p)) return { request, enableEmptyFinalResponse: false };
+  const answer: AnswerOptions = defaultAnswerOptions();
+  for (const key in p) {
+    const param = p[key]!;
+    if (applyRequestParameter(request, answer, key, param, GRPC_VALUES)) continue;
+    const v = paramValue(param);
+    if (v !== undefined) request.parameters[key] = v;
   }
   return { request, enableEmptyFinalResponse: answer.emptyFinalResponse };
 }
@@ -308,12 +329,14 @@ export function encodeInferResponse(
   result: InferResult, request?: Pick<InferRequest, 'outputs'>, shm?: ShmAccess,
 ): ModelInferResponseMsg {
   let tensors = result.outputs;
-  const wanted = new Map((request?.outputs ?? []).map((o) => [o.name, o]));
-  if (wanted.size > 0) tensors = tensors.filter((t) => wanted.has(t.name));
+  const requested = request?.outputs;
+  // Most requests name no outputs: then there is nothing to filter or look up.
+  const wanted = requested !== undefined && requested.length > 0 ? new Map(requested.map((o) => [o.name, o])) : undefined;
+  if (wanted !== undefined) tensors = tensors.filter((t) => wanted.has(t.name));
   const outputs: ModelInferResponseMsg['outputs'] = [];
   const raw: Buffer[] = [];
   for (const t of tensors) {
-    const ref = shmRefOf(wanted.get(t.name)?.parameters, `output '${t.name}'`);
+    const ref = wanted === undefined ? undefined : shmRefOf(wanted.get(t.name)?.parameters, `output '${t.name}'`);
     let params = t.parameters;
     if (ref !== undefined) {
       params = writeShmOutput(shm, t, ref);
