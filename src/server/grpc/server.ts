@@ -15,6 +15,7 @@ import { healthServiceDefinition, inferenceServiceDefinition } from './proto.js'
 import { withFastInferCodec } from './infer-wire.js';
 import { type SharedMemoryRegistry, cudaShmRegisterUnsupported, cudaShmStatus } from '../shm-registry.js';
 import { parseModelVersion } from '../../core/validate.js';
+import { CancelSource } from '../../core/cancel-signal.js';
 import { grpcRestrictedMessage, headerMatches, type RestrictedCategory, type RestrictedFeatures, type Restriction } from '../restricted-features.js';
 import { grpcServerCredentials, type GrpcTls } from './tls.js';
 import { type LoadValueReader, loadOptions, unloadOptions } from '../request-options.js';
@@ -356,7 +357,7 @@ export class GrpcServer {
       // 'cancelled' also fires when the client's deadline passes.
       call.on('cancelled', abort.onCancel);
       if (call.cancelled) abort.onCancel();
-      request.signal = abort.signal;
+      request.signal = abort;
       response = encodeInferResponse(await model.infer(request), request, shm);
     } catch (err) {
       error = this.#serviceError(err);
@@ -428,7 +429,8 @@ export class GrpcServer {
 }
 
 /** A ModelInfer call's controller, with the listener that aborts it when the client cancels (one object and one closure per call). */
-class CallAbort extends AbortController {
+/** A unary call's cancellation: a CancelSource (no AbortController per call), aborted when the call is. */
+class CallAbort extends CancelSource {
   readonly onCancel = (): void => this.abort(cancelledError());
 }
 
