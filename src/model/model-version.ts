@@ -245,25 +245,40 @@ export class ModelVersion {
     }
   }
 
-  /** One request, one response. */
-  async infer(request: InferRequest): Promise<InferResult> {
-    if (this.decoupled) {
-      const results: InferResult[] = [];
-      for await (const r of this.inferStream(request)) results.push(r);
-      if (results.length !== 1) {
-        throw new StubhostError('STUBHOST_UNSUPPORTED', `${this.label} is decoupled and sent ${results.length} responses; use the streaming API (gRPC ModelStreamInfer) for it`);
-      }
-      return results[0]!;
-    }
+  /**
+   * One request, one response. Not an async function: the usual path returns run's promise
+   * itself, not a second one that waits for it (a promise and microtask hops per request).
+   * Every path still reports failures as a rejection, never a throw.
+   */
+  infer(request: InferRequest): Promise<InferResult> {
+    if (this.decoupled) return this.inferDecoupled(request);
     // A cache hit skips the scheduler (warmup, before READY, never uses the cache).
     if (this.cacheUse && this.state === 'READY') return inferThroughCache(this.cacheUse, request, (r) => this.run(r));
     return this.run(request);
   }
 
-  private async run(request: InferRequest): Promise<InferResult> {
-    const outcome = await new Promise<ExecOutcome>((resolve) => this.submit(request, resolve));
-    if (outcome.error) throw outcome.error;
-    return this.toResult(request, outcome);
+  private async inferDecoupled(request: InferRequest): Promise<InferResult> {
+    const results: InferResult[] = [];
+    for await (const r of this.inferStream(request)) results.push(r);
+    if (results.length !== 1) {
+      throw new StubhostError('STUBHOST_UNSUPPORTED', `${this.label} is decoupled and sent ${results.length} responses; use the streaming API (gRPC ModelStreamInfer) for it`);
+    }
+    return results[0]!;
+  }
+
+  /** The promise settles in the outcome's callback: no async function awaiting it. */
+  private run(request: InferRequest): Promise<InferResult> {
+    return new Promise<InferResult>((resolve, reject) => this.submit(request, (outcome) => {
+      if (outcome.error) {
+        reject(outcome.error);
+        return;
+      }
+      try {
+        resolve(this.toResult(request, outcome));
+      } catch (err) {
+        reject(err);
+      }
+    }));
   }
 
   /** 0..n responses (decoupled), or exactly one. */
