@@ -458,9 +458,11 @@ export class ModelVersion {
 
   private toResult(request: InferRequest, outcome: ExecOutcome): InferResult {
     let outputs = outcome.outputs ?? [];
-    const specs = this.contract().outputs;
+    const contract = this.contract();
+    const specs = contract.outputs;
     if (this.reshapes().outputs) outputs = outputs.map((t) => this.unreshape(t, specs.find((s) => s.name === t.name)));
-    return { modelName: this.name, modelVersion: String(this.version), id: request.id, outputs, parameters: outcome.parameters };
+    // The contract's version string: made once, not per response.
+    return { modelName: this.name, modelVersion: contract.version, id: request.id, outputs, parameters: outcome.parameters };
   }
 
   /** config `reshape`: the model sees the reshaped shape (batch dimension kept). */
@@ -489,9 +491,8 @@ export class ModelVersion {
         return inst.depth;
       },
       canAccept: () => inst.canAccept(),
-      run: async (jobs: Job[]) => {
-        const started = performance.now();
-        const phases = await inst.run(jobs);
+      run: async (jobs: Job[], started = performance.now()) => {
+        const phases = await inst.run(jobs, started);
         let size = jobs.length;
         if (this.config.max_batch_size > 0) {
           size = 0;
