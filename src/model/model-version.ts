@@ -339,12 +339,12 @@ export class ModelVersion {
     // runs for every request.
     let answered = false;
     let recorded = false;
-    // Without a timeout (most requests) no timers, no closure, no copy of the request.
-    const timeout = !(request.timeoutUs > 0) ? { request } as TimeoutWatch : this.cancelOnTimeout(request, (error) => {
+    // Without a timeout (most requests) no timers, no closure, no copy of the request, no watch object.
+    const timeout: TimeoutWatch | undefined = !(request.timeoutUs > 0) ? undefined : this.cancelOnTimeout(request, (error) => {
       // The deadline: the model had the grace to answer its cancellation and did not (it is
       // hung, or still queued behind one that is). The client's wait ends here.
       if (answered) return;
-      markAnswered(timeout.request.signal!);
+      markAnswered(timeout!.request.signal!);
       if (!recorded) {
         recorded = true;
         this.recordOutcome(arrived, { error });
@@ -355,7 +355,7 @@ export class ModelVersion {
         done({ error });
       }
     });
-    if (sink && timeout.clear) {
+    if (sink && timeout?.clear) {
       const inner = sink;
       sink = {
         response: (o, final) => {
@@ -369,7 +369,7 @@ export class ModelVersion {
         },
       };
     }
-    const reshaped = this.reshapeInputs(timeout.request);
+    const reshaped = this.reshapeInputs(timeout?.request ?? request);
     const self = this;
     scheduler.submit({
       request: reshaped,
@@ -383,7 +383,7 @@ export class ModelVersion {
       finish(outcome, timing) {
         // Decoupled: the stream's end clears it, but a job failed before it ran (queue full,
         // cancelled or timed out in the queue) has no stream to end: clear it here.
-        if (!sink || outcome.error) timeout.clear?.();
+        if (!sink || outcome.error) timeout?.clear?.();
         // Before the statistics: a response that breaks the output contract is a failure.
         if (!sink && !outcome.error) outcome = self.checkOutputs(outcome, batchSize);
         if (!recorded) {
