@@ -54,8 +54,12 @@ export interface ExecutionTarget {
   readonly depth?: number;
   /** Can take a batch now. */
   canAccept(): boolean;
-  /** Executes the batch and settles every job (finish is called by the target). */
-  run(jobs: Job[]): Promise<unknown>;
+  /**
+   * Executes the batch and settles every job (finish is called by the target). `startedAt`: the
+   * scheduler's performance.now() as it hands the batch over, for the target's own timing (a
+   * clock read per layer fewer).
+   */
+  run(jobs: Job[], startedAt?: number): Promise<unknown>;
 }
 
 export type TimeoutAction = 'REJECT' | 'DELAY';

@@ -79,11 +79,13 @@ export class ModelInstance extends EventEmitter implements ExecutionTarget {
     return this.state === 'ready' && this.running < this.inflightDepth.depth;
   }
 
-  /** Runs one batch; resolves with its input and output copy times (ms) once every job is finished. */
-  async run(jobs: Job[]): Promise<ExecPhases> {
+  /**
+   * Runs one batch; resolves with its input and output copy times (ms) once every job is
+   * finished. `started`: the caller's performance.now() as it handed the batch over.
+   */
+  async run(jobs: Job[], started = performance.now()): Promise<ExecPhases> {
     const stub = this.stub!;
     this.running++;
-    const started = performance.now();
     try {
       const n = jobs.length;
       const requests: InferRequest[] = new Array(n);

@@ -201,14 +201,16 @@ export class StubRequests {
       this.opts.logger.info(`a stalled execute finished after ${Math.round((performance.now() - batch.startedAt) / 1000)} s`, { model: who.model, instance: who.instance, pid: who.pid });
       this.setStalled(this.stalledCount - 1);
     }
+    const outputStart = performance.now();
     // A batch sent ahead waited in the stub until now: its execute (and execute timeout) starts now.
-    for (const next of this.batches.values()) {
-      next.startedAt = Math.max(next.startedAt, performance.now());
-      break;
+    if (this.batches.size > 0) {
+      for (const next of this.batches.values()) {
+        next.startedAt = Math.max(next.startedAt, outputStart);
+        break;
+      }
     }
     const n = batch.rids.length;
     const outcomes: ExecOutcome[] = new Array(n);
-    const outputStart = performance.now();
     for (let i = 0; i < n; i++) {
       const r = err ? undefined : rs?.[i];
       outcomes[i] = err ? { error: StubhostError.fromBody(err) } : r ? this.read(r, batch.placements[i]) : {};
@@ -292,10 +294,13 @@ export class StubRequests {
     stream.sink.end(error);
   }
 
+  /** The stub's name for errors, bound once: who() builds an object and the label string. */
+  private readonly labelOf = (): string => this.who().label;
+
   /** A response's outputs copied out of the stub's arena (into the placement, if any), the blocks given back. */
   private read(r: WireResponse, placement: OutputPlacement | undefined): ExecOutcome {
     try {
-      return readOutcome(this.channel.peer, r, this.who().label, placement);
+      return readOutcome(this.channel.peer, r, this.labelOf, placement);
     } finally {
       this.release(r);
     }

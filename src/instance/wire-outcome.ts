@@ -45,8 +45,9 @@ const plainRead: ReadFrom = { peer: undefined as unknown as PeerArena };
 /**
  * A response read out of the stub's arena: outputs copied once, into `placement` when the
  * request has one (a BLS caller's arena), else private memory. The caller gives the blocks back.
+ * `labelOf` names the stub in errors: called only when there is one (not per response).
  */
-export function readOutcome(peer: PeerArena, r: WireResponse, label: string, placement?: OutputPlacement): ExecOutcome {
+export function readOutcome(peer: PeerArena, r: WireResponse, labelOf: () => string, placement?: OutputPlacement): ExecOutcome {
   try {
     let from: ReadFrom;
     if (placement) from = { peer, place: (n: number) => placement.place(n) };
@@ -64,7 +65,7 @@ export function readOutcome(peer: PeerArena, r: WireResponse, label: string, pla
     if (f.error) return { error: StubhostError.fromBody(f.error) };
     return { outputs: f.outputs, parameters: f.parameters, sites: f.sites };
   } catch (err) {
-    return { error: new StubhostError('STUBHOST_PROTOCOL', `${label}: ${(err as Error).message}`) };
+    return { error: new StubhostError('STUBHOST_PROTOCOL', `${labelOf()}: ${(err as Error).message}`) };
   }
 }
 

@@ -58,6 +58,9 @@ interface Segment {
 
 const alignUp = (n: number, a: number): number => Math.ceil(n / a) * a;
 
+/** What takeDropped returns when no segment was dropped (read only). */
+const NONE_DROPPED: number[] = [];
+
 export class Arena {
   readonly prefix: string;
   readonly segmentBytes: number;
@@ -126,6 +129,8 @@ export class Arena {
 
   /** Segment ids dropped since the last call; the peer's PeerArena must `forget` them. */
   takeDropped(): number[] {
+    // Nearly always none: the shared empty list, not a new array per message sent.
+    if (this.dropped.length === 0) return NONE_DROPPED;
     const d = this.dropped;
     this.dropped = [];
     return d;

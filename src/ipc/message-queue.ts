@@ -198,7 +198,8 @@ export class MessageQueue {
       more = offset + chunk < message.byteLength;
       this.view.setUint32(slot, chunk, true);
       this.view.setUint32(slot + 4, more ? SLOT_FLAG_MORE : 0, true);
-      this.bytes.set(message.subarray(offset, offset + chunk), slot + SLOT_HEADER_SIZE);
+      // A message that fits one slot (nearly all) is copied as it is: no view of it per send.
+      this.bytes.set(chunk === message.byteLength ? message : message.subarray(offset, offset + chunk), slot + SLOT_HEADER_SIZE);
       this.tail = (this.tail + 1) % this.slotCount;
       offset += chunk;
       posted++;

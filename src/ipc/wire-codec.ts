@@ -249,15 +249,16 @@ function u32(): number {
 }
 
 /**
- * The message in `bytes` (process-private memory: bin values are copied out of it), or NOT_FAST
+ * The message in the first `length` bytes of `bytes` (process-private memory: bin values are
+ * copied out of it; a length, so a reused buffer needs no view per message), or NOT_FAST
  * when it holds something only msgpackr decodes or is malformed (msgpackr then says why).
  */
-export function decodeFast(bytes: Uint8Array): unknown {
-  if (bytes.byteLength === 0) return NOT_FAST;
+export function decodeFast(bytes: Uint8Array, length = bytes.byteLength): unknown {
+  if (length === 0) return NOT_FAST;
   src = bytes;
   srcView = undefined;
   at = 0;
-  end = bytes.byteLength;
+  end = length;
   try {
     const value = read();
     return at === end ? value : NOT_FAST;

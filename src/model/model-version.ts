@@ -245,25 +245,40 @@ export class ModelVersion {
     }
   }
 
-  /** One request, one response. */
-  async infer(request: InferRequest): Promise<InferResult> {
-    if (this.decoupled) {
-      const results: InferResult[] = [];
-      for await (const r of this.inferStream(request)) results.push(r);
-      if (results.length !== 1) {
-        throw new StubhostError('STUBHOST_UNSUPPORTED', `${this.label} is decoupled and sent ${results.length} responses; use the streaming API (gRPC ModelStreamInfer) for it`);
-      }
-      return results[0]!;
-    }
+  /**
+   * One request, one response. Not an async function: the usual path returns run's promise
+   * itself, not a second one that waits for it (a promise and microtask hops per request).
+   * Every path still reports failures as a rejection, never a throw.
+   */
+  infer(request: InferRequest): Promise<InferResult> {
+    if (this.decoupled) return this.inferDecoupled(request);
     // A cache hit skips the scheduler (warmup, before READY, never uses the cache).
     if (this.cacheUse && this.state === 'READY') return inferThroughCache(this.cacheUse, request, (r) => this.run(r));
     return this.run(request);
   }
 
-  private async run(request: InferRequest): Promise<InferResult> {
-    const outcome = await new Promise<ExecOutcome>((resolve) => this.submit(request, resolve));
-    if (outcome.error) throw outcome.error;
-    return this.toResult(request, outcome);
+  private async inferDecoupled(request: InferRequest): Promise<InferResult> {
+    const results: InferResult[] = [];
+    for await (const r of this.inferStream(request)) results.push(r);
+    if (results.length !== 1) {
+      throw new StubhostError('STUBHOST_UNSUPPORTED', `${this.label} is decoupled and sent ${results.length} responses; use the streaming API (gRPC ModelStreamInfer) for it`);
+    }
+    return results[0]!;
+  }
+
+  /** The promise settles in the outcome's callback: no async function awaiting it. */
+  private run(request: InferRequest): Promise<InferResult> {
+    return new Promise<InferResult>((resolve, reject) => this.submit(request, (outcome) => {
+      if (outcome.error) {
+        reject(outcome.error);
+        return;
+      }
+      try {
+        resolve(this.toResult(request, outcome));
+      } catch (err) {
+        reject(err);
+      }
+    }));
   }
 
   /** 0..n responses (decoupled), or exactly one. */
@@ -324,12 +339,12 @@ export class ModelVersion {
     // runs for every request.
     let answered = false;
     let recorded = false;
-    // Without a timeout (most requests) no timers, no closure, no copy of the request.
-    const timeout = !(request.timeoutUs > 0) ? { request } as TimeoutWatch : this.cancelOnTimeout(request, (error) => {
+    // Without a timeout (most requests) no timers, no closure, no copy of the request, no watch object.
+    const timeout: TimeoutWatch | undefined = !(request.timeoutUs > 0) ? undefined : this.cancelOnTimeout(request, (error) => {
       // The deadline: the model had the grace to answer its cancellation and did not (it is
       // hung, or still queued behind one that is). The client's wait ends here.
       if (answered) return;
-      markAnswered(timeout.request.signal!);
+      markAnswered(timeout!.request.signal!);
       if (!recorded) {
         recorded = true;
         this.recordOutcome(arrived, { error });
@@ -340,7 +355,7 @@ export class ModelVersion {
         done({ error });
       }
     });
-    if (sink && timeout.clear) {
+    if (sink && timeout?.clear) {
       const inner = sink;
       sink = {
         response: (o, final) => {
@@ -354,7 +369,7 @@ export class ModelVersion {
         },
       };
     }
-    const reshaped = this.reshapeInputs(timeout.request);
+    const reshaped = this.reshapeInputs(timeout?.request ?? request);
     const self = this;
     scheduler.submit({
       request: reshaped,
@@ -368,7 +383,7 @@ export class ModelVersion {
       finish(outcome, timing) {
         // Decoupled: the stream's end clears it, but a job failed before it ran (queue full,
         // cancelled or timed out in the queue) has no stream to end: clear it here.
-        if (!sink || outcome.error) timeout.clear?.();
+        if (!sink || outcome.error) timeout?.clear?.();
         // Before the statistics: a response that breaks the output contract is a failure.
         if (!sink && !outcome.error) outcome = self.checkOutputs(outcome, batchSize);
         if (!recorded) {
@@ -443,9 +458,11 @@ export class ModelVersion {
 
   private toResult(request: InferRequest, outcome: ExecOutcome): InferResult {
     let outputs = outcome.outputs ?? [];
-    const specs = this.contract().outputs;
+    const contract = this.contract();
+    const specs = contract.outputs;
     if (this.reshapes().outputs) outputs = outputs.map((t) => this.unreshape(t, specs.find((s) => s.name === t.name)));
-    return { modelName: this.name, modelVersion: String(this.version), id: request.id, outputs, parameters: outcome.parameters };
+    // The contract's version string: made once, not per response.
+    return { modelName: this.name, modelVersion: contract.version, id: request.id, outputs, parameters: outcome.parameters };
   }
 
   /** config `reshape`: the model sees the reshaped shape (batch dimension kept). */
@@ -474,9 +491,8 @@ export class ModelVersion {
         return inst.depth;
       },
       canAccept: () => inst.canAccept(),
-      run: async (jobs: Job[]) => {
-        const started = performance.now();
-        const phases = await inst.run(jobs);
+      run: async (jobs: Job[], started = performance.now()) => {
+        const phases = await inst.run(jobs, started);
         let size = jobs.length;
         if (this.config.max_batch_size > 0) {
           size = 0;

@@ -102,17 +102,11 @@ export class OutputContract {
     const shape = t.shape;
     if (rule.checkShape) {
       const offset = this.batched ? 1 : 0;
-      const expected = (): string => `[${this.batched ? `${batchSize}, ` : ''}${rule.dims.join(', ')}]`;
-      const declared = `dims [${rule.declared.join(', ')}]${rule.dims !== rule.declared ? ` (reshape [${rule.dims.join(', ')}])` : ''}${this.batched ? ' after the batch dimension' : ''}`;
-      if (shape.length !== rule.dims.length + offset) {
-        return ['shape', `expected shape ${expected()} (${declared}), found [${shape.join(', ')}]`];
-      }
-      if (this.batched && shape[0] !== batchSize) {
-        return ['batch size', `expected shape ${expected()}: the request's batch size is ${batchSize}, found [${shape.join(', ')}] (batch ${shape[0]})`];
-      }
+      if (shape.length !== rule.dims.length + offset) return this.shapeProblem(t, rule, batchSize);
+      if (this.batched && shape[0] !== batchSize) return this.shapeProblem(t, rule, batchSize, true);
       for (let k = 0; k < rule.dims.length; k++) {
         const want = rule.dims[k]!;
-        if (want !== -1 && shape[k + offset] !== want) return ['shape', `expected shape ${expected()} (${declared}), found [${shape.join(', ')}]`];
+        if (want !== -1 && shape[k + offset] !== want) return this.shapeProblem(t, rule, batchSize);
       }
     }
     let count = 1;
@@ -121,6 +115,15 @@ export class OutputContract {
       return ['element count', `shape [${shape.join(', ')}] needs ${count} elements, found ${t.data.length}`];
     }
     return undefined;
+  }
+
+  /** A shape that breaks `rule` (`ofBatch`: only its batch dimension), described. Made only on a violation: it builds strings. */
+  private shapeProblem(t: TensorValue, rule: OutputRule, batchSize: number, ofBatch = false): [ViolationKind, string] {
+    const shape = t.shape;
+    const expected = `[${this.batched ? `${batchSize}, ` : ''}${rule.dims.join(', ')}]`;
+    if (ofBatch) return ['batch size', `expected shape ${expected}: the request's batch size is ${batchSize}, found [${shape.join(', ')}] (batch ${shape[0]})`];
+    const declared = `dims [${rule.declared.join(', ')}]${rule.dims !== rule.declared ? ` (reshape [${rule.dims.join(', ')}])` : ''}${this.batched ? ' after the batch dimension' : ''}`;
+    return ['shape', `expected shape ${expected} (${declared}), found [${shape.join(', ')}]`];
   }
 
   private violation(kind: ViolationKind, output: string, declared: boolean, text: string, site: string | undefined): StubhostError {

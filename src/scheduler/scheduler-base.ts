@@ -138,7 +138,7 @@ export abstract class SchedulerBase implements ModelScheduler {
       if (live.length > 0) {
         const batch: Job[] = new Array(live.length);
         for (let i = 0; i < live.length; i++) batch[i] = this.forTarget(live[i]!, startedAt, live.length);
-        await target.run(batch);
+        await target.run(batch, startedAt);
       }
     } catch (err) {
       const error = err instanceof StubhostError ? err : new StubhostError('STUBHOST_INTERNAL', (err as Error).message);

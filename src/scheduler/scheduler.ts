@@ -123,13 +123,13 @@ export class Scheduler extends SchedulerBase {
     // rest of submit. NOT_LISTENING marks "queued, no listener yet"; unlisten() clears it.
     if (signal) this.listeners.set(full, NOT_LISTENING);
     this.notePending();
-    this.schedule();
+    // The same instant as the arrival: one clock read per request fewer.
+    this.schedule(now);
     if (signal && this.listeners.get(full) === NOT_LISTENING) this.watch(full, this.cancelQueued);
   }
 
-  /** Tries to dispatch: call when work arrives or an instance frees up. */
-  schedule(): void {
-    const now = performance.now();
+  /** Tries to dispatch: call when work arrives or an instance frees up. `now`: a clock read just made. */
+  schedule(now = performance.now()): void {
     // Most calls reject nothing: the array is made only when a job expired.
     let rejected = NONE;
     if (this.queue.hasExpired(now)) rejected = [];
