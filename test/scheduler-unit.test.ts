@@ -102,6 +102,22 @@ describe('default scheduler', () => {
     expect(s.pending).toBe(0);
   });
 
+  it('spreads work over instances with room instead of filling the first one\'s depth', async () => {
+    const s = scheduler();
+    const a = new FakeTarget('a', 'manual', 4);
+    const b = new FakeTarget('b', 'manual', 4);
+    s.addTarget(a);
+    s.addTarget(b);
+    const all = Array.from({ length: 6 }, (_, i) => submit(s, String(i)));
+    // First-fit would have given 'a' four and 'b' two.
+    expect([a.batches.length, b.batches.length]).toEqual([3, 3]);
+    for (let i = 0; i < 3; i++) {
+      a.releaseOne();
+      b.releaseOne();
+    }
+    await Promise.all(all);
+  });
+
   it('an instance added later takes the waiting work', async () => {
     const s = scheduler();
     const p = submit(s, 'x');

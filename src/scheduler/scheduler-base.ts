@@ -95,6 +95,27 @@ export abstract class SchedulerBase implements ModelScheduler {
   }
 
   /**
+   * The least busy instance with room (an idle one at once; ties: the first). With batches sent
+   * ahead (an instance depth above 1, see instance/instance-depth.ts) first-fit would fill one
+   * instance's depth while another sat idle; as in Triton, where each instance takes the next
+   * request when it is free, the work spreads. A loop, not find(): no closure per schedule.
+   */
+  protected leastBusyTarget(): ExecutionTarget | undefined {
+    let best: ExecutionTarget | undefined;
+    let bestBusy = Infinity;
+    for (const t of this.targets) {
+      if (!this.hasRoom(t)) continue;
+      const busy = this.busy.get(t) ?? 0;
+      if (busy === 0) return t;
+      if (busy < bestBusy) {
+        best = t;
+        bestBusy = busy;
+      }
+    }
+    return best;
+  }
+
+  /**
    * Sends `jobs` (already out of the queue) to `target`: the instance is busy from now; the batch
    * waits for its resources, drops requests whose clients left meanwhile, runs, then the
    * scheduler dispatches again.

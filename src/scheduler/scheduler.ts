@@ -140,7 +140,7 @@ export class Scheduler extends SchedulerBase {
     for (const job of rejected) this.unlisten(job);
     let wakeAt = nextDeadline;
     while (this.queue.size > 0) {
-      const target = this.freeTarget();
+      const target = this.leastBusyTarget();
       if (!target) break;
       const jobs = this.pickBatch(now);
       if (this.pickWait > 0) {
@@ -165,11 +165,6 @@ export class Scheduler extends SchedulerBase {
     return this.queue.clear();
   }
 
-  /** The first instance with room for a batch (a loop, not find(): no closure per schedule). */
-  private freeTarget(): ExecutionTarget | undefined {
-    for (const t of this.targets) if (this.hasRoom(t)) return t;
-    return undefined;
-  }
 
   /**
    * The next batch, in service order; `pickWait` is set to how long it should still wait for
