@@ -97,18 +97,7 @@ function write(value: unknown): void {
 function writeNumber(value: number): void {
   if (value >>> 0 === value) {
     if (value < 0x80) out[pos++] = value;
-    else if (value < 0x100) {
-      out[pos++] = 0xcc;
-      out[pos++] = value;
-    } else if (value < 0x10000) {
-      out[pos++] = 0xcd;
-      outView.setUint16(pos, value);
-      pos += 2;
-    } else {
-      out[pos++] = 0xce;
-      outView.setUint32(pos, value);
-      pos += 4;
-    }
+    else writeSized(value, 0xcc, 0xcd, 0xce);
   } else if (value >> 0 === value) {
     if (value >= -0x20) out[pos++] = 0x100 + value;
     else if (value >= -0x80) {
@@ -205,21 +194,26 @@ function writeArray(array: unknown[]): void {
   for (let i = 0; i < n; i++) write(array[i]);
 }
 
-function writeBin(bytes: Uint8Array): void {
-  const n = bytes.byteLength;
-  if (pos + 5 + n > outCap) grow(5 + n);
+/** An unsigned `n` after the opcode of its size class: 8-, 16- or 32-bit big-endian (uint, bin). */
+function writeSized(n: number, op8: number, op16: number, op32: number): void {
   if (n < 0x100) {
-    out[pos++] = 0xc4;
+    out[pos++] = op8;
     out[pos++] = n;
   } else if (n < 0x10000) {
-    out[pos++] = 0xc5;
+    out[pos++] = op16;
     outView.setUint16(pos, n);
     pos += 2;
   } else {
-    out[pos++] = 0xc6;
+    out[pos++] = op32;
     outView.setUint32(pos, n);
     pos += 4;
   }
+}
+
+function writeBin(bytes: Uint8Array): void {
+  const n = bytes.byteLength;
+  if (pos + 5 + n > outCap) grow(5 + n);
+  writeSized(n, 0xc4, 0xc5, 0xc6);
   out.set(bytes, pos);
   pos += n;
 }
