@@ -26,6 +26,8 @@ export interface ExecOutcome {
 export interface ExecPhases {
   inputMs: number;
   outputMs: number;
+  /** performance.now() as the outputs were read: the execution's end (one clock read for every layer above). */
+  endedAt?: number;
 }
 
 /** One response of a decoupled request, as Triton's response statistics count it (core src/infer_stats.cc). */
@@ -93,12 +95,16 @@ export interface JobTiming {
   /** Of computeMs: the host's input copy and output copy (Triton's compute_input / compute_output); 0 when unknown. */
   inputMs?: number;
   outputMs?: number;
+  /** performance.now() as the execution ended (its outputs read), when known: the request's end for its statistics. */
+  endedAt?: number;
 }
 
 /** What a caller hands a scheduler: a job before the scheduler stamps its arrival, order and deadline. */
 export type SubmittedJob = Omit<Job, 'seq' | 'deadline' | 'timeoutAction' | 'enqueuedAt'> & {
   /** The request's own queue timeout (0: the queue policy's default). */
   timeoutUs: number;
+  /** performance.now() at the request's arrival, when the caller read it (the scheduler reads it otherwise). */
+  arrivedAt?: number;
 };
 
 /**

@@ -94,13 +94,15 @@ export class ModelInstance extends EventEmitter implements ExecutionTarget {
       if (this.decoupled) {
         const sinks: StreamSink[] = new Array(n);
         for (let i = 0; i < n; i++) sinks[i] = jobs[i]!.sink ?? noSink;
-        outcomes = await stub.executeStreaming(requests, sinks);
-      } else outcomes = await stub.execute(requests);
-      const ended = performance.now();
+        outcomes = await stub.executeStreaming(requests, sinks, started);
+      } else outcomes = await stub.execute(requests, started);
+      // The stub's read as it finished reading the outputs: no clock read of its own.
+      const phases = outcomes[0]?.phases ?? { inputMs: 0, outputMs: 0 };
+      const ended = phases.endedAt ?? performance.now();
+      phases.endedAt = ended;
       this.inflightDepth.finished(started, ended);
       const computeMs = ended - started;
-      const phases = outcomes[0]?.phases ?? { inputMs: 0, outputMs: 0 };
-      const timing = { queueMs: 0, computeMs, batchSize: n, inputMs: phases.inputMs, outputMs: phases.outputMs };
+      const timing = { queueMs: 0, computeMs, batchSize: n, inputMs: phases.inputMs, outputMs: phases.outputMs, endedAt: ended };
       for (let i = 0; i < n; i++) jobs[i]!.finish(outcomes[i] ?? { error: new StubhostError('STUBHOST_INTERNAL', 'missing outcome') }, timing);
       return phases;
     } finally {

@@ -189,22 +189,22 @@ export class StubProcess extends EventEmitter {
   }
 
   /** Sends one batch; resolves with one outcome per request (never rejects). */
-  execute(requests: InferRequest[]): Promise<ExecOutcome[]> {
-    return this.send(requests);
+  execute(requests: InferRequest[], startedAt?: number): Promise<ExecOutcome[]> {
+    return this.send(requests, undefined, startedAt);
   }
 
   /** Decoupled: sends one batch; each request's responses go to its sink. */
-  executeStreaming(requests: InferRequest[], sinks: StreamSink[]): Promise<ExecOutcome[]> {
-    return this.send(requests, sinks);
+  executeStreaming(requests: InferRequest[], sinks: StreamSink[], startedAt?: number): Promise<ExecOutcome[]> {
+    return this.send(requests, sinks, startedAt);
   }
 
-  private send(requests: InferRequest[], sinks?: StreamSink[]): Promise<ExecOutcome[]> {
+  private send(requests: InferRequest[], sinks?: StreamSink[], startedAt?: number): Promise<ExecOutcome[]> {
     if (this.exited || !this.requests) {
       const err = new StubhostError('STUBHOST_STUB_DIED', `${this.label}: stub is not running${this.fault ? ` (${this.fault})` : ''}`);
       sinks?.forEach((s) => s.end(err));
       return Promise.resolve(requests.map(() => ({ error: err })));
     }
-    return this.requests.send(requests, sinks);
+    return this.requests.send(requests, sinks, startedAt);
   }
 
   /** For leak checks: what the stub holds (undefined if it does not answer within `timeoutMs`). */

@@ -143,8 +143,12 @@ export class StubRequests {
     return n + this.streams.size;
   }
 
-  /** Sends one batch; resolves with one outcome per request (never rejects). With `sinks`, decoupled. */
-  send(requests: InferRequest[], sinks?: StreamSink[]): Promise<ExecOutcome[]> {
+  /**
+   * Sends one batch; resolves with one outcome per request (never rejects). With `sinks`,
+   * decoupled. `startedAt`: the caller's clock read as it handed the batch over (the input
+   * copy's start).
+   */
+  send(requests: InferRequest[], sinks?: StreamSink[], startedAt = performance.now()): Promise<ExecOutcome[]> {
     const blocks: Handle[] = [];
     const n = requests.length;
     const rids: number[] = new Array(n);
@@ -156,7 +160,7 @@ export class StubRequests {
       placements[i] = r.outputPlacement;
       if (r.signal) signals++;
     }
-    const inputStart = performance.now();
+    const inputStart = startedAt;
     let wire;
     try {
       wire = writeRequests(this.channel.arena, requests, rids, this.opts.modelVersion, blocks);
@@ -215,7 +219,8 @@ export class StubRequests {
       const r = err ? undefined : rs?.[i];
       outcomes[i] = err ? { error: StubhostError.fromBody(err) } : r ? this.read(r, batch.placements[i]) : {};
     }
-    const phases: ExecPhases = { inputMs: batch.inputMs, outputMs: performance.now() - outputStart };
+    const endedAt = performance.now();
+    const phases: ExecPhases = { inputMs: batch.inputMs, outputMs: endedAt - outputStart, endedAt };
     for (let i = 0; i < n; i++) outcomes[i]!.phases = phases;
     for (const h of batch.blocks) this.channel.arena.free(h);
     if (err && batch.streams) {

@@ -377,6 +377,7 @@ export class ModelVersion {
       shapeKey,
       level: scheduler.levelOf(request.priority),
       timeoutUs: request.timeoutUs,
+      arrivedAt: arrived,
       sink,
       // A method, not an arrow property: tsx's keepNames would wrap an arrow in __name
       // (a defineProperty) for every request.
@@ -401,7 +402,8 @@ export class ModelVersion {
   /** The statistics of one request that ended: `timing` when it ran, none when the deadline answered for it. */
   private recordOutcome(arrived: number, outcome: ExecOutcome, timing?: JobTiming): void {
     // Whole nanoseconds: Triton's statistics carry uint64 ns, and clients parse them as integers.
-    const requestNs = Math.round((performance.now() - arrived) * 1e6);
+    // The execution's end when it ran (the clock read its instance made), else now.
+    const requestNs = Math.round(((timing?.endedAt ?? performance.now()) - arrived) * 1e6);
     if (outcome.error || !timing) {
       failure.requestNs = requestNs;
       failure.reason = failureReasonOf(outcome.error);
@@ -498,7 +500,7 @@ export class ModelVersion {
           size = 0;
           for (const j of jobs) size += j.batchSize;
         }
-        this.stats.recordExecution(size, computeNsInto(execution, performance.now() - started, phases.inputMs, phases.outputMs));
+        this.stats.recordExecution(size, computeNsInto(execution, (phases.endedAt ?? performance.now()) - started, phases.inputMs, phases.outputMs));
       },
     };
   }

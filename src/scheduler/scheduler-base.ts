@@ -49,10 +49,11 @@ export abstract class SchedulerBase implements ModelScheduler {
   protected abstract drain(): Iterable<Job>;
   /** Delivers the outcome of a job that did not run (refused, cancelled, failed before execute). */
   protected abstract settle(job: Job, outcome: ExecOutcome, now: number): void;
-  /** The job as its instance gets it (timing, ordering); the job itself by default. */
-  protected forTarget(job: Job, _startedAt: number, _batchSize: number): Job {
-    return job;
-  }
+  /**
+   * `jobs` go to their instance now, as they are (no object made per job): a subclass notes
+   * what its own bookkeeping needs (when the batch started, its size).
+   */
+  protected starting(_jobs: Job[], _startedAt: number): void {}
 
   get pending(): number {
     return this.queued + this.waitingJobs;
@@ -118,16 +119,18 @@ export abstract class SchedulerBase implements ModelScheduler {
   /**
    * Sends `jobs` (already out of the queue) to `target`: the instance is busy from now; the batch
    * waits for its resources, drops requests whose clients left meanwhile, runs, then the
-   * scheduler dispatches again.
+   * scheduler dispatches again. `now`: the caller's clock read just made (the batch's start
+   * when it needs no resources to wait for).
    */
-  protected dispatch(target: ExecutionTarget, jobs: Job[]): void {
+  protected dispatch(target: ExecutionTarget, jobs: Job[], now = performance.now()): void {
     for (const job of jobs) this.unlisten(job);
     this.inflightJobs += jobs.length;
     this.busy.set(target, (this.busy.get(target) ?? 0) + 1);
-    void this.runBatch(target, jobs);
+    void this.runBatch(target, jobs, now);
   }
 
-  private async runBatch(target: ExecutionTarget, jobs: Job[]): Promise<void> {
+  private async runBatch(target: ExecutionTarget, jobs: Job[], dispatchedAt: number): Promise<void> {
+    let startedAt = dispatchedAt;
     let release: (() => void) | undefined;
     let waiting = 0;
     try {
@@ -140,12 +143,12 @@ export abstract class SchedulerBase implements ModelScheduler {
           release = await acquired;
           this.waitingJobs -= waiting;
           waiting = 0;
+          startedAt = performance.now();
         } else release = acquired;
       }
       this.notePending();
       // Requests whose clients left while the instance waited for resources are not run. The
       // batch goes as it is when none left (the usual case: no copy of it).
-      const startedAt = performance.now();
       let live = jobs;
       for (let i = 0; i < jobs.length; i++) {
         const signal = jobs[i]!.request.signal;
@@ -157,9 +160,8 @@ export abstract class SchedulerBase implements ModelScheduler {
         this.settle(jobs[i]!, { error: this.cancelledError(signal!) }, startedAt);
       }
       if (live.length > 0) {
-        const batch: Job[] = new Array(live.length);
-        for (let i = 0; i < live.length; i++) batch[i] = this.forTarget(live[i]!, startedAt, live.length);
-        await target.run(batch, startedAt);
+        this.starting(live, startedAt);
+        await target.run(live, startedAt);
       }
     } catch (err) {
       const error = err instanceof StubhostError ? err : new StubhostError('STUBHOST_INTERNAL', (err as Error).message);

@@ -83,22 +83,12 @@ export class Scheduler extends SchedulerBase {
 
   /** Queues a job; rejects it at once when its level's queue is full. */
   submit(job: SubmittedJob): void {
-    const now = performance.now();
+    // The caller's arrival read when it made one: one clock read per request fewer.
+    const now = job.arrivedAt ?? performance.now();
     const policy = this.queue.policy(job.level);
     const timeoutUs = policy.allowTimeoutOverride && job.timeoutUs > 0 ? job.timeoutUs : policy.defaultTimeoutUs;
-    // Fields listed, not spread: this runs once per request.
-    const full: Job = {
-      request: job.request,
-      batchSize: job.batchSize,
-      shapeKey: job.shapeKey,
-      level: job.level,
-      sink: job.sink,
-      finish: job.finish,
-      seq: this.seq++,
-      enqueuedAt: now,
-      deadline: timeoutUs > 0 ? now + timeoutUs / 1000 : Infinity,
-      timeoutAction: policy.timeoutAction,
-    };
+    // The one object the scheduler makes per request: queued, then handed to the instance as it is.
+    const full = new QueuedJob(this, job, this.seq++, now, timeoutUs > 0 ? now + timeoutUs / 1000 : Infinity, policy.timeoutAction);
     this.unsettled.add(full.seq);
     if (this.closed) {
       this.settle(full, { error: this.unloading() }, now);
@@ -148,7 +138,7 @@ export class Scheduler extends SchedulerBase {
         break;
       }
       for (const job of jobs) this.queue.remove(job);
-      this.dispatch(target, jobs);
+      this.dispatch(target, jobs, now);
     }
     if (rejected.length > 0) this.notePending();
     this.armTimer(wakeAt);
@@ -210,12 +200,22 @@ export class Scheduler extends SchedulerBase {
     if (this.queue.remove(job)) this.cancelled(job, signal);
   };
 
-  /** A job whose finish also records timing and honours preserve_ordering. */
-  protected override forTarget(job: Job, startedAt: number, batchSize: number): Job {
-    return new DispatchedJob(job, startedAt, batchSize, this.deliverDispatched);
+  /** Its batch goes to its instance now: its queue time ends, and its batch size is known. */
+  protected override starting(jobs: Job[], startedAt: number): void {
+    const n = jobs.length;
+    for (let i = 0; i < n; i++) {
+      const job = jobs[i] as QueuedJob;
+      job.startedAt = startedAt;
+      job.ranIn = n;
+    }
   }
 
-  private readonly deliverDispatched = (job: Job, outcome: ExecOutcome, timing: JobTiming): void => this.release(job, outcome, timing);
+  /** A dispatched job's outcome from its instance, with its queue time and batch size. */
+  ranJob(job: QueuedJob, outcome: ExecOutcome, timing: JobTiming): void {
+    this.release(job, outcome, {
+      queueMs: job.startedAt - job.enqueuedAt, computeMs: timing.computeMs, batchSize: job.ranIn, inputMs: timing.inputMs, outputMs: timing.outputMs, endedAt: timing.endedAt,
+    });
+  }
 
   protected settle(job: Job, outcome: ExecOutcome, now: number): void {
     this.release(job, outcome, { queueMs: now - job.enqueuedAt, computeMs: 0, batchSize: 0 });
@@ -225,11 +225,12 @@ export class Scheduler extends SchedulerBase {
   private release(job: Job, outcome: ExecOutcome, timing: JobTiming): void {
     const seq = job.seq;
     if (!this.unsettled.delete(seq)) return;
+    const submitted = (job as QueuedJob).submitted;
     if (!this.opts.dynamicBatching?.preserveOrdering) {
-      job.finish(outcome, timing);
+      submitted.finish(outcome, timing);
       return;
     }
-    this.held.set(seq, () => job.finish(outcome, timing));
+    this.held.set(seq, () => submitted.finish(outcome, timing));
     while (this.held.has(this.nextToRelease)) {
       const d = this.held.get(this.nextToRelease)!;
       this.held.delete(this.nextToRelease);
@@ -254,43 +255,37 @@ export class Scheduler extends SchedulerBase {
 }
 
 /**
- * A job as handed to its target: finish records the queue time and batch size, runs once, and
- * goes through the scheduler's release (preserve_ordering). A class, not a closure per job.
+ * A job as the scheduler queues it and its instance gets it: the submitted job's fields, its
+ * order and deadline. Its instance's finish goes through the scheduler (queue time, batch size,
+ * once only, preserve_ordering); the submitted job's finish gets the result. A class: one object
+ * per request, no closure.
  */
-class DispatchedJob implements Job {
+class QueuedJob implements Job {
   readonly request: Job['request'];
   readonly batchSize: number;
   readonly shapeKey: string;
   readonly level: number;
-  readonly enqueuedAt: number;
-  deadline: number;
-  readonly timeoutAction: Job['timeoutAction'];
-  readonly seq: number;
   readonly sink: Job['sink'];
-  private done = false;
+  /** When its batch went to its instance, and the batch's size (set at dispatch). */
+  startedAt = 0;
+  ranIn = 0;
 
   constructor(
-    private readonly job: Job,
-    private readonly startedAt: number,
-    private readonly size: number,
-    private readonly deliver: (job: Job, outcome: ExecOutcome, timing: JobTiming) => void,
+    private readonly owner: Scheduler,
+    readonly submitted: SubmittedJob,
+    readonly seq: number,
+    readonly enqueuedAt: number,
+    public deadline: number,
+    readonly timeoutAction: Job['timeoutAction'],
   ) {
-    this.request = job.request;
-    this.batchSize = job.batchSize;
-    this.shapeKey = job.shapeKey;
-    this.level = job.level;
-    this.enqueuedAt = job.enqueuedAt;
-    this.deadline = job.deadline;
-    this.timeoutAction = job.timeoutAction;
-    this.seq = job.seq;
-    this.sink = job.sink;
+    this.request = submitted.request;
+    this.batchSize = submitted.batchSize;
+    this.shapeKey = submitted.shapeKey;
+    this.level = submitted.level;
+    this.sink = submitted.sink;
   }
 
   finish(outcome: ExecOutcome, timing: JobTiming): void {
-    if (this.done) return;
-    this.done = true;
-    this.deliver(this.job, outcome, {
-      queueMs: this.startedAt - this.job.enqueuedAt, computeMs: timing.computeMs, batchSize: this.size, inputMs: timing.inputMs, outputMs: timing.outputMs,
-    });
+    this.owner.ranJob(this, outcome, timing);
   }
 }
