@@ -58,10 +58,18 @@ export interface ModelStatistics {
  * One model version, resolved once for a request: the contract the front-end validates the
  * request against belongs to the version that runs it, whatever reloads happen in between.
  */
+/** A request's answer without a promise: the error (`result` undefined), or, `error` undefined, the result. */
+export type InferCallback = (error: unknown, result: InferResult | undefined) => void;
+
 export interface ResolvedModel {
   readonly contract: ModelIOContract;
   /** One request, one response (non-decoupled models, or decoupled ones that send exactly one). */
   infer(request: InferRequest): Promise<InferResult>;
+  /**
+   * infer() without a promise: `callback` is called once, as the outcome is read (or before
+   * this returns, for a request refused at once); it must not throw.
+   */
+  inferThen?(request: InferRequest, callback: InferCallback): void;
   /** 0..n responses (decoupled models); non-decoupled models yield exactly one. */
   inferStream(request: InferRequest): AsyncIterable<InferResult>;
 }

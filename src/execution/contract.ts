@@ -62,6 +62,21 @@ export interface ExecutionTarget {
    * clock read per layer fewer).
    */
   run(jobs: Job[], startedAt?: number): Promise<unknown>;
+  /**
+   * run() without a promise: executes `batch.jobs`, settles every job, then calls batch.done()
+   * once (with an error when the batch failed before its jobs could be settled). Never calls it
+   * before runThen returns. A target without it is driven through run().
+   */
+  runThen?(batch: RunningBatch): void;
+}
+
+/** A batch handed to ExecutionTarget.runThen: its jobs, its start, and whom to tell when it is over. */
+export interface RunningBatch {
+  readonly jobs: Job[];
+  /** The scheduler's performance.now() as it handed the batch over. */
+  readonly startedAt: number;
+  /** Called once, after every job is finished; `endedAt`: the target's clock read at the end, if it made one. */
+  done(endedAt?: number, error?: unknown): void;
 }
 
 export type TimeoutAction = 'REJECT' | 'DELAY';

@@ -7,11 +7,11 @@
  * and classification live here too, once for every protocol.
  */
 import { StubhostError, toStubhostError } from '../errors.js';
-import type { ModelIOContract, ResolvedModel } from '../core/service.js';
+import type { InferCallback, ModelIOContract, ResolvedModel } from '../core/service.js';
 import type { InferRequest, InferResult } from '../core/types.js';
 import type { StreamSink } from '../execution/contract.js';
 import { validateInferInputs, validateRequestedOutputs } from '../core/validate.js';
-import type { ServableModel } from '../model/servable.js';
+import type { InferReceiver, ServableModel } from '../model/servable.js';
 import { NO_LABELS } from '../model/output-labels.js';
 import { applyClassification } from './classification.js';
 
@@ -75,14 +75,46 @@ export class InferenceGateway {
     });
   }
 
-  /** A client request's one response, classified. */
-  async run(mv: ServableModel, request: InferRequest): Promise<InferResult> {
-    this.#admit(request.modelName);
+  /** A client request's one response, classified: one promise, settled from the batch's outcome. */
+  run(mv: ServableModel, request: InferRequest): Promise<InferResult> {
+    return new Promise((resolve, reject) => {
+      const call = new GatewayCall(this, mv, request, undefined);
+      call.resolve = resolve;
+      call.reject = reject;
+      this.#start(call);
+    });
+  }
+
+  /**
+   * run() without a promise: `callback(error, result)` is called once, as the batch's outcome is
+   * read (or before runThen returns, for a request refused at once). It must not throw.
+   */
+  runThen(mv: ServableModel, request: InferRequest, callback: InferCallback): void {
+    this.#start(new GatewayCall(this, mv, request, callback));
+  }
+
+  #start(call: GatewayCall): void {
+    const { mv, request } = call;
     try {
-      return classified(mv, request, await mv.infer(request));
-    } finally {
-      this.#done();
+      this.#admit(request.modelName);
+    } catch (err) {
+      call.answer(err, undefined);
+      return;
     }
+    if (!mv.inferThen) {
+      mv.infer(request).then((r) => call.inferred(undefined, r), (err: unknown) => call.inferred(err, undefined));
+      return;
+    }
+    try {
+      mv.inferThen(request, call);
+    } catch (err) {
+      call.inferred(err, undefined);
+    }
+  }
+
+  /** A request admitted by run / runThen has its answer. */
+  finished(): void {
+    this.#done();
   }
 
   /** A client request's 0..n responses, classified. */
@@ -150,8 +182,47 @@ class VersionHandle implements ResolvedModel {
     return this.#gateway.run(this.#mv, request);
   }
 
+  inferThen(request: InferRequest, callback: InferCallback): void {
+    this.#gateway.runThen(this.#mv, request, callback);
+  }
+
   inferStream(request: InferRequest): AsyncIterable<InferResult> {
     return this.#gateway.runStream(this.#mv, request);
+  }
+}
+
+/**
+ * One client request between the gateway and its version (the version's InferReceiver): counts
+ * it answered, classifies, and answers the callback or the promise. One object per request, no
+ * closure.
+ */
+class GatewayCall implements InferReceiver {
+  resolve?: (result: InferResult) => void;
+  reject?: (err: unknown) => void;
+
+  constructor(
+    private readonly gateway: InferenceGateway,
+    readonly mv: ServableModel,
+    readonly request: InferRequest,
+    private readonly callback: InferCallback | undefined,
+  ) {}
+
+  inferred(error: unknown, result: InferResult | undefined): void {
+    this.gateway.finished();
+    if (error === undefined) {
+      try {
+        result = classified(this.mv, this.request, result!);
+      } catch (err) {
+        error = err;
+      }
+    }
+    this.answer(error, result);
+  }
+
+  answer(error: unknown, result: InferResult | undefined): void {
+    if (this.callback) this.callback(error, result);
+    else if (error !== undefined) this.reject!(error);
+    else this.resolve!(result!);
   }
 }
 

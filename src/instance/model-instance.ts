@@ -4,7 +4,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { StubProcess, type StalledExecute, type StubProcessOptions } from './stub-process.js';
-import type { ExecOutcome, ExecPhases, ExecutionTarget, Job, StreamSink } from '../execution/contract.js';
+import type { ExecOutcome, ExecPhases, ExecutionTarget, Job, RunningBatch, StreamSink } from '../execution/contract.js';
 import { StubhostError } from '../errors.js';
 import type { InferRequest } from '../core/types.js';
 import { InstanceDepth } from './instance-depth.js';
@@ -15,6 +15,8 @@ export interface ModelInstanceOptions extends StubProcessOptions {
   /** Batches one instance may have in flight: running, plus those sent ahead and queued in its stub (default: 1, none ahead). */
   depth?: InstanceDepth;
   decoupled: boolean;
+  /** A batch's execution ended (before its jobs are finished): for the execution statistics. */
+  onExecuted?: (jobs: Job[], startedAt: number, phases: ExecPhases) => void;
   /** Called when a restarted stub is ready again, or when it died (for metrics). */
   onHealth?: (healthy: boolean, restarted: boolean) => void;
 }
@@ -83,31 +85,55 @@ export class ModelInstance extends EventEmitter implements ExecutionTarget {
    * Runs one batch; resolves with its input and output copy times (ms) once every job is
    * finished. `started`: the caller's performance.now() as it handed the batch over.
    */
-  async run(jobs: Job[], started = performance.now()): Promise<ExecPhases> {
+  run(jobs: Job[], started = performance.now()): Promise<ExecPhases> {
+    return new Promise((resolve) => this.runThen(new PromisedBatch(jobs, started, resolve)));
+  }
+
+  /** run() without a promise: the batch's outcomes settle its jobs, then batch.done(), as the stub's answer is read. */
+  runThen(batch: RunningBatch): void {
+    const jobs = batch.jobs;
+    const n = jobs.length;
+    const requests: InferRequest[] = new Array(n);
+    for (let i = 0; i < n; i++) requests[i] = jobs[i]!.request;
+    let sinks: StreamSink[] | undefined;
+    if (this.decoupled) {
+      sinks = new Array(n);
+      for (let i = 0; i < n; i++) sinks[i] = jobs[i]!.sink ?? noSink;
+    }
     const stub = this.stub!;
     this.running++;
     try {
-      const n = jobs.length;
-      const requests: InferRequest[] = new Array(n);
-      for (let i = 0; i < n; i++) requests[i] = jobs[i]!.request;
-      let outcomes: ExecOutcome[];
-      if (this.decoupled) {
-        const sinks: StreamSink[] = new Array(n);
-        for (let i = 0; i < n; i++) sinks[i] = jobs[i]!.sink ?? noSink;
-        outcomes = await stub.executeStreaming(requests, sinks, started);
-      } else outcomes = await stub.execute(requests, started);
-      // The stub's read as it finished reading the outputs: no clock read of its own.
-      const phases = outcomes[0]?.phases ?? { inputMs: 0, outputMs: 0 };
-      const ended = phases.endedAt ?? performance.now();
-      phases.endedAt = ended;
-      this.inflightDepth.finished(started, ended);
-      const computeMs = ended - started;
-      const timing = { queueMs: 0, computeMs, batchSize: n, inputMs: phases.inputMs, outputMs: phases.outputMs, endedAt: ended };
-      for (let i = 0; i < n; i++) jobs[i]!.finish(outcomes[i] ?? { error: new StubhostError('STUBHOST_INTERNAL', 'missing outcome') }, timing);
-      return phases;
-    } finally {
+      stub.executeThen(requests, sinks, batch.startedAt, this, batch);
+    } catch (err) {
       this.running--;
+      throw err;
     }
+  }
+
+  /** The stub's answer to a batch of runThen (BatchReceiver): settles its jobs, then tells the batch. */
+  executed(batch: RunningBatch, outcomes: ExecOutcome[]): void {
+    this.running--;
+    const jobs = batch.jobs;
+    const n = jobs.length;
+    const started = batch.startedAt;
+    // The stub's read as it finished reading the outputs: no clock read of its own.
+    const phases = outcomes[0]?.phases ?? { inputMs: 0, outputMs: 0 };
+    const ended = phases.endedAt ?? performance.now();
+    phases.endedAt = ended;
+    this.inflightDepth.finished(started, ended);
+    this.opts.onExecuted?.(jobs, started, phases);
+    if (batch instanceof PromisedBatch) batch.phases = phases;
+    const timing = { queueMs: 0, computeMs: ended - started, batchSize: n, inputMs: phases.inputMs, outputMs: phases.outputMs, endedAt: ended };
+    for (let i = 0; i < n; i++) {
+      // Each job's finish runs its front-end's reply: one that throws must not keep the rest of
+      // the batch from theirs, nor reach the stub's message loop (which would count it a fault).
+      try {
+        jobs[i]!.finish(outcomes[i] ?? { error: new StubhostError('STUBHOST_INTERNAL', 'missing outcome') }, timing);
+      } catch (err) {
+        this.opts.logger.error(`a request's reply failed: ${(err as Error)?.message ?? String(err)}`, { model: this.opts.modelName, instance: this.name });
+      }
+    }
+    batch.done(ended);
   }
 
   /** Test and operator hook: signals a process stub, terminates a thread stub. */
@@ -189,3 +215,18 @@ export class ModelInstance extends EventEmitter implements ExecutionTarget {
 }
 
 const noSink: StreamSink = { response: () => {}, end: () => {} };
+
+/** run()'s batch: done resolves its promise with the phases. */
+class PromisedBatch implements RunningBatch {
+  phases: ExecPhases = { inputMs: 0, outputMs: 0 };
+
+  constructor(
+    readonly jobs: Job[],
+    readonly startedAt: number,
+    private readonly resolve: (phases: ExecPhases) => void,
+  ) {}
+
+  done(): void {
+    this.resolve(this.phases);
+  }
+}

@@ -28,7 +28,7 @@ import { inspectFlags } from './debug-inspect.js';
 import { STUB_MAIN, type LaunchedStub, type StubLauncher } from './stub-launcher.js';
 import { processLauncher } from './process-launcher.js';
 import { threadLauncher } from './thread-launcher.js';
-import { StubRequests, type StalledExecute } from './stub-requests.js';
+import { RESOLVE, StubRequests, type BatchReceiver, type StalledExecute } from './stub-requests.js';
 import { BlsRelay } from './bls-relay.js';
 import { HealthWatch } from './health-watch.js';
 import type { MetricsSession } from '../core/metric-updates.js';
@@ -190,21 +190,26 @@ export class StubProcess extends EventEmitter {
 
   /** Sends one batch; resolves with one outcome per request (never rejects). */
   execute(requests: InferRequest[], startedAt?: number): Promise<ExecOutcome[]> {
-    return this.send(requests, undefined, startedAt);
+    return new Promise((resolve) => this.executeThen(requests, undefined, startedAt ?? performance.now(), RESOLVE, resolve));
   }
 
   /** Decoupled: sends one batch; each request's responses go to its sink. */
   executeStreaming(requests: InferRequest[], sinks: StreamSink[], startedAt?: number): Promise<ExecOutcome[]> {
-    return this.send(requests, sinks, startedAt);
+    return new Promise((resolve) => this.executeThen(requests, sinks, startedAt ?? performance.now(), RESOLVE, resolve));
   }
 
-  private send(requests: InferRequest[], sinks?: StreamSink[], startedAt?: number): Promise<ExecOutcome[]> {
+  /**
+   * execute / executeStreaming (with `sinks`) without a promise: `receiver.executed(token,
+   * outcomes)` is called once, never before this returns.
+   */
+  executeThen<T>(requests: InferRequest[], sinks: StreamSink[] | undefined, startedAt: number, receiver: BatchReceiver<T>, token: T): void {
     if (this.exited || !this.requests) {
       const err = new StubhostError('STUBHOST_STUB_DIED', `${this.label}: stub is not running${this.fault ? ` (${this.fault})` : ''}`);
       sinks?.forEach((s) => s.end(err));
-      return Promise.resolve(requests.map(() => ({ error: err })));
+      queueMicrotask(() => receiver.executed(token, requests.map(() => ({ error: err }))));
+      return;
     }
-    return this.requests.send(requests, sinks, startedAt);
+    this.requests.sendThen(requests, sinks, startedAt, receiver, token);
   }
 
   /** For leak checks: what the stub holds (undefined if it does not answer within `timeoutMs`). */

@@ -20,8 +20,9 @@ import { readOutcome, writeRequests } from './wire-outcome.js';
  * signals: a cancelled request is marked cancelled in the stub.
  */
 class PendingBatch {
-  /** One entry per request, in order. */
-  resolve!: (outcomes: ExecOutcome[]) => void;
+  /** Gets the outcomes (one per request, in order), with `token`. */
+  receiver!: BatchReceiver<unknown>;
+  token: unknown;
   /** The requests' signals (undefined: no request of the batch can be cancelled). */
   private signals?: (CancelSignal | undefined)[];
   /** Reported as running past the execute warning limit. */
@@ -91,6 +92,22 @@ class PendingBatch {
 
 const ONCE = { once: true } as const;
 
+/**
+ * Who gets a batch's outcomes, with the token it sent the batch with: called once, as they are
+ * read (no promise per batch). The receiver is long-lived (the instance) and the token says
+ * which batch, so sending makes no closure.
+ */
+export interface BatchReceiver<T> {
+  executed(token: T, outcomes: ExecOutcome[]): void;
+}
+
+/** send()'s receiver: the token is the promise's resolve. */
+export const RESOLVE: BatchReceiver<(outcomes: ExecOutcome[]) => void> = {
+  executed(resolve, outcomes) {
+    resolve(outcomes);
+  },
+};
+
 /** A decoupled request whose final flag has not arrived. */
 interface OpenStream {
   sink: StreamSink;
@@ -149,6 +166,14 @@ export class StubRequests {
    * copy's start).
    */
   send(requests: InferRequest[], sinks?: StreamSink[], startedAt = performance.now()): Promise<ExecOutcome[]> {
+    return new Promise((resolve) => this.sendThen(requests, sinks, startedAt, RESOLVE, resolve));
+  }
+
+  /**
+   * send() without a promise: `receiver.executed(token, outcomes)` is called once, never before
+   * sendThen returns (a batch that cannot be sent is answered on a microtask).
+   */
+  sendThen<T>(requests: InferRequest[], sinks: StreamSink[] | undefined, startedAt: number, receiver: BatchReceiver<T>, token: T): void {
     const blocks: Handle[] = [];
     const n = requests.length;
     const rids: number[] = new Array(n);
@@ -168,12 +193,14 @@ export class StubRequests {
       for (const h of blocks) this.channel.arena.free(h);
       const e = err instanceof StubhostError ? err : new StubhostError('STUBHOST_INTERNAL', (err as Error).message);
       sinks?.forEach((s) => s.end(e));
-      return Promise.resolve(requests.map(() => ({ error: e })));
+      queueMicrotask(() => receiver.executed(token, requests.map(() => ({ error: e }))));
+      return;
     }
     const b = this.nextBatch++;
     const sentAt = performance.now();
     const batch = new PendingBatch(this, b, blocks, rids, placements, sentAt, sentAt - inputStart, sinks);
-    const done = new Promise<ExecOutcome[]>((resolve) => (batch.resolve = resolve));
+    batch.receiver = receiver as BatchReceiver<unknown>;
+    batch.token = token;
     this.batches.set(b, batch);
     if (sinks) {
       batch.openStreams = n;
@@ -187,7 +214,6 @@ export class StubRequests {
     // Only requests that can be cancelled are listened to, by the batch itself (one handler
     // object for all of them, no closure per request); removed when the batch is done.
     if (signals > 0) batch.listen(requests);
-    return done;
   }
 
   /** Marks requests cancelled in the stub (request.isCancelled() turns true). */
@@ -227,7 +253,7 @@ export class StubRequests {
       // Execute threw: the decoupled streams of its requests end with that error.
       for (const rid of batch.rids) this.endStream(rid, StubhostError.fromBody(err));
     }
-    batch.resolve(outcomes);
+    batch.receiver.executed(batch.token, outcomes);
   }
 
   onStreamResponse(rid: number, r: WireResponse | undefined, final: boolean): void {
@@ -281,9 +307,13 @@ export class StubRequests {
     this.batches.clear();
     const streams = [...this.streams.values()];
     this.streams.clear();
-    for (const batch of batches) {
-      batch.unlisten();
-      batch.resolve(batch.rids.map(() => ({ error })));
+    for (const batch of batches) batch.unlisten();
+    // On a microtask: the stub's owner learns it is gone (and stops taking batches) before the
+    // schedulers hear their batches are over and dispatch again.
+    if (batches.length > 0) {
+      queueMicrotask(() => {
+        for (const batch of batches) batch.receiver.executed(batch.token, batch.rids.map(() => ({ error })));
+      });
     }
     for (const s of streams) {
       s.batch.unlisten();

@@ -7,7 +7,7 @@ import { ModelInstance } from '../instance/model-instance.js';
 import type { StalledExecute } from '../instance/stub-process.js';
 import type { BlsGateway } from '../execution/bls-gateway.js';
 import { markAnswered } from '../scheduler/scheduler.js';
-import type { ExecOutcome, ExecutionTarget, Job, JobTiming, ModelScheduler, StreamSink } from '../execution/contract.js';
+import type { ExecOutcome, ExecPhases, Job, JobTiming, ModelScheduler, StreamSink, SubmittedJob } from '../execution/contract.js';
 import { AsyncQueue } from '../core/async-queue.js';
 import type { InferRequest, InferResult, TensorValue } from '../core/types.js';
 import type { ModelIOContract } from '../core/service.js';
@@ -22,6 +22,7 @@ import { OutputContract } from './output-contract.js';
 import type { RateLimiter } from '../scheduler/rate-limiter.js';
 import { readOutputLabels, type OutputLabels } from './output-labels.js';
 import { warmupSample } from './warmup.js';
+import type { InferReceiver } from './servable.js';
 import { instanceDepth, instanceSpecs, makeScheduler, settingsOf, type InstanceSpec } from './scheduler-assembly.js';
 import type { ResponseCache } from '../cache/response-cache.js';
 import { cacheUseOf, inferThroughCache, type CacheUse } from '../cache/cached-infer.js';
@@ -195,7 +196,7 @@ export class ModelVersion {
         onPending: (n) => this.stats.setPending(n), rateLimiter: this.opts.rateLimiter,
       });
       for (const inst of this.instances) {
-        this.scheduler.addTarget(this.targetOf(inst));
+        this.scheduler.addTarget(inst);
         inst.on('ready', () => this.scheduler?.schedule());
       }
       const rateOf = new Map(specs.map((s) => [s.name, s.rate]));
@@ -266,19 +267,22 @@ export class ModelVersion {
     return results[0]!;
   }
 
-  /** The promise settles in the outcome's callback: no async function awaiting it. */
+  /** The promise settles in the outcome's receiver: no async function awaiting it. */
   private run(request: InferRequest): Promise<InferResult> {
-    return new Promise<InferResult>((resolve, reject) => this.submit(request, (outcome) => {
-      if (outcome.error) {
-        reject(outcome.error);
-        return;
-      }
-      try {
-        resolve(this.toResult(request, outcome));
-      } catch (err) {
-        reject(err);
-      }
-    }));
+    return new Promise<InferResult>((resolve, reject) => this.submit(request, new PromiseReceiver(resolve, reject)));
+  }
+
+  /**
+   * infer() without a promise: `receiver.inferred` is called once with the error or the result,
+   * synchronously as the batch's outcome is read (or at once, for a request refused at once).
+   * Decoupled models and the response cache go through infer().
+   */
+  inferThen(request: InferRequest, receiver: InferReceiver): void {
+    if (this.decoupled || (this.cacheUse && this.state === 'READY')) {
+      this.infer(request).then((r) => receiver.inferred(undefined, r), (err: unknown) => receiver.inferred(err, undefined));
+      return;
+    }
+    this.submit(request, receiver);
   }
 
   /** 0..n responses (decoupled), or exactly one. */
@@ -309,10 +313,8 @@ export class ModelVersion {
         queue.end();
       },
     };
-    this.submit(request, (outcome) => {
-      // Execute returned. If it failed before any stream began, end the stream with that error.
-      if (outcome.error) sink.end(outcome.error);
-    }, sink);
+    // Execute returned. If it failed before any stream began, the stream ends with that error.
+    this.submit(request, { inferred: (error) => error !== undefined && sink.end(error as StubhostError) }, sink);
     return (async function* () {
       for await (const item of queue) {
         if (item instanceof StubhostError) throw item;
@@ -321,82 +323,91 @@ export class ModelVersion {
     })();
   }
 
-  private submit(request: InferRequest, done: (o: ExecOutcome) => void, sink?: StreamSink): void {
+  /**
+   * Hands the request to the scheduler. Non-decoupled: `receiver` gets the result or the error.
+   * Decoupled (`sink`): the responses go to the sink; `receiver` gets only an error of execute
+   * itself (its result is never built).
+   */
+  private submit(request: InferRequest, receiver: InferReceiver, sink?: StreamSink): void {
     const scheduler = this.scheduler;
     if (!scheduler || (this.state !== 'READY' && !this.warmingUp)) {
-      done({ error: new StubhostError('STUBHOST_MODEL_NOT_READY', `${this.label} is not ready (${this.state.toLowerCase()}${this.reason ? `: ${this.reason}` : ''})`) });
+      receiver.inferred(new StubhostError('STUBHOST_MODEL_NOT_READY', `${this.label} is not ready (${this.state.toLowerCase()}${this.reason ? `: ${this.reason}` : ''})`), undefined);
       return;
     }
     const arrived = performance.now();
     const maxBatch = this.config.max_batch_size;
-    const batchSize = this.batchSizeOf(request);
     const shapeKey = maxBatch > 0
       ? request.inputs.map((t) => `${t.name}:${t.shape.slice(1).join('x')}`).sort().join('|')
       : '';
-    // With a deadline (a request timeout): whether the client has its answer (non-decoupled: the
-    // outcome; decoupled: the stream's end) — a later one, after the deadline answered, is dropped —
-    // and whether the statistics have this request. Plain flags, no closures per request: this
-    // runs for every request.
-    let answered = false;
-    let recorded = false;
+    const job = new VersionJob(this, request, receiver, this.batchSizeOf(request), shapeKey, scheduler.levelOf(request.priority), arrived, sink);
     // Without a timeout (most requests) no timers, no closure, no copy of the request, no watch object.
-    const timeout: TimeoutWatch | undefined = !(request.timeoutUs > 0) ? undefined : this.cancelOnTimeout(request, (error) => {
-      // The deadline: the model had the grace to answer its cancellation and did not (it is
-      // hung, or still queued behind one that is). The client's wait ends here.
-      if (answered) return;
-      markAnswered(timeout!.request.signal!);
-      if (!recorded) {
-        recorded = true;
-        this.recordOutcome(arrived, { error });
-      }
-      if (sink) sink.end(error);
-      else {
-        answered = true;
-        done({ error });
-      }
-    });
-    if (sink && timeout?.clear) {
-      const inner = sink;
-      sink = {
-        response: (o, final) => {
-          if (!answered) inner.response(o, final);
-        },
-        end: (err) => {
-          if (answered) return;
-          answered = true;
-          timeout.clear?.();
-          inner.end(err);
-        },
-      };
-    }
-    const reshaped = this.reshapeInputs(timeout?.request ?? request);
-    const self = this;
-    scheduler.submit({
-      request: reshaped,
-      batchSize,
-      shapeKey,
-      level: scheduler.levelOf(request.priority),
-      timeoutUs: request.timeoutUs,
-      arrivedAt: arrived,
-      sink,
-      // A method, not an arrow property: tsx's keepNames would wrap an arrow in __name
-      // (a defineProperty) for every request.
-      finish(outcome, timing) {
-        // Decoupled: the stream's end clears it, but a job failed before it ran (queue full,
-        // cancelled or timed out in the queue) has no stream to end: clear it here.
-        if (!sink || outcome.error) timeout?.clear?.();
-        // Before the statistics: a response that breaks the output contract is a failure.
-        if (!sink && !outcome.error) outcome = self.checkOutputs(outcome, batchSize);
-        if (!recorded) {
-          recorded = true;
-          self.recordOutcome(arrived, outcome, timing);
+    if (request.timeoutUs > 0) {
+      const timeout = this.cancelOnTimeout(request, (error) => {
+        // The deadline: the model had the grace to answer its cancellation and did not (it is
+        // hung, or still queued behind one that is). The client's wait ends here.
+        if (job.answered) return;
+        markAnswered(timeout.request.signal!);
+        if (!job.recorded) {
+          job.recorded = true;
+          this.recordOutcome(arrived, { error });
         }
-        // Decoupled: the stream may have ended already (its final response, or the deadline).
-        if (answered) return;
-        if (!sink) answered = true;
-        done(outcome);
-      },
-    });
+        if (sink) sink.end(error);
+        else {
+          job.answered = true;
+          receiver.inferred(error, undefined);
+        }
+      });
+      job.timeout = timeout;
+      if (sink && timeout.clear) {
+        const inner = sink;
+        job.sink = {
+          response: (o, final) => {
+            if (!job.answered) inner.response(o, final);
+          },
+          end: (err) => {
+            if (job.answered) return;
+            job.answered = true;
+            timeout.clear?.();
+            inner.end(err);
+          },
+        };
+      }
+    }
+    job.request = this.reshapeInputs(job.timeout?.request ?? request);
+    scheduler.submit(job);
+  }
+
+  /** A job's outcome from the scheduler (VersionJob.finish): statistics, then the client's answer. */
+  jobFinished(job: VersionJob, outcome: ExecOutcome, timing: JobTiming): void {
+    const sink = job.sink;
+    // Decoupled: the stream's end clears it, but a job failed before it ran (queue full,
+    // cancelled or timed out in the queue) has no stream to end: clear it here.
+    if (!sink || outcome.error) job.timeout?.clear?.();
+    // Before the statistics: a response that breaks the output contract is a failure.
+    if (!sink && !outcome.error) outcome = this.checkOutputs(outcome, job.batchSize);
+    if (!job.recorded) {
+      job.recorded = true;
+      this.recordOutcome(job.arrivedAt, outcome, timing);
+    }
+    // Decoupled: the stream may have ended already (its final response, or the deadline).
+    if (job.answered) return;
+    if (sink) {
+      if (outcome.error) job.receiver.inferred(outcome.error, undefined);
+      return;
+    }
+    job.answered = true;
+    if (outcome.error) {
+      job.receiver.inferred(outcome.error, undefined);
+      return;
+    }
+    let result: InferResult;
+    try {
+      result = this.toResult(job.original, outcome);
+    } catch (err) {
+      job.receiver.inferred(err, undefined);
+      return;
+    }
+    job.receiver.inferred(undefined, result);
   }
 
   /** The statistics of one request that ended: `timing` when it ran, none when the deadline answered for it. */
@@ -486,23 +497,14 @@ export class ModelVersion {
     return { ...t, shape: batched ? [t.shape[0]!, ...spec.dims] : [...spec.dims] };
   }
 
-  private targetOf(inst: ModelInstance): ExecutionTarget {
-    return {
-      name: inst.name,
-      get depth() {
-        return inst.depth;
-      },
-      canAccept: () => inst.canAccept(),
-      run: async (jobs: Job[], started = performance.now()) => {
-        const phases = await inst.run(jobs, started);
-        let size = jobs.length;
-        if (this.config.max_batch_size > 0) {
-          size = 0;
-          for (const j of jobs) size += j.batchSize;
-        }
-        this.stats.recordExecution(size, computeNsInto(execution, (phases.endedAt ?? performance.now()) - started, phases.inputMs, phases.outputMs));
-      },
-    };
+  /** An execution's statistics: its batch size counts the requests' batch dimensions when the model batches. */
+  private recordExecution(jobs: Job[], started: number, phases: ExecPhases): void {
+    let size = jobs.length;
+    if (this.config.max_batch_size > 0) {
+      size = 0;
+      for (const j of jobs) size += j.batchSize;
+    }
+    this.stats.recordExecution(size, computeNsInto(execution, (phases.endedAt ?? performance.now()) - started, phases.inputMs, phases.outputMs));
   }
 
   /** Executes running past the execute warning limit, on every instance. */
@@ -550,6 +552,7 @@ export class ModelVersion {
       concurrentExecutes: settings.maxInflightPerInstance,
       onStalled: (count) => this.opts.metrics?.setStalledExecutes(this.name, spec.name, count),
       onResponseStat: (stat) => this.stats.recordResponse(stat),
+      onExecuted: (jobs, started, phases) => this.recordExecution(jobs, started, phases),
       memoryLimitBytes: this.memoryLimitBytes(),
       arenaMaxBytes: settings.shmMaxBytes || this.opts.arenaMaxBytes,
       logger: this.opts.logger,
@@ -613,6 +616,55 @@ function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> 
 }
 
 /** A request's timeout watch (cancelOnTimeout): the request as submitted, and how to stop the timers. */
+/**
+ * One request as this version hands it to its scheduler: the scheduler's fields, and the state
+ * its answer needs. Whether the client has its answer (non-decoupled: the outcome; decoupled:
+ * the stream's end) — a later one, after the deadline answered, is dropped — and whether the
+ * statistics have it: plain fields, no closures per request.
+ */
+class VersionJob implements SubmittedJob {
+  /** As the model sees it (reshaped, and with the timeout's signal when it has one). */
+  request: InferRequest;
+  readonly timeoutUs: number;
+  answered = false;
+  recorded = false;
+  timeout?: TimeoutWatch;
+
+  constructor(
+    private readonly version: ModelVersion,
+    /** As the client sent it: the result names its id. */
+    readonly original: InferRequest,
+    readonly receiver: InferReceiver,
+    readonly batchSize: number,
+    readonly shapeKey: string,
+    readonly level: number,
+    readonly arrivedAt: number,
+    public sink: StreamSink | undefined,
+  ) {
+    this.request = original;
+    this.timeoutUs = original.timeoutUs;
+  }
+
+  // A method, not an arrow property: tsx's keepNames would wrap an arrow in __name (a
+  // defineProperty) for every request.
+  finish(outcome: ExecOutcome, timing: JobTiming): void {
+    this.version.jobFinished(this, outcome, timing);
+  }
+}
+
+/** run()'s receiver: settles its promise. */
+class PromiseReceiver implements InferReceiver {
+  constructor(
+    private readonly resolve: (result: InferResult) => void,
+    private readonly reject: (err: unknown) => void,
+  ) {}
+
+  inferred(error: unknown, result: InferResult | undefined): void {
+    if (error !== undefined) this.reject(error);
+    else this.resolve(result!);
+  }
+}
+
 interface TimeoutWatch {
   request: InferRequest;
   clear?: () => void;

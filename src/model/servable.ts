@@ -8,6 +8,15 @@ import type { StalledExecute } from '../instance/stub-process.js';
 import type { VersionState } from './model-version.js';
 import type { OutputLabels } from './output-labels.js';
 
+/**
+ * Who gets one request's answer without a promise (ServableModel.inferThen): called once, with
+ * the error (anything thrown or failed; `result` undefined) or, `error` undefined, the result.
+ * A long-lived object or one per request, its method called directly: no closure is required.
+ */
+export interface InferReceiver {
+  inferred(error: unknown, result: InferResult | undefined): void;
+}
+
 export interface ServableModel {
   readonly name: string;
   readonly version: number;
@@ -31,5 +40,7 @@ export interface ServableModel {
   /** Executes running past the execute warning limit (stub-backed models). */
   stalledExecutes?(): StalledExecute[];
   infer(request: InferRequest): Promise<InferResult>;
+  /** infer() without a promise (stub-backed models); the receiver is called once, possibly before this returns. */
+  inferThen?(request: InferRequest, receiver: InferReceiver): void;
   inferStream(request: InferRequest): AsyncIterable<InferResult>;
 }

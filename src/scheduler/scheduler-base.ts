@@ -16,7 +16,7 @@
  * Everything runs on the host's event loop (no locks).
  */
 import { StubhostError, stacklessError } from '../errors.js';
-import type { AcquireResources, ExecOutcome, ExecutionTarget, Job, ModelScheduler, SubmittedJob } from '../execution/contract.js';
+import type { AcquireResources, ExecOutcome, ExecutionTarget, Job, ModelScheduler, RunningBatch, SubmittedJob } from '../execution/contract.js';
 import type { CancelSignal } from '../core/cancel-signal.js';
 
 export interface SchedulerBaseOptions {
@@ -120,32 +120,44 @@ export abstract class SchedulerBase implements ModelScheduler {
    * Sends `jobs` (already out of the queue) to `target`: the instance is busy from now; the batch
    * waits for its resources, drops requests whose clients left meanwhile, runs, then the
    * scheduler dispatches again. `now`: the caller's clock read just made (the batch's start
-   * when it needs no resources to wait for).
+   * when it needs no resources to wait for). No promise unless the rate limiter makes it wait:
+   * the target tells the batch when it is over (runThen).
    */
   protected dispatch(target: ExecutionTarget, jobs: Job[], now = performance.now()): void {
     for (const job of jobs) this.unlisten(job);
     this.inflightJobs += jobs.length;
     this.busy.set(target, (this.busy.get(target) ?? 0) + 1);
-    void this.runBatch(target, jobs, now);
+    const run = new BatchRun(this, target, jobs);
+    const acquire = this.base.acquire;
+    if (acquire) {
+      let acquired: Promise<() => void> | (() => void);
+      try {
+        acquired = acquire(target);
+      } catch (err) {
+        this.batchOver(run, undefined, err);
+        return;
+      }
+      if (acquired instanceof Promise) {
+        run.waiting = jobs.length;
+        this.waitingJobs += run.waiting;
+        this.notePending();
+        acquired.then((release) => {
+          this.waitingJobs -= run.waiting;
+          run.waiting = 0;
+          run.release = release;
+          this.start(run, performance.now());
+        }, (err: unknown) => this.batchOver(run, undefined, err));
+        return;
+      }
+      run.release = acquired;
+    }
+    this.start(run, now);
   }
 
-  private async runBatch(target: ExecutionTarget, jobs: Job[], dispatchedAt: number): Promise<void> {
-    let startedAt = dispatchedAt;
-    let release: (() => void) | undefined;
-    let waiting = 0;
+  /** The batch holds its resources: its live requests go to the target. */
+  private start(run: BatchRun, startedAt: number): void {
+    const jobs = run.all;
     try {
-      if (this.base.acquire) {
-        const acquired = this.base.acquire(target);
-        if (acquired instanceof Promise) {
-          waiting = jobs.length;
-          this.waitingJobs += waiting;
-          this.notePending();
-          release = await acquired;
-          this.waitingJobs -= waiting;
-          waiting = 0;
-          startedAt = performance.now();
-        } else release = acquired;
-      }
       this.notePending();
       // Requests whose clients left while the instance waited for resources are not run. The
       // batch goes as it is when none left (the usual case: no copy of it).
@@ -159,25 +171,47 @@ export abstract class SchedulerBase implements ModelScheduler {
         if (live === jobs) live = jobs.slice(0, i);
         this.settle(jobs[i]!, { error: this.cancelledError(signal!) }, startedAt);
       }
-      if (live.length > 0) {
-        this.starting(live, startedAt);
-        await target.run(live, startedAt);
+      if (live.length === 0) {
+        this.batchOver(run);
+        return;
       }
+      run.jobs = live;
+      run.startedAt = startedAt;
+      this.starting(live, startedAt);
+      const target = run.target;
+      if (target.runThen) target.runThen(run);
+      else target.run(live, startedAt).then(() => run.done(), (err: unknown) => run.done(undefined, err));
     } catch (err) {
-      const error = err instanceof StubhostError ? err : new StubhostError('STUBHOST_INTERNAL', (err as Error).message);
-      for (const job of jobs) this.settle(job, { error }, performance.now());
-    } finally {
-      if (waiting > 0) this.waitingJobs -= waiting;
-      this.inflightJobs -= jobs.length;
-      this.busy.set(target, (this.busy.get(target) ?? 1) - 1);
-      // Dispatch this instance's next batch (its acquire queues) before giving the resources
-      // back, so the rate limiter sees every contender and its priority share holds.
-      this.schedule();
-      this.notifyIdle();
-      release?.();
+      this.batchOver(run, undefined, err);
     }
   }
 
+  /**
+   * A batch is over (ran, failed, or had nothing left to run): the jobs it did not settle fail
+   * with `error`; the instance is free again.
+   */
+  batchOver(run: BatchRun, _endedAt?: number, err?: unknown): void {
+    if (run.over) return;
+    run.over = true;
+    const jobs = run.all;
+    if (err !== undefined) {
+      const error = err instanceof StubhostError ? err : new StubhostError('STUBHOST_INTERNAL', (err as Error)?.message ?? String(err));
+      const now = performance.now();
+      for (const job of jobs) this.settle(job, { error }, now);
+    }
+    if (run.waiting > 0) this.waitingJobs -= run.waiting;
+    this.inflightJobs -= jobs.length;
+    const target = run.target;
+    this.busy.set(target, (this.busy.get(target) ?? 1) - 1);
+    // Dispatch this instance's next batch (its acquire queues) before giving the resources
+    // back, so the rate limiter sees every contender and its priority share holds.
+    try {
+      this.schedule();
+    } finally {
+      this.notifyIdle();
+      run.release?.();
+    }
+  }
   /**
    * Calls `onCancel(job, signal)` once the client of queued `job` cancels it (at once if it already has);
    * the request's own timeout does not count (see clientCancelled). unlisten() stops it.
@@ -232,6 +266,30 @@ export abstract class SchedulerBase implements ModelScheduler {
     const waiters = this.idleWaiters;
     this.idleWaiters = [];
     for (const w of waiters) w();
+  }
+}
+
+/** One dispatched batch: what the target is told to run, and what the scheduler frees when it is over. */
+class BatchRun implements RunningBatch {
+  /** The jobs run: `all` without those cancelled while waiting for resources. */
+  jobs: Job[];
+  startedAt = 0;
+  /** Jobs counted pending while the batch waits for rate-limiter resources. */
+  waiting = 0;
+  release?: () => void;
+  over = false;
+
+  constructor(
+    private readonly owner: SchedulerBase,
+    readonly target: ExecutionTarget,
+    /** Every job dispatched with the batch. */
+    readonly all: Job[],
+  ) {
+    this.jobs = all;
+  }
+
+  done(endedAt?: number, error?: unknown): void {
+    this.owner.batchOver(this, endedAt, error);
   }
 }
 

@@ -119,7 +119,14 @@ export class Scheduler extends SchedulerBase {
   }
 
   /** Tries to dispatch: call when work arrives or an instance frees up. `now`: a clock read just made. */
-  schedule(now = performance.now()): void {
+  schedule(now?: number): void {
+    // Nothing queued: nothing to expire, age, wait for or dispatch (a batch that finished with
+    // the queue empty makes no clock read).
+    if (this.queue.size === 0) {
+      this.notifyIdle();
+      return;
+    }
+    now ??= performance.now();
     // Most calls reject nothing: the array is made only when a job expired.
     let rejected = NONE;
     if (this.queue.hasExpired(now)) rejected = [];

@@ -92,7 +92,12 @@ export class SequenceBatcher extends SchedulerBase {
   }
 
   submit(job: SubmittedJob): void {
-    const full: Job = { ...job, seq: 0, enqueuedAt: performance.now(), deadline: Infinity, timeoutAction: 'REJECT' };
+    // Fields listed, not spread: the submitted job may be a class whose finish is a method.
+    const full: Job = {
+      request: job.request, batchSize: job.batchSize, shapeKey: job.shapeKey, level: job.level, sink: job.sink,
+      finish: (outcome, timing) => job.finish(outcome, timing),
+      seq: 0, enqueuedAt: job.arrivedAt ?? performance.now(), deadline: Infinity, timeoutAction: 'REJECT',
+    };
     const fail = (code: 'STUBHOST_INVALID_INPUT' | 'STUBHOST_UNAVAILABLE', message: string): void =>
       full.finish({ error: new StubhostError(code, message) }, { queueMs: 0, computeMs: 0, batchSize: 0 });
     if (this.closed) return fail('STUBHOST_UNAVAILABLE', this.unloading().message);
