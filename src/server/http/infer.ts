@@ -12,7 +12,8 @@ import { readDecodedBody } from './body.js';
 import { type DecodedInferRequest, decodeInferRequest, encodeInferResponse, parseHeaderLength } from './codec.js';
 import { ClientAbort, type HttpContext, type RouteParams } from './context.js';
 import { decodeGenerateRequest, encodeGenerateResponse } from './generate.js';
-import { sendJson } from './respond.js';
+import { sendError, sendJson } from './respond.js';
+import type { InferRequest, InferResult } from '../../core/types.js';
 import { endEventStream, startEventStream, writeEvent } from './sse.js';
 
 /** Triton's words for a decoupled model on the HTTP infer endpoint (src/http_server.cc CheckTransactionPolicy). */
@@ -50,9 +51,31 @@ export async function handleInfer(ctx: HttpContext, req: IncomingMessage, res: S
   ctx.track(res, abort);
   request.signal = abort;
 
-  const result = await resolved.infer(request);
+  // The reply is written from the gateway's callback as the batch's outcome is read (no promise
+  // per request); a resolved model without it (test doubles) answers through infer().
+  if (resolved.inferThen) {
+    resolved.inferThen(request, (err, result) => {
+      try {
+        if (err !== undefined) throw err;
+        writeInferResponse(res, result!, request.outputs, binaryOutputDefault, shm);
+      } catch (e) {
+        sendError(res, e, ctx.opts.logger);
+      }
+    });
+    return;
+  }
+  writeInferResponse(res, await resolved.infer(request), request.outputs, binaryOutputDefault, shm);
+}
+
+function writeInferResponse(
+  res: ServerResponse,
+  result: InferResult,
+  requested: InferRequest['outputs'],
+  binaryDefault: boolean,
+  shm: ReturnType<NonNullable<HttpContext['opts']['shm']>['session']> | undefined,
+): void {
   if (res.headersSent || res.destroyed) return; // closed meanwhile, or failed by close()
-  const enc = encodeInferResponse(result, { requested: request.outputs, binaryDefault: binaryOutputDefault, shm });
+  const enc = encodeInferResponse(result, { requested, binaryDefault, shm });
   if (enc.binary.length === 0) {
     res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': enc.byteLength });
     res.end(enc.json);
