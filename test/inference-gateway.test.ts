@@ -9,7 +9,7 @@ import { InferenceGateway, type ModelLookup } from '../src/inference/gateway.js'
 import { oneResponse } from '../src/inference/one-response.js';
 import type { ModelIOContract, ResolvedModel } from '../src/core/service.js';
 import type { InferRequest, InferResult } from '../src/core/types.js';
-import type { ServableModel } from '../src/model/servable.js';
+import type { InferReceiver, ServableModel } from '../src/model/servable.js';
 import { StubhostError } from '../src/errors.js';
 import { HttpServer } from '../src/server/http/server.js';
 import { TestService } from './fixtures/http/service.js';
@@ -92,6 +92,60 @@ describe('InferenceGateway', () => {
     expect(valueOf(await running)).toBe(1);
     await drain;
     expect(drained).toBe(true);
+  });
+
+  it('inferThen: the callback gets the result as the version answers (no promise); counted in flight until then', async () => {
+    // A version with the callback entry: it answers when the test says, synchronously.
+    const v = version(7);
+    let answer!: () => void;
+    let inferCalls = 0;
+    const withThen = Object.assign(Object.create(null) as object, v, {
+      infer: () => {
+        inferCalls++;
+        return v.infer(req());
+      },
+      inferThen: (_r: InferRequest, receiver: InferReceiver) => {
+        answer = () => receiver.inferred(undefined, { modelName: 'm', modelVersion: '7', id: 'x', outputs: [{ name: 'Y', datatype: 'INT32', shape: [1], data: Int32Array.of(7) }] });
+      },
+    }) as ServableModel;
+    const gateway = new InferenceGateway(new Repository(withThen));
+    const resolved = gateway.resolve('m');
+    const got: [unknown, InferResult | undefined][] = [];
+    resolved.inferThen!(req(), (err, result) => got.push([err, result]));
+    expect(got).toEqual([]);
+    let drained = false;
+    const drain = gateway.drain(60_000).then(() => (drained = true));
+    answer();
+    // Synchronously, from the version's answer.
+    expect(got.length).toBe(1);
+    expect(got[0]![0]).toBeUndefined();
+    expect(valueOf(got[0]![1]!)).toBe(7);
+    expect(inferCalls).toBe(0);
+    await drain;
+    expect(drained).toBe(true);
+  });
+
+  it('inferThen: refused at once while closing; an error of the version reaches the callback; a version without it goes through infer()', async () => {
+    const failing = Object.assign(Object.create(null) as object, version(1), {
+      inferThen: (_r: InferRequest, receiver: InferReceiver) => receiver.inferred(new StubhostError('STUBHOST_INTERNAL', 'boom'), undefined),
+    }) as ServableModel;
+    const g1 = new InferenceGateway(new Repository(failing));
+    const errors: unknown[] = [];
+    g1.resolve('m').inferThen!(req(), (err) => errors.push(err));
+    expect((errors[0] as StubhostError).message).toBe('boom');
+    const resolved = g1.resolve('m');
+    void g1.drain(0);
+    resolved.inferThen!(req(), (err) => errors.push(err));
+    expect((errors[1] as StubhostError).code).toBe('STUBHOST_CLOSED');
+
+    // No inferThen: the promise API underneath, the same callback.
+    const plain = version(3);
+    const g2 = new InferenceGateway(new Repository(plain));
+    const result = new Promise<InferResult | undefined>((resolve) => g2.resolve('m').inferThen!(req(), (_err, r) => resolve(r)));
+    plain.release();
+    expect(valueOf((await result)!)).toBe(3);
+    // And infer() on a version with inferThen makes its one promise from the callback.
+    await expect(new InferenceGateway(new Repository(failing)).resolve('m').infer(req())).rejects.toThrow('boom');
   });
 
   it('relays a BLS call: validated against the callee, streamed into the sink, errors end it', async () => {

@@ -99,6 +99,20 @@ export class Scheduler extends SchedulerBase {
       this.settle(full, { error: this.cancelledError(signal!) }, now);
       return;
     }
+    // Fast path: nothing queued and an instance with room. The request would be alone in its
+    // batch and go at once (no priority can overtake it, no queue limit or timeout applies to an
+    // empty queue), so it goes straight from here without entering the queue. Not when the
+    // dynamic batcher would hold it for company: with a max_queue_delay, a request that does not
+    // fill the batch on its own waits (Triton's dynamic batcher forms a batch once an instance is
+    // free from what the queue holds, and waits out the delay for a batch below the preferred
+    // size).
+    if (this.queue.size === 0 && this.goesAlone(full)) {
+      const target = this.leastBusyTarget();
+      if (target) {
+        this.dispatch(target, [full], now);
+        return;
+      }
+    }
     if (!this.queue.push(full)) {
       this.settle(full, {
         error: new StubhostError(
@@ -162,6 +176,12 @@ export class Scheduler extends SchedulerBase {
     return this.queue.clear();
   }
 
+
+  /** Whether `job`, alone in the queue, would be dispatched at once (pickBatch would not wait). */
+  private goesAlone(job: Job): boolean {
+    const db = this.opts.dynamicBatching;
+    return !db || this.opts.maxBatchSize === 0 || db.maxQueueDelayUs <= 0 || job.batchSize >= this.cap;
+  }
 
   /**
    * The next batch, in service order; `pickWait` is set to how long it should still wait for
