@@ -39,7 +39,7 @@ class ThenTarget implements ExecutionTarget {
     const batch = this.held.shift()!;
     const timing: JobTiming = { queueMs: 0, computeMs: endedAt - batch.startedAt, batchSize: batch.jobs.length, endedAt };
     for (const j of batch.jobs) j.finish({ outputs: [] }, timing);
-    batch.done(endedAt);
+    batch.done();
   }
 }
 
@@ -113,7 +113,7 @@ describe('a job on its way to its instance', () => {
     const a = new ThenTarget('a');
     s.addTarget(a);
     const d = submit(s, 'x');
-    a.held.shift()!.done(undefined, new StubhostError('STUBHOST_STUB_DIED', 'gone'));
+    a.held.shift()!.done(new StubhostError('STUBHOST_STUB_DIED', 'gone'));
     expect(((await d).outcome.error as StubhostError).code).toBe('STUBHOST_STUB_DIED');
     expect(s.inflight).toBe(0);
   });

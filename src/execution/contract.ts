@@ -75,8 +75,8 @@ export interface RunningBatch {
   readonly jobs: Job[];
   /** The scheduler's performance.now() as it handed the batch over. */
   readonly startedAt: number;
-  /** Called once, after every job is finished; `endedAt`: the target's clock read at the end, if it made one. */
-  done(endedAt?: number, error?: unknown): void;
+  /** Called once, after every job is finished; with `error` when the batch failed before its jobs were. */
+  done(error?: unknown): void;
 }
 
 export type TimeoutAction = 'REJECT' | 'DELAY';

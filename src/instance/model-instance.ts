@@ -133,7 +133,7 @@ export class ModelInstance extends EventEmitter implements ExecutionTarget {
         this.opts.logger.error(`a request's reply failed: ${(err as Error)?.message ?? String(err)}`, { model: this.opts.modelName, instance: this.name });
       }
     }
-    batch.done(ended);
+    batch.done();
   }
 
   /** Test and operator hook: signals a process stub, terminates a thread stub. */

@@ -314,7 +314,11 @@ export class ModelVersion {
       },
     };
     // Execute returned. If it failed before any stream began, the stream ends with that error.
-    this.submit(request, { inferred: (error) => error !== undefined && sink.end(error as StubhostError) }, sink);
+    this.submit(request, {
+      inferred: (error) => {
+        if (error !== undefined) sink.end(error as StubhostError);
+      },
+    }, sink);
     return (async function* () {
       for await (const item of queue) {
         if (item instanceof StubhostError) throw item;
@@ -615,7 +619,6 @@ function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> 
   });
 }
 
-/** A request's timeout watch (cancelOnTimeout): the request as submitted, and how to stop the timers. */
 /**
  * One request as this version hands it to its scheduler: the scheduler's fields, and the state
  * its answer needs. Whether the client has its answer (non-decoupled: the outcome; decoupled:
@@ -665,6 +668,7 @@ class PromiseReceiver implements InferReceiver {
   }
 }
 
+/** A request's timeout watch (cancelOnTimeout): the request as submitted, and how to stop the timers. */
 interface TimeoutWatch {
   request: InferRequest;
   clear?: () => void;

@@ -134,7 +134,7 @@ export abstract class SchedulerBase implements ModelScheduler {
       try {
         acquired = acquire(target);
       } catch (err) {
-        this.batchOver(run, undefined, err);
+        this.batchOver(run, err);
         return;
       }
       if (acquired instanceof Promise) {
@@ -146,7 +146,7 @@ export abstract class SchedulerBase implements ModelScheduler {
           run.waiting = 0;
           run.release = release;
           this.start(run, performance.now());
-        }, (err: unknown) => this.batchOver(run, undefined, err));
+        }, (err: unknown) => this.batchOver(run, err));
         return;
       }
       run.release = acquired;
@@ -180,9 +180,9 @@ export abstract class SchedulerBase implements ModelScheduler {
       this.starting(live, startedAt);
       const target = run.target;
       if (target.runThen) target.runThen(run);
-      else target.run(live, startedAt).then(() => run.done(), (err: unknown) => run.done(undefined, err));
+      else target.run(live, startedAt).then(() => run.done(), (err: unknown) => run.done(err));
     } catch (err) {
-      this.batchOver(run, undefined, err);
+      this.batchOver(run, err);
     }
   }
 
@@ -190,7 +190,7 @@ export abstract class SchedulerBase implements ModelScheduler {
    * A batch is over (ran, failed, or had nothing left to run): the jobs it did not settle fail
    * with `error`; the instance is free again.
    */
-  batchOver(run: BatchRun, _endedAt?: number, err?: unknown): void {
+  batchOver(run: BatchRun, err?: unknown): void {
     if (run.over) return;
     run.over = true;
     const jobs = run.all;
@@ -212,6 +212,7 @@ export abstract class SchedulerBase implements ModelScheduler {
       run.release?.();
     }
   }
+
   /**
    * Calls `onCancel(job, signal)` once the client of queued `job` cancels it (at once if it already has);
    * the request's own timeout does not count (see clientCancelled). unlisten() stops it.
@@ -288,8 +289,8 @@ class BatchRun implements RunningBatch {
     this.jobs = all;
   }
 
-  done(endedAt?: number, error?: unknown): void {
-    this.owner.batchOver(this, endedAt, error);
+  done(error?: unknown): void {
+    this.owner.batchOver(this, error);
   }
 }
 
