@@ -381,7 +381,9 @@ function readString(n: number): string {
       low = (low << 8) | c;
     }
     if (bits < 0x80) {
-      const slot = (Math.imul(high ^ n, 0x9e3779b1) ^ low) >>> 22;
+      // Both words multiplied: names that differ only in their last byte ('INPUT0', 'INPUT1')
+      // took one slot in turns when `low` went in unmixed, and were made anew on every read.
+      const slot = Math.imul(Math.imul(high ^ n, 0x9e3779b1) ^ low, 0x85ebca6b) >>> 22;
       if (wordLength[slot] === n && wordHigh[slot] === high && wordLow[slot] === low) return wordStrings[slot]!;
       const s = asciiString(start, n);
       wordLength[slot] = n;
