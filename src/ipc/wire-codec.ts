@@ -22,30 +22,38 @@ const utf8Encoder = new TextEncoder();
 
 // ---- encoding -----------------------------------------------------------------------------
 
-/**
- * One buffer for every message, never replaced: V8 (Node 20) loads a module-level `let` from its
- * context at each use, and these stores are most of the encoder's time; a `const` one it keeps
- * at hand (a `let` buffer grown on demand made encoding ~12% slower). Pages are committed only as
- * far as messages reach. A message that does not fit is msgpackr's.
- */
-const OUT_BYTES = 1024 * 1024;
-const out = new Uint8Array(OUT_BYTES);
-const outView = new DataView(out.buffer);
-const outCap = OUT_BYTES;
+const INITIAL_BYTES = 8192;
+const KEEP_BYTES = 1024 * 1024;
+let out = new Uint8Array(INITIAL_BYTES);
+let outView = new DataView(out.buffer);
+let outCap = out.byteLength;
 let pos = 0;
 
-/** Callers check `pos + n > outCap` first (this runs per value): the message is too large for this path. */
-function noRoom(): never {
-  throw UNSUPPORTED;
+/** Makes room for `n` more bytes (callers check `pos + n > outCap` first: this runs per value). */
+function grow(n: number): void {
+  const bigger = new Uint8Array(Math.max(outCap * 2, pos + n));
+  bigger.set(out.subarray(0, pos));
+  out = bigger;
+  outView = new DataView(out.buffer);
+  outCap = out.byteLength;
+}
+
+function startMessage(): void {
+  // A large message grew the buffer: do not keep it for the small ones that follow.
+  if (outCap > KEEP_BYTES) {
+    out = new Uint8Array(INITIAL_BYTES);
+    outView = new DataView(out.buffer);
+    outCap = out.byteLength;
+  }
+  pos = 0;
 }
 
 /**
- * The message's msgpack bytes, or undefined when it holds something only msgpackr encodes (or is
- * larger than the buffer, 1 MiB). The
+ * The message's msgpack bytes, or undefined when it holds something only msgpackr encodes. The
  * bytes are valid until the next call: the caller copies them (MessageQueue.send does).
  */
 export function encodeFast(message: unknown): Uint8Array | undefined {
-  pos = 0;
+  startMessage();
   try {
     write(message);
   } catch (err) {
@@ -56,7 +64,7 @@ export function encodeFast(message: unknown): Uint8Array | undefined {
 }
 
 function write(value: unknown): void {
-  if (pos + 9 > outCap) noRoom();
+  if (pos + 9 > outCap) grow(9);
   switch (typeof value) {
     case 'string':
       writeString(value);
@@ -119,7 +127,7 @@ function writeString(value: string): void {
   const n = value.length;
   if (n < 0x20) {
     // Short ASCII (names, kinds, dtypes): bytes written straight after a fixstr header.
-    if (pos + 1 + n > outCap) noRoom();
+    if (pos + 1 + n > outCap) grow(1 + n);
     const start = pos + 1;
     let i = 0;
     for (; i < n; i++) {
@@ -134,7 +142,7 @@ function writeString(value: string): void {
     }
   }
   // UTF-8 (a lone surrogate becomes U+FFFD, as in msgpackr), header sized for the worst case.
-  if (pos + 5 + n * 3 > outCap) noRoom();
+  if (pos + 5 + n * 3 > outCap) grow(5 + n * 3);
   const { written } = utf8Encoder.encodeInto(value, out.subarray(pos + 5));
   if (written < 0x20) {
     out[pos] = 0xa0 | written;
@@ -208,7 +216,7 @@ function writeSized(n: number, op8: number, op16: number, op32: number): void {
 
 function writeBin(bytes: Uint8Array): void {
   const n = bytes.byteLength;
-  if (pos + 5 + n > outCap) noRoom();
+  if (pos + 5 + n > outCap) grow(5 + n);
   writeSized(n, 0xc4, 0xc5, 0xc6);
   out.set(bytes, pos);
   pos += n;
@@ -488,7 +496,7 @@ const EXEC_DONE = keyBytes('exec-done');
 export function encodeMessage(message: unknown): Uint8Array | undefined {
   const kind = typeof message === 'object' && message !== null ? (message as { k?: unknown }).k : undefined;
   if (kind !== 'exec' && kind !== 'exec-done') return encodeFast(message);
-  pos = 0;
+  startMessage();
   try {
     writeTop(message as Record<string, unknown>);
   } catch (err) {
@@ -508,14 +516,14 @@ function isPlainArray(v: unknown): v is unknown[] {
 
 function putKey(key: Uint8Array): void {
   const n = key.length;
-  if (pos + n > outCap) noRoom();
+  if (pos + n > outCap) grow(n);
   for (let i = 0; i < n; i++) out[pos + i] = key[i]!;
   pos += n;
 }
 
 /** A one-letter key: its fixstr header and its byte. */
 function putKey1(c: number): void {
-  if (pos + 2 > outCap) noRoom();
+  if (pos + 2 > outCap) grow(2);
   out[pos] = 0xa1;
   out[pos + 1] = c;
   pos += 2;
@@ -525,14 +533,14 @@ function putKey1(c: number): void {
 function writeScalar(v: unknown): void {
   if (typeof v === 'string') writeString(v);
   else if (typeof v === 'number') {
-    if (pos + 9 > outCap) noRoom();
+    if (pos + 9 > outCap) grow(9);
     writeNumber(v);
   } else write(v);
 }
 
 /** A map's header with room for its count, which `closeMap` writes (msgpackr's map 16). */
 function openMap(): number {
-  if (pos + 3 > outCap) noRoom();
+  if (pos + 3 > outCap) grow(3);
   out[pos] = 0xde;
   pos += 3;
   return pos - 2;
@@ -552,7 +560,7 @@ function writeEntry(key: string, value: unknown): void {
 }
 
 function writeArrayHeader(n: number): void {
-  if (pos + 5 > outCap) noRoom();
+  if (pos + 5 > outCap) grow(5);
   if (n < 0x10) out[pos++] = 0x90 | n;
   else if (n < 0x10000) {
     out[pos++] = 0xdc;
