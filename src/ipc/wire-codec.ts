@@ -185,6 +185,12 @@ function writeObject(object: Record<string, unknown>): void {
 
 function writeArray(array: unknown[]): void {
   const n = array.length;
+  writeArrayHeader(n);
+  for (let i = 0; i < n; i++) write(array[i]);
+}
+
+function writeArrayHeader(n: number): void {
+  if (pos + 5 > outCap) grow(5);
   if (n < 0x10) out[pos++] = 0x90 | n;
   else if (n < 0x10000) {
     out[pos++] = 0xdc;
@@ -195,7 +201,6 @@ function writeArray(array: unknown[]): void {
     outView.setUint32(pos, n);
     pos += 4;
   }
-  for (let i = 0; i < n; i++) write(array[i]);
 }
 
 /** An unsigned `n` after the opcode of its size class: 8-, 16- or 32-bit big-endian (uint, bin). */
@@ -485,7 +490,7 @@ const K_RID = keyBytes('rid');
 const K_ID = keyBytes('id');
 const K_MODEL = keyBytes('model');
 const K_VERSION = keyBytes('version');
-/** The kinds, as strings (the value of `k`, the first key of both). */
+/** The two kinds as msgpack strings (the value of `k`, the first key of both messages). */
 const EXEC = keyBytes('exec');
 const EXEC_DONE = keyBytes('exec-done');
 
@@ -557,20 +562,6 @@ function writeEntry(key: string, value: unknown): void {
   if (key === 'hasOwnProperty') throw UNSUPPORTED;
   writeString(key);
   write(value);
-}
-
-function writeArrayHeader(n: number): void {
-  if (pos + 5 > outCap) grow(5);
-  if (n < 0x10) out[pos++] = 0x90 | n;
-  else if (n < 0x10000) {
-    out[pos++] = 0xdc;
-    outView.setUint16(pos, n);
-    pos += 2;
-  } else {
-    out[pos++] = 0xdd;
-    outView.setUint32(pos, n);
-    pos += 4;
-  }
 }
 
 function writeTop(m: Record<string, unknown>): void {
