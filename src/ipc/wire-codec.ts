@@ -712,13 +712,15 @@ function writeSmallUints(a: unknown[]): void {
 export function decodeMessage(bytes: Uint8Array, length = bytes.byteLength): unknown {
   // Both hot kinds start with a map 16 whose first key is `k`: `de nn nn a1 6b`, then the kind.
   if (length > 12 && bytes[0] === 0xde && bytes[3] === 0xa1 && bytes[4] === 0x6b) {
-    if (startsWith(bytes, 5, EXEC)) return decodeWith(readExecTop, bytes, length);
-    if (startsWith(bytes, 5, EXEC_DONE)) return decodeWith(readExecDoneTop, bytes, length);
+    if (startsWith(bytes, length, 5, EXEC)) return decodeWith(readExecTop, bytes, length);
+    if (startsWith(bytes, length, 5, EXEC_DONE)) return decodeWith(readExecDoneTop, bytes, length);
   }
   return decodeFast(bytes, length);
 }
 
-function startsWith(bytes: Uint8Array, offset: number, key: Uint8Array): boolean {
+/** Whether the message's bytes (not what follows them in a reused buffer) have `key` at `offset`. */
+function startsWith(bytes: Uint8Array, length: number, offset: number, key: Uint8Array): boolean {
+  if (offset + key.length > length) return false;
   for (let i = 0; i < key.length; i++) if (bytes[offset + i] !== key[i]) return false;
   return true;
 }
