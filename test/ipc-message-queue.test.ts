@@ -54,6 +54,24 @@ describe('MessageQueue (one process)', () => {
     expect(got).toEqual([pattern(100, 1), pattern(100, 1)]);
   });
 
+  it('takes a batch of slots at once, and a handler that throws midway loses nothing after it', () => {
+    const { producer, consumer } = ring(16, 64);
+    // Single-slot and multi-slot messages, all in the ring before the consumer looks.
+    const sizes = [10, 100, 0, 130, 20];
+    for (const [i, size] of sizes.entries()) producer.send(pattern(size, i));
+    const got: Uint8Array[] = [];
+    let calls = 0;
+    expect(() => consumer.drain((m) => {
+      if (calls++ === 1) throw new Error('handler failed');
+      got.push(m.slice());
+    })).toThrow('handler failed');
+    // The failed message's slots were freed; the rest are still filled, in order.
+    expect(consumer.drain((m) => got.push(m.slice()))).toBe(3);
+    expect(got).toEqual([pattern(10, 0), pattern(0, 2), pattern(130, 3), pattern(20, 4)]);
+    expect(consumer.filled.value).toBe(0);
+    expect(producer.free.value).toBe(16);
+  });
+
   it('delivers thousands of random-size messages in order through a small ring with backpressure', async () => {
     const { producer, consumer } = ring(8, 64);
     const count = 2000;

@@ -166,9 +166,13 @@ describe('StubProcess: out of memory', () => {
       inputs: [{ name: 'MODE', datatype: 'INT32', shape: [1], data: Int32Array.of(4) }],
     }]);
     expect(outcome!.error?.code).toBe('STUBHOST_STUB_DIED');
-    expect(outcome!.error?.message).toBe(
-      `model 'crashy' version 1 instance 'crashy_0_0' (pid ${pid}): out of memory (Reached heap limit Allocation failed - JavaScript heap out of memory) (killed by SIGABRT)`,
-    );
+    // V8 names one of two reasons, by how its last collections near the limit went, which the
+    // stub's own heap at the start sways (the exec schema decoder made it the second one in
+    // about a third of runs): the host must pass on either.
+    expect(outcome!.error?.message).toMatch(new RegExp(
+      `^model 'crashy' version 1 instance 'crashy_0_0' \\(pid ${pid}\\): out of memory \\((Reached heap limit|Ineffective mark-compacts near heap limit) ` +
+        'Allocation failed - JavaScript heap out of memory\\) \\(killed by SIGABRT\\)$',
+    ));
   }, 20_000);
 });
 

@@ -100,7 +100,7 @@ describe('requests', () => {
       parameters: { a: 'text', b: 2.5, c: true }, priority: 2, timeoutUs: 1500, correlationId: 42n,
       sequenceStart: true, sequenceEnd: true,
     };
-    // What stays in the host, by design (see fieldsOfInferRequest); any other field must travel.
+    // What stays in the host, by design (see EXEC_FIELD_SOURCES); any other field must travel.
     const hostOnly = ['signal', 'ensemblePath'];
     // The stub decodes the host's exec into the model's request, as stub/stub-wire.ts does.
     const exec = overTheWire(encodeInferRequest(original, 5, 3, write));
@@ -115,6 +115,29 @@ describe('requests', () => {
     const back = decodeInferRequest(bls, read) as unknown as Record<string, unknown>;
     const want = Object.fromEntries(Object.entries(original).filter(([k]) => !hostOnly.includes(k)));
     expectSameFields(back, want);
+  });
+
+  it("the host's exec, written straight from the InferRequest, is what encodeRequest writes for its fields, key for key in order", () => {
+    const base: InferRequest = { id: '', modelName: 'm', inputs: [x], parameters: {}, priority: 0, timeoutUs: 0 };
+    const requests: InferRequest[] = [
+      base, { ...base, inputs: [] }, { ...base, id: 'r' }, { ...base, outputs: [] }, { ...base, outputs: [{ name: 'Y' }] }, { ...base, parameters: { a: 1 } },
+      { ...base, priority: 3 }, { ...base, timeoutUs: 2500 }, { ...base, correlationId: 9n, sequenceStart: true }, { ...base, correlationId: 'c', sequenceEnd: true },
+      { ...base, sequenceSlot: 0 }, { ...base, modelVersion: 7 },
+      { id: 'all', modelName: 'm', modelVersion: 2, inputs: [x, s], outputs: [{ name: 'Y' }], parameters: { p: true }, priority: 1, timeoutUs: 1, correlationId: 5n, sequenceStart: true, sequenceEnd: true, sequenceSlot: 4 },
+    ];
+    for (const r of requests) {
+      // The adapter the host once built per request.
+      const fields: Complete<RequestFields<TensorValue>> = {
+        requestId: r.id, modelName: r.modelName, modelVersion: 3, inputs: r.inputs, requestedOutputNames: r.outputs ? r.outputs.map((o) => o.name) : [],
+        parameters: r.parameters, correlationId: r.correlationId, sequenceStart: r.sequenceStart === true, sequenceEnd: r.sequenceEnd === true,
+        priority: r.priority, timeoutMs: r.timeoutUs ? r.timeoutUs / 1000 : undefined,
+      };
+      const want: WireRequest = encodeRequest(fields, 5, write);
+      if (r.sequenceSlot !== undefined) want.slot = r.sequenceSlot;
+      const got = encodeInferRequest(r, 5, 3, write);
+      expect(Object.keys(got), JSON.stringify(r, (_, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v))).toEqual(Object.keys(want));
+      expect(packr.pack(got).equals(packr.pack(want))).toBe(true);
+    }
   });
 
   it('refuses a malformed request, naming what is wrong', () => {

@@ -9,7 +9,7 @@ import { Arena, PeerArena, type ArenaOptions, type Handle } from './arena.js';
 import type { MessageQueue } from './message-queue.js';
 import type { Region } from './region.js';
 import { StubhostError } from '../errors.js';
-import { NOT_FAST, decodeFast, encodeFast } from './wire-codec.js';
+import { NOT_FAST, decodeMessage, encodeMessage } from './wire-codec.js';
 
 export type Side = 'host' | 'stub';
 
@@ -53,7 +53,7 @@ export class Channel<Out extends { k: string }, In extends { k: string }> {
   private encode(message: object): Uint8Array {
     // RESET_BUFFER_MODE: msgpackr writes the next message over these bytes instead of moving on
     // through its buffer (and allocating a new one every few dozen messages).
-    return encodeFast(message) ?? this.packr.pack(message, RESET_BUFFER_MODE);
+    return encodeMessage(message) ?? this.packr.pack(message, RESET_BUFFER_MODE);
   }
 
   /** Messages from the peer, in order. A message that fails to decode goes to `onError`. */
@@ -121,7 +121,7 @@ export class Channel<Out extends { k: string }, In extends { k: string }> {
     if (this.scratch.byteLength < n) this.scratch = new Uint8Array(Math.max(n, this.scratch.byteLength * 2));
     this.scratch.set(bytes);
     // The fast decoder takes a length: a view of the scratch is made only for msgpackr.
-    const fast = decodeFast(this.scratch, n);
+    const fast = decodeMessage(this.scratch, n);
     return (fast !== NOT_FAST ? fast : this.unpackr.unpack(this.scratch.subarray(0, n))) as In;
   }
 

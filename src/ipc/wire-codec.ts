@@ -38,11 +38,7 @@ function grow(n: number): void {
   outCap = out.byteLength;
 }
 
-/**
- * The message's msgpack bytes, or undefined when it holds something only msgpackr encodes. The
- * bytes are valid until the next call: the caller copies them (MessageQueue.send does).
- */
-export function encodeFast(message: unknown): Uint8Array | undefined {
+function startMessage(): void {
   // A large message grew the buffer: do not keep it for the small ones that follow.
   if (outCap > KEEP_BYTES) {
     out = new Uint8Array(INITIAL_BYTES);
@@ -50,6 +46,14 @@ export function encodeFast(message: unknown): Uint8Array | undefined {
     outCap = out.byteLength;
   }
   pos = 0;
+}
+
+/**
+ * The message's msgpack bytes, or undefined when it holds something only msgpackr encodes. The
+ * bytes are valid until the next call: the caller copies them (MessageQueue.send does).
+ */
+export function encodeFast(message: unknown): Uint8Array | undefined {
+  startMessage();
   try {
     write(message);
   } catch (err) {
@@ -181,6 +185,12 @@ function writeObject(object: Record<string, unknown>): void {
 
 function writeArray(array: unknown[]): void {
   const n = array.length;
+  writeArrayHeader(n);
+  for (let i = 0; i < n; i++) write(array[i]);
+}
+
+function writeArrayHeader(n: number): void {
+  if (pos + 5 > outCap) grow(5);
   if (n < 0x10) out[pos++] = 0x90 | n;
   else if (n < 0x10000) {
     out[pos++] = 0xdc;
@@ -191,7 +201,6 @@ function writeArray(array: unknown[]): void {
     outView.setUint32(pos, n);
     pos += 4;
   }
-  for (let i = 0; i < n; i++) write(array[i]);
 }
 
 /** An unsigned `n` after the opcode of its size class: 8-, 16- or 32-bit big-endian (uint, bin). */
@@ -248,13 +257,17 @@ function u32(): number {
  * when it holds something only msgpackr decodes or is malformed (msgpackr then says why).
  */
 export function decodeFast(bytes: Uint8Array, length = bytes.byteLength): unknown {
+  return decodeWith(read, bytes, length);
+}
+
+function decodeWith(reader: () => unknown, bytes: Uint8Array, length: number): unknown {
   if (length === 0) return NOT_FAST;
   src = bytes;
   srcView = undefined;
   at = 0;
   end = length;
   try {
-    const value = read();
+    const value = reader();
     return at === end ? value : NOT_FAST;
   } catch (err) {
     if (err === UNSUPPORTED || err instanceof RangeError || err instanceof TypeError) return NOT_FAST;
@@ -381,7 +394,9 @@ function readString(n: number): string {
       low = (low << 8) | c;
     }
     if (bits < 0x80) {
-      const slot = (Math.imul(high ^ n, 0x9e3779b1) ^ low) >>> 22;
+      // Both words multiplied: names that differ only in their last byte ('INPUT0', 'INPUT1')
+      // took one slot in turns when `low` went in unmixed, and were made anew on every read.
+      const slot = Math.imul(Math.imul(high ^ n, 0x9e3779b1) ^ low, 0x85ebca6b) >>> 22;
       if (wordLength[slot] === n && wordHigh[slot] === high && wordLow[slot] === low) return wordStrings[slot]!;
       const s = asciiString(start, n);
       wordLength[slot] = n;
@@ -437,4 +452,449 @@ function readLongerString(start: number, n: number): string {
   } catch {
     throw UNSUPPORTED;
   }
+}
+
+// ---- schema paths: exec and exec-done -----------------------------------------------------
+
+/*
+ * The two messages every request costs, one each way: `exec` (host → stub) and `exec-done`
+ * (stub → host), written and read knowing their layout (protocol.ts, wire-request.ts,
+ * tensor-codec.ts). Same bytes and same values as the generic path (hence as msgpackr): the
+ * writers still walk each object's own keys in their order, as msgpackr does, and the readers
+ * still build each object key by key in wire order; what the layout saves is the work around
+ * that: keys written from their bytes and matched by their bytes (no string made, no store under
+ * a computed key, which V8 does through a slow generic lookup), nested requests, responses and
+ * tensors written and read without the per-value dispatch. A key the layout does not name, or a
+ * value of another kind than it says, goes through the generic path for that entry, so nothing
+ * changes meaning.
+ */
+
+const hasOwn = Object.prototype.hasOwnProperty;
+
+/** A short ASCII key as msgpack writes it: its fixstr header, then its bytes. */
+function keyBytes(key: string): Uint8Array {
+  return Uint8Array.from([0xa0 | key.length, ...Array.from(key, (c) => c.charCodeAt(0))]);
+}
+
+const K_REQS = keyBytes('reqs');
+const K_RS = keyBytes('rs');
+const K_INS = keyBytes('ins');
+const K_OUTS = keyBytes('outs');
+const K_N = keyBytes('n');
+const K_T = keyBytes('t');
+const K_S = keyBytes('s');
+const K_D = keyBytes('d');
+const K_H = keyBytes('h');
+const K_B = keyBytes('b');
+const K_RID = keyBytes('rid');
+const K_ID = keyBytes('id');
+const K_MODEL = keyBytes('model');
+const K_VERSION = keyBytes('version');
+/** The two kinds as msgpack strings (the value of `k`, the first key of both messages). */
+const EXEC = keyBytes('exec');
+const EXEC_DONE = keyBytes('exec-done');
+
+/**
+ * The message's msgpack bytes as encodeFast writes them (undefined: msgpackr's to encode), the
+ * hot kinds through their schema path. Valid until the next call, as encodeFast's.
+ */
+export function encodeMessage(message: unknown): Uint8Array | undefined {
+  const kind = typeof message === 'object' && message !== null ? (message as { k?: unknown }).k : undefined;
+  if (kind !== 'exec' && kind !== 'exec-done') return encodeFast(message);
+  startMessage();
+  try {
+    writeTop(message as Record<string, unknown>);
+  } catch (err) {
+    if (err === UNSUPPORTED) return undefined;
+    throw err;
+  }
+  return out.subarray(0, pos);
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && v.constructor === Object;
+}
+
+function isPlainArray(v: unknown): v is unknown[] {
+  return Array.isArray(v) && v.constructor === Array;
+}
+
+function putKey(key: Uint8Array): void {
+  const n = key.length;
+  if (pos + n > outCap) grow(n);
+  for (let i = 0; i < n; i++) out[pos + i] = key[i]!;
+  pos += n;
+}
+
+/** A one-letter key: its fixstr header and its byte. */
+function putKey1(c: number): void {
+  if (pos + 2 > outCap) grow(2);
+  out[pos] = 0xa1;
+  out[pos + 1] = c;
+  pos += 2;
+}
+
+/** A value that is most likely a string or a number (else: write). */
+function writeScalar(v: unknown): void {
+  if (typeof v === 'string') writeString(v);
+  else if (typeof v === 'number') {
+    if (pos + 9 > outCap) grow(9);
+    writeNumber(v);
+  } else write(v);
+}
+
+/** A map's header with room for its count, which `closeMap` writes (msgpackr's map 16). */
+function openMap(): number {
+  if (pos + 3 > outCap) grow(3);
+  out[pos] = 0xde;
+  pos += 3;
+  return pos - 2;
+}
+
+function closeMap(sizeAt: number, size: number): void {
+  if (size > 0xffff) throw UNSUPPORTED;
+  out[sizeAt] = size >>> 8;
+  out[sizeAt + 1] = size & 0xff;
+}
+
+/** An entry the layout does not name: as writeObject writes it. */
+function writeEntry(key: string, value: unknown): void {
+  if (key === 'hasOwnProperty') throw UNSUPPORTED;
+  writeString(key);
+  write(value);
+}
+
+function writeTop(m: Record<string, unknown>): void {
+  if (m.constructor !== Object) throw UNSUPPORTED;
+  const sizeAt = openMap();
+  let size = 0;
+  for (const key in m) {
+    if (!hasOwn.call(m, key)) continue;
+    const v = m[key];
+    if (key === 'k') {
+      putKey1(0x6b);
+      writeScalar(v);
+    } else if (key === 'b') {
+      putKey1(0x62);
+      writeScalar(v);
+    } else if (key === 'reqs' && isPlainArray(v)) {
+      putKey(K_REQS);
+      writeArrayHeader(v.length);
+      for (let i = 0; i < v.length; i++) {
+        const r = v[i];
+        if (isPlainObject(r)) writeRequestMap(r);
+        else write(r);
+      }
+    } else if (key === 'rs' && isPlainArray(v)) {
+      putKey(K_RS);
+      writeArrayHeader(v.length);
+      for (let i = 0; i < v.length; i++) {
+        const r = v[i];
+        if (isPlainObject(r)) writeResponseMap(r);
+        else write(r);
+      }
+    } else writeEntry(key, v);
+    size++;
+  }
+  closeMap(sizeAt, size);
+}
+
+function writeRequestMap(r: Record<string, unknown>): void {
+  const sizeAt = openMap();
+  let size = 0;
+  for (const key in r) {
+    if (!hasOwn.call(r, key)) continue;
+    const v = r[key];
+    switch (key) {
+      case 'rid':
+        putKey(K_RID);
+        writeScalar(v);
+        break;
+      case 'model':
+        putKey(K_MODEL);
+        writeScalar(v);
+        break;
+      case 'version':
+        putKey(K_VERSION);
+        writeScalar(v);
+        break;
+      case 'ins':
+        putKey(K_INS);
+        writeTensorList(v);
+        break;
+      default: writeEntry(key, v);
+    }
+    size++;
+  }
+  closeMap(sizeAt, size);
+}
+
+function writeResponseMap(r: Record<string, unknown>): void {
+  const sizeAt = openMap();
+  let size = 0;
+  for (const key in r) {
+    if (!hasOwn.call(r, key)) continue;
+    const v = r[key];
+    if (key === 'outs') {
+      putKey(K_OUTS);
+      writeTensorList(v);
+    } else writeEntry(key, v);
+    size++;
+  }
+  closeMap(sizeAt, size);
+}
+
+function writeTensorList(v: unknown): void {
+  if (!isPlainArray(v)) {
+    write(v);
+    return;
+  }
+  writeArrayHeader(v.length);
+  for (let i = 0; i < v.length; i++) {
+    const d = v[i];
+    if (isPlainObject(d)) writeTensorMap(d);
+    else write(d);
+  }
+}
+
+function writeTensorMap(d: Record<string, unknown>): void {
+  const sizeAt = openMap();
+  let size = 0;
+  for (const key in d) {
+    if (!hasOwn.call(d, key)) continue;
+    const v = d[key];
+    switch (key) {
+      case 'n':
+        putKey1(0x6e);
+        writeScalar(v);
+        break;
+      case 't':
+        putKey1(0x74);
+        writeScalar(v);
+        break;
+      case 's':
+        putKey1(0x73);
+        if (isPlainArray(v)) writeSmallUints(v);
+        else write(v);
+        break;
+      case 'd':
+        putKey1(0x64);
+        if (v instanceof Uint8Array && v.constructor === Uint8Array) writeBin(v);
+        else write(v);
+        break;
+      case 'h':
+        putKey1(0x68);
+        if (isPlainArray(v)) writeSmallUints(v);
+        else write(v);
+        break;
+      default: writeEntry(key, v);
+    }
+    size++;
+  }
+  closeMap(sizeAt, size);
+}
+
+/** A shape or a handle: an array of (mostly small) unsigned integers. */
+function writeSmallUints(a: unknown[]): void {
+  const n = a.length;
+  writeArrayHeader(n);
+  for (let i = 0; i < n; i++) {
+    const e = a[i];
+    if (typeof e === 'number' && e >>> 0 === e && e < 0x80 && pos < outCap) out[pos++] = e;
+    else write(e);
+  }
+}
+
+/**
+ * The message in the first `length` bytes of `bytes` as decodeFast reads it (NOT_FAST:
+ * msgpackr's to decode or to refuse), the hot kinds through their schema path.
+ */
+export function decodeMessage(bytes: Uint8Array, length = bytes.byteLength): unknown {
+  // Both hot kinds start with a map 16 whose first key is `k`: `de nn nn a1 6b`, then the kind.
+  if (length > 12 && bytes[0] === 0xde && bytes[3] === 0xa1 && bytes[4] === 0x6b) {
+    if (startsWith(bytes, length, 5, EXEC)) return decodeWith(readExecTop, bytes, length);
+    if (startsWith(bytes, length, 5, EXEC_DONE)) return decodeWith(readExecDoneTop, bytes, length);
+  }
+  return decodeFast(bytes, length);
+}
+
+/** Whether the message's bytes (not what follows them in a reused buffer) have `key` at `offset`. */
+function startsWith(bytes: Uint8Array, length: number, offset: number, key: Uint8Array): boolean {
+  if (offset + key.length > length) return false;
+  for (let i = 0; i < key.length; i++) if (bytes[offset + i] !== key[i]) return false;
+  return true;
+}
+
+/** Consumes `key` (header and bytes) if it is next. */
+function takeKey(key: Uint8Array): boolean {
+  const n = key.length;
+  if (at + n > end) return false;
+  for (let i = 0; i < n; i++) if (src[at + i] !== key[i]) return false;
+  at += n;
+  return true;
+}
+
+/** An entry the layout does not name: as readMap reads it. */
+function readEntry(object: Record<string, unknown>): void {
+  need(1);
+  const b = src[at++]!;
+  let key: string;
+  if (b >= 0xa0 && b < 0xc0) key = readString(b & 0x1f);
+  else if (b === 0xd9) {
+    need(1);
+    key = readString(src[at++]!);
+  } else throw UNSUPPORTED;
+  if (key === '__proto__') throw UNSUPPORTED;
+  object[key] = read();
+}
+
+/** The entry count of the map that is next (its header consumed), or -1 (nothing consumed) for any other value. */
+function mapHeader(): number {
+  if (at >= end) return -1;
+  const b = src[at]!;
+  let n: number;
+  if ((b & 0xf0) === 0x80) {
+    at++;
+    n = b & 0x0f;
+  } else if (b === 0xde && at + 3 <= end) {
+    at++;
+    n = u16();
+  } else return -1;
+  if (n > (end - at) / 2) throw UNSUPPORTED;
+  return n;
+}
+
+/** The length of the array that is next (its header consumed), or -1 (nothing consumed) for any other value. */
+function arrayHeader(): number {
+  if (at >= end) return -1;
+  const b = src[at]!;
+  let n: number;
+  if ((b & 0xf0) === 0x90) {
+    at++;
+    n = b & 0x0f;
+  } else if (b === 0xdc && at + 3 <= end) {
+    at++;
+    n = u16();
+  } else return -1;
+  if (n > end - at) throw UNSUPPORTED;
+  return n;
+}
+
+function readStr(): unknown {
+  need(1);
+  const b = src[at]!;
+  if (b < 0xa0 || b >= 0xc0) return read();
+  at++;
+  return readString(b & 0x1f);
+}
+
+function readExecTop(): unknown {
+  const n = (src[1]! << 8) | src[2]!;
+  // An empty map followed by what would be its first key: the generic reader's to refuse.
+  if (n === 0) return read();
+  at = 5 + EXEC.length;
+  if (n - 1 > (end - at) / 2) throw UNSUPPORTED;
+  const m: Record<string, unknown> = { k: 'exec' };
+  for (let i = 1; i < n; i++) {
+    if (takeKey(K_B)) m['b'] = read();
+    else if (takeKey(K_REQS)) m['reqs'] = readRequests();
+    else readEntry(m);
+  }
+  return m;
+}
+
+function readExecDoneTop(): unknown {
+  const n = (src[1]! << 8) | src[2]!;
+  // An empty map followed by what would be its first key: the generic reader's to refuse.
+  if (n === 0) return read();
+  at = 5 + EXEC_DONE.length;
+  if (n - 1 > (end - at) / 2) throw UNSUPPORTED;
+  const m: Record<string, unknown> = { k: 'exec-done' };
+  for (let i = 1; i < n; i++) {
+    if (takeKey(K_B)) m['b'] = read();
+    else if (takeKey(K_RS)) m['rs'] = readResponses();
+    else readEntry(m);
+  }
+  return m;
+}
+
+function readRequests(): unknown {
+  const n = arrayHeader();
+  if (n < 0) return read();
+  const list: unknown[] = new Array(n);
+  for (let i = 0; i < n; i++) list[i] = readRequest();
+  return list;
+}
+
+/** Keys in the order encodeRequest writes them; the rarer ones are left to readEntry. */
+function readRequest(): unknown {
+  const n = mapHeader();
+  if (n < 0) return read();
+  const r: Record<string, unknown> = {};
+  for (let i = 0; i < n; i++) {
+    if (takeKey(K_RID)) r['rid'] = read();
+    else if (takeKey(K_MODEL)) r['model'] = readStr();
+    else if (takeKey(K_INS)) r['ins'] = readTensors();
+    else if (takeKey(K_ID)) r['id'] = readStr();
+    else if (takeKey(K_VERSION)) r['version'] = read();
+    else readEntry(r);
+  }
+  return r;
+}
+
+function readResponses(): unknown {
+  const n = arrayHeader();
+  if (n < 0) return read();
+  const list: unknown[] = new Array(n);
+  for (let i = 0; i < n; i++) list[i] = readResponse();
+  return list;
+}
+
+function readResponse(): unknown {
+  const n = mapHeader();
+  if (n < 0) return read();
+  const r: Record<string, unknown> = {};
+  for (let i = 0; i < n; i++) {
+    if (takeKey(K_OUTS)) r['outs'] = readTensors();
+    else readEntry(r);
+  }
+  return r;
+}
+
+function readTensors(): unknown {
+  const n = arrayHeader();
+  if (n < 0) return read();
+  const list: unknown[] = new Array(n);
+  for (let i = 0; i < n; i++) list[i] = readTensorMap();
+  return list;
+}
+
+function readTensorMap(): unknown {
+  const n = mapHeader();
+  if (n < 0) return read();
+  const d: Record<string, unknown> = {};
+  for (let i = 0; i < n; i++) {
+    if (takeKey(K_N)) d['n'] = readStr();
+    else if (takeKey(K_T)) d['t'] = readStr();
+    else if (takeKey(K_S)) d['s'] = readSmallUints();
+    else if (takeKey(K_D)) d['d'] = read();
+    else if (takeKey(K_H)) d['h'] = readSmallUints();
+    else readEntry(d);
+  }
+  return d;
+}
+
+/** A shape or a handle: an array of (mostly small) unsigned integers. */
+function readSmallUints(): unknown {
+  const n = arrayHeader();
+  if (n < 0) return read();
+  const a: unknown[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const b = at < end ? src[at]! : 0xc1;
+    if (b < 0x80) {
+      at++;
+      a[i] = b;
+    } else a[i] = read();
+  }
+  return a;
 }

@@ -95,26 +95,44 @@ export interface WireResponse {
 
 /** `write(t, ctx)`: `ctx` lets a hot caller pass one shared function instead of a closure per request. */
 export function encodeRequest<T, C = undefined>(f: RequestFields<T>, rid: number, write: (t: T, ctx: C) => TensorDesc, ctx?: C): WireRequest {
-  const n = f.inputs.length;
+  return wireRequest(
+    rid, f.modelName, writeInputs(f.inputs, write, ctx), f.requestId, f.requestedOutputNames, f.parameters, f.priority, f.modelVersion,
+    f.correlationId, f.sequenceStart, f.sequenceEnd, f.timeoutMs,
+  );
+}
+
+function writeInputs<T, C>(inputs: T[], write: (t: T, ctx: C) => TensorDesc, ctx: C | undefined): TensorDesc[] {
+  const n = inputs.length;
   const ins: TensorDesc[] = new Array(n);
-  for (let i = 0; i < n; i++) ins[i] = write(f.inputs[i]!, ctx as C);
+  for (let i = 0; i < n; i++) ins[i] = write(inputs[i]!, ctx as C);
+  return ins;
+}
+
+/**
+ * The one place that puts a request's fields under their wire keys, in one order (the bytes of
+ * a request depend on it), for both encoders. Positional, so the host's encoder passes its
+ * InferRequest's fields without building a RequestFields per request.
+ */
+function wireRequest(
+  rid: number, modelName: string, ins: TensorDesc[], requestId: string, outs: string[], params: Parameters, priority: number,
+  modelVersion: number | undefined, corr: string | bigint | undefined, start: boolean, end: boolean, timeoutMs: number | undefined,
+): WireRequest {
   // Keys at their default value (no id, every output, no parameters, priority 0) are left out:
   // each costs the packer a key and a value on every request.
-  const w: WireRequest = { rid, model: f.modelName, ins };
-  if (f.requestId !== '') w.id = f.requestId;
-  if (f.requestedOutputNames.length > 0) w.outs = f.requestedOutputNames;
-  if (!isEmpty(f.parameters)) w.params = f.parameters;
-  if (f.priority !== 0) w.prio = f.priority;
-  if (f.modelVersion !== undefined) w.version = f.modelVersion;
-  const corr = f.correlationId;
+  const w: WireRequest = { rid, model: modelName, ins };
+  if (requestId !== '') w.id = requestId;
+  if (outs.length > 0) w.outs = outs;
+  if (!isEmpty(params)) w.params = params;
+  if (priority !== 0) w.prio = priority;
+  if (modelVersion !== undefined) w.version = modelVersion;
   if (corr !== undefined) {
     w.corr = String(corr);
     // A number from JavaScript model code is an integer id too.
     if (typeof corr === 'bigint' || (typeof corr === 'number' && Number.isInteger(corr))) w.corrInt = true;
   }
-  if (f.sequenceStart) w.start = true;
-  if (f.sequenceEnd) w.end = true;
-  if (f.timeoutMs) w.timeoutMs = f.timeoutMs;
+  if (start) w.start = true;
+  if (end) w.end = true;
+  if (timeoutMs) w.timeoutMs = timeoutMs;
   return w;
 }
 
@@ -155,25 +173,18 @@ export function decodeRequest<T, C = undefined>(w: WireRequest, read: (d: Tensor
 }
 
 /**
- * The fields of the host's request. `modelVersion` is the version that runs it (for `exec`, the
- * stub's own). The rest of an InferRequest stays in the host: the abort signal, the ensemble
- * path, and what the front-end alone uses (binary-output choices, tensor parameters).
+ * Where the host's `exec` takes each field of a request from in its InferRequest (see
+ * encodeInferRequest, which reads them straight from it). A field added to RequestFields fails
+ * to compile here until it is named, and then carried. The rest of an InferRequest stays in the
+ * host: the abort signal, the ensemble path, and what the front-end alone uses (binary-output
+ * choices, tensor parameters); the sequence slot travels outside RequestFields (exec only).
  */
-export function fieldsOfInferRequest(r: InferRequest, modelVersion = r.modelVersion): Complete<RequestFields<TensorValue>> {
-  return {
-    requestId: r.id,
-    modelName: r.modelName,
-    modelVersion,
-    inputs: r.inputs,
-    requestedOutputNames: r.outputs ? r.outputs.map((o) => o.name) : NO_NAMES,
-    parameters: r.parameters,
-    correlationId: r.correlationId,
-    sequenceStart: r.sequenceStart === true,
-    sequenceEnd: r.sequenceEnd === true,
-    priority: r.priority,
-    timeoutMs: r.timeoutUs ? r.timeoutUs / 1000 : undefined,
-  };
-}
+const EXEC_FIELD_SOURCES: Complete<Record<keyof RequestFields<unknown>, keyof InferRequest | 'the stub\'s version'>> = {
+  requestId: 'id', modelName: 'modelName', modelVersion: "the stub's version", inputs: 'inputs', requestedOutputNames: 'outputs',
+  parameters: 'parameters', correlationId: 'correlationId', sequenceStart: 'sequenceStart', sequenceEnd: 'sequenceEnd',
+  priority: 'priority', timeoutMs: 'timeoutUs',
+};
+void EXEC_FIELD_SOURCES;
 
 /** The host's request for `f` (a BLS call), ready for the scheduling path of a client request. */
 export function inferRequestOf(f: RequestFields<TensorValue>): Complete<Omit<InferRequest, 'signal' | 'ensemblePath' | 'sequenceSlot' | 'outputPlacement'>> {
@@ -192,9 +203,18 @@ export function inferRequestOf(f: RequestFields<TensorValue>): Complete<Omit<Inf
   };
 }
 
-/** The host's `exec`: a request for the stub running `modelVersion`. */
+/**
+ * The host's `exec`: a request for the stub running `modelVersion`, written straight from the
+ * InferRequest (no RequestFields in between: this runs for every request; EXEC_FIELD_SOURCES
+ * lists what it reads).
+ */
 export function encodeInferRequest<C = undefined>(r: InferRequest, rid: number, modelVersion: number, write: (t: TensorValue, ctx: C) => TensorDesc, ctx?: C): WireRequest {
-  const w = encodeRequest(fieldsOfInferRequest(r, modelVersion), rid, write, ctx);
+  const outputs = r.outputs;
+  const w = wireRequest(
+    rid, r.modelName, writeInputs(r.inputs, write, ctx), r.id, outputs && outputs.length > 0 ? outputs.map((o) => o.name) : NO_NAMES,
+    r.parameters, r.priority, modelVersion, r.correlationId, r.sequenceStart === true, r.sequenceEnd === true,
+    r.timeoutUs ? r.timeoutUs / 1000 : undefined,
+  );
   // The slot is the host's to give: it travels host → stub only, never in a BLS request.
   if (r.sequenceSlot !== undefined) w.slot = r.sequenceSlot;
   return w;
