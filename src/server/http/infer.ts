@@ -8,7 +8,7 @@ import { StubhostError } from '../../errors.js';
 import { parseModelVersion } from '../../core/validate.js';
 import { oneResponse } from '../../inference/one-response.js';
 import { forwardHeaders } from '../header-forward.js';
-import { readDecodedBody } from './body.js';
+import { readDecodedBody, receivedBody } from './body.js';
 import { type DecodedInferRequest, decodeInferRequest, encodeInferResponse, parseHeaderLength } from './codec.js';
 import { ClientAbort, type HttpContext, type RouteParams } from './context.js';
 import { decodeGenerateRequest, encodeGenerateResponse } from './generate.js';
@@ -24,7 +24,9 @@ export const GENERATE_NOT_ONE_RESPONSE = 'generate expects model to produce exac
 export async function handleInfer(ctx: HttpContext, req: IncomingMessage, res: ServerResponse, params: RouteParams): Promise<void> {
   const model = params.model!;
   const headerLength = parseHeaderLength(req.headers['inference-header-content-length']);
-  const body = await readDecodedBody(req, ctx.maxBody, headerLength ?? 0);
+  // One microtask: the parse of the packet that brought the headers ends first (see receivedBody).
+  await undefined;
+  const body = receivedBody(req, ctx.maxBody, headerLength ?? 0) ?? (await readDecodedBody(req, ctx.maxBody, headerLength ?? 0));
   // As Triton's HandleInfer (src/http_server.cc): the version, then the model's transaction
   // policy, before the body is parsed or anything runs.
   const modelVersion = parseModelVersion(params.version);
@@ -45,7 +47,6 @@ export async function handleInfer(ctx: HttpContext, req: IncomingMessage, res: S
   // As Triton's HandleInfer: infer only (not generate), after the body's own parameters.
   if (ctx.opts.headerForwardPattern) forwardHeaders(ctx.opts.headerForwardPattern, req.rawHeaders, request.parameters);
 
-  if (res.destroyed) return; // the client left while the body was parsed
   const abort = new ClientAbort(model);
   ctx.track(res, abort);
   request.signal = abort;
@@ -53,16 +54,17 @@ export async function handleInfer(ctx: HttpContext, req: IncomingMessage, res: S
   const result = await resolved.infer(request);
   if (res.headersSent || res.destroyed) return; // closed meanwhile, or failed by close()
   const enc = encodeInferResponse(result, { requested: request.outputs, binaryDefault: binaryOutputDefault, shm });
+  // Flat header arrays: writeHead takes them as they are (an object is walked key by key).
   if (enc.binary.length === 0) {
-    res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': enc.byteLength });
+    res.writeHead(200, ['Content-Type', 'application/json', 'Content-Length', enc.byteLength]);
     res.end(enc.json);
     return;
   }
-  res.writeHead(200, {
-    'Content-Type': 'application/octet-stream',
-    'Inference-Header-Content-Length': enc.jsonByteLength,
-    'Content-Length': enc.byteLength,
-  });
+  res.writeHead(200, [
+    'Content-Type', 'application/octet-stream',
+    'Inference-Header-Content-Length', enc.jsonByteLength,
+    'Content-Length', enc.byteLength,
+  ]);
   // Cork so the header, the JSON and every tensor leave in one writev.
   res.cork();
   res.write(enc.json);
