@@ -77,10 +77,10 @@ export function decodeInferRequest(
   }
   const jsonEnd = headerLength ?? body.byteLength;
   let doc: unknown;
-  const json = Buffer.from(body.buffer, body.byteOffset, jsonEnd);
-  checkJsonNesting(json, `the infer request${headerLength !== undefined ? ' header' : ''}`);
+  checkJsonNesting(body, headerLength === undefined ? 'the infer request' : 'the infer request header', jsonEnd);
   try {
-    doc = JSON.parse(json.toString('utf8'));
+    // The text straight from the body (a Buffer from the HTTP layer): no view made for the JSON part.
+    doc = JSON.parse(body instanceof Buffer ? body.toString('utf8', 0, jsonEnd) : Buffer.from(body.buffer, body.byteOffset, jsonEnd).toString('utf8'));
   } catch (err) {
     throw invalid(`malformed JSON in the infer request${headerLength !== undefined ? ' header' : ''}: ${(err as Error).message}`);
   }
