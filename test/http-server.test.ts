@@ -5,7 +5,7 @@ import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HttpServer } from '../src/server/http/server.js';
 import { TestService } from './fixtures/http/service.js';
-import { json, request } from './fixtures/http/client.js';
+import { bytesOf, json, request } from './fixtures/http/client.js';
 
 let service: TestService;
 let server: HttpServer;
@@ -209,6 +209,68 @@ describe('errors', () => {
   });
 });
 
+describe('how the body arrives', () => {
+  const doc = (x: number): string => JSON.stringify({ inputs: [{ name: 'IN_INT32', datatype: 'INT32', shape: [1], data: [x] }] });
+  const head = (length: number, extra = ''): string => `POST /v2/models/echo/infer HTTP/1.1\r\nHost: x\r\nContent-Length: ${length}\r\n${extra}\r\n`;
+  const post = (body: string): string => head(Buffer.byteLength(body)) + body;
+  const data = (r: RawReply): unknown => JSON.parse(r.body).outputs[0].data;
+
+  it('with its headers, several requests in one packet', async () => {
+    const replies = await exchange(port, 3, (sock) => sock.write(post(doc(1)) + post(doc(2)) + post(doc(3))));
+    expect(replies.map((r) => [r.status, data(r)])).toEqual([[200, [1]], [200, [2]], [200, [3]]]);
+  });
+
+  it('after its headers, in pieces (Expect: 100-continue: the body is sent once the server asked)', async () => {
+    const body = doc(7);
+    const replies = await exchange(port, 1, (sock) => sock.write(head(body.length, 'Expect: 100-continue\r\n')), (sock, text) => {
+      if (!text.startsWith('HTTP/1.1 100 Continue\r\n\r\n')) return;
+      sock.write(body.slice(0, 5));
+      sock.write(body.slice(5));
+      return text.slice('HTTP/1.1 100 Continue\r\n\r\n'.length);
+    });
+    expect(replies.map((r) => [r.status, data(r)])).toEqual([[200, [7]]]);
+  });
+
+  it('chunked, in one packet and across writes, and over the limit', async () => {
+    const body = doc(9);
+    const chunks = `${(5).toString(16)}\r\n${body.slice(0, 5)}\r\n${(body.length - 5).toString(16)}\r\n${body.slice(5)}\r\n0\r\n\r\n`;
+    const chunkedHead = 'POST /v2/models/echo/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n';
+    const one = await exchange(port, 2, (sock) => sock.write(chunkedHead + chunks + chunkedHead + chunks));
+    expect(one.map((r) => [r.status, data(r)])).toEqual([[200, [9]], [200, [9]]]);
+    const split = await exchange(port, 1, (sock) => {
+      sock.write(chunkedHead + chunks.slice(0, 12));
+      sock.write(chunks.slice(12));
+    });
+    expect(split.map((r) => [r.status, data(r)])).toEqual([[200, [9]]]);
+    const big = 'x'.repeat(70 * 1024);
+    const over = await exchange(port, 1, (sock) => sock.write(`${chunkedHead}${big.length.toString(16)}\r\n${big}\r\n0\r\n\r\n`));
+    expect([over[0]!.status, over[0]!.headers.connection]).toEqual([413, 'close']);
+  });
+
+  it('binary data with the headers, at any JSON length', async () => {
+    for (const pad of ['', ' ', '   ']) {
+      const json = Buffer.from(`{"inputs":[{"name":"IN_FP32","datatype":"FP32","shape":[2],"parameters":{"binary_data_size":8}}]${pad}}`);
+      const body = Buffer.concat([json, bytesOf(new Float32Array([1.5, -2]))]);
+      const r = await request(port, 'POST', '/v2/models/echo/infer', body, { 'Inference-Header-Content-Length': json.length });
+      expect([r.status, json.length, JSON.parse(r.body.toString()).outputs[0].data]).toEqual([200, json.length, [1.5, -2]]);
+    }
+  });
+
+  it('a body cut off by the client runs nothing, and the server still serves', async () => {
+    const before = service.requests.length;
+    const sock = net.connect(port, '127.0.0.1');
+    await new Promise((r) => sock.once('connect', r));
+    let answer = '';
+    sock.on('data', (c: Buffer) => (answer += c.toString()));
+    const closed = new Promise((r) => sock.once('close', r));
+    sock.end(head(100) + doc(1).slice(0, 10));
+    await closed;
+    expect(answer).toMatch(/^HTTP\/1.1 400 /); // node:http's own answer to a message cut short
+    expect((await request(port, 'GET', '/v2/health/live')).status).toBe(200);
+    expect(service.requests.length).toBe(before);
+  });
+});
+
 describe('connections', () => {
   it('keeps connections alive across requests', async () => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
@@ -266,6 +328,49 @@ describe('close', () => {
     await expect(request(p, 'GET', '/v2/health/live')).rejects.toThrow();
   });
 });
+
+interface RawReply {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/**
+ * Writes raw bytes on a socket of its own and reads `count` answers (Content-Length bodies).
+ * `onText` sees what has arrived so far and may answer it, returning the text still to parse.
+ */
+function exchange(port: number, count: number, send: (sock: net.Socket) => void, onText?: (sock: net.Socket, text: string) => string | undefined): Promise<RawReply[]> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    sock.setNoDelay(true);
+    const replies: RawReply[] = [];
+    let text = '';
+    sock.on('error', reject);
+    sock.on('connect', () => send(sock));
+    sock.on('data', (chunk: Buffer) => {
+      text += chunk.toString('latin1');
+      if (onText !== undefined) text = onText(sock, text) ?? text;
+      for (;;) {
+        const end = text.indexOf('\r\n\r\n');
+        if (end < 0) break;
+        const [statusLine, ...lines] = text.slice(0, end).split('\r\n');
+        const headers: Record<string, string> = {};
+        for (const line of lines) {
+          const colon = line.indexOf(':');
+          headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
+        }
+        const length = Number(headers['content-length']);
+        if (text.length < end + 4 + length) break;
+        replies.push({ status: Number(statusLine!.split(' ')[1]), headers, body: text.slice(end + 4, end + 4 + length) });
+        text = text.slice(end + 4 + length);
+      }
+      if (replies.length === count) {
+        sock.destroy();
+        resolve(replies);
+      }
+    });
+  });
+}
 
 async function waitFor(cond: () => boolean, ms = 2000): Promise<void> {
   const end = Date.now() + ms;

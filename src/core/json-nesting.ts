@@ -16,13 +16,13 @@ const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 
 /**
- * Throws STUBHOST_INVALID_ARG when the UTF-8 JSON in `bytes` nests deeper than MAX_JSON_NESTING.
- * One pass over the bytes (brackets and quotes are ASCII and never part of a multi-byte
- * character); malformed JSON is left for JSON.parse to report.
+ * Throws STUBHOST_INVALID_ARG when the UTF-8 JSON in `bytes` (its first `end` bytes) nests deeper
+ * than MAX_JSON_NESTING. One pass over the bytes (brackets and quotes are ASCII and never part of
+ * a multi-byte character); malformed JSON is left for JSON.parse to report.
  */
-export function checkJsonNesting(bytes: Uint8Array, what: string): void {
+export function checkJsonNesting(bytes: Uint8Array, what: string, end = bytes.length): void {
   let depth = 0;
-  const n = bytes.length;
+  const n = end;
   for (let i = 0; i < n; i++) {
     const c = bytes[i]!;
     if (c === QUOTE) {

@@ -35,6 +35,33 @@ export function readBody(req: IncomingMessage, limit: number, alignAt: number): 
 }
 
 /**
+ * The body, when all of it is in already; undefined when it is not (then read it with
+ * readDecodedBody). Node's parser hands a request to its handler at the end of the headers and
+ * pushes each piece of body to `req` later in the same parse, with the microtasks run after each
+ * piece: by the first microtask after the handler started, a body that arrived with the headers
+ * (the usual small request) is buffered in `req`, and taking it with read() costs none of the
+ * 'data'/'end' listeners readBody sets up. The end of the message may still be to come then (so
+ * `req` may never emit 'end': nothing is left to read); a Content-Length body is whole when that
+ * many bytes are in, a chunked one only once the message is complete. Same placement and limit as
+ * readBody; a compressed body is left to readDecodedBody.
+ */
+export function receivedBody(req: IncomingMessage, limit: number, alignAt: number): Buffer | undefined {
+  if (req.destroyed || req.headers['content-encoding'] !== undefined) return undefined;
+  const length = req.readableLength;
+  if (!req.complete && length !== declaredLength(req)) return undefined;
+  // Content-Length was not checked before; a chunked body's size is known only now.
+  if (length > limit) throw bodyTooLarge(limit);
+  const shift = (8 - (alignAt % 8)) % 8;
+  if (length === 0) return alignedBuffer(0, shift);
+  // All of it, in one buffer: the chunk itself when there is one, else a concatenation.
+  const chunk = req.read() as Buffer;
+  if (chunk.byteOffset % 8 === shift) return chunk;
+  const buf = alignedBuffer(chunk.length, shift);
+  chunk.copy(buf);
+  return buf;
+}
+
+/**
  * readBody's listeners. A class whose four listeners are assigned in the constructor rather than
  * closures declared per request: tsx's keepNames wraps each of those in __name (a
  * defineProperty), and this runs for every request.

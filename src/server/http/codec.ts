@@ -14,7 +14,7 @@ import { type DataType, type NumericTypedArray, elementCount, typedArrayFor } fr
 import type { InferRequest, InferResult, Parameters, RequestedOutput, TensorSpec, TensorValue } from '../../core/types.js';
 import type { ModelIOContract } from '../../core/service.js';
 import {
-  checkInputHeaders, checkRequestedOutput, fmtShape, invalidInput as invalid, isNonNegativeInt,
+  type InputHeader, checkInputHeaders, checkRequestedOutput, fmtShape, invalidInput as invalid, isNonNegativeInt,
 } from '../../core/validate.js';
 import { tensorBytes, tensorFromBytes } from '../../core/tensor-bytes.js';
 import { checkJsonNesting } from '../../core/json-nesting.js';
@@ -77,10 +77,10 @@ export function decodeInferRequest(
   }
   const jsonEnd = headerLength ?? body.byteLength;
   let doc: unknown;
-  const json = Buffer.from(body.buffer, body.byteOffset, jsonEnd);
-  checkJsonNesting(json, `the infer request${headerLength !== undefined ? ' header' : ''}`);
+  checkJsonNesting(body, headerLength === undefined ? 'the infer request' : 'the infer request header', jsonEnd);
   try {
-    doc = JSON.parse(json.toString('utf8'));
+    // The text straight from the body (a Buffer from the HTTP layer): no view made for the JSON part.
+    doc = JSON.parse(body instanceof Buffer ? body.toString('utf8', 0, jsonEnd) : Buffer.from(body.buffer, body.byteOffset, jsonEnd).toString('utf8'));
   } catch (err) {
     throw invalid(`malformed JSON in the infer request${headerLength !== undefined ? ' header' : ''}: ${(err as Error).message}`);
   }
@@ -108,12 +108,12 @@ export function decodeInferRequest(
 
   const inputs = doc.inputs ?? [];
   if (!Array.isArray(inputs)) throw invalid(`'inputs' must be an array of tensors`);
-  const headers: { name: string; datatype: unknown; shape: unknown }[] = new Array(inputs.length);
   for (let i = 0; i < inputs.length; i++) {
     const raw = inputs[i];
     if (!isObject(raw) || typeof raw.name !== 'string') throw invalid(`each entry of 'inputs' must be an object with a string 'name'`);
-    headers[i] = { name: raw.name, datatype: raw.datatype, shape: raw.shape };
   }
+  // The parsed entries are the headers checkInputHeaders reads (name, datatype, shape): no copy of them.
+  const headers = inputs as InputHeader[];
   let outputList: Record<string, unknown>[] | undefined;
   if (doc.outputs !== undefined) {
     if (!Array.isArray(doc.outputs)) throw invalid(`'outputs' must be an array of {name, parameters}`);
@@ -123,13 +123,13 @@ export function decodeInferRequest(
     }
   }
   // Triton's core checks the requested outputs before the inputs (src/infer_request.cc Normalize).
-  const outputSpecs: TensorSpec[] = [];
+  let outputSpecs: TensorSpec[] | undefined;
   if (outputList !== undefined) {
+    outputSpecs = [];
     const wanted = new Set<string>();
     for (const raw of outputList) outputSpecs.push(checkRequestedOutput(contract, raw.name as string, wanted, id));
   }
   const { checked } = checkInputHeaders(contract, headers, id);
-  const sizeContext = { model: contract.name, requestId: id };
   let binaryPos = jsonEnd;
   for (let i = 0; i < inputs.length; i++) {
     const raw = inputs[i] as Record<string, unknown>;
@@ -158,7 +158,7 @@ export function decodeInferRequest(
         throw invalid(`input '${name}': has shared_memory_region and also ${raw.data !== undefined ? "'data'" : "'binary_data_size'"}; send the data one way`);
       }
       const bytes = shmInputBytes(shm, shmRef, name);
-      tensor = { ...tensorFromBytes(input, bytes, `data in shared memory region '${shmRef.region}'`, sizeContext), parameters: tensor.parameters };
+      tensor = { ...tensorFromBytes(input, bytes, `data in shared memory region '${shmRef.region}'`, { model: contract.name, requestId: id }), parameters: tensor.parameters };
     } else if (binarySize !== undefined) {
       if (raw.data !== undefined) throw invalid(`input '${name}': has both 'data' and 'binary_data_size'; send one of them`);
       if (headerLength === undefined) {
@@ -169,7 +169,7 @@ export function decodeInferRequest(
         // as Triton's src/http_server.cc: the bytes still missing
         throw invalid(`unexpected size for input '${name}', expecting ${binaryPos + binarySize - body.byteLength} additional bytes for model '${contract.name}'`);
       }
-      tensor.data = tensorFromBytes(input, body.subarray(binaryPos, binaryPos + binarySize), 'binary data', sizeContext).data;
+      tensor.data = tensorFromBytes(input, body.subarray(binaryPos, binaryPos + binarySize), 'binary data', { model: contract.name, requestId: id }).data;
       binaryPos += binarySize;
     } else {
       if (!Array.isArray(raw.data)) {
@@ -191,7 +191,7 @@ export function decodeInferRequest(
     for (let i = 0; i < outputList.length; i++) {
       const raw = outputList[i]!;
       const name = raw.name as string;
-      const spec = outputSpecs[i]!;
+      const spec = outputSpecs![i]!;
       const out: RequestedOutput = { name, binary: binaryOutputDefault };
       if (raw.parameters !== undefined) {
         const params = checkParameters(raw.parameters, `output '${name}'`);

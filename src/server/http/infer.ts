@@ -5,15 +5,17 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { StubhostError } from '../../errors.js';
+import type { ResolvedModel } from '../../core/service.js';
+import type { InferRequest, InferResult } from '../../core/types.js';
 import { parseModelVersion } from '../../core/validate.js';
 import { oneResponse } from '../../inference/one-response.js';
 import { forwardHeaders } from '../header-forward.js';
-import { readDecodedBody } from './body.js';
-import { type DecodedInferRequest, decodeInferRequest, encodeInferResponse, parseHeaderLength } from './codec.js';
+import type { ShmAccess } from '../shm-registry.js';
+import { readDecodedBody, receivedBody } from './body.js';
+import { type DecodedInferRequest, type EncodedInferResponse, decodeInferRequest, encodeInferResponse, parseHeaderLength } from './codec.js';
 import { ClientAbort, type HttpContext, type RouteParams } from './context.js';
 import { decodeGenerateRequest, encodeGenerateResponse } from './generate.js';
 import { sendError, sendJson } from './respond.js';
-import type { InferRequest, InferResult } from '../../core/types.js';
 import { endEventStream, startEventStream, writeEvent } from './sse.js';
 
 /** Triton's words for a decoupled model on the HTTP infer endpoint (src/http_server.cc CheckTransactionPolicy). */
@@ -22,17 +24,67 @@ export const HTTP_DECOUPLED_UNSUPPORTED = "HTTP end point doesn't support models
 /** Triton's answer when non-streaming generate gets other than one response (src/http_server.cc SendChunkResponse). */
 export const GENERATE_NOT_ONE_RESPONSE = 'generate expects model to produce exactly 1 response, use generate stream for model that generates various number of responses';
 
-export async function handleInfer(ctx: HttpContext, req: IncomingMessage, res: ServerResponse, params: RouteParams): Promise<void> {
+/**
+ * Answers its own errors (sendError), so the dispatcher is handed no promise to watch: no
+ * rejection handler and no settling job per request for an infer that succeeded.
+ */
+export function handleInfer(ctx: HttpContext, req: IncomingMessage, res: ServerResponse, params: RouteParams): void {
+  void infer(ctx, req, res, params);
+}
+
+async function infer(ctx: HttpContext, req: IncomingMessage, res: ServerResponse, params: RouteParams): Promise<void> {
+  try {
+    const headerLength = parseHeaderLength(req.headers['inference-header-content-length']);
+    // One microtask: the parse of the packet that brought the headers goes on first (see receivedBody).
+    await undefined;
+    const body = receivedBody(req, ctx.maxBody, headerLength ?? 0) ?? (await readDecodedBody(req, ctx.maxBody, headerLength ?? 0));
+    const started = startInfer(ctx, req, res, params, headerLength, body);
+    if (started === undefined) return;
+    const { resolved, request } = started;
+    // The reply is written from the gateway's callback as the batch's outcome is read (no promise
+    // per request); a resolved model without it (test doubles) answers through infer().
+    if (resolved.inferThen) {
+      resolved.inferThen(request, (failure, result) => {
+        try {
+          if (failure !== undefined) throw failure;
+          replyInfer(res, started, result!);
+        } catch (e) {
+          sendError(res, e, ctx.opts.logger);
+        }
+      });
+      return;
+    }
+    replyInfer(res, started, await resolved.infer(request));
+  } catch (err) {
+    sendError(res, err, ctx.opts.logger);
+  }
+}
+
+function replyInfer(res: ServerResponse, started: StartedInfer, result: InferResult): void {
+  if (res.headersSent || res.destroyed) return; // closed meanwhile, or failed by close()
+  sendInferResult(res, encodeInferResponse(result, { requested: started.request.outputs, binaryDefault: started.binaryOutputDefault, shm: started.shm }));
+}
+
+interface StartedInfer {
+  resolved: ResolvedModel;
+  request: InferRequest;
+  binaryOutputDefault: boolean;
+  shm: ShmAccess | undefined;
+}
+
+/**
+ * The synchronous part of an infer once its body is in: the model resolved, the body decoded and
+ * checked, the request registered for cancellation. Undefined when the client has left.
+ */
+function startInfer(ctx: HttpContext, req: IncomingMessage, res: ServerResponse, params: RouteParams, headerLength: number | undefined, body: Buffer): StartedInfer | undefined {
   const model = params.model!;
-  const headerLength = parseHeaderLength(req.headers['inference-header-content-length']);
-  const body = await readDecodedBody(req, ctx.maxBody, headerLength ?? 0);
   // As Triton's HandleInfer (src/http_server.cc): the version, then the model's transaction
   // policy, before the body is parsed or anything runs.
   const modelVersion = parseModelVersion(params.version);
   const resolved = ctx.service.resolve(model, modelVersion === undefined ? undefined : String(modelVersion));
   const contract = resolved.contract;
   if (contract.decoupled) throw new StubhostError('STUBHOST_NOT_IMPLEMENTED', HTTP_DECOUPLED_UNSUPPORTED);
-  if (res.destroyed) return; // the client left while the body was read
+  if (res.destroyed) return undefined; // the client left while the body was read
   const shm = ctx.opts.shm?.session();
   let decoded: DecodedInferRequest;
   try {
@@ -45,47 +97,24 @@ export async function handleInfer(ctx: HttpContext, req: IncomingMessage, res: S
   const { request, binaryOutputDefault } = decoded;
   // As Triton's HandleInfer: infer only (not generate), after the body's own parameters.
   if (ctx.opts.headerForwardPattern) forwardHeaders(ctx.opts.headerForwardPattern, req.rawHeaders, request.parameters);
-
-  if (res.destroyed) return; // the client left while the body was parsed
   const abort = new ClientAbort(model);
   ctx.track(res, abort);
   request.signal = abort;
-
-  // The reply is written from the gateway's callback as the batch's outcome is read (no promise
-  // per request); a resolved model without it (test doubles) answers through infer().
-  if (resolved.inferThen) {
-    resolved.inferThen(request, (err, result) => {
-      try {
-        if (err !== undefined) throw err;
-        writeInferResponse(res, result!, request.outputs, binaryOutputDefault, shm);
-      } catch (e) {
-        sendError(res, e, ctx.opts.logger);
-      }
-    });
-    return;
-  }
-  writeInferResponse(res, await resolved.infer(request), request.outputs, binaryOutputDefault, shm);
+  return { resolved, request, binaryOutputDefault, shm };
 }
 
-function writeInferResponse(
-  res: ServerResponse,
-  result: InferResult,
-  requested: InferRequest['outputs'],
-  binaryDefault: boolean,
-  shm: ReturnType<NonNullable<HttpContext['opts']['shm']>['session']> | undefined,
-): void {
-  if (res.headersSent || res.destroyed) return; // closed meanwhile, or failed by close()
-  const enc = encodeInferResponse(result, { requested, binaryDefault, shm });
+/** An encoded infer response, headers as a flat array (writeHead takes it as it is; an object is walked key by key). */
+function sendInferResult(res: ServerResponse, enc: EncodedInferResponse): void {
   if (enc.binary.length === 0) {
-    res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': enc.byteLength });
+    res.writeHead(200, ['Content-Type', 'application/json', 'Content-Length', enc.byteLength]);
     res.end(enc.json);
     return;
   }
-  res.writeHead(200, {
-    'Content-Type': 'application/octet-stream',
-    'Inference-Header-Content-Length': enc.jsonByteLength,
-    'Content-Length': enc.byteLength,
-  });
+  res.writeHead(200, [
+    'Content-Type', 'application/octet-stream',
+    'Inference-Header-Content-Length', enc.jsonByteLength,
+    'Content-Length', enc.byteLength,
+  ]);
   // Cork so the header, the JSON and every tensor leave in one writev.
   res.cork();
   res.write(enc.json);

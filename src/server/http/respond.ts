@@ -1,16 +1,20 @@
-/** Writing whole HTTP answers: JSON, empty, and errors as `{"error": "..."}` with the StubhostError's status. */
+/**
+ * Writing whole HTTP answers: JSON, empty, and errors as `{"error": "..."}` with the StubhostError's
+ * status. Headers go to writeHead as flat arrays, which it takes as they are (an object is walked
+ * key by key).
+ */
 import type http from 'node:http';
 import type { ServerResponse } from 'node:http';
 import { StubhostError, httpStatusOf } from '../../errors.js';
 import type { HttpLogger } from './options.js';
 
 export function sendJson(res: ServerResponse, status: number, json: string): void {
-  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(json) });
+  res.writeHead(status, ['Content-Type', 'application/json', 'Content-Length', Buffer.byteLength(json)]);
   res.end(json);
 }
 
 export function sendEmpty(res: ServerResponse, status: number): void {
-  res.writeHead(status, { 'Content-Length': 0 });
+  res.writeHead(status, ['Content-Length', 0]);
   res.end();
 }
 
@@ -25,9 +29,9 @@ export function sendError(res: ServerResponse, err: unknown, logger: HttpLogger 
     return;
   }
   const json = JSON.stringify({ error: message });
-  const headers: http.OutgoingHttpHeaders = { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(json) };
+  const headers: http.OutgoingHttpHeader[] = ['Content-Type', 'application/json', 'Content-Length', Buffer.byteLength(json)];
   // The unread rest of an oversized body would be parsed as the next request: close instead.
-  if (status === 413 || (err instanceof StubhostError && err.code === 'STUBHOST_CLOSED')) headers.Connection = 'close';
+  if (status === 413 || (err instanceof StubhostError && err.code === 'STUBHOST_CLOSED')) headers.push('Connection', 'close');
   res.writeHead(status, headers);
   res.end(json);
 }
