@@ -7,9 +7,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InferenceGateway, type ModelLookup } from '../src/inference/gateway.js';
 import { oneResponse } from '../src/inference/one-response.js';
-import type { ModelIOContract, ResolvedModel } from '../src/core/service.js';
+import type { InferReceiver, ModelIOContract, ResolvedModel } from '../src/core/service.js';
 import type { InferRequest, InferResult } from '../src/core/types.js';
-import type { InferReceiver, ServableModel } from '../src/model/servable.js';
+import type { ServableModel } from '../src/model/servable.js';
 import { StubhostError } from '../src/errors.js';
 import { HttpServer } from '../src/server/http/server.js';
 import { TestService } from './fixtures/http/service.js';

@@ -7,11 +7,11 @@
  * and classification live here too, once for every protocol.
  */
 import { StubhostError, toStubhostError } from '../errors.js';
-import type { InferCallback, ModelIOContract, ResolvedModel } from '../core/service.js';
+import type { InferCallback, InferReceiver, ModelIOContract, ResolvedModel } from '../core/service.js';
 import type { InferRequest, InferResult } from '../core/types.js';
 import type { StreamSink } from '../execution/contract.js';
 import { validateInferInputs, validateRequestedOutputs } from '../core/validate.js';
-import type { InferReceiver, ServableModel } from '../model/servable.js';
+import type { ServableModel } from '../model/servable.js';
 import { NO_LABELS } from '../model/output-labels.js';
 import { applyClassification } from './classification.js';
 

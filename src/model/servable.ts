@@ -1,21 +1,12 @@
 /** What the repository and the server core need of a loaded model version (stub-backed or ensemble). */
 import type { ModelConfig } from '../config/load.js';
-import type { ModelIOContract } from '../core/service.js';
+import type { InferReceiver, ModelIOContract } from '../core/service.js';
 import type { InferRequest, InferResult } from '../core/types.js';
 import type { ModelStatsRecorder } from '../metrics/index.js';
 import type { ModelInstance } from '../instance/model-instance.js';
 import type { StalledExecute } from '../instance/stub-process.js';
 import type { VersionState } from './model-version.js';
 import type { OutputLabels } from './output-labels.js';
-
-/**
- * Who gets one request's answer without a promise (ServableModel.inferThen): called once, with
- * the error (anything thrown or failed; `result` undefined) or, `error` undefined, the result.
- * A long-lived object or one per request, its method called directly: no closure is required.
- */
-export interface InferReceiver {
-  inferred(error: unknown, result: InferResult | undefined): void;
-}
 
 export interface ServableModel {
   readonly name: string;
