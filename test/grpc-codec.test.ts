@@ -34,6 +34,33 @@ describe('decodeInferRequest', () => {
     // Too large for a number: kept exact as a string.
     expect(request.parameters).toEqual({ big: '9007199254740993' });
   });
+
+  it('a numeric input at an offset its typed array cannot view is copied, values unchanged', () => {
+    const message = Buffer.alloc(64);
+    const a = message.subarray(9, 17);
+    a.writeInt32LE(7, 0);
+    a.writeInt32LE(-3, 4);
+    const s = Buffer.from([1, 0, 0, 0, 120]);
+    const { request } = decodeInferRequest({
+      model_name: 'm', model_version: '', id: '',
+      inputs: [{ name: 'A', datatype: 'INT32', shape: ['2'] }, { name: 'S', datatype: 'BYTES', shape: ['1'] }],
+      raw_input_contents: [a, s],
+    }, contract);
+    const data = request.inputs[0]!.data as Int32Array;
+    expect(Array.from(data)).toEqual([7, -3]);
+    expect(data.byteOffset % 4).toBe(0);
+    a.writeInt32LE(1, 0);
+    expect(data[0]).toBe(7); // a copy, not a view
+  });
+
+  it('a misaligned input of the wrong size is refused with the size words', () => {
+    const a = Buffer.alloc(16).subarray(1, 7);
+    expect(() => decodeInferRequest({
+      model_name: 'm', model_version: '', id: 'r1',
+      inputs: [{ name: 'A', datatype: 'INT32', shape: ['2'] }, { name: 'S', datatype: 'BYTES', shape: ['1'] }],
+      raw_input_contents: [a, Buffer.from([1, 0, 0, 0, 120])],
+    }, contract)).toThrow("input byte size mismatch for input 'A' for model 'm'. Expected 8, got 6");
+  });
 });
 
 describe('encodeInferResponse', () => {

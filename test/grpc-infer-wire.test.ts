@@ -86,6 +86,25 @@ describe('decodeModelInferRequest', () => {
     });
   }
 
+  it('decodes names as protobufjs does however many there are and whatever their bytes', () => {
+    // Names are kept in a table of recent ones: many names competing for its slots, names around
+    // its length limit, and non-ASCII ones, each message decoded twice.
+    const names = [
+      ...Array.from({ length: 600 }, (_, i) => `in${i}`), 'n'.repeat(64), 'n'.repeat(65), 'n'.repeat(63) + 'é', 'é', 'INPUT0', 'INPUT1', 'INPUT_A0', 'INPUT_B0',
+    ];
+    for (let i = 0; i < names.length; i += 50) {
+      const group = names.slice(i, i + 50);
+      const m = {
+        model_name: group[0], model_version: group[1],
+        parameters: Object.fromEntries(group.map((n) => [n, { bool_param: true }])),
+        inputs: group.map((n, k) => ({ name: n, datatype: names[(i + k * 7) % names.length], shape: [1] })),
+        outputs: group.map((n) => ({ name: n })),
+      };
+      expect(expectSameDecode(protoEncodeRequest(m))).toBe(false);
+      expect(expectSameDecode(protoEncodeRequest(m))).toBe(false);
+    }
+  });
+
   it('raw contents are views of the received bytes', () => {
     const buf = protoEncodeRequest(REQUESTS['add_sub as the bench sends it']!);
     const raw = fastDecode(buf).msg.raw_input_contents![0]!;

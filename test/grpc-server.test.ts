@@ -5,7 +5,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
+import { EventEmitter } from 'node:events';
 import { GrpcServer } from '../src/server/grpc/index.js';
+import { CallSignal } from '../src/server/grpc/server.js';
 import { grpcClient, inference, type TestGrpcClient } from './helpers/grpc.js';
 import type { InferenceService, ModelIOContract, ModelStatistics, ResolvedModel } from '../src/core/service.js';
 import type { InferRequest, InferResult } from '../src/core/types.js';
@@ -563,5 +565,64 @@ describe('GrpcServer lifecycle', () => {
     const s = new GrpcServer(new TestService(), { port, host: '127.0.0.1' });
     await expect(s.start()).rejects.toMatchObject({ code: 'STUBHOST_UNAVAILABLE' });
     await s.close();
+  });
+});
+
+describe('CallSignal (a ModelInfer call\'s cancellation)', () => {
+  /** What CallSignal reads of a grpc-js unary call: 'cancelled' and its flag, set before the event. */
+  class FakeCall extends EventEmitter {
+    cancelled = false;
+    cancel(): void {
+      this.cancelled = true;
+      this.emit('cancelled', 'cancelled');
+    }
+  }
+  const make = () => {
+    const call = new FakeCall();
+    return { call, signal: new CallSignal(call as unknown as grpc.ServerUnaryCall<any, any>) };
+  };
+  const nextTick = () => new Promise<void>((resolve) => process.nextTick(resolve));
+
+  it('listens to the call only once something listens to it', () => {
+    const { call, signal } = make();
+    expect(call.listenerCount('cancelled')).toBe(0);
+    const events: unknown[] = [];
+    signal.addEventListener('abort', (e) => events.push(e.target));
+    signal.addEventListener('abort', () => events.push('second'));
+    expect(call.listenerCount('cancelled')).toBe(1);
+    call.cancel();
+    expect(signal.aborted).toBe(true);
+    expect(signal.reason).toMatchObject({ code: 'STUBHOST_CANCELLED' });
+    expect(events).toEqual([signal, 'second']);
+  });
+
+  it('a call already cancelled when the signal is made gives an aborted signal', () => {
+    const call = new FakeCall();
+    call.cancelled = true;
+    const signal = new CallSignal(call as unknown as grpc.ServerUnaryCall<any, any>);
+    expect(signal.aborted).toBe(true);
+    expect(signal.reason).toMatchObject({ code: 'STUBHOST_CANCELLED' });
+  });
+
+  it('a call cancelled before anything listened aborts the signal on the next tick after the first listener', async () => {
+    const { call, signal } = make();
+    call.cancel();
+    let fired = 0;
+    signal.addEventListener('abort', () => fired++);
+    expect(fired).toBe(0); // not inside addEventListener
+    await nextTick();
+    expect(signal.aborted).toBe(true);
+    expect(fired).toBe(1);
+  });
+
+  it('the call ending after the request was answered aborts nothing', async () => {
+    const { call, signal } = make();
+    let fired = 0;
+    signal.addEventListener('abort', () => fired++);
+    signal.answered();
+    call.cancel(); // grpc-js emits 'cancelled' as every call ends
+    await nextTick();
+    expect(signal.aborted).toBe(false);
+    expect(fired).toBe(0);
   });
 });

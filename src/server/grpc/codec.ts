@@ -145,7 +145,11 @@ const GRPC_VALUES: ValueReader<InferParameterMsg> = {
 
 /** int64 dims arrive as decimal strings; anything not a safe non-negative integer is refused by the validator. */
 function toDims(shape: readonly (string | number)[]): number[] {
-  return shape.map(Number);
+  // A loop into a literal, not map(Number): map's array went from small integers to doubles
+  // (a runtime call) on every request; the literal's allocation site learns its kind once.
+  const dims: number[] = [];
+  for (let i = 0; i < shape.length; i++) dims.push(Number(shape[i]));
+  return dims;
 }
 
 /** Which datatype each typed contents field carries, as Triton's src/grpc/infer_handler.cc reads them. */
@@ -212,6 +216,24 @@ function tensorFromContents(input: CheckedInput, c: InferTensorContentsMsg, requ
   return { name, datatype, shape, data };
 }
 
+/** The parameters of an output that has none (frozen: shared by every such output). */
+const NO_PARAMETERS: Record<string, InferParameterMsg> = Object.freeze({});
+
+/** The requested outputs of a request that names none (never written to). */
+const NO_OUTPUTS: RequestedOutput[] = [];
+
+/**
+ * Raw contents a typed array can view: as they are when their offset in the message suits the
+ * element size, else copied into Node's buffer pool (aligned to 8 bytes), which for small tensors
+ * costs no allocation of its own as the copy tensorFromBytes would make does.
+ */
+function aligned(bytes: Uint8Array, datatype: DataType): Uint8Array {
+  if (datatype === 'BYTES' || bytes.byteOffset % elementSize(datatype) === 0) return bytes;
+  const copy = Buffer.allocUnsafe(bytes.byteLength);
+  copy.set(bytes);
+  return copy;
+}
+
 export interface DecodedInferRequest {
   request: InferRequest;
   /** The client asked for Triton's empty final response on decoupled streams. */
@@ -229,7 +251,8 @@ export function decodeInferRequest(msg: ModelInferRequestMsg, contract: ModelIOC
   const modelVersion = parseModelVersion(msg.model_version);
 
   // As Triton's core (src/infer_request.cc Normalize): requested outputs first, then the inputs.
-  const outputs: RequestedOutput[] = (msg.outputs ?? []).map((o) => {
+  const requested = msg.outputs;
+  const outputs: RequestedOutput[] = requested === undefined || requested.length === 0 ? NO_OUTPUTS : requested.map((o) => {
     const params = decodeParameters(o.parameters);
     const classes = grpcClassificationCount(o.parameters?.classification, shmRefOf(params, `output '${o.name}'`) !== undefined);
     if (classes !== undefined) params.classification = classes; // applied by the inference layer (src/inference/classification.ts)
@@ -261,7 +284,9 @@ export function decodeInferRequest(msg: ModelInferRequestMsg, contract: ModelIOC
   const raw = msg.raw_input_contents ?? [];
   const sizeContext = { model, requestId: msg.id };
   let rawIndex = 0;
-  const inputs = msg.inputs.map((t, i): TensorValue => {
+  const inputs: TensorValue[] = new Array(msg.inputs.length);
+  for (let i = 0; i < inputs.length; i++) {
+    const t = msg.inputs[i]!;
     const input = checked[i]!;
     const ref = shmRefs?.[i];
     let tensor: TensorValue;
@@ -275,14 +300,14 @@ export function decodeInferRequest(msg: ModelInferRequestMsg, contract: ModelIOC
     } else if (t.contents) {
       tensor = tensorFromContents(input, t.contents, sizeContext);
     } else if (raw.length > rawIndex) {
-      tensor = tensorFromBytes(input, raw[rawIndex++]!, 'raw_input_contents', sizeContext);
+      tensor = tensorFromBytes(input, aligned(raw[rawIndex++]!, input.datatype), 'raw_input_contents', sizeContext);
     } else {
       throw invalidInput(`unable to find data for input tensor '${t.name}' for model '${msg.model_name}' in request.`);
     }
     const params = withoutShmParameters(inputParams?.[i]);
     if (params !== undefined) tensor.parameters = params;
-    return tensor;
-  });
+    inputs[i] = tensor;
+  }
   if (rawIndex < raw.length) {
     // Triton ignores entries left over; they mean client and server disagree on which input is which.
     throw invalidInput(`expected ${rawIndex} raw_input_contents (one per input not in shared memory) for model '${model}', got ${raw.length}`);
@@ -314,8 +339,10 @@ export function decodeInferRequest(msg: ModelInferRequestMsg, contract: ModelIOC
   return { request, enableEmptyFinalResponse: answer.emptyFinalResponse };
 }
 
+/** The output's bytes as a Buffer: numeric data viewed in place (one view, not two). */
 function rawBytesOf(t: TensorValue): Buffer {
-  const b = tensorBytes(t);
+  const d = t.data;
+  const b = t.datatype === 'BYTES' || !ArrayBuffer.isView(d) ? tensorBytes(t) : d;
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
 
@@ -344,7 +371,7 @@ export function encodeInferResponse(
     } else {
       raw.push(rawBytesOf(t));
     }
-    outputs.push({ name: t.name, datatype: t.datatype, shape: t.shape, parameters: encodeParameters(params) });
+    outputs.push({ name: t.name, datatype: t.datatype, shape: t.shape, parameters: params === undefined ? NO_PARAMETERS : encodeParameters(params) });
   }
   return {
     model_name: result.modelName,

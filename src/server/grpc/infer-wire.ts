@@ -90,6 +90,14 @@ class WireReader {
     return s;
   }
 
+  /** A string that names something (model, version, tensor, datatype, parameter key): see internedName. */
+  name(end: number): string {
+    const stop = this.delimited(end);
+    const start = this.pos;
+    this.pos = stop;
+    return internedName(this.buf, start, stop);
+  }
+
   /** A view of the bytes in the message, as protobufjs's reader gives them (a fresh empty Buffer for none). */
   bytes(end: number): Buffer {
     const stop = this.delimited(end);
@@ -106,6 +114,35 @@ class WireReader {
   }
 }
 
+/**
+ * The names a client sends (model, version, tensors, datatypes, parameter keys) are the same on
+ * every request: a table of recent ones gives each again as the same string, without decoding or
+ * allocating it (nor hashing it again where it is looked up). A name's slot comes from its length
+ * and four of its bytes, and a hit is its bytes compared once. Short ASCII names only (their
+ * bytes are their char codes); ids and string values are not kept.
+ */
+const NAME_SLOTS = 256;
+const NAME_MAX_BYTES = 64;
+const names: string[] = new Array<string>(NAME_SLOTS).fill('');
+
+function internedName(buf: Buffer, start: number, stop: number): string {
+  const len = stop - start;
+  if (len === 0) return '';
+  if (len > NAME_MAX_BYTES) return buf.toString('utf8', start, stop);
+  const last = stop - 1;
+  const slot = (len * 0x9e5 + buf[start]! * 0x3b + buf[last]! * 0x1f1 + buf[start + (len >> 1)]! * 7 + buf[start + (len >> 2)]!) & (NAME_SLOTS - 1);
+  const known = names[slot]!;
+  if (known.length === len) {
+    let i = 0;
+    while (i < len && known.charCodeAt(i) === buf[start + i]) i++;
+    if (i === len) return known; // `known` is ASCII, so these bytes are too
+  }
+  for (let i = start; i < stop; i++) if (buf[i]! >= 0x80) return buf.toString('utf8', start, stop);
+  const name = buf.toString('latin1', start, stop); // ASCII: the string UTF-8 gives
+  names[slot] = name;
+  return name;
+}
+
 /** One map<string, InferParameter> entry into `map`; a later entry for a key replaces the earlier (as protobufjs). */
 function readParameterEntry(r: WireReader, end: number, map: Record<string, InferParameterMsg>): void {
   const stop = r.delimited(end);
@@ -113,7 +150,7 @@ function readParameterEntry(r: WireReader, end: number, map: Record<string, Infe
   let value: InferParameterMsg | undefined;
   while (r.pos < stop) {
     const tag = r.uint32(stop);
-    if (tag === ((1 << 3) | LENGTH_DELIMITED)) key = r.string(stop);
+    if (tag === ((1 << 3) | LENGTH_DELIMITED)) key = r.name(stop);
     else if (tag === ((2 << 3) | LENGTH_DELIMITED)) value = readParameter(r, stop);
     else notHandled();
   }
@@ -163,8 +200,8 @@ function readInputTensor(r: WireReader, end: number): InferInputTensorMsg {
   while (r.pos < stop) {
     const tag = r.uint32(stop);
     switch (tag) {
-      case (1 << 3) | LENGTH_DELIMITED: name = r.string(stop); break;
-      case (2 << 3) | LENGTH_DELIMITED: datatype = r.string(stop); break;
+      case (1 << 3) | LENGTH_DELIMITED: name = r.name(stop); break;
+      case (2 << 3) | LENGTH_DELIMITED: datatype = r.name(stop); break;
       case (3 << 3) | LENGTH_DELIMITED: { // packed
         const dims = r.delimited(stop);
         while (r.pos < dims) shape.push(r.safeUint64String(dims));
@@ -184,7 +221,7 @@ function readRequestedOutput(r: WireReader, end: number): NonNullable<ModelInfer
   const parameters: Record<string, InferParameterMsg> = {};
   while (r.pos < stop) {
     const tag = r.uint32(stop);
-    if (tag === ((1 << 3) | LENGTH_DELIMITED)) name = r.string(stop);
+    if (tag === ((1 << 3) | LENGTH_DELIMITED)) name = r.name(stop);
     else if (tag === ((2 << 3) | LENGTH_DELIMITED)) readParameterEntry(r, stop, parameters);
     else notHandled();
   }
@@ -204,8 +241,8 @@ function readInferRequest(buf: Buffer): ModelInferRequestMsg {
   while (r.pos < end) {
     const tag = r.uint32(end);
     switch (tag) {
-      case (1 << 3) | LENGTH_DELIMITED: model_name = r.string(end); break;
-      case (2 << 3) | LENGTH_DELIMITED: model_version = r.string(end); break;
+      case (1 << 3) | LENGTH_DELIMITED: model_name = r.name(end); break;
+      case (2 << 3) | LENGTH_DELIMITED: model_version = r.name(end); break;
       case (3 << 3) | LENGTH_DELIMITED: id = r.string(end); break;
       case (4 << 3) | LENGTH_DELIMITED: readParameterEntry(r, end, parameters); break;
       case (5 << 3) | LENGTH_DELIMITED: inputs.push(readInputTensor(r, end)); break;

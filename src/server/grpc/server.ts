@@ -15,7 +15,7 @@ import { healthServiceDefinition, inferenceServiceDefinition } from './proto.js'
 import { withFastInferCodec } from './infer-wire.js';
 import { type SharedMemoryRegistry, cudaShmRegisterUnsupported, cudaShmStatus } from '../shm-registry.js';
 import { parseModelVersion } from '../../core/validate.js';
-import { CancelSource } from '../../core/cancel-signal.js';
+import { type CancelListener, CancelSource } from '../../core/cancel-signal.js';
 import { grpcRestrictedMessage, headerMatches, type RestrictedCategory, type RestrictedFeatures, type Restriction } from '../restricted-features.js';
 import { grpcServerCredentials, type GrpcTls } from './tls.js';
 import { type LoadValueReader, loadOptions, unloadOptions } from '../request-options.js';
@@ -342,7 +342,7 @@ export class GrpcServer {
   ): Promise<void> {
     let response: ModelInferResponseMsg | undefined;
     let error: Partial<grpc.StatusObject> | undefined;
-    let abort: CallAbort | undefined;
+    let signal: CallSignal | undefined;
     const shm = this.#opts.shm?.session();
     try {
       const msg = call.request;
@@ -353,16 +353,13 @@ export class GrpcServer {
       const contract = model.contract;
       if (contract.decoupled) throw new StubhostError('STUBHOST_NOT_IMPLEMENTED', GRPC_DECOUPLED_UNSUPPORTED);
       const { request } = decodeInferRequest(msg, contract, shm);
-      abort = new CallAbort();
-      // 'cancelled' also fires when the client's deadline passes.
-      call.on('cancelled', abort.onCancel);
-      if (call.cancelled) abort.onCancel();
-      request.signal = abort;
+      signal = new CallSignal(call);
+      request.signal = signal;
       response = encodeInferResponse(await model.infer(request), request, shm);
     } catch (err) {
       error = this.#serviceError(err);
     } finally {
-      if (abort !== undefined) call.removeListener('cancelled', abort.onCancel);
+      signal?.answered();
       shm?.release();
     }
     if (response !== undefined) callback(null, response);
@@ -384,21 +381,21 @@ export class GrpcServer {
     call.on('cancelled', () => {
       // One reason for all: a stream may hold tens of thousands of queued requests.
       const reason = cancelledError();
-      for (const ac of stream.inflight) ac.abort(reason);
+      for (const source of stream.inflight) source.abort(reason);
     });
     call.on('error', (err) => this.#opts.logger?.warn(`ModelStreamInfer stream error: ${err.message}`));
   }
 
   async #streamRequest(stream: OpenStream, msg: ModelInferRequestMsg): Promise<void> {
     const { call, inflight } = stream;
-    const ac = new AbortController();
-    inflight.add(ac);
+    const cancel = new CancelSource();
+    inflight.add(cancel);
     const shm = this.#opts.shm?.session();
     try {
       const model = this.#service.resolve(msg.model_name, versionOf(msg.model_version));
       const contract = model.contract;
       const { request, enableEmptyFinalResponse } = decodeInferRequest(msg, contract, shm);
-      request.signal = ac.signal;
+      request.signal = cancel;
       let sentFinal = false;
       for await (const result of model.inferStream(request)) {
         if (call.cancelled) break;
@@ -421,23 +418,61 @@ export class GrpcServer {
       if (!(err instanceof StubhostError)) this.#serviceError(err);
       await writeStream(call, { error_message: e.message, infer_response: responseHeader(msg, msg.model_version) });
     } finally {
-      inflight.delete(ac);
+      inflight.delete(cancel);
       shm?.release();
       stream.endIfDone();
     }
   }
 }
 
-/** A ModelInfer call's controller, with the listener that aborts it when the client cancels (one object and one closure per call). */
-/** A unary call's cancellation: a CancelSource (no AbortController per call), aborted when the call is. */
-class CallAbort extends CancelSource {
-  readonly onCancel = (): void => this.abort(cancelledError());
+/**
+ * A ModelInfer call's cancellation (the request's signal): aborted when the client cancels or its
+ * deadline passes. It listens to the call only once something listens to it: a request answered
+ * before anything waits on it (refused, or answered without a stub) costs no listener.
+ */
+export class CallSignal extends CancelSource {
+  /** The call, until the request is answered. */
+  #call: grpc.ServerUnaryCall<ModelInferRequestMsg, ModelInferResponseMsg> | undefined;
+  #listening = false;
+
+  constructor(call: grpc.ServerUnaryCall<ModelInferRequestMsg, ModelInferResponseMsg>) {
+    super();
+    this.#call = call;
+    if (call.cancelled) this.abort(cancelledError());
+  }
+
+  override addEventListener(type: 'abort', listener: CancelListener, options?: { once?: boolean }): void {
+    super.addEventListener(type, listener, options);
+    const call = this.#call;
+    if (this.#listening || call === undefined || this.aborted) return;
+    this.#listening = true;
+    // 'cancelled' also fires when the client's deadline passes, and at the end of every call,
+    // answered or not: #call tells those apart.
+    call.on('cancelled', () => {
+      if (this.#call !== undefined) this.abort(cancelledError());
+    });
+    // Cancelled since it was made: aborted on a later tick, as grpc-js reports it, not inside the
+    // listener's registration (the caller may not be ready for it yet).
+    if (call.cancelled) {
+      process.nextTick(() => {
+        if (this.#call !== undefined) this.abort(cancelledError());
+      });
+    }
+  }
+
+  /**
+   * The request is answered: the call's end no longer cancels it. The listener is left on the
+   * call (dropped with it) rather than taken off: it only returns.
+   */
+  answered(): void {
+    this.#call = undefined;
+  }
 }
 
-/** A ModelStreamInfer call: its requests in flight (their controllers), and whether the client has half-closed. */
+/** A ModelStreamInfer call: its requests in flight (their cancel sources), and whether the client has half-closed. */
 class OpenStream {
   readonly call: grpc.ServerDuplexStream<ModelInferRequestMsg, StreamMsg>;
-  readonly inflight = new Set<AbortController>();
+  readonly inflight = new Set<CancelSource>();
   clientDone = false;
 
   constructor(call: grpc.ServerDuplexStream<ModelInferRequestMsg, StreamMsg>) {
@@ -472,17 +507,38 @@ function refusal(restriction: Restriction): Partial<grpc.StatusObject> {
  * sees it: so the interceptor wraps that object's sendStatus. Other statuses pass unchanged.
  */
 function explainSizeLimit(max: number): grpc.ServerInterceptor {
+  const explained = (status: CallStatus): CallStatus => {
+    if (status.code === grpc.status.RESOURCE_EXHAUSTED && /^Received message (larger than max|that decompresses)/.test(status.details ?? '')) {
+      return { ...status, details: `request message exceeds the gRPC message size limit of ${max} bytes (--grpc-max-message-bytes): ${status.details}; send a smaller request or raise the limit` };
+    }
+    return status;
+  };
+  // One function for every call, not a closure and a bound method per call: it calls the
+  // sendStatus of the call's class, taken from the first call.
+  let callClass: object | undefined;
+  let classSend: SendStatus | undefined;
+  function sendStatus(this: grpc.ServerInterceptingCallInterface, status: CallStatus): void {
+    classSend!.call(this, explained(status));
+  }
   return (_method, call) => {
-    const send = call.sendStatus.bind(call);
-    call.sendStatus = (status) => {
-      if (status.code === grpc.status.RESOURCE_EXHAUSTED && /^Received message (larger than max|that decompresses)/.test(status.details ?? '')) {
-        status = { ...status, details: `request message exceeds the gRPC message size limit of ${max} bytes (--grpc-max-message-bytes): ${status.details}; send a smaller request or raise the limit` };
-      }
-      send(status);
-    };
+    const proto: object | null = Object.getPrototypeOf(call);
+    if (callClass === undefined && proto !== null && Object.hasOwn(proto, 'sendStatus')) {
+      callClass = proto;
+      classSend = (proto as { sendStatus: SendStatus }).sendStatus;
+    }
+    if (proto === callClass && !Object.hasOwn(call, 'sendStatus')) {
+      call.sendStatus = sendStatus;
+    } else {
+      // Not the call class this was written against: wrapped on its own.
+      const send = call.sendStatus.bind(call);
+      call.sendStatus = (status) => send(explained(status));
+    }
     return call as grpc.ServerInterceptingCall; // the same object, as grpc-js chains them
   };
 }
+
+type CallStatus = Parameters<grpc.ServerInterceptingCallInterface['sendStatus']>[0];
+type SendStatus = (this: grpc.ServerInterceptingCallInterface, status: CallStatus) => void;
 
 /** Writes one message, waiting for 'drain' when grpc-js's buffer is full (or the call goes away). */
 function writeStream(call: grpc.ServerDuplexStream<unknown, StreamMsg>, msg: StreamMsg): Promise<void> {
