@@ -507,17 +507,38 @@ function refusal(restriction: Restriction): Partial<grpc.StatusObject> {
  * sees it: so the interceptor wraps that object's sendStatus. Other statuses pass unchanged.
  */
 function explainSizeLimit(max: number): grpc.ServerInterceptor {
+  const explained = (status: CallStatus): CallStatus => {
+    if (status.code === grpc.status.RESOURCE_EXHAUSTED && /^Received message (larger than max|that decompresses)/.test(status.details ?? '')) {
+      return { ...status, details: `request message exceeds the gRPC message size limit of ${max} bytes (--grpc-max-message-bytes): ${status.details}; send a smaller request or raise the limit` };
+    }
+    return status;
+  };
+  // One function for every call, not a closure and a bound method per call: it calls the
+  // sendStatus of the call's class, taken from the first call.
+  let callClass: object | undefined;
+  let classSend: SendStatus | undefined;
+  function sendStatus(this: grpc.ServerInterceptingCallInterface, status: CallStatus): void {
+    classSend!.call(this, explained(status));
+  }
   return (_method, call) => {
-    const send = call.sendStatus.bind(call);
-    call.sendStatus = (status) => {
-      if (status.code === grpc.status.RESOURCE_EXHAUSTED && /^Received message (larger than max|that decompresses)/.test(status.details ?? '')) {
-        status = { ...status, details: `request message exceeds the gRPC message size limit of ${max} bytes (--grpc-max-message-bytes): ${status.details}; send a smaller request or raise the limit` };
-      }
-      send(status);
-    };
+    const proto: object | null = Object.getPrototypeOf(call);
+    if (callClass === undefined && proto !== null && Object.hasOwn(proto, 'sendStatus')) {
+      callClass = proto;
+      classSend = (proto as { sendStatus: SendStatus }).sendStatus;
+    }
+    if (proto === callClass && !Object.hasOwn(call, 'sendStatus')) {
+      call.sendStatus = sendStatus;
+    } else {
+      // Not the call class this was written against: wrapped on its own.
+      const send = call.sendStatus.bind(call);
+      call.sendStatus = (status) => send(explained(status));
+    }
     return call as grpc.ServerInterceptingCall; // the same object, as grpc-js chains them
   };
 }
+
+type CallStatus = Parameters<grpc.ServerInterceptingCallInterface['sendStatus']>[0];
+type SendStatus = (this: grpc.ServerInterceptingCallInterface, status: CallStatus) => void;
 
 /** Writes one message, waiting for 'drain' when grpc-js's buffer is full (or the call goes away). */
 function writeStream(call: grpc.ServerDuplexStream<unknown, StreamMsg>, msg: StreamMsg): Promise<void> {
