@@ -24,9 +24,9 @@ import { StubhostError } from '../errors.js';
 import { stacklessError } from '../errors.js';
 import type { ExecOutcome, ExecutionTarget, Job, JobTiming, SubmittedJob } from '../execution/contract.js';
 import type { CancelSignal } from '../core/cancel-signal.js';
-import { PriorityQueue, type QueuePolicy } from './priority-queue.js';
+import { PriorityQueue, type QueuePolicy, type QueuedSlot } from './priority-queue.js';
 import { MAX_TIMER_MS } from '../core/long-timer.js';
-import { NOT_LISTENING, SchedulerBase, clientCancelled, type SchedulerBaseOptions } from './scheduler-base.js';
+import { NOT_LISTENING, SchedulerBase, clientCancelled, type QueuedWatchOf, type SchedulerBaseOptions, type Unlisten } from './scheduler-base.js';
 
 export { markAnswered } from './scheduler-base.js';
 
@@ -125,11 +125,11 @@ export class Scheduler extends SchedulerBase {
     // The abort listener is only added if the job is still queued after this schedule(): most
     // jobs are dispatched by it at once, and adding and removing a listener costs more than the
     // rest of submit. NOT_LISTENING marks "queued, no listener yet"; unlisten() clears it.
-    if (signal) this.listeners.set(full, NOT_LISTENING);
+    if (signal) full.queueWatch = NOT_LISTENING;
     this.notePending();
     // The same instant as the arrival: one clock read per request fewer.
     this.schedule(now);
-    if (signal && this.listeners.get(full) === NOT_LISTENING) this.watch(full, this.cancelQueued);
+    if (signal && full.queueWatch === NOT_LISTENING) this.watch(full, this.cancelQueued);
   }
 
   /** Tries to dispatch: call when work arrives or an instance frees up. `now`: a clock read just made. */
@@ -287,7 +287,7 @@ export class Scheduler extends SchedulerBase {
  * once only, preserve_ordering); the submitted job's finish gets the result. A class: one object
  * per request, no closure.
  */
-class QueuedJob implements Job {
+class QueuedJob implements Job, QueuedSlot, QueuedWatchOf {
   readonly request: Job['request'];
   readonly batchSize: number;
   readonly shapeKey: string;
@@ -296,6 +296,9 @@ class QueuedJob implements Job {
   /** When its batch went to its instance, and the batch's size (set at dispatch). */
   startedAt = 0;
   ranIn = 0;
+  /** While queued: its queue slot and abort listener (declared so every job has the same shape). */
+  queueSlot: QueuedSlot['queueSlot'] = undefined;
+  queueWatch: Unlisten | undefined = undefined;
 
   constructor(
     private readonly owner: Scheduler,
