@@ -57,8 +57,6 @@ export class Scheduler extends SchedulerBase {
   /** preserve_ordering: outcomes held back until every earlier request has finished. */
   private nextToRelease = 0;
   private readonly held = new Map<number, () => void>();
-  /** Seqs of submitted jobs whose outcome is not yet delivered. */
-  private readonly unsettled = new Set<number>();
   /** Dynamic batching: the preferred batch sizes within max_batch_size, and the size a batch is gathered up to. */
   private readonly preferred: number[];
   private readonly cap: number;
@@ -89,7 +87,6 @@ export class Scheduler extends SchedulerBase {
     const timeoutUs = policy.allowTimeoutOverride && job.timeoutUs > 0 ? job.timeoutUs : policy.defaultTimeoutUs;
     // The one object the scheduler makes per request: queued, then handed to the instance as it is.
     const full = new QueuedJob(this, job, this.seq++, now, timeoutUs > 0 ? now + timeoutUs / 1000 : Infinity, policy.timeoutAction);
-    this.unsettled.add(full.seq);
     if (this.closed) {
       this.settle(full, { error: this.unloading() }, now);
       return;
@@ -250,9 +247,11 @@ export class Scheduler extends SchedulerBase {
 
   /** Delivers a job's outcome once (a second settle of the same job is ignored), in order when preserve_ordering asks. */
   private release(job: Job, outcome: ExecOutcome, timing: JobTiming): void {
+    const queued = job as QueuedJob;
+    if (queued.settled) return;
+    queued.settled = true;
     const seq = job.seq;
-    if (!this.unsettled.delete(seq)) return;
-    const submitted = (job as QueuedJob).submitted;
+    const submitted = queued.submitted;
     if (!this.opts.dynamicBatching?.preserveOrdering) {
       submitted.finish(outcome, timing);
       return;
@@ -296,6 +295,12 @@ class QueuedJob implements Job, QueuedSlot, QueuedWatchOf {
   /** When its batch went to its instance, and the batch's size (set at dispatch). */
   startedAt = 0;
   ranIn = 0;
+  /**
+   * Its outcome was delivered (release ignores a second one). A field, not a Set of unsettled
+   * seqs: that Set's add and delete per request rehashed it every few dozen requests, each new
+   * table allocated in the old generation once the Set's table was there.
+   */
+  settled = false;
   /** While queued: its queue slot and abort listener (declared so every job has the same shape). */
   queueSlot: QueuedSlot['queueSlot'] = undefined;
   queueWatch: Unlisten | undefined = undefined;
