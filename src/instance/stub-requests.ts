@@ -49,7 +49,8 @@ class PendingBatch {
     public startedAt: number,
     /** Writing the inputs into the arena. */
     readonly inputMs: number,
-    readonly streams: StreamSink[] | undefined,
+    /** Decoupled: the requests' sinks (dropped once exec-done is handled). */
+    public streams: StreamSink[] | undefined,
   ) {}
 
   listen(requests: InferRequest[]): void {
@@ -160,6 +161,9 @@ export const RESOLVE: BatchReceiver<(outcomes: ExecOutcome[]) => void> = {
     resolve(outcomes);
   },
 };
+
+/** What an ended stream's entry is left with. */
+const ENDED_SINK: StreamSink = { response() {}, end() {} };
 
 /** A decoupled request whose final flag has not arrived. */
 interface OpenStream {
@@ -302,9 +306,10 @@ export class StubRequests {
       for (const rid of batch.rids) this.endStream(rid, StubhostError.fromBody(err));
     }
     // The batch may outlive its answer (a decoupled stream's entry holds it): it lets go of the
-    // token, which leads to its requests.
+    // token and the sinks, which lead to its requests.
     const token = batch.token;
     batch.token = undefined;
+    batch.streams = undefined;
     batch.receiver.executed(token, outcomes);
   }
 
@@ -377,7 +382,12 @@ export class StubRequests {
     if (!stream) return;
     this.streams.delete(rid);
     stream.batch.streamEnded();
-    stream.sink.end(error);
+    const sink = stream.sink;
+    // The Map's replaced tables may still hold the entry (see BatchList): it lets go of the sink,
+    // which leads to the request's front end.
+    stream.sink = ENDED_SINK;
+    stream.placement = undefined;
+    sink.end(error);
   }
 
   /** The stub's name for errors, bound once: who() builds an object and the label string. */
