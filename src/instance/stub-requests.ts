@@ -34,6 +34,9 @@ class PendingBatch {
    */
   openStreams = 0;
   execDone = false;
+  /** Its neighbours in the stub's BatchList (undefined once out of it). */
+  prev: PendingBatch | undefined = undefined;
+  next: PendingBatch | undefined = undefined;
 
   constructor(
     private readonly owner: StubRequests,
@@ -46,7 +49,8 @@ class PendingBatch {
     public startedAt: number,
     /** Writing the inputs into the arena. */
     readonly inputMs: number,
-    readonly streams: StreamSink[] | undefined,
+    /** Decoupled: the requests' sinks (dropped once exec-done is handled). */
+    public streams: StreamSink[] | undefined,
   ) {}
 
   listen(requests: InferRequest[]): void {
@@ -93,6 +97,56 @@ class PendingBatch {
 const ONCE = { once: true } as const;
 
 /**
+ * The batches sent and not answered, in send order: a list linked through the batches, each
+ * unlinked (its links cleared) when answered. Not a Map keyed by batch number: a Map with an entry
+ * per batch is rehashed every few dozen batches, and once its table is in the old generation
+ * (after any full GC) each table it replaces stays there, still pointing at the batches it held
+ * and through them at their requests, which the scavenger then keeps (and promotes) until the
+ * next full GC. The stub answers in send order, so the batch answered is nearly always the first.
+ */
+class BatchList {
+  first: PendingBatch | undefined = undefined;
+  private last: PendingBatch | undefined = undefined;
+  size = 0;
+
+  add(batch: PendingBatch): void {
+    batch.prev = this.last;
+    if (this.last) this.last.next = batch;
+    else this.first = batch;
+    this.last = batch;
+    this.size++;
+  }
+
+  /** Takes batch `b` out of the list (undefined if it is not in it). */
+  take(b: number): PendingBatch | undefined {
+    let batch = this.first;
+    while (batch !== undefined && batch.b !== b) batch = batch.next;
+    if (batch === undefined) return undefined;
+    const { prev, next } = batch;
+    if (prev) prev.next = next;
+    else this.first = next;
+    if (next) next.prev = prev;
+    else this.last = prev;
+    batch.prev = batch.next = undefined;
+    this.size--;
+    return batch;
+  }
+
+  /** Empties the list: its batches, in send order. */
+  clear(): PendingBatch[] {
+    const all = [...this.values()];
+    for (const batch of all) batch.prev = batch.next = undefined;
+    this.first = this.last = undefined;
+    this.size = 0;
+    return all;
+  }
+
+  *values(): Generator<PendingBatch> {
+    for (let batch = this.first; batch !== undefined; batch = batch.next) yield batch;
+  }
+}
+
+/**
  * Who gets a batch's outcomes, with the token it sent the batch with: called once, as they are
  * read (no promise per batch). The receiver is long-lived (the instance) and the token says
  * which batch, so sending makes no closure.
@@ -107,6 +161,9 @@ export const RESOLVE: BatchReceiver<(outcomes: ExecOutcome[]) => void> = {
     resolve(outcomes);
   },
 };
+
+/** What an ended stream's entry is left with. */
+const ENDED_SINK: StreamSink = { response() {}, end() {} };
 
 /** A decoupled request whose final flag has not arrived. */
 interface OpenStream {
@@ -138,7 +195,7 @@ export interface StubRequestsOptions {
 }
 
 export class StubRequests {
-  private readonly batches = new Map<number, PendingBatch>();
+  private readonly batches = new BatchList();
   private readonly streams = new Map<number, OpenStream>();
   private nextBatch = 1;
   private nextRid = 1;
@@ -201,7 +258,7 @@ export class StubRequests {
     const batch = new PendingBatch(this, b, blocks, rids, placements, sentAt, sentAt - inputStart, sinks);
     batch.receiver = receiver as BatchReceiver<unknown>;
     batch.token = token;
-    this.batches.set(b, batch);
+    this.batches.add(batch);
     if (sinks) {
       batch.openStreams = n;
       for (let i = 0; i < n; i++) {
@@ -222,9 +279,8 @@ export class StubRequests {
   }
 
   onExecDone(b: number, rs: WireResponse[] | undefined, err: ErrorBody | undefined): void {
-    const batch = this.batches.get(b);
+    const batch = this.batches.take(b);
     if (!batch) return;
-    this.batches.delete(b);
     batch.finishedExecute();
     if (batch.stalled) {
       const who = this.who();
@@ -233,12 +289,8 @@ export class StubRequests {
     }
     const outputStart = performance.now();
     // A batch sent ahead waited in the stub until now: its execute (and execute timeout) starts now.
-    if (this.batches.size > 0) {
-      for (const next of this.batches.values()) {
-        next.startedAt = Math.max(next.startedAt, outputStart);
-        break;
-      }
-    }
+    const next = this.batches.first;
+    if (next) next.startedAt = Math.max(next.startedAt, outputStart);
     const n = batch.rids.length;
     const outcomes: ExecOutcome[] = new Array(n);
     for (let i = 0; i < n; i++) {
@@ -253,7 +305,12 @@ export class StubRequests {
       // Execute threw: the decoupled streams of its requests end with that error.
       for (const rid of batch.rids) this.endStream(rid, StubhostError.fromBody(err));
     }
-    batch.receiver.executed(batch.token, outcomes);
+    // The batch may outlive its answer (a decoupled stream's entry holds it): it lets go of the
+    // token and the sinks, which lead to its requests.
+    const token = batch.token;
+    batch.token = undefined;
+    batch.streams = undefined;
+    batch.receiver.executed(token, outcomes);
   }
 
   onStreamResponse(rid: number, r: WireResponse | undefined, final: boolean): void {
@@ -303,8 +360,7 @@ export class StubRequests {
   /** The stub is gone: every batch and stream fails with `error`. */
   failAll(error: StubhostError): void {
     this.setStalled(0);
-    const batches = [...this.batches.values()];
-    this.batches.clear();
+    const batches = this.batches.clear();
     const streams = [...this.streams.values()];
     this.streams.clear();
     for (const batch of batches) batch.unlisten();
@@ -326,7 +382,12 @@ export class StubRequests {
     if (!stream) return;
     this.streams.delete(rid);
     stream.batch.streamEnded();
-    stream.sink.end(error);
+    const sink = stream.sink;
+    // The Map's replaced tables may still hold the entry (see BatchList): it lets go of the sink,
+    // which leads to the request's front end.
+    stream.sink = ENDED_SINK;
+    stream.placement = undefined;
+    sink.end(error);
   }
 
   /** The stub's name for errors, bound once: who() builds an object and the label string. */

@@ -36,6 +36,16 @@ import { Fifo, type FifoEntry } from '../core/fifo.js';
 
 type Slot = FifoEntry<Job>;
 
+/**
+ * A job as the queue holds it: its slot is kept on the job (set by push, cleared when it leaves),
+ * not in a Map keyed by job. A Map with an entry per queued request is rehashed every few dozen
+ * requests, and once its table is in the old generation (after any full GC) each table it
+ * replaces stays there, still pointing at the jobs it held and through them at their requests,
+ * which the scavenger then keeps (and promotes) until the next full GC.
+ */
+export type QueuedSlot = { queueSlot?: Slot | undefined };
+type Held = Job & QueuedSlot;
+
 export interface QueuePolicy {
   timeoutAction: 'REJECT' | 'DELAY';
   defaultTimeoutUs: number;
@@ -62,7 +72,8 @@ export class PriorityQueue {
   private readonly levels: Level[];
   /** Requests promoted by aging, in arrival order; served before every level. */
   private readonly aged = new Fifo<Job>();
-  private readonly slots = new Map<Job, Slot>();
+  /** Jobs queued (main, delayed and aged FIFOs). */
+  private queued = 0;
   /** Min-heap of the finite deadlines of jobs in a main or the aged FIFO; stale entries are skipped. */
   private heap: DeadlineEntry[] = [];
 
@@ -74,7 +85,7 @@ export class PriorityQueue {
   }
 
   get size(): number {
-    return this.slots.size;
+    return this.queued;
   }
 
   policy(level: number): QueuePolicy {
@@ -91,7 +102,8 @@ export class PriorityQueue {
     const level = this.levels[job.level - 1]!;
     if (level.policy.maxQueueSize > 0 && level.count >= level.policy.maxQueueSize) return false;
     level.count++;
-    this.slots.set(job, level.main.push(job));
+    this.queued++;
+    (job as Held).queueSlot = level.main.push(job);
     if (job.deadline !== Infinity) this.heapPush({ at: job.deadline, job });
     return true;
   }
@@ -112,7 +124,7 @@ export class PriorityQueue {
     for (let top = this.liveTop(); top !== undefined && top.at <= now; top = this.liveTop()) {
       this.heapPop();
       const job = top.job;
-      const slot = this.slots.get(job)!;
+      const slot = (job as Held).queueSlot!;
       const level = this.levels[job.level - 1]!;
       if (job.timeoutAction === 'REJECT') {
         this.remove(job);
@@ -164,14 +176,15 @@ export class PriorityQueue {
 
   /** Removes a job (picked for a batch, or cancelled) in O(1). False if it was not queued. */
   remove(job: Job): boolean {
-    const slot = this.slots.get(job);
+    const slot = (job as Held).queueSlot;
     if (slot === undefined) return false;
-    this.slots.delete(job);
+    (job as Held).queueSlot = undefined;
+    this.queued--;
     slot.owner!.delete(slot);
     this.levels[job.level - 1]!.count--;
     // Stale deadline entries are skipped when they reach the top; drop them in bulk when they
     // outnumber the live jobs (cancel storms), so the heap stays within twice the queue.
-    if (this.heap.length > 2 * this.slots.size + 64) this.rebuildHeap();
+    if (this.heap.length > 2 * this.queued + 64) this.rebuildHeap();
     return true;
   }
 
@@ -184,7 +197,8 @@ export class PriorityQueue {
   /** Empties the queue, returning everything that was in it. */
   clear(): Job[] {
     const all = [...this.inOrder()];
-    this.slots.clear();
+    for (const job of all) (job as Held).queueSlot = undefined;
+    this.queued = 0;
     this.aged.clear();
     for (const level of this.levels) {
       level.main.clear();
@@ -217,7 +231,7 @@ export class PriorityQueue {
   }
 
   private isLive(e: DeadlineEntry): boolean {
-    return e.job.deadline === e.at && this.slots.has(e.job);
+    return e.job.deadline === e.at && (e.job as Held).queueSlot !== undefined;
   }
 
   private rebuildHeap(): void {

@@ -34,8 +34,6 @@ export abstract class SchedulerBase implements ModelScheduler {
   private inflightJobs = 0;
   /** Jobs dispatched whose instance waits for rate-limiter resources. */
   private waitingJobs = 0;
-  /** Abort listeners of queued jobs, removed when the job leaves the queue. */
-  protected readonly listeners = new Map<Job, Unlisten>();
   private idleWaiters: (() => void)[] = [];
 
   constructor(private readonly base: SchedulerBaseOptions) {}
@@ -221,21 +219,21 @@ export abstract class SchedulerBase implements ModelScheduler {
     const signal = job.request.signal;
     if (!signal) return;
     if (clientCancelled(signal)) {
-      this.listeners.delete(job);
+      (job as Watched).queueWatch = undefined;
       onCancel(job, signal);
       return;
     }
     // One listener object per queued job (handleEvent), no closures: this runs for every
     // request that waits in the queue.
-    const watch = new QueuedWatch(this.listeners, job, signal, onCancel);
+    const watch = new QueuedWatch(job, signal, onCancel);
     signal.addEventListener('abort', watch, ONCE);
-    this.listeners.set(job, watch);
+    (job as Watched).queueWatch = watch;
   }
 
   protected unlisten(job: Job): void {
-    const watch = this.listeners.get(job);
+    const watch = (job as Watched).queueWatch;
     if (watch) {
-      this.listeners.delete(job);
+      (job as Watched).queueWatch = undefined;
       watch.off();
     }
   }
@@ -295,16 +293,22 @@ class BatchRun implements RunningBatch {
 }
 
 /** Removes a queued job's abort listener. */
-interface Unlisten {
+export interface Unlisten {
   off(): void;
 }
+
+/**
+ * A queued job's abort listener is kept on the job (watch sets it, unlisten clears it), not in a
+ * Map keyed by job: see QueuedSlot in priority-queue.ts for what such a Map does to the scavenger.
+ */
+export type QueuedWatchOf = { queueWatch?: Unlisten | undefined };
+type Watched = Job & QueuedWatchOf;
 
 const ONCE = { once: true } as const;
 
 /** The abort listener of one queued job (an EventTarget handler object): calls `onCancel` when its client cancels. */
 class QueuedWatch implements Unlisten {
   constructor(
-    private readonly listeners: Map<Job, Unlisten>,
     private readonly job: Job,
     private readonly signal: CancelSignal,
     private readonly onCancel: (job: Job, signal: CancelSignal) => void,
@@ -312,7 +316,7 @@ class QueuedWatch implements Unlisten {
 
   handleEvent(): void {
     if (!clientCancelled(this.signal)) return;
-    this.listeners.delete(this.job);
+    (this.job as Watched).queueWatch = undefined;
     this.onCancel(this.job, this.signal);
   }
 

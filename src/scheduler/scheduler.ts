@@ -24,9 +24,9 @@ import { StubhostError } from '../errors.js';
 import { stacklessError } from '../errors.js';
 import type { ExecOutcome, ExecutionTarget, Job, JobTiming, SubmittedJob } from '../execution/contract.js';
 import type { CancelSignal } from '../core/cancel-signal.js';
-import { PriorityQueue, type QueuePolicy } from './priority-queue.js';
+import { PriorityQueue, type QueuePolicy, type QueuedSlot } from './priority-queue.js';
 import { MAX_TIMER_MS } from '../core/long-timer.js';
-import { NOT_LISTENING, SchedulerBase, clientCancelled, type SchedulerBaseOptions } from './scheduler-base.js';
+import { NOT_LISTENING, SchedulerBase, clientCancelled, type QueuedWatchOf, type SchedulerBaseOptions, type Unlisten } from './scheduler-base.js';
 
 export { markAnswered } from './scheduler-base.js';
 
@@ -57,8 +57,6 @@ export class Scheduler extends SchedulerBase {
   /** preserve_ordering: outcomes held back until every earlier request has finished. */
   private nextToRelease = 0;
   private readonly held = new Map<number, () => void>();
-  /** Seqs of submitted jobs whose outcome is not yet delivered. */
-  private readonly unsettled = new Set<number>();
   /** Dynamic batching: the preferred batch sizes within max_batch_size, and the size a batch is gathered up to. */
   private readonly preferred: number[];
   private readonly cap: number;
@@ -89,7 +87,6 @@ export class Scheduler extends SchedulerBase {
     const timeoutUs = policy.allowTimeoutOverride && job.timeoutUs > 0 ? job.timeoutUs : policy.defaultTimeoutUs;
     // The one object the scheduler makes per request: queued, then handed to the instance as it is.
     const full = new QueuedJob(this, job, this.seq++, now, timeoutUs > 0 ? now + timeoutUs / 1000 : Infinity, policy.timeoutAction);
-    this.unsettled.add(full.seq);
     if (this.closed) {
       this.settle(full, { error: this.unloading() }, now);
       return;
@@ -125,11 +122,11 @@ export class Scheduler extends SchedulerBase {
     // The abort listener is only added if the job is still queued after this schedule(): most
     // jobs are dispatched by it at once, and adding and removing a listener costs more than the
     // rest of submit. NOT_LISTENING marks "queued, no listener yet"; unlisten() clears it.
-    if (signal) this.listeners.set(full, NOT_LISTENING);
+    if (signal) full.queueWatch = NOT_LISTENING;
     this.notePending();
     // The same instant as the arrival: one clock read per request fewer.
     this.schedule(now);
-    if (signal && this.listeners.get(full) === NOT_LISTENING) this.watch(full, this.cancelQueued);
+    if (signal && full.queueWatch === NOT_LISTENING) this.watch(full, this.cancelQueued);
   }
 
   /** Tries to dispatch: call when work arrives or an instance frees up. `now`: a clock read just made. */
@@ -250,9 +247,11 @@ export class Scheduler extends SchedulerBase {
 
   /** Delivers a job's outcome once (a second settle of the same job is ignored), in order when preserve_ordering asks. */
   private release(job: Job, outcome: ExecOutcome, timing: JobTiming): void {
+    const queued = job as QueuedJob;
+    if (queued.settled) return;
+    queued.settled = true;
     const seq = job.seq;
-    if (!this.unsettled.delete(seq)) return;
-    const submitted = (job as QueuedJob).submitted;
+    const submitted = queued.submitted;
     if (!this.opts.dynamicBatching?.preserveOrdering) {
       submitted.finish(outcome, timing);
       return;
@@ -287,7 +286,7 @@ export class Scheduler extends SchedulerBase {
  * once only, preserve_ordering); the submitted job's finish gets the result. A class: one object
  * per request, no closure.
  */
-class QueuedJob implements Job {
+class QueuedJob implements Job, QueuedSlot, QueuedWatchOf {
   readonly request: Job['request'];
   readonly batchSize: number;
   readonly shapeKey: string;
@@ -296,6 +295,15 @@ class QueuedJob implements Job {
   /** When its batch went to its instance, and the batch's size (set at dispatch). */
   startedAt = 0;
   ranIn = 0;
+  /**
+   * Its outcome was delivered (release ignores a second one). A field, not a Set of unsettled
+   * seqs: that Set's add and delete per request rehashed it every few dozen requests, each new
+   * table allocated in the old generation once the Set's table was there.
+   */
+  settled = false;
+  /** While queued: its queue slot and abort listener (declared so every job has the same shape). */
+  queueSlot: QueuedSlot['queueSlot'] = undefined;
+  queueWatch: Unlisten | undefined = undefined;
 
   constructor(
     private readonly owner: Scheduler,

@@ -5,7 +5,7 @@
  * (src/core/service.ts). Errors become `{"error": "..."}` with the StubhostError's HTTP status in
  * ./respond.ts and nowhere else.
  */
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import http, { type IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { StubhostError } from '../../errors.js';
 import type { InferenceService } from '../../core/service.js';
@@ -22,26 +22,40 @@ export { GENERATE_NOT_ONE_RESPONSE, HTTP_DECOUPLED_UNSUPPORTED } from './infer.j
 export class HttpServer {
   readonly #opts: HttpServerOptions;
   readonly #maxBody: number;
-  #server: http.Server | undefined;
+  #server: http.Server<typeof IncomingMessage, typeof TrackedResponse> | undefined;
   #closing: Promise<void> | undefined;
-  /** Responses not yet finished, with the controller of the infer they belong to. */
-  readonly #active = new Map<ServerResponse, ClientAbort | undefined>();
+  /**
+   * Responses not yet closed, each in the slot it names (`TrackedResponse.slot`); a closed one's
+   * slot is emptied and reused. Not a Map: a Map of requests in flight is rehashed every few
+   * dozen requests, and a replaced table that V8 has moved to the old generation keeps every
+   * response it held reachable for the scavenger until the next full GC. Under load that
+   * promoted each request's whole object graph (1-2 MB a scavenge at 16 connections).
+   */
+  readonly #active: (TrackedResponse | undefined)[] = [];
+  /** Empty slots of #active, the last emptied on top. */
+  readonly #free: number[] = [];
   /** What every handler is given; one object for the server's life. */
   readonly #context: HttpContext;
   /**
    * The one 'close' listener of every response (`this` is the response): forgets it and, if it
    * was not finished, aborts its infer. Shared, so no closure is made per request.
    */
-  readonly #onResponseClose: (this: ServerResponse) => void;
+  readonly #onResponseClose: (this: TrackedResponse) => void;
 
   constructor(service: InferenceService, opts: HttpServerOptions) {
     this.#opts = opts;
     this.#maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     const active = this.#active;
-    this.#context = { service, opts, maxBody: this.#maxBody, track: (res, abort) => active.set(res, abort) };
-    this.#onResponseClose = function (this: ServerResponse): void {
-      const inflight = active.get(this);
-      active.delete(this);
+    const free = this.#free;
+    this.#context = { service, opts, maxBody: this.#maxBody, track: (res, abort) => ((res as TrackedResponse).inflight = abort) };
+    this.#onResponseClose = function (this: TrackedResponse): void {
+      const inflight = this.inflight;
+      this.inflight = undefined;
+      if (this.slot >= 0) {
+        active[this.slot] = undefined;
+        free.push(this.slot);
+        this.slot = -1;
+      }
       if (inflight !== undefined && !this.writableFinished) {
         inflight.abort(new StubhostError('STUBHOST_CANCELLED', `client disconnected before the response of model '${inflight.model}'`));
       }
@@ -55,6 +69,7 @@ export class HttpServer {
     let headersTimeout = this.#opts.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
     if (requestTimeout > 0 && (headersTimeout === 0 || headersTimeout > requestTimeout)) headersTimeout = requestTimeout;
     const server = http.createServer({
+      ServerResponse: TrackedResponse,
       noDelay: true,
       requestTimeout,
       headersTimeout,
@@ -107,8 +122,9 @@ export class HttpServer {
     this.#closing = new Promise<void>((resolve) => {
       server.close(() => resolve());
       const err = new StubhostError('STUBHOST_CLOSED', 'the HTTP server is shutting down');
-      for (const [res, inflight] of this.#active) {
-        inflight?.abort(err);
+      for (const res of this.#active.slice()) {
+        if (res === undefined) continue;
+        res.inflight?.abort(err);
         sendError(res, err, this.#opts.logger);
       }
       server.closeIdleConnections();
@@ -120,7 +136,9 @@ export class HttpServer {
   }
 
   readonly #onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    this.#active.set(res, undefined);
+    const tracked = res as TrackedResponse;
+    tracked.slot = this.#free.pop() ?? this.#active.length;
+    this.#active[tracked.slot] = tracked;
     res.on('close', this.#onResponseClose); // 'close' comes once
     // #dispatch is not async: the handler's own promise is the only one (an async #dispatch
     // returning it would add another, and the ticks to adopt it).
@@ -159,6 +177,18 @@ export class HttpServer {
     }
     return route.handler(this.#context, req, res, m.params);
   }
+}
+
+/**
+ * The server's responses (createServer's ServerResponse option): each carries its place in
+ * HttpServer's list of open responses and the cancellation of the infer it answers, so that
+ * bookkeeping needs no Map keyed by response.
+ */
+class TrackedResponse extends ServerResponse {
+  /** Its slot in HttpServer's #active; -1 once closed. */
+  slot = -1;
+  /** The infer it answers (ctx.track): aborted if the response closes unfinished or the server closes. */
+  inflight: ClientAbort | undefined = undefined;
 }
 
 /** A request header by name, case-insensitively (Node keeps header names lowercased). */
