@@ -64,7 +64,7 @@ describe('BLS leaves nothing behind', () => {
     expect(await waitFor(async () => (await host.debugStats()).arena.usedBytes === 0 && host.channel.arena.stats.usedBytes === 0, 3000)).toBe(true);
     // A cancelled call's identity job settles a moment after the caller forgot it (isCancelled is polled).
     const sched = (server.core.repository.get('identity') as any).scheduler;
-    const schedHolds = (): number[] => [sched.unsettled.size, sched.listeners.size, sched.held.size];
+    const schedHolds = (): number[] => [sched.unsettledJobs, sched.pending, sched.held.size];
     await waitFor(() => schedHolds().every((n) => n === 0), 3000);
     expect(schedHolds()).toEqual([0, 0, 0]);
     expect(await waitFor(() => stubOf('identity').channel.arena.stats.usedBytes === 0, 3000)).toBe(true);

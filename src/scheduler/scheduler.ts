@@ -57,6 +57,8 @@ export class Scheduler extends SchedulerBase {
   /** preserve_ordering: outcomes held back until every earlier request has finished. */
   private nextToRelease = 0;
   private readonly held = new Map<number, () => void>();
+  /** Submitted jobs whose outcome is not yet delivered (a count, for leak checks and debugging). */
+  private unsettledJobs = 0;
   /** Dynamic batching: the preferred batch sizes within max_batch_size, and the size a batch is gathered up to. */
   private readonly preferred: number[];
   private readonly cap: number;
@@ -87,6 +89,7 @@ export class Scheduler extends SchedulerBase {
     const timeoutUs = policy.allowTimeoutOverride && job.timeoutUs > 0 ? job.timeoutUs : policy.defaultTimeoutUs;
     // The one object the scheduler makes per request: queued, then handed to the instance as it is.
     const full = new QueuedJob(this, job, this.seq++, now, timeoutUs > 0 ? now + timeoutUs / 1000 : Infinity, policy.timeoutAction);
+    this.unsettledJobs++;
     if (this.closed) {
       this.settle(full, { error: this.unloading() }, now);
       return;
@@ -250,6 +253,7 @@ export class Scheduler extends SchedulerBase {
     const queued = job as QueuedJob;
     if (queued.settled) return;
     queued.settled = true;
+    this.unsettledJobs--;
     const seq = job.seq;
     const submitted = queued.submitted;
     if (!this.opts.dynamicBatching?.preserveOrdering) {
