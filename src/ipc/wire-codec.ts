@@ -818,6 +818,9 @@ function readExecDoneTop(): unknown {
   return m;
 }
 
+// readRequests, readResponses and readTensors are one loop over different element readers,
+// written out three times rather than taking the reader as an argument: each call stays direct
+// (inlinable) on the hottest decode of the host and the stub.
 function readRequests(): unknown {
   const n = arrayHeader();
   if (n < 0) return read();
