@@ -55,10 +55,6 @@ export interface ModelStatistics {
 }
 
 /**
- * One model version, resolved once for a request: the contract the front-end validates the
- * request against belongs to the version that runs it, whatever reloads happen in between.
- */
-/**
  * Who gets one request's answer without a promise (ServableModel.inferThen): called once, with
  * the error (anything thrown or failed; `result` undefined) or, `error` undefined, the result.
  * A long-lived object or one per request, its method called directly: no closure is required.
@@ -70,6 +66,10 @@ export interface InferReceiver {
 /** A request's answer without a promise: the error (`result` undefined), or, `error` undefined, the result. */
 export type InferCallback = (error: unknown, result: InferResult | undefined) => void;
 
+/**
+ * One model version, resolved once for a request: the contract the front-end validates the
+ * request against belongs to the version that runs it, whatever reloads happen in between.
+ */
 export interface ResolvedModel {
   readonly contract: ModelIOContract;
   /** One request, one response (non-decoupled models, or decoupled ones that send exactly one). */
