@@ -63,6 +63,11 @@ export interface InferReceiver {
   inferred(error: unknown, result: InferResult | undefined): void;
 }
 
+/** Hands a promised answer to `receiver`: for a path that has only the promise form. */
+export function inferredFrom(answer: Promise<InferResult>, receiver: InferReceiver): void {
+  answer.then((result) => receiver.inferred(undefined, result), (err: unknown) => receiver.inferred(err, undefined));
+}
+
 /** A request's answer without a promise: the error (`result` undefined), or, `error` undefined, the result. */
 export type InferCallback = (error: unknown, result: InferResult | undefined) => void;
 

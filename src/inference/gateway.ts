@@ -7,7 +7,7 @@
  * and classification live here too, once for every protocol.
  */
 import { StubhostError, toStubhostError } from '../errors.js';
-import type { InferCallback, InferReceiver, ModelIOContract, ResolvedModel } from '../core/service.js';
+import { type InferCallback, type InferReceiver, type ModelIOContract, type ResolvedModel, inferredFrom } from '../core/service.js';
 import type { InferRequest, InferResult } from '../core/types.js';
 import type { StreamSink } from '../execution/contract.js';
 import { validateInferInputs, validateRequestedOutputs } from '../core/validate.js';
@@ -102,7 +102,7 @@ export class InferenceGateway {
       return;
     }
     if (!mv.inferThen) {
-      mv.infer(request).then((r) => call.inferred(undefined, r), (err: unknown) => call.inferred(err, undefined));
+      inferredFrom(mv.infer(request), call);
       return;
     }
     try {

@@ -10,7 +10,7 @@ import { markAnswered } from '../scheduler/scheduler.js';
 import type { ExecOutcome, ExecPhases, Job, JobTiming, ModelScheduler, StreamSink, SubmittedJob } from '../execution/contract.js';
 import { AsyncQueue } from '../core/async-queue.js';
 import type { InferRequest, InferResult, TensorValue } from '../core/types.js';
-import type { InferReceiver, ModelIOContract } from '../core/service.js';
+import { type InferReceiver, type ModelIOContract, inferredFrom } from '../core/service.js';
 import { configToJson, inputSpecs, isDecoupled, outputSpecs, validateModelConfig, type ModelConfig } from '../config/load.js';
 import { StubhostError } from '../errors.js';
 import { modelFileOf } from '../config/model-paths.js';
@@ -278,7 +278,7 @@ export class ModelVersion {
    */
   inferThen(request: InferRequest, receiver: InferReceiver): void {
     if (this.decoupled || (this.cacheUse && this.state === 'READY')) {
-      this.infer(request).then((r) => receiver.inferred(undefined, r), (err: unknown) => receiver.inferred(err, undefined));
+      inferredFrom(this.infer(request), receiver);
       return;
     }
     this.submit(request, receiver);
